@@ -1,0 +1,49 @@
+# HQ: `make run` starts everything, `make test` runs the suite. Both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install services lint bench lock audit system-deps clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+.env:
+	cp .env.example .env
+
+install: $(STAMP) .env
+
+## run: set everything up and start the API, the admin, the worker and the scheduler
+run: install
+	$(PY) scripts/run.py
+
+## test: set everything up (PostgreSQL, Redis) and run the suite on 2 cores
+test: install
+	bash scripts/ensure-services.sh
+	$(PY) -m pytest -n 2 -m "not soak" $(PYTEST_ARGS)
+
+services:
+	bash scripts/ensure-services.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+## bench: benchmarks against bare ARQ in the same run (not tests)
+bench: install
+	bash scripts/ensure-services.sh
+	$(PY) bench/run.py
+
+## lock: re-resolve dependencies from pyproject.toml into requirements.lock
+lock:
+	rm -rf /tmp/hq-lock && $(PYTHON) -m venv /tmp/hq-lock
+	/tmp/hq-lock/bin/pip install -q --upgrade pip && /tmp/hq-lock/bin/pip install -q ".[dev]"
+	/tmp/hq-lock/bin/pip freeze --exclude-editable | grep -v '^hq[= @]' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache test-artifacts

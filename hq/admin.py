@@ -1,0 +1,120 @@
+"""Admin pages for tenancy, users, tokens and agents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.http import HttpRequest
+
+from hq import services, tokens
+from hq.models import Agent, Membership, PersonalAccessToken, Plan, User, Workspace
+from hq.scopes import ALL_SCOPES
+
+admin.site.site_header = "HQ ops console"
+admin.site.site_title = "HQ"
+admin.site.index_title = "Jobs, approvals and schedules"
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    ordering = ["email"]
+    list_display = ["email", "display_name", "is_staff", "is_superuser", "is_active", "date_joined"]
+    list_filter = ["is_staff", "is_superuser", "is_active"]
+    search_fields = ["email", "display_name"]
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        ("Profile", {"fields": ("display_name",)}),
+        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "display_name", "password1", "password2")}),)
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ["name", "max_schedules"]
+    search_fields = ["name"]
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "locale", "plan", "created_at"]
+    list_filter = ["plan"]
+    search_fields = ["slug", "name"]
+    inlines = [MembershipInline]
+
+    def save_model(self, request: HttpRequest, obj: Workspace, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change and not obj.agents.filter(is_default=True).exists():
+            services.agent_create_default(workspace=obj)
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "workspace", "role", "created_at"]
+    list_filter = ["role", "workspace"]
+    search_fields = ["user__email", "workspace__slug"]
+    autocomplete_fields = ["user", "workspace"]
+
+
+class TokenForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(s, s) for s in ALL_SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="None ticked: every scope.",
+    )
+
+    class Meta:
+        model = PersonalAccessToken
+        fields = ["user", "workspace", "name", "scopes", "expires_at", "revoked_at"]
+
+
+@admin.register(PersonalAccessToken)
+class TokenAdmin(admin.ModelAdmin):
+    form = TokenForm
+    list_display = ["prefix", "user", "workspace", "name", "created_at", "expires_at", "revoked_at", "last_used_at"]
+    list_filter = ["workspace", "revoked_at"]
+    search_fields = ["prefix", "user__email", "name"]
+    readonly_fields = ["prefix", "token_hash", "created_at", "last_used_at"]
+    autocomplete_fields = ["user", "workspace"]
+    actions = ["revoke"]
+
+    def save_model(self, request: HttpRequest, obj: PersonalAccessToken, form: Any, change: bool) -> None:
+        obj.scopes = services.scopes_validate(form.cleaned_data.get("scopes") or [])
+        if not change:
+            clear = tokens.generate()
+            obj.prefix, obj.token_hash = tokens.display_prefix(clear), tokens.hash_token(clear)
+            super().save_model(request, obj, form, change)
+            self.message_user(
+                request,
+                f"New token (shown once, copy it now): {clear}",
+                level=messages.WARNING,
+            )
+            return
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        count = 0
+        for token in queryset:
+            if token.revoked_at is None:
+                services.token_revoke(token=token)
+                count += 1
+        self.message_user(request, f"Revoked {count} token(s).")
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "backend", "model", "enabled", "is_default"]
+    list_filter = ["backend", "enabled", "is_default", "workspace"]
+    search_fields = ["name", "workspace__slug"]

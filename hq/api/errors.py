@@ -1,0 +1,117 @@
+"""One error envelope for every API error: {"error": {"code", "message", "fields", "detail"}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from hq.errors import HQError
+
+logger = logging.getLogger(__name__)
+
+
+def envelope(code: str, message: str, fields: dict | None = None, detail: dict | None = None) -> dict:
+    """Return the error body every API error shares."""
+    return {"error": {"code": code, "message": message, "fields": fields or {}, "detail": detail or {}}}
+
+
+def _flatten(detail: Any) -> dict[str, list[str]] | list[str]:
+    """Turn DRF's nested error detail into {field: [messages]} (nested keys joined with dots)."""
+    if isinstance(detail, dict):
+        out: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            flat = _flatten(value)
+            if isinstance(flat, dict):
+                for sub, msgs in flat.items():
+                    out[f"{key}.{sub}"] = msgs
+            else:
+                out[str(key)] = flat
+        return out
+    if isinstance(detail, list):
+        msgs: list[str] = []
+        nested: dict[str, list[str]] = {}
+        for i, item in enumerate(detail):
+            flat = _flatten(item)
+            if isinstance(flat, dict):
+                for sub, m in flat.items():
+                    nested[f"{i}.{sub}"] = m
+            else:
+                msgs.extend(flat)
+        return nested or msgs
+    return [str(detail)]
+
+
+def _validation_body(detail: Any) -> dict:
+    flat = _flatten(detail)
+    if isinstance(flat, list):
+        return envelope("invalid", "; ".join(flat) or "The request is invalid.", {"non_field_errors": flat})
+    first = next(iter(flat.items()), None)
+    message = f"{first[0]}: {first[1][0]}" if first and first[1] else "The request is invalid."
+    return envelope("invalid", f"Invalid input. {message}", flat)
+
+
+_DRF_CODES = {
+    drf.ParseError: ("malformed_json", 400),
+    drf.NotAuthenticated: ("unauthenticated", 401),
+    drf.AuthenticationFailed: ("unauthenticated", 401),
+    drf.PermissionDenied: ("forbidden", 403),
+    drf.NotFound: ("not_found", 404),
+    drf.MethodNotAllowed: ("method_not_allowed", 405),
+    drf.NotAcceptable: ("not_acceptable", 406),
+    drf.UnsupportedMediaType: ("unsupported_media_type", 415),
+    drf.Throttled: ("throttled", 429),
+}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Map HQ, DRF and Django errors to the envelope; anything else stays a 500 (logged)."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, HQError):
+        status, body = exc.status_code, envelope(exc.code, exc.message, exc.fields, exc.detail)
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="hq"'
+        retry_after = exc.detail.get("retry_after_s") if exc.detail else None
+        if retry_after:
+            headers["Retry-After"] = str(int(retry_after))
+    elif isinstance(exc, drf.ValidationError):
+        status, body = 400, _validation_body(exc.detail)
+    elif isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        status, body = 400, _validation_body(detail)
+    elif isinstance(exc, Http404):
+        status, body = 404, envelope("not_found", "Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        status, body = 403, envelope("forbidden", "You may not do this.")
+    elif isinstance(exc, RequestDataTooBig):
+        status, body = 413, envelope("payload_too_large", "The request body is too large.")
+    elif isinstance(exc, drf.APIException):
+        code, status = next(
+            ((c, s) for cls, (c, s) in _DRF_CODES.items() if isinstance(exc, cls)),
+            (exc.default_code, exc.status_code),
+        )
+        message = str(exc.detail) if not isinstance(exc.detail, dict | list) else "Request refused."
+        if code == "malformed_json":
+            message = f"The body is not valid JSON: {exc.detail}"
+        body = envelope(code, message)
+        if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
+            headers["WWW-Authenticate"] = 'Bearer realm="hq"'
+        if isinstance(exc, drf.Throttled) and exc.wait:
+            headers["Retry-After"] = str(int(exc.wait) + 1)
+            body["error"]["detail"] = {"retry_after_s": int(exc.wait) + 1}
+    else:
+        return None
+    set_rollback()
+    return Response(body, status=status, headers=headers)
+
+
+def json_error(request: HttpRequest, code: str, message: str, status: int) -> JsonResponse:
+    """Return an envelope outside DRF (middleware, Django's 404/500 handlers)."""
+    return JsonResponse(envelope(code, message), status=status)

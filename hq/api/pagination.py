@@ -1,0 +1,78 @@
+"""Limit/offset pagination: {"<plural>": [...], "total", "limit", "offset"}."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework.pagination import BasePagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from hq.errors import ValidationFailed
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+
+
+def parse_page(query: dict[str, Any]) -> tuple[int, int]:
+    """Return (limit, offset) from query parameters; 400 for anything out of range."""
+    fields: dict[str, list[str]] = {}
+    limit, offset = DEFAULT_LIMIT, 0
+    raw_limit, raw_offset = query.get("limit"), query.get("offset")
+    if raw_limit not in (None, ""):
+        try:
+            limit = int(raw_limit)
+            if not 1 <= limit <= MAX_LIMIT:
+                raise ValueError
+        except (TypeError, ValueError):
+            fields["limit"] = [f"Must be an integer from 1 to {MAX_LIMIT}."]
+    if raw_offset not in (None, ""):
+        try:
+            offset = int(raw_offset)
+            if offset < 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            fields["offset"] = ["Must be an integer of 0 or more."]
+    if fields:
+        raise ValidationFailed("Invalid pagination.", fields=fields)
+    return limit, offset
+
+
+class LimitOffset(BasePagination):
+    """DRF pagination class; the view's `results_key` names the list."""
+
+    def paginate_queryset(self, queryset: QuerySet | Sequence, request: Request, view: Any = None) -> list:
+        self.limit, self.offset = parse_page(request.query_params)
+        self.results_key = getattr(view, "results_key", "results")
+        self.total = queryset.count() if isinstance(queryset, QuerySet) else len(queryset)
+        return list(queryset[self.offset : self.offset + self.limit])
+
+    def get_paginated_response(self, data: list) -> Response:
+        return Response(
+            {self.results_key: data, "total": self.total, "limit": self.limit, "offset": self.offset}
+        )
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        return {
+            "type": "object",
+            "required": ["total", "limit", "offset"],
+            "properties": {
+                "total": {"type": "integer", "example": 3},
+                "limit": {"type": "integer", "example": DEFAULT_LIMIT},
+                "offset": {"type": "integer", "example": 0},
+                "results": schema,
+            },
+        }
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict]:
+        return [
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+            },
+            {"name": "offset", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+        ]

@@ -1,0 +1,47 @@
+"""Scope checks: a view names the scope each action or method needs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rest_framework.permissions import BasePermission
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
+from hq.api.auth import Principal
+from hq.errors import Forbidden, MissingScope, Unauthenticated
+
+
+def required_scope(view: Any, method: str) -> str | None:
+    """Return the scope the view needs for this request.
+
+    `required_scopes` maps an action name (viewsets) or an HTTP method to a scope; a plain string
+    applies to every method.
+    """
+    spec = getattr(view, "required_scopes", None)
+    if spec is None or isinstance(spec, str):
+        return spec
+    action = getattr(view, "action", None)
+    if action and action in spec:
+        return spec[action]
+    return spec.get(method.upper())
+
+
+class HasScopes(BasePermission):
+    """401 without a token, then 403 naming the missing scope (before any object lookup)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        principal = request.auth
+        if not isinstance(principal, Principal):
+            raise Unauthenticated()
+        scope = required_scope(view, request.method)
+        if scope and not principal.has_scope(scope):
+            raise MissingScope(scope)
+        return True
+
+
+def require_admin(principal: Principal) -> None:
+    """Refuse a caller who is not an admin of the token's workspace."""
+    if not principal.is_admin:
+        raise Forbidden("Only workspace admins may do this.", code="admin_required")

