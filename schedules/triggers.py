@@ -1,0 +1,943 @@
+"""When does a schedule trigger fire? One pure module, no Django, no I/O.
+
+A trigger is a small dict, either::
+
+    {"kind": "cron", "expr": "0 8 * * MON", "tz": "Europe/Stockholm"}
+    {"kind": "rrule", "expr": "FREQ=MONTHLY;BYDAY=+3TU", "tz": "Europe/Stockholm",
+     "dtstart": "2025-03-16T02:30:00"}
+
+How fire times are computed, and why:
+
+* Recurrence maths happens on *naive local wall-clock time* of the trigger's IANA
+  zone. Cron and RRULE are both defined in wall time ("08:00 every Monday"), and
+  both croniter and dateutil are exact and fast on naive datetimes but have
+  surprising DST behaviour on aware ones (croniter fires a repeated local time
+  twice on a fall-back day).
+* Each local slot is then mapped to one UTC instant by :func:`_wall_to_utc`:
+  a wall time that occurs twice (fall back) fires once, at its *first*
+  occurrence; a wall time that does not exist (spring forward) fires at the
+  first instant after the gap (Stockholm 02:30 on 2025-03-30 -> 03:00 local =
+  01:00Z, not dateutil's ``resolve_imaginary`` 03:30). That mapping is monotone,
+  so "strictly after ``after``" is simply "skip slots that map to <= after";
+  several slots inside one gap collapse into a single fire.
+* Nothing walks minute by minute: croniter jumps field by field, and RRULE
+  evaluation is re-anchored close to ``after`` (:func:`_rebased`) instead of
+  being replayed from ``dtstart`` on every call.
+
+Design choices (documented here because callers and users see them):
+
+* cron: exactly five fields (minute hour day-of-month month day-of-week), with
+  numbers, JAN-DEC / SUN-SAT names, ``*``, ranges ``a-b``, lists and steps
+  ``*/n`` / ``a-b/n``. ``@hourly @daily @midnight @weekly @monthly @yearly
+  @annually`` are accepted and expanded to five fields in the normalised expr.
+  Refused: seconds/year fields, ``@reboot``, the non-standard ``L W # ? H``
+  extensions, reversed ranges (``50-10``) and the ``a/n`` shorthand (it means
+  different things in different crons). An equal range ``5-5`` means 5 (croniter
+  alone would read it as the whole field). Day-of-month and day-of-week combine
+  like Vixie cron: OR when both are restricted, AND when either field starts
+  with ``*``.
+* rrule: ``expr`` is a single RFC 5545 RRULE value; a leading ``RRULE:`` is
+  stripped, anything mentioning DTSTART (use the ``dtstart`` key) and any
+  RDATE/EXDATE/EXRULE line is refused. ``dtstart`` is naive ISO wall time in
+  ``tz`` and is the *anchor* of the rule (dateutil semantics: it is an
+  occurrence only if it matches the rule). UNTIL must be a date-time: a UTC
+  ``...Z`` value is compared as an instant, a floating value is read as wall
+  time in ``tz``; date-only UNTIL and COUNT together with UNTIL are refused.
+  Rules that could fire more often than once a minute (SECONDLY, more than one
+  BYSECOND value) and rules that never produce an occurrence are refused.
+* tz: an IANA name loadable by :mod:`zoneinfo`. Fixed offsets (``UTC+3``,
+  ``+03:00``, ``Etc/GMT-3``, ``EST``...) are refused because they cannot follow
+  daylight-saving changes; ``UTC``, ``Etc/UTC`` and ``GMT`` are fine.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import math
+import re
+import zoneinfo
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from croniter import CroniterBadDateError, CroniterError, croniter
+from dateutil import rrule as du
+
+__all__ = [
+    "TriggerError",
+    "fire_times",
+    "latest_fire_at_or_before",
+    "next_fire_after",
+    "use_pinned_tzdata",
+    "validate_trigger",
+]
+
+
+CRON_EXPR_MAX_LEN = 256
+RRULE_EXPR_MAX_LEN = 1024
+TZ_NAME_MAX_LEN = 64
+RRULE_MAX_COUNT = 10_000
+RRULE_MAX_INTERVAL = 10_000
+CATCH_UP_EXACT_LIMIT = 1000
+
+# Slots skipped inside one call can only come from a repeated (fall-back) hour,
+# i.e. a few hundred at most; the cap turns a logic error into an exception
+# instead of a hang.
+_MAX_SKIPPED_SLOTS = 100_000
+
+
+class TriggerError(ValueError):
+    """A trigger (or an argument about one) is invalid.
+
+    ``field`` names the offending trigger key ("kind", "expr", "tz", "dtstart")
+    so API layers can attach the message to the right input; it is ``None``
+    when the problem is not one key (e.g. a naive ``after``).
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def use_pinned_tzdata() -> None:
+    """Read zone data only from the pinned ``tzdata`` package, never the OS copy.
+
+    Fire times must not change when the host's zoneinfo is older or newer than
+    the version the project pins. Call once at start-up (settings) and in tests;
+    it drops zones cached from the previous search path.
+    """
+    zoneinfo.reset_tzpath(to=[])
+    zoneinfo.ZoneInfo.clear_cache()
+    _load_zone.cache_clear()
+
+
+# --------------------------------------------------------------------------- #
+# Public API
+# --------------------------------------------------------------------------- #
+
+
+def validate_trigger(trigger: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``trigger`` and return a normalised copy.
+
+    The copy has ``kind``, ``expr`` and ``tz`` (plus ``dtstart`` for an rrule
+    that has one) and nothing else. An rrule without ``dtstart`` is valid here
+    because services fill it in at creation time, but it cannot be evaluated.
+    """
+    kind, expr, tz = _required_fields(trigger)
+    _load_zone(tz)
+    if kind == "cron":
+        return {"kind": "cron", "expr": _parse_cron(expr).normalised, "tz": tz}
+    spec = _parse_rrule(expr)
+    result: dict[str, Any] = {"kind": "rrule", "expr": spec.normalised, "tz": tz}
+    dtstart = _parse_dtstart(trigger.get("dtstart"))
+    if dtstart is not None:
+        _check_rrule_fires(_compile_rrule(spec.normalised, dtstart), _load_zone(tz))
+        result["dtstart"] = dtstart.isoformat(timespec="seconds")
+    return result
+
+
+def next_fire_after(trigger: Mapping[str, Any], after: datetime) -> datetime | None:
+    """The first fire strictly after ``after``, as an aware UTC datetime.
+
+    ``None`` when an rrule is exhausted (COUNT/UNTIL) or the next fire would lie
+    beyond what :class:`datetime` can represent.
+    """
+    return _plan(trigger).next_after(_as_utc(after, "after"))
+
+
+def fire_times(trigger: Mapping[str, Any], after: datetime, count: int) -> list[datetime]:
+    """The next ``count`` fires after ``after`` (fewer if the rule runs out)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise TriggerError("count must be a non-negative integer")
+    plan = _plan(trigger)
+    fires: list[datetime] = []
+    cursor = _as_utc(after, "after")
+    while len(fires) < count:
+        nxt = plan.next_after(cursor)
+        if nxt is None:
+            break
+        fires.append(nxt)
+        cursor = nxt
+    return fires
+
+
+def latest_fire_at_or_before(
+    trigger: Mapping[str, Any], before: datetime, not_before: datetime
+) -> tuple[datetime | None, int]:
+    """Catch-up after downtime: the latest fire ``s`` with ``not_before < s <= before``.
+
+    Returns ``(s, skipped)`` where ``skipped`` is the number of other fires in
+    that window (fires in the window minus one), or ``(None, 0)`` if there are
+    none. Work is bounded: fires are counted exactly up to
+    ``CATCH_UP_EXACT_LIMIT``; beyond that ``skipped`` is an *estimate*,
+    extrapolated linearly from the density of the first ``CATCH_UP_EXACT_LIMIT``
+    fires (exact for evenly spaced schedules such as every minute, and always at
+    least ``CATCH_UP_EXACT_LIMIT``).
+    """
+    plan = _plan(trigger)
+    upper = _as_utc(before, "before")
+    lower = _as_utc(not_before, "not_before")
+    if upper <= lower:
+        return None, 0
+    latest = plan.latest_in(lower, upper)
+    if latest is None:
+        return None, 0
+    return latest, plan.count_in(lower, latest) - 1
+
+
+# --------------------------------------------------------------------------- #
+# Trigger fields
+# --------------------------------------------------------------------------- #
+
+
+def _required_fields(trigger: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Pull kind/expr/tz out of ``trigger`` with a precise error for each gap."""
+    if not isinstance(trigger, Mapping):
+        raise TriggerError("trigger must be an object with kind, expr and tz")
+    kind = trigger.get("kind")
+    if kind is None:
+        raise TriggerError("kind is required ('cron' or 'rrule')", "kind")
+    if not isinstance(kind, str) or kind.strip().lower() not in ("cron", "rrule"):
+        raise TriggerError(f"unknown trigger kind {kind!r}; expected 'cron' or 'rrule'", "kind")
+    kind = kind.strip().lower()
+    expr = trigger.get("expr")
+    if expr is None:
+        raise TriggerError("expr is required", "expr")
+    if not isinstance(expr, str):
+        raise TriggerError(f"expr must be a string, not {type(expr).__name__}", "expr")
+    if kind == "cron" and trigger.get("dtstart") is not None:
+        raise TriggerError("dtstart only applies to rrule triggers", "dtstart")
+    limit = CRON_EXPR_MAX_LEN if kind == "cron" else RRULE_EXPR_MAX_LEN
+    if len(expr) > limit:
+        raise TriggerError(f"expr is too long ({len(expr)} characters, at most {limit})", "expr")
+    tz = trigger.get("tz")
+    if tz is None:
+        raise TriggerError("tz is required (an IANA time zone such as 'Europe/Stockholm')", "tz")
+    if not isinstance(tz, str):
+        raise TriggerError(f"tz must be a string, not {type(tz).__name__}", "tz")
+    return kind, expr, tz
+
+
+def _as_utc(value: datetime, name: str) -> datetime:
+    """Aware datetime -> the same instant in UTC; naive datetimes are ambiguous."""
+    if not isinstance(value, datetime):
+        raise TriggerError(f"{name} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise TriggerError(f"{name} must be timezone-aware; a naive datetime has no single instant")
+    return value.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- #
+# Time zones
+# --------------------------------------------------------------------------- #
+
+_TZ_NAME = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*\Z")
+# UTC+3, +03:00, GMT-3, Etc/GMT+5, UTC-05:00, GMT0, Etc/GMT-0 ... : all fixed offsets.
+_FIXED_OFFSET = re.compile(r"^(?:Etc/)?(?:UTC|GMT|UCT)?[+-]|^(?:Etc/)?(?:UTC|GMT|UCT)[0-9]|[+-][0-9]|[0-9]:[0-9]", re.I)
+# Legacy IANA zones that are a bare fixed offset although they look like places.
+_FIXED_ABBREVIATIONS = frozenset({"EST", "MST", "HST"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _load_zone(name: str) -> zoneinfo.ZoneInfo:
+    """Load an IANA zone, refusing names that are paths or fixed offsets."""
+    if not name or len(name) > TZ_NAME_MAX_LEN:
+        raise TriggerError("tz must be an IANA time zone name such as 'Europe/Stockholm'", "tz")
+    if _FIXED_OFFSET.search(name) or name in _FIXED_ABBREVIATIONS:
+        raise TriggerError(
+            f"tz {name!r} is a fixed UTC offset; fixed offsets cannot follow daylight-saving "
+            "changes, so use a location such as 'Europe/Stockholm' (or 'UTC')",
+            "tz",
+        )
+    if ".." in name or name.startswith("/") or not _TZ_NAME.match(name):
+        raise TriggerError(f"tz {name!r} is not a valid IANA time zone name", "tz")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise TriggerError(f"unknown time zone {name!r}", "tz") from exc
+
+
+def _wall_to_utc(wall: datetime, zone: zoneinfo.ZoneInfo) -> datetime:
+    """Map a naive local wall time to the single UTC instant it fires at.
+
+    Existing and repeated wall times use ``fold=0``, the first occurrence. A
+    wall time inside a spring-forward gap fires at the end of the gap: the
+    transition instant itself, found by bisecting (whole seconds) between the
+    two PEP 495 readings of the time, which bracket it.
+    """
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if first.astimezone(zone).replace(tzinfo=None) == wall:
+        return first
+    # In a gap fold=0 applies the pre-transition offset (the later instant) and
+    # fold=1 the post-transition offset (the earlier one): the transition T lies
+    # in (earlier, later], and an instant's wall time is past ``wall`` iff >= T.
+    other = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    lo = math.floor(min(first, other).timestamp())
+    hi = math.ceil(max(first, other).timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, zone).replace(tzinfo=None) > wall:
+            hi = mid
+        else:
+            lo = mid
+    return datetime.fromtimestamp(hi, UTC)
+
+
+def _local_wall(instant: datetime, zone: zoneinfo.ZoneInfo) -> datetime:
+    """The naive wall-clock reading of ``instant`` in ``zone`` (fold dropped)."""
+    return instant.astimezone(zone).replace(tzinfo=None, fold=0)
+
+
+# --------------------------------------------------------------------------- #
+# Evaluation plan: local slots + wall->UTC mapping
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated trigger ready to evaluate.
+
+    ``slots_after(wall)`` yields the rule's naive local slots strictly after
+    ``wall`` in increasing order; everything about DST lives in this class.
+    """
+
+    zone: zoneinfo.ZoneInfo
+    slots_after: Callable[[datetime], Iterator[datetime]]
+    until: datetime | None = None  # UTC; fires after it do not happen
+
+    def next_after(self, after: datetime) -> datetime | None:
+        if self.until is not None and after >= self.until:
+            return None
+        try:
+            wall = _local_wall(after, self.zone)
+            # Slots at or before ``wall`` map to instants <= after because the
+            # mapping is monotone; later slots can still map <= after when
+            # ``after`` is in the second pass of a repeated hour.
+            for skipped, slot in enumerate(self.slots_after(wall)):
+                fire = _wall_to_utc(slot, self.zone)
+                if self.until is not None and fire > self.until:
+                    return None
+                if fire > after:
+                    return fire
+                if skipped > _MAX_SKIPPED_SLOTS:
+                    raise RuntimeError(f"no fire found after {after} within {_MAX_SKIPPED_SLOTS} slots")
+        except (OverflowError, ValueError):  # the next fire would be past year 9999
+            return None
+        return None
+
+    def latest_in(self, lower: datetime, upper: datetime) -> datetime | None:
+        """Latest fire in (lower, upper], scanning forward over a growing trailing window."""
+        span = timedelta(minutes=2)
+        while True:
+            start = max(lower, upper - span)
+            latest = None
+            cursor = start
+            while (nxt := self.next_after(cursor)) is not None and nxt <= upper:
+                latest = cursor = nxt
+            if latest is not None or start == lower:
+                return latest
+            span *= 2
+
+    def count_in(self, lower: datetime, last: datetime) -> int:
+        """Number of fires in (lower, last] where ``last`` is a fire; estimated past the limit."""
+        cursor = lower
+        for seen in range(1, CATCH_UP_EXACT_LIMIT + 1):
+            nxt = self.next_after(cursor)
+            if nxt is None or nxt >= last:
+                return seen
+            cursor = nxt
+        density = CATCH_UP_EXACT_LIMIT / ((cursor - lower) / timedelta(seconds=1))
+        estimate = round(density * ((last - lower) / timedelta(seconds=1)))
+        return max(estimate, CATCH_UP_EXACT_LIMIT + 1)
+
+
+def _plan(trigger: Mapping[str, Any]) -> _Plan:
+    kind, expr, tz = _required_fields(trigger)
+    zone = _load_zone(tz)
+    if kind == "cron":
+        cron = _parse_cron(expr)
+        return _Plan(zone, cron.slots_after)
+    spec = _parse_rrule(expr)
+    dtstart = _parse_dtstart(trigger.get("dtstart"))
+    if dtstart is None:
+        raise TriggerError("an rrule trigger needs dtstart to be evaluated", "dtstart")
+    compiled = _compile_rrule(spec.normalised, dtstart)
+    until = _check_rrule_fires(compiled, zone)
+    return _Plan(zone, compiled.slots_after, until)
+
+
+# --------------------------------------------------------------------------- #
+# Cron
+# --------------------------------------------------------------------------- #
+
+_CRON_MACROS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+_CRON_CHARS = re.compile(r"[0-9A-Za-z*,/\-#? \t]+\Z")
+_CRON_TOKEN = re.compile(
+    r"(?:(?P<star>\*)|(?P<a>[0-9]{1,4}|[A-Z]+)(?:-(?P<b>[0-9]{1,4}|[A-Z]+))?)(?:/(?P<step>[0-9]{1,4}))?\Z"
+)
+_CRON_EXTENSION = re.compile(r"L|LW|W|H|R|[0-9]+[LW]|[LW][0-9]+|L-[0-9]+|H\(.*|R\(.*")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+
+
+@dataclass(frozen=True)
+class _CronField:
+    label: str
+    low: int
+    high: int
+    names: Mapping[str, int]
+
+    @property
+    def size(self) -> int:
+        return 7 if self.label == "day-of-week" else self.high - self.low + 1
+
+
+_CRON_FIELDS = (
+    _CronField("minute", 0, 59, {}),
+    _CronField("hour", 0, 23, {}),
+    _CronField("day-of-month", 1, 31, {}),
+    _CronField("month", 1, 12, {name: i for i, name in enumerate(_MONTHS, start=1)}),
+    _CronField("day-of-week", 0, 7, {name: i for i, name in enumerate(_WEEKDAYS)}),
+)
+
+
+@dataclass(frozen=True)
+class _Cron:
+    """A parsed cron expression.
+
+    ``canonical`` spells every restricted field as an explicit list of numbers,
+    so croniter's own parsing quirks (``5-5`` meaning the whole field, wrapping
+    ranges) never matter; ``day_or`` carries the Vixie day-field rule.
+    ``template`` is parsed once; each evaluation works on a shallow copy (croniter
+    keeps its cursor on the instance, and parsing dominates the cost of a call).
+    """
+
+    normalised: str
+    canonical: str
+    day_or: bool
+    template: croniter = dataclasses.field(compare=False, repr=False)
+
+    def slots_after(self, wall: datetime) -> Iterator[datetime]:
+        # croniter is only ever given naive wall time: on aware datetimes it
+        # fires a repeated local time twice.
+        it = copy.copy(self.template)
+        it.set_current(wall, force=True)
+        while True:
+            try:
+                yield it.get_next(datetime)
+            except CroniterBadDateError:
+                return
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cron(expr: str) -> _Cron:
+    text = expr.strip()
+    if not text:
+        raise TriggerError("cron expression is empty", "expr")
+    if text.startswith("@"):
+        text = _expand_cron_macro(text)
+    if not _CRON_CHARS.match(text):
+        bad = next(ch for ch in text if not _CRON_CHARS.match(ch))
+        raise TriggerError(f"cron expression contains unsupported character {bad!r}", "expr")
+    fields = text.upper().split()
+    if len(fields) != 5:
+        raise TriggerError(
+            f"cron expression needs exactly 5 fields (minute hour day-of-month month day-of-week), "
+            f"got {len(fields)}; seconds and year fields are not supported",
+            "expr",
+        )
+    values = [_expand_cron_field(raw, spec) for raw, spec in zip(fields, _CRON_FIELDS, strict=True)]
+    canonical = " ".join("*" if f == "*" else ",".join(map(str, v)) for f, v in zip(fields, values, strict=True))
+    # Vixie cron: a day field starting with '*' is unrestricted, and the two day
+    # fields are OR-ed only when both are restricted.
+    day_or = not (fields[2].startswith("*") or fields[4].startswith("*"))
+    try:
+        template = croniter(canonical, datetime(2000, 1, 1), day_or=day_or)
+    except (CroniterError, ValueError) as exc:
+        raise TriggerError(f"cron expression {' '.join(fields)!r} is not valid: {exc}", "expr") from exc
+    cron = _Cron(" ".join(fields), canonical, day_or, template)
+    _check_cron_fires(cron)
+    return cron
+
+
+def _expand_cron_macro(text: str) -> str:
+    macro = text.lower()
+    if macro in _CRON_MACROS:
+        return _CRON_MACROS[macro]
+    if macro == "@reboot":
+        raise TriggerError("@reboot has no time of day and cannot be scheduled", "expr")
+    accepted = ", ".join(sorted(_CRON_MACROS))
+    raise TriggerError(f"unknown cron macro {text!r}; accepted: {accepted}", "expr")
+
+
+def _expand_cron_field(text: str, field: _CronField) -> list[int]:
+    values: set[int] = set()
+    for token in text.split(","):
+        if not token:
+            raise TriggerError(f"cron {field.label} field {text!r} has an empty list item", "expr")
+        values |= _expand_cron_token(token, field)
+    return sorted(values)
+
+
+def _expand_cron_token(token: str, field: _CronField) -> set[int]:
+    match = _CRON_TOKEN.match(token)
+    if match is None or (match["a"] and match["b"] is None and match["step"]):
+        raise TriggerError(_cron_token_problem(token, field), "expr")
+    is_dow = field.label == "day-of-week"
+    if match["star"]:
+        low, high = field.low, field.low + field.size - 1
+    else:
+        low = _cron_value(match["a"], field)
+        high = _cron_value(match["b"], field) if match["b"] else low
+        if is_dow and match["b"] and high == 0 and low > 0:
+            high = 7  # FRI-SUN: Sunday closes a range as 7
+        if low > high:
+            raise TriggerError(
+                f"cron {field.label} range {token!r} is reversed; wrap-around ranges are not supported, "
+                "use a list such as '22-23,0-2'",
+                "expr",
+            )
+    step = int(match["step"]) if match["step"] else 1
+    if not 1 <= step <= field.size:
+        raise TriggerError(f"cron {field.label} step in {token!r} must be between 1 and {field.size}", "expr")
+    values = range(low, high + 1, step)
+    return {v % 7 for v in values} if is_dow else set(values)
+
+
+def _cron_token_problem(token: str, field: _CronField) -> str:
+    if "#" in token or "?" in token or _CRON_EXTENSION.fullmatch(token):
+        return (
+            f"cron {field.label} field {token!r} uses a non-standard extension (L, W, #, ?, H); "
+            "only numbers, names, '*', ranges, lists and steps are supported"
+        )
+    if re.fullmatch(r"[0-9A-Z]+/[0-9]+", token):
+        return (
+            f"cron {field.label} field {token!r}: 'start/step' means different things in different crons; "
+            f"write a range with a step such as '{token.split('/')[0]}-{field.high}/{token.split('/')[1]}'"
+        )
+    return f"cron {field.label} field {token!r} is not valid cron syntax"
+
+
+def _cron_value(raw: str, field: _CronField) -> int:
+    if raw.isdigit():
+        value = int(raw)
+    elif raw in field.names:
+        value = field.names[raw]
+    elif _CRON_EXTENSION.fullmatch(raw):
+        raise TriggerError(_cron_token_problem(raw, field), "expr")
+    else:
+        raise TriggerError(f"unknown name {raw!r} in cron {field.label} field", "expr")
+    if not field.low <= value <= field.high:
+        raise TriggerError(
+            f"cron {field.label} value {value} is out of range {field.low}-{field.high}",
+            "expr",
+        )
+    return value
+
+
+def _check_cron_fires(cron: _Cron) -> None:
+    """Let croniter validate the canonical form and prove the expression ever fires."""
+    try:
+        next(cron.slots_after(datetime(2000, 1, 1)))
+    except StopIteration:
+        raise TriggerError(f"cron expression {cron.normalised!r} never matches a real date", "expr") from None
+    except (CroniterError, ValueError) as exc:
+        raise TriggerError(f"cron expression {cron.normalised!r} is not valid: {exc}", "expr") from exc
+
+
+# --------------------------------------------------------------------------- #
+# RRULE
+# --------------------------------------------------------------------------- #
+
+_FREQS = {
+    "YEARLY": du.YEARLY,
+    "MONTHLY": du.MONTHLY,
+    "WEEKLY": du.WEEKLY,
+    "DAILY": du.DAILY,
+    "HOURLY": du.HOURLY,
+    "MINUTELY": du.MINUTELY,
+}
+_RRULE_PART_ORDER = (
+    "FREQ",
+    "INTERVAL",
+    "COUNT",
+    "UNTIL",
+    "BYMONTH",
+    "BYWEEKNO",
+    "BYYEARDAY",
+    "BYMONTHDAY",
+    "BYDAY",
+    "BYHOUR",
+    "BYMINUTE",
+    "BYSECOND",
+    "BYSETPOS",
+    "WKST",
+)
+# name -> (smallest magnitude, largest magnitude, negative values allowed)
+_RRULE_INT_LISTS = {
+    "BYSECOND": (0, 59, False),
+    "BYMINUTE": (0, 59, False),
+    "BYHOUR": (0, 23, False),
+    "BYMONTHDAY": (1, 31, True),
+    "BYYEARDAY": (1, 366, True),
+    "BYWEEKNO": (1, 53, True),
+    "BYMONTH": (1, 12, False),
+    "BYSETPOS": (1, 366, True),
+}
+_RRULE_VALUE = re.compile(r"[A-Z0-9,+\-]+\Z")
+_BYDAY_ITEM = re.compile(r"([+-]?[0-9]{1,2})?(MO|TU|WE|TH|FR|SA|SU)\Z")
+_UNTIL_VALUE = re.compile(r"([0-9]{8}T[0-9]{6})(Z?)\Z")
+# FREQ units in one 400-year Gregorian cycle, after which weekdays and leap
+# days repeat exactly (146097 days is a whole number of weeks).
+_UNITS_PER_400_YEARS = {
+    du.YEARLY: 400,
+    du.MONTHLY: 4800,
+    du.WEEKLY: 20871,
+    du.DAILY: 146097,
+    du.HOURLY: 146097 * 24,
+    du.MINUTELY: 146097 * 24 * 60,
+}
+_PROBE_HORIZON_YEAR = 9990
+_FREQ_UNIT = {
+    du.WEEKLY: timedelta(weeks=1),
+    du.DAILY: timedelta(days=1),
+    du.HOURLY: timedelta(hours=1),
+    du.MINUTELY: timedelta(minutes=1),
+}
+
+
+@dataclass(frozen=True)
+class _RRuleSpec:
+    """A syntactically valid RRULE, independent of dtstart and tz."""
+
+    normalised: str
+    parts: tuple[tuple[str, str], ...]
+    freq: int
+    interval: int
+    count: int | None
+    until: datetime | None
+    until_is_utc: bool
+
+    def dateutil_text(self, without: tuple[str, ...] = ("UNTIL",)) -> str:
+        """The rule for rrulestr: UNTIL is applied by us in UTC, WKST is pinned.
+
+        dateutil's default WKST is ``calendar.firstweekday()``, process-global
+        state; RFC 5545 says MO.
+        """
+        parts = [f"{k}={v}" for k, v in self.parts if k not in without]
+        if "WKST" not in dict(self.parts):
+            parts.append("WKST=MO")
+        return ";".join(parts)
+
+    def until_utc(self, zone: zoneinfo.ZoneInfo) -> datetime | None:
+        if self.until is None:
+            return None
+        if self.until_is_utc:
+            return self.until.replace(tzinfo=UTC)
+        return _wall_to_utc(self.until, zone)
+
+
+@dataclass(frozen=True)
+class _CompiledRRule:
+    """A dateutil rule bound to its dtstart, plus what we proved about it."""
+
+    spec: _RRuleSpec
+    dtstart: datetime
+    rule: du.rrule
+    first: datetime
+    occurrences: tuple[datetime, ...] | None  # materialised COUNT rules
+
+    def slots_after(self, wall: datetime) -> Iterator[datetime]:
+        if self.occurrences is not None:
+            return iter(self.occurrences[bisect_right(self.occurrences, wall) :])
+        return _rebased(self, wall).xafter(wall)
+
+
+def _rrule_error(message: str) -> TriggerError:
+    return TriggerError(message, "expr")
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_rrule(expr: str) -> _RRuleSpec:
+    text = expr.strip().upper()
+    if not text:
+        raise _rrule_error("rrule expression is empty")
+    if "DTSTART" in text:
+        raise _rrule_error("do not put DTSTART inside expr; pass it as the separate dtstart key")
+    if text.startswith("RRULE:"):
+        text = text[len("RRULE:") :]
+    if any(ch in text for ch in ":\r\n"):
+        raise _rrule_error("expr must be a single RRULE value; RDATE, EXDATE, EXRULE and properties are not supported")
+    parts = _split_rrule_parts(text)
+    freq = _rrule_freq(parts)
+    interval = _bounded_int(parts, "INTERVAL", 1, RRULE_MAX_INTERVAL) or 1
+    count = _bounded_int(parts, "COUNT", 1, RRULE_MAX_COUNT)
+    until, until_is_utc = _rrule_until(parts)
+    if count is not None and until is not None:
+        raise _rrule_error("COUNT and UNTIL cannot be used together (RFC 5545)")
+    if "BYSECOND" in parts and "," in parts["BYSECOND"]:
+        # With one BYSECOND value every occurrence has the same second, so two
+        # distinct occurrences are always at least a minute apart.
+        raise _rrule_error("BYSECOND may have only one value: schedules fire at most once a minute")
+    for name, (low, high, signed) in _RRULE_INT_LISTS.items():
+        if name in parts:
+            _check_int_list(name, parts[name], low, high, signed)
+    if "BYDAY" in parts:
+        _check_byday(parts["BYDAY"], freq, "BYWEEKNO" in parts)
+    if "WKST" in parts and parts["WKST"] not in ("MO", "TU", "WE", "TH", "FR", "SA", "SU"):
+        raise _rrule_error(f"WKST must be a weekday code such as MO, got {parts['WKST']!r}")
+    _check_rfc_combinations(parts, freq)
+    ordered = tuple((name, parts[name]) for name in _RRULE_PART_ORDER if name in parts)
+    normalised = ";".join(f"{k}={v}" for k, v in ordered)
+    return _RRuleSpec(normalised, ordered, freq, interval, count, until, until_is_utc)
+
+
+def _split_rrule_parts(text: str) -> dict[str, str]:
+    parts: dict[str, str] = {}
+    for raw in text.split(";"):
+        if not raw.strip():
+            continue
+        name, sep, value = (s.strip() for s in raw.partition("="))
+        if not sep or not name or not value or not _RRULE_VALUE.match(value):
+            raise _rrule_error(f"malformed rrule part {raw.strip()!r}; expected NAME=VALUE")
+        if name not in _RRULE_PART_ORDER:
+            raise _rrule_error(f"unsupported rrule part {name!r}")
+        if name in parts:
+            raise _rrule_error(f"rrule part {name} is given twice")
+        parts[name] = value
+    return parts
+
+
+def _rrule_freq(parts: Mapping[str, str]) -> int:
+    freq = parts.get("FREQ")
+    if freq is None:
+        raise _rrule_error("rrule needs FREQ, e.g. FREQ=WEEKLY")
+    if freq == "SECONDLY":
+        raise _rrule_error("FREQ=SECONDLY is not allowed: schedules fire at most once a minute")
+    if freq not in _FREQS:
+        raise _rrule_error(f"unknown FREQ {freq!r}; expected one of {', '.join(_FREQS)}")
+    return _FREQS[freq]
+
+
+def _bounded_int(parts: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    if name not in parts:
+        return None
+    raw = parts[name]
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise _rrule_error(f"{name} must be an integer between {low} and {high}, got {raw!r}")
+    return int(raw)
+
+
+def _rrule_until(parts: Mapping[str, str]) -> tuple[datetime | None, bool]:
+    raw = parts.get("UNTIL")
+    if raw is None:
+        return None, False
+    match = _UNTIL_VALUE.match(raw)
+    if match is None:
+        raise _rrule_error(
+            f"UNTIL must be a date-time such as 20251231T235959Z (UTC) or 20251231T235959 "
+            f"(wall time in tz), got {raw!r}"
+        )
+    try:
+        until = datetime.strptime(match[1], "%Y%m%dT%H%M%S")
+    except ValueError as exc:
+        raise _rrule_error(f"UNTIL {raw!r} is not a real date-time") from exc
+    return until, bool(match[2])
+
+
+def _check_int_list(name: str, raw: str, low: int, high: int, signed: bool) -> None:
+    for item in raw.split(","):
+        if not re.fullmatch(r"[+-]?[0-9]{1,3}", item):
+            raise _rrule_error(f"{name} values must be integers, got {item!r}")
+        value = int(item)
+        ok = (low <= abs(value) <= high) if signed else (low <= value <= high and item[0] != "-")
+        if not ok or (signed and value == 0):
+            bounds = f"{low}..{high} or -{high}..-{low}" if signed else f"{low}..{high}"
+            raise _rrule_error(f"{name} value {item} is out of range {bounds}")
+
+
+def _check_byday(raw: str, freq: int, has_byweekno: bool) -> None:
+    for item in raw.split(","):
+        match = _BYDAY_ITEM.match(item)
+        if match is None:
+            raise _rrule_error(f"BYDAY item {item!r} is not a weekday such as MO or +3TU")
+        if match[1] is None:
+            continue
+        n = int(match[1])
+        if n == 0 or abs(n) > 53:
+            raise _rrule_error(f"BYDAY ordinal in {item!r} must be 1..53 or -53..-1")
+        if freq not in (du.MONTHLY, du.YEARLY) or has_byweekno:
+            raise _rrule_error(f"BYDAY ordinal {item!r} only works with FREQ=MONTHLY or YEARLY (without BYWEEKNO)")
+
+
+def _check_rfc_combinations(parts: Mapping[str, str], freq: int) -> None:
+    name = {v: k for k, v in _FREQS.items()}[freq]
+    if "BYWEEKNO" in parts and freq != du.YEARLY:
+        raise _rrule_error("BYWEEKNO only works with FREQ=YEARLY")
+    if "BYYEARDAY" in parts and freq in (du.MONTHLY, du.WEEKLY, du.DAILY):
+        raise _rrule_error(f"BYYEARDAY cannot be used with FREQ={name}")
+    if "BYMONTHDAY" in parts and freq == du.WEEKLY:
+        raise _rrule_error("BYMONTHDAY cannot be used with FREQ=WEEKLY")
+    if "BYSETPOS" in parts:
+        if freq not in (du.YEARLY, du.MONTHLY, du.WEEKLY):
+            raise _rrule_error("BYSETPOS is only supported with FREQ=YEARLY, MONTHLY or WEEKLY")
+        if not any(k.startswith("BY") and k != "BYSETPOS" for k in parts):
+            raise _rrule_error("BYSETPOS needs another BYxxx part to select from")
+
+
+def _parse_dtstart(value: Any) -> datetime | None:
+    """dtstart is naive ISO wall time in tz (a naive datetime is accepted too)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str) and len(value) <= 64:
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise TriggerError(
+                f"dtstart {value!r} is not an ISO date-time such as 2025-03-16T02:30:00", "dtstart"
+            ) from exc
+    else:
+        raise TriggerError("dtstart must be an ISO date-time string such as 2025-03-16T02:30:00", "dtstart")
+    if parsed.tzinfo is not None:
+        raise TriggerError("dtstart must be naive wall-clock time in tz, without an offset or Z", "dtstart")
+    if parsed.microsecond:
+        raise TriggerError("dtstart must have whole seconds", "dtstart")
+    if not 1900 <= parsed.year <= 2999:
+        raise TriggerError("dtstart must be between the years 1900 and 2999", "dtstart")
+    return parsed.replace(fold=0)
+
+
+@functools.lru_cache(maxsize=512)
+def _compile_rrule(normalised: str, dtstart: datetime) -> _CompiledRRule:
+    """Build the dateutil rule for (expr, dtstart) once and prove it ever fires."""
+    spec = _parse_rrule(normalised)
+    try:
+        rule = du.rrulestr(spec.dateutil_text(), dtstart=dtstart)
+        first = _first_occurrence(spec, rule.replace(count=None), dtstart)
+        occurrences = _materialise(rule) if spec.count is not None else None
+    except TriggerError:
+        raise
+    except (ValueError, TypeError, OverflowError, IndexError) as exc:
+        raise _rrule_error(f"rrule cannot be evaluated: {exc}") from exc
+    if first is None:
+        raise _rrule_error(f"rrule {normalised!r} never produces an occurrence from dtstart {dtstart.isoformat()}")
+    return _CompiledRRule(spec, dtstart, rule, first, occurrences)
+
+
+def _check_rrule_fires(compiled: _CompiledRRule, zone: zoneinfo.ZoneInfo) -> datetime | None:
+    """Refuse an UNTIL before the first occurrence; return UNTIL as a UTC instant."""
+    until = compiled.spec.until_utc(zone)
+    if until is not None and _wall_to_utc(compiled.first, zone) > until:
+        raise _rrule_error(f"UNTIL is before the first occurrence ({compiled.first.isoformat()} local time)")
+    return until
+
+
+def _materialise(rule: du.rrule) -> tuple[datetime, ...]:
+    """All occurrences of a COUNT rule (COUNT is capped, so this is bounded)."""
+    found: list[datetime] = []
+    try:
+        found.extend(rule)
+    except (ValueError, OverflowError):  # ran into year 9999
+        pass
+    return tuple(found)
+
+
+def _first_occurrence(spec: _RRuleSpec, rule: du.rrule, dtstart: datetime) -> datetime | None:
+    """First occurrence of an unbounded rule, or None if it never fires.
+
+    dateutil only stops searching at year 9999, so a rule like 30 February would
+    spin for seconds. Instead: occurrences repeat exactly every
+    lcm(INTERVAL, one 400-year cycle) FREQ units, so a rule fires at all iff it
+    fires within one such period; we search the *last* whole period before
+    year 9999, which bounds the work, and only then look for the real first
+    occurrence from dtstart, which is now known to exist.
+    """
+    if not _day_filters_satisfiable(spec):
+        return None
+    cycle = _UNITS_PER_400_YEARS[spec.freq]
+    gcd = math.gcd(spec.interval, cycle)
+    period_units = cycle * spec.interval // gcd
+    period_years = 400 * spec.interval // gcd
+    periods = max((_PROBE_HORIZON_YEAR - dtstart.year) // period_years - 1, 0)
+    probe_start = _advance(dtstart, spec.freq, periods * period_units)
+    found = _first_or_none(rule if periods == 0 else rule.replace(dtstart=probe_start))
+    if found is None or periods == 0:
+        return found
+    return _first_or_none(rule)
+
+
+def _day_filters_satisfiable(spec: _RRuleSpec) -> bool:
+    """Fast path for impossible dates (BYMONTH=2;BYMONTHDAY=30) in sub-weekly rules.
+
+    For WEEKLY..MINUTELY the day-level parts mean the same thing in a YEARLY
+    rule, which covers a 400-year cycle in 400 steps instead of ~146,000 days.
+    """
+    day_parts = ("BYMONTH", "BYMONTHDAY", "BYYEARDAY", "BYDAY")
+    parts = dict(spec.parts)
+    if spec.freq in (du.YEARLY, du.MONTHLY) or not any(p in parts for p in day_parts[1:]):
+        return True
+    probe = ["FREQ=YEARLY", "BYHOUR=0", "BYMINUTE=0", "BYSECOND=0"]
+    text = ";".join(probe + [f"{p}={parts[p]}" for p in day_parts if p in parts])
+    return _first_or_none(du.rrulestr(text, dtstart=datetime(_PROBE_HORIZON_YEAR - 400, 1, 1))) is not None
+
+
+def _first_or_none(rule: du.rrule) -> datetime | None:
+    try:
+        return next(iter(rule), None)
+    except (ValueError, OverflowError):  # dateutil stepping past year 9999
+        return None
+
+
+def _advance(start: datetime, freq: int, units: int) -> datetime:
+    """``start`` moved by ``units`` FREQ units in wall time (may raise ValueError on e.g. 31 April)."""
+    if freq == du.YEARLY:
+        return start.replace(year=start.year + units)
+    if freq == du.MONTHLY:
+        years, month0 = divmod(start.month - 1 + units, 12)
+        return start.replace(year=start.year + years, month=month0 + 1)
+    return start + _FREQ_UNIT[freq] * units
+
+
+def _units_between(freq: int, start: datetime, end: datetime) -> int:
+    """FREQ units from ``start`` to ``end``; may overcount by one for YEARLY/MONTHLY."""
+    if freq == du.YEARLY:
+        return end.year - start.year
+    if freq == du.MONTHLY:
+        return (end.year - start.year) * 12 + end.month - start.month
+    return (end - start) // _FREQ_UNIT[freq]
+
+
+def _rebased(compiled: _CompiledRRule, wall: datetime) -> du.rrule:
+    """An equivalent rule anchored shortly before ``wall``, so dateutil need not replay from dtstart.
+
+    A new dtstart a whole number of INTERVAL steps after the original sits on the
+    same lattice of periods and keeps every value dateutil derives from dtstart
+    (weekday, day of month, month, time of day, hour/minute residues), so it
+    yields exactly the original occurrences from that point on. Only valid
+    without COUNT, which counts from the original dtstart. For YEARLY/MONTHLY we
+    step back until the day exists in that month (31st, 29 February).
+    """
+    spec, dtstart = compiled.spec, compiled.dtstart
+    steps = _units_between(spec.freq, dtstart, wall) // spec.interval - 1
+    for k in range(steps, max(steps - 400, 0), -1):
+        try:
+            anchor = _advance(dtstart, spec.freq, k * spec.interval)
+        except ValueError:
+            continue
+        return compiled.rule.replace(dtstart=anchor)
+    return compiled.rule
