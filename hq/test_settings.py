@@ -15,6 +15,7 @@ os.environ["REDIS_URL"] = os.environ.get("HQ_TEST_REDIS_BASE", "redis://127.0.0.
 )
 os.environ["HQ_REDIS_PREFIX"] = f"hqtest:{_worker}:"
 os.environ.setdefault("HQ_DB_APPLICATION_NAME", f"hq-test-{_worker}")
+os.environ.setdefault("HQ_PLUGINS", "tests.plugin")
 
 from hq.settings import *  # noqa: E402,F403
 
@@ -22,7 +23,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 HQ_HEARTBEAT_INTERVAL_S = 0.5
 HQ_RELAY_GRACE_S = 1.0
 HQ_RELAY_INTERVAL_S = 0.2
-HQ_WORKER_POLL_S = 0.05
+HQ_WORKER_POLL_S = float(os.environ.get("HQ_TEST_POLL_S", "0.05"))
 HQ_SHUTDOWN_GRACE_S = 2.0
 HQ_THROTTLE_RATE = "100000/min"
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405

@@ -64,8 +64,19 @@ def redis_url(children: list[subprocess.Popen]) -> str:
     if server:
         children.append(
             subprocess.Popen(
-                [server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
-                 "--save", "60 1", "--appendonly", "yes"],
+                [
+                    server,
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--dir",
+                    str(data),
+                    "--save",
+                    "60 1",
+                    "--appendonly",
+                    "yes",
+                ],
                 stdout=subprocess.DEVNULL,
             )
         )

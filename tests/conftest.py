@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -33,3 +40,93 @@ def member(db) -> factories.Caller:
 @pytest.fixture
 def admin(db, member) -> factories.Caller:
     return factories.caller(ws=member.workspace, admin=True)
+
+
+# --- workers ------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_burst(queues: list[str] | None = None, concurrency: int = 20) -> None:
+    """Run a real HQ worker (ARQ underneath) in this process until what is due is done."""
+    from queueapp import store
+    from queueapp.worker import run_process
+
+    asyncio.run(
+        run_process(
+            store=store.for_database(),
+            queues=queues or ["default"],
+            concurrency=concurrency,
+            burst=True,
+            install_signals=False,
+        )
+    )
+
+
+@pytest.fixture
+def burst(transactional_db):
+    """Call to drain the queue with a real worker; needs committed data (transactional_db)."""
+    return run_burst
+
+
+@pytest.fixture
+def worker_env(transactional_db) -> dict[str, str]:
+    """Environment for subprocess workers: this test database, this xdist worker's Redis db."""
+    from django.db import connection
+
+    env = dict(os.environ)
+    s = connection.settings_dict
+    env["DATABASE_URL"] = (
+        f"postgres://{s['USER'] or 'postgres'}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    )
+    env["DJANGO_SETTINGS_MODULE"] = "hq.test_settings"
+    env["PYTEST_XDIST_WORKER"] = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return env
+
+
+class Procs:
+    """Subprocesses started by a test, all stopped at its end."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.procs: list[subprocess.Popen] = []
+
+    def worker(self, *args: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "runworker", *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+
+
+@pytest.fixture
+def procs(worker_env):
+    p = Procs(worker_env)
+    yield p
+    p.stop_all()
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")

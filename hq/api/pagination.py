@@ -50,9 +50,7 @@ class LimitOffset(BasePagination):
         return list(queryset[self.offset : self.offset + self.limit])
 
     def get_paginated_response(self, data: list) -> Response:
-        return Response(
-            {self.results_key: data, "total": self.total, "limit": self.limit, "offset": self.offset}
-        )
+        return Response({self.results_key: data, "total": self.total, "limit": self.limit, "offset": self.offset})
 
     def get_paginated_response_schema(self, schema: dict) -> dict:
         return {

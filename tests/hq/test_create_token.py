@@ -34,8 +34,16 @@ def test_create_token__creates_everything_and_prints_token_last():
 
 def test_create_token__reuses_and_narrows_scopes():
     _run("--email", "a@example.com", "--workspace", "acme")
-    token = _run("--email", "a@example.com", "--workspace", "acme", "--scopes", "queue:read,queue:write",
-                  "--expires-in-days", "3")
+    token = _run(
+        "--email",
+        "a@example.com",
+        "--workspace",
+        "acme",
+        "--scopes",
+        "queue:read,queue:write",
+        "--expires-in-days",
+        "3",
+    )
     assert User.objects.count() == 1 and Workspace.objects.count() == 1
     row = PersonalAccessToken.objects.get(token_hash=hash_token(token))
     assert row.scopes == ["queue:read", "queue:write"]

@@ -11,8 +11,10 @@ from hq.errors import HQError
 
 
 class Command(BaseCommand):
-    help = "Create a personal access token (and the user, workspace and membership when missing). " \
+    help = (
+        "Create a personal access token (and the user, workspace and membership when missing). "
         "The token is the last line of output."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--email", required=True, help="The user's email; created when missing.")

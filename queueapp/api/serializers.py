@@ -1,0 +1,131 @@
+"""Input and output shapes of the queue API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from hq.api.fields import UTCDateTimeField
+from queueapp.models import Job, JobEvent
+
+QUEUE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class JobSubmitIn(serializers.Serializer):
+    function = serializers.CharField(max_length=200, help_text="A registered function (see /v1/queue/functions).")
+    args = serializers.JSONField(required=False, default=dict, help_text="Keyword arguments: a JSON object.")
+    queue = serializers.RegexField(QUEUE_NAME, required=False, help_text="Default: the function's queue.")
+    correlation_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True, default=None)
+    defer_until = UTCDateTimeField(required=False, allow_null=True, default=None)
+    defer_by_seconds = serializers.FloatField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=365 * 86400
+    )
+    max_tries = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=25)
+    timeout_seconds = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=7 * 86400
+    )
+
+    def validate_args(self, value: object) -> object:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
+def _ms(a, b) -> int | None:  # noqa: ANN001
+    return int((b - a).total_seconds() * 1000) if a and b else None
+
+
+class JobOut(serializers.ModelSerializer):
+    id = serializers.UUIDField()
+    owner_id = serializers.UUIDField(allow_null=True)
+    workspace_id = serializers.UUIDField()
+    timeout_seconds = serializers.IntegerField(source="timeout_s")
+    due_at = UTCDateTimeField()
+    created_at = UTCDateTimeField()
+    dispatched_at = UTCDateTimeField(allow_null=True)
+    started_at = UTCDateTimeField(allow_null=True)
+    first_started_at = UTCDateTimeField(allow_null=True)
+    finished_at = UTCDateTimeField(allow_null=True)
+    updated_at = UTCDateTimeField()
+    cancel_requested_at = UTCDateTimeField(allow_null=True)
+    wait_ms = serializers.SerializerMethodField(help_text="Submit (or due time) to first start.")
+    run_ms = serializers.SerializerMethodField(help_text="Latest attempt's start to finish.")
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "workspace_id",
+            "owner_id",
+            "function",
+            "args",
+            "queue",
+            "state",
+            "correlation_id",
+            "idempotency_key",
+            "attempts",
+            "max_tries",
+            "timeout_seconds",
+            "due_at",
+            "result",
+            "error",
+            "cancel_requested_at",
+            "created_at",
+            "dispatched_at",
+            "started_at",
+            "first_started_at",
+            "finished_at",
+            "updated_at",
+            "wait_ms",
+            "run_ms",
+        ]
+
+    def get_wait_ms(self, job: Job) -> int | None:
+        return _ms(max(job.created_at, job.due_at) if job.due_at else job.created_at, job.first_started_at)
+
+    def get_run_ms(self, job: Job) -> int | None:
+        return _ms(job.started_at, job.finished_at)
+
+
+class JobEventOut(serializers.ModelSerializer):
+    at = UTCDateTimeField()
+    actor_id = serializers.UUIDField(allow_null=True)
+
+    class Meta:
+        model = JobEvent
+        fields = ["id", "kind", "from_state", "to_state", "attempt", "actor_id", "detail", "at"]
+
+
+class DepthOut(serializers.Serializer):
+    queue = serializers.CharField()
+    waiting = serializers.IntegerField(help_text="Queued, or deferred and due.")
+    deferred = serializers.IntegerField(help_text="Deferred, not yet due.")
+    running = serializers.IntegerField()
+    awaiting_approval = serializers.IntegerField()
+    oldest_waiting_age_ms = serializers.IntegerField(allow_null=True)
+    paused = serializers.BooleanField()
+
+
+class FunctionOut(serializers.Serializer):
+    name = serializers.CharField()
+    queue = serializers.CharField()
+    requires_approval = serializers.BooleanField()
+    timeout_seconds = serializers.IntegerField(source="timeout_s")
+    max_tries = serializers.IntegerField()
+    description = serializers.CharField()
+
+
+class WorkerOut(serializers.Serializer):
+    id = serializers.CharField()
+    hostname = serializers.CharField()
+    pid = serializers.IntegerField()
+    queues = serializers.ListField(child=serializers.CharField())
+    concurrency = serializers.IntegerField()
+    running = serializers.IntegerField(help_text="This workspace's jobs running on the worker.")
+    started_at = UTCDateTimeField()
+    last_heartbeat_at = UTCDateTimeField()
+
+
+class QueueStateOut(serializers.Serializer):
+    queue = serializers.CharField()
+    paused = serializers.BooleanField()

@@ -1,0 +1,167 @@
+"""The /v1/queue API: thin views over queueapp services and selectors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hq.api.pagination import LimitOffset
+from hq.api.permissions import require_admin
+from hq.errors import ValidationFailed
+from queueapp import registry, selectors, services
+from queueapp.api.filters import JobFilter
+from queueapp.api.serializers import (
+    QUEUE_NAME,
+    DepthOut,
+    FunctionOut,
+    JobEventOut,
+    JobOut,
+    JobSubmitIn,
+    QueueStateOut,
+    WorkerOut,
+)
+
+UUID_RE = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+
+
+def paginate(view: Any, request: Request, rows: Any, serializer: type, key: str) -> Response:
+    paginator = LimitOffset()
+    view.results_key = key
+    page = paginator.paginate_queryset(rows, request, view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Submit, list, inspect, cancel and retry jobs."""
+
+    serializer_class = JobOut
+    filterset_class = JobFilter
+    results_key = "jobs"
+    lookup_url_kwarg = "job_id"
+    lookup_value_regex = UUID_RE
+    required_scopes = {
+        "list": "queue:read",
+        "retrieve": "queue:read",
+        "events": "queue:read",
+        "create": "queue:write",
+        "cancel": "queue:write",
+        "retry": "queue:write",
+    }
+
+    def get_queryset(self):  # noqa: ANN201
+        if getattr(self, "swagger_fake_view", False):
+            return services.Job.objects.none()
+        return selectors.jobs_visible(principal=self.request.auth).order_by("-created_at", "id")
+
+    def get_object(self):  # noqa: ANN201
+        return selectors.job_get(principal=self.request.auth, job_id=self.kwargs["job_id"])
+
+    @extend_schema(
+        request=JobSubmitIn,
+        responses={202: JobOut, 200: OpenApiResponse(JobOut, description="Idempotent replay: the original job.")},
+        examples=[
+            OpenApiExample(
+                "echo",
+                value={"function": "hq.echo", "args": {"hello": "world"}, "correlation_id": "order-42"},
+                request_only=True,
+            )
+        ],
+    )
+    def create(self, request: Request) -> Response:
+        data = JobSubmitIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        job, created = services.job_submit(
+            workspace=request.auth.workspace,
+            owner=request.auth.user,
+            submission=services.Submission(**data.validated_data),
+        )
+        return Response(JobOut(job).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses={200: JobOut})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, job_id: str) -> Response:
+        job = services.job_cancel(job=self.get_object(), actor=request.auth.user)
+        return Response(JobOut(job).data)
+
+    @extend_schema(request=None, responses={200: JobOut})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, job_id: str) -> Response:
+        job = services.job_retry(job=self.get_object(), actor=request.auth.user)
+        return Response(JobOut(job).data)
+
+    @extend_schema(responses={200: JobEventOut(many=True)})
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def events(self, request: Request, job_id: str) -> Response:
+        job = self.get_object()
+        return paginate(self, request, job.events.order_by("at", "id"), JobEventOut, "events")
+
+
+class CorrelationView(APIView):
+    """Every job (that the caller may see) sharing a correlation id."""
+
+    required_scopes = "queue:read"
+
+    @extend_schema(responses={200: JobOut(many=True)}, parameters=None)
+    def get(self, request: Request, correlation_id: str) -> Response:
+        rows = selectors.jobs_visible(principal=request.auth).filter(correlation_id=correlation_id)
+        return paginate(self, request, rows.order_by("created_at", "id"), JobOut, "jobs")
+
+
+class DepthView(APIView):
+    """Per-queue depth for the caller's workspace."""
+
+    required_scopes = "queue:read"
+
+    @extend_schema(responses={200: inline_serializer("Depth", {"queues": DepthOut(many=True)})})
+    def get(self, request: Request) -> Response:
+        return Response({"queues": selectors.queue_depth(workspace_id=request.auth.workspace_id)})
+
+
+class FunctionsView(APIView):
+    """Registered functions, their queue and approval flag."""
+
+    required_scopes = "queue:read"
+
+    @extend_schema(responses={200: inline_serializer("Functions", {"functions": FunctionOut(many=True)})})
+    def get(self, request: Request) -> Response:
+        return Response({"functions": FunctionOut(registry.functions(), many=True).data})
+
+
+class WorkersView(APIView):
+    """Live workers and their heartbeats (admin)."""
+
+    required_scopes = "queue:read"
+
+    @extend_schema(responses={200: inline_serializer("Workers", {"workers": WorkerOut(many=True)})})
+    def get(self, request: Request) -> Response:
+        require_admin(request.auth)
+        running = selectors.running_by_worker(workspace_id=request.auth.workspace_id)
+        workers = list(selectors.workers_live())
+        for w in workers:
+            w.running = running.get(w.id, 0)
+        return Response({"workers": WorkerOut(workers, many=True).data})
+
+
+class QueuePauseView(APIView):
+    """Pause (or resume) a queue for the caller's workspace (admin)."""
+
+    required_scopes = "queue:write"
+    resume = False
+
+    @extend_schema(request=None, responses={200: QueueStateOut})
+    def post(self, request: Request, queue: str) -> Response:
+        require_admin(request.auth)
+        if not re.match(QUEUE_NAME, queue):
+            raise ValidationFailed("Invalid queue name.", fields={"queue": ["Lower-case letters, digits, _ . -"]})
+        if self.resume:
+            services.queue_resume(queue=queue, workspace=request.auth.workspace)
+        else:
+            services.queue_pause(queue=queue, workspace=request.auth.workspace, actor=request.auth.user)
+        return Response({"queue": queue, "paused": not self.resume})

@@ -1,0 +1,173 @@
+"""Jobs and their timelines: PostgreSQL is the record, Redis only the transport."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from hq import clock
+
+
+class JobState(models.TextChoices):
+    """A job's lifecycle; every change is a conditional update plus a JobEvent."""
+
+    #: Waiting to start.
+    QUEUED = "queued", "Queued"
+    #: Waiting for `due_at` (a deferred submit, or a retry's backoff).
+    DEFERRED = "deferred", "Deferred"
+    #: Waiting for a human decision (HITL).
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    #: An attempt is running on a worker.
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    #: Terminal after `max_tries` attempts; `error` keeps the last error.
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    #: A human rejected it, or its approval expired.
+    REJECTED = "rejected", "Rejected"
+
+
+WAITING_STATES = (JobState.QUEUED, JobState.DEFERRED)
+FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED)
+
+
+class Job(models.Model):
+    """One unit of work, run by a registered function on a worker."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey("hq.Workspace", on_delete=models.CASCADE, related_name="jobs")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        help_text="Who submitted it; empty for system jobs (schedule fires, retention).",
+    )
+    function = models.CharField(max_length=200, help_text="Registered function name.")
+    args = models.JSONField(default=dict, blank=True, help_text="Keyword arguments, a JSON object.")
+    queue = models.CharField(max_length=64, default="default")
+    state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.QUEUED)
+    correlation_id = models.CharField(max_length=200, blank=True, default="")
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    idempotency_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts started so far.")
+    max_tries = models.PositiveSmallIntegerField(
+        default=3, help_text="Attempts allowed per run (a retry starts a new run)."
+    )
+    tries_base = models.PositiveIntegerField(default=0, help_text="Attempts made before the current run.")
+    timeout_s = models.PositiveIntegerField(default=300, help_text="Per-attempt time limit, seconds.")
+    retry_backoff_s = models.FloatField(default=2.0, help_text="Base of the exponential backoff, seconds.")
+    due_at = models.DateTimeField(default=clock.now, help_text="Earliest start: submit, defer or retry time.")
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    worker_id = models.CharField(max_length=200, blank=True, default="", help_text="Worker running the attempt.")
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=clock.now)
+    dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last push to Redis; empty means the relay must push it."
+    )
+    started_at = models.DateTimeField(null=True, blank=True, help_text="Start of the latest attempt.")
+    first_started_at = models.DateTimeField(null=True, blank=True, help_text="Start of the first attempt.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["workspace", "state"], name="job_ws_state"),
+            models.Index(fields=["workspace", "owner", "-created_at"], name="job_ws_owner_created"),
+            models.Index(fields=["workspace", "-created_at"], name="job_ws_created"),
+            models.Index(fields=["workspace", "correlation_id"], name="job_ws_corr"),
+            models.Index(fields=["workspace", "function"], name="job_ws_function"),
+            models.Index(fields=["queue", "state", "due_at"], name="job_queue_state_due"),
+            models.Index(fields=["due_at"], name="job_waiting_due", condition=Q(state__in=["queued", "deferred"])),
+            models.Index(fields=["worker_id"], name="job_running_worker", condition=Q(state="running")),
+            models.Index(fields=["finished_at"], name="job_finished"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="uniq_job_idempotency_key",
+            ),
+            models.CheckConstraint(condition=Q(max_tries__gte=1) & Q(max_tries__lte=25), name="job_max_tries_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.function} {self.id} ({self.state})"
+
+    @property
+    def arq_id(self) -> str:
+        """The ARQ job id of the current attempt: `<job id>:<attempt>`."""
+        return f"{self.id}:{self.attempts}"
+
+
+class JobEvent(models.Model):
+    """One entry in a job's timeline."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=40, help_text="What happened: submitted, started, retry_scheduled, ...")
+    from_state = models.CharField(max_length=20, blank=True, default="")
+    to_state = models.CharField(max_length=20, blank=True, default="")
+    attempt = models.PositiveIntegerField(default=0)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [
+            models.Index(fields=["job", "at"], name="jobevent_job_at"),
+            models.Index(fields=["at"], name="jobevent_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.from_state}→{self.to_state}"
+
+
+class QueuePause(models.Model):
+    """A paused queue: jobs are accepted but none start. No workspace means every workspace."""
+
+    queue = models.CharField(max_length=64)
+    workspace = models.ForeignKey("hq.Workspace", null=True, blank=True, on_delete=models.CASCADE)
+    paused_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    paused_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "workspace"], name="uniq_queue_pause"),
+            models.UniqueConstraint(
+                fields=["queue"], condition=Q(workspace__isnull=True), name="uniq_global_queue_pause"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue} paused ({self.workspace or 'all workspaces'})"
+
+
+class Worker(models.Model):
+    """A worker process and its heartbeat."""
+
+    id = models.CharField(primary_key=True, max_length=200, help_text="host:pid:random")
+    hostname = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    concurrency = models.PositiveIntegerField(default=0)
+    running = models.PositiveIntegerField(default=0, help_text="Jobs running at the last heartbeat.")
+    jobs_done = models.PositiveIntegerField(default=0, help_text="Attempts finished since start.")
+    started_at = models.DateTimeField(default=clock.now)
+    last_heartbeat_at = models.DateTimeField(default=clock.now)
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="Clean stop, or declared dead by the reaper.")
+
+    class Meta:
+        ordering = ["-last_heartbeat_at"]
+        indexes = [models.Index(fields=["stopped_at", "last_heartbeat_at"], name="worker_live")]
+
+    def __str__(self) -> str:
+        return self.id

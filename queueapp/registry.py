@@ -1,0 +1,122 @@
+"""Registries that other apps and plugins fill at start-up: job functions and worker side tasks.
+
+`queueapp` knows nothing of schedules or delivery: they join the worker process by registering
+here from their `AppConfig.ready()` (or a plugin's `hq_plugin` module).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+
+@dataclass
+class JobContext:
+    """What a job function receives."""
+
+    job_id: UUID
+    workspace_id: UUID
+    owner_id: UUID | None
+    function: str
+    args: dict[str, Any]
+    attempt: int
+    max_tries: int
+    correlation_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+JobCallable = Callable[[JobContext], Any] | Callable[[JobContext], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class JobFunction:
+    """A registered function and its defaults."""
+
+    name: str
+    fn: JobCallable
+    queue: str = "default"
+    requires_approval: bool = False
+    timeout_s: int = 300
+    max_tries: int = 3
+    retry_backoff_s: float = 2.0
+    approval_ttl_s: int = 24 * 3600
+    internal: bool = False
+    description: str = ""
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+
+_functions: dict[str, JobFunction] = {}
+
+
+def job_function(
+    name: str,
+    *,
+    queue: str = "default",
+    requires_approval: bool = False,
+    timeout: int = 300,
+    max_tries: int = 3,
+    retry_backoff: float = 2.0,
+    approval_ttl: int = 24 * 3600,
+    internal: bool = False,
+) -> Callable[[JobCallable], JobCallable]:
+    """Register a job function under `name`.
+
+    :param requires_approval: every call waits for a human decision (HITL) before it runs.
+    :param timeout: per-attempt limit in seconds.
+    :param max_tries: attempts before the job ends `failed`.
+    :param retry_backoff: base seconds of the exponential backoff between attempts.
+    :param approval_ttl: seconds an approval request stays open before it expires.
+    :param internal: hidden from /functions and refused on submit (engine jobs).
+    """
+
+    def register(fn: JobCallable) -> JobCallable:
+        existing = _functions.get(name)
+        if existing and existing.fn is not fn and getattr(existing.fn, "__qualname__", None) != fn.__qualname__:
+            raise ValueError(f"Job function {name!r} is already registered.")
+        _functions[name] = JobFunction(
+            name=name,
+            fn=fn,
+            queue=queue,
+            requires_approval=requires_approval,
+            timeout_s=timeout,
+            max_tries=max_tries,
+            retry_backoff_s=retry_backoff,
+            approval_ttl_s=approval_ttl,
+            internal=internal,
+            description=(inspect.getdoc(fn) or "").split("\n")[0],
+        )
+        return fn
+
+    return register
+
+
+def get_function(name: str) -> JobFunction | None:
+    return _functions.get(name)
+
+
+def functions(*, include_internal: bool = False) -> list[JobFunction]:
+    return sorted((f for f in _functions.values() if include_internal or not f.internal), key=lambda f: f.name)
+
+
+SideTask = Callable[..., Awaitable[None]]
+_side_tasks: dict[str, SideTask] = {}
+
+
+def side_task(name: str) -> Callable[[SideTask], SideTask]:
+    """Register a coroutine `fn(worker)` that `runworker` runs beside the job loop (relay, scheduler...)."""
+
+    def register(fn: SideTask) -> SideTask:
+        _side_tasks[name] = fn
+        return fn
+
+    return register
+
+
+def side_tasks() -> dict[str, SideTask]:
+    return dict(_side_tasks)

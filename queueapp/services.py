@@ -1,0 +1,455 @@
+"""Writes for the queue: submit, the one state-changing service, cancel, retry, pause, relay, reaper."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+import redis
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
+
+from hq import clock
+from hq.errors import Conflict, ValidationFailed
+from hq.models import User, Workspace
+from queueapp import registry, transport
+from queueapp.models import FINISHED_STATES, WAITING_STATES, Job, JobEvent, JobState, QueuePause, Worker
+from queueapp.transitions import MOVES
+
+logger = logging.getLogger(__name__)
+
+MAX_ARGS_BYTES = 256 * 1024
+
+
+class JobStateConflict(Conflict):
+    """The job's state does not allow this."""
+
+    code = "invalid_state"
+
+
+def _conflict(job: Job, action: str) -> JobStateConflict:
+    return JobStateConflict(f"Cannot {action} a job that is {job.state}.", detail={"state": job.state})
+
+
+# --- the one service that changes a job's state (ORM executor) -------------------------------
+
+
+def job_transition(
+    *,
+    job_id: UUID | str,
+    move: str,
+    kind: str | None = None,
+    actor: User | None = None,
+    detail: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Job | None:
+    """Apply a move from `transitions.MOVES` as a conditional UPDATE plus a JobEvent.
+
+    Returns the updated job, or None when the job is not in one of the move's source states
+    (someone else moved it first). Must run inside a transaction.
+    """
+    spec = MOVES[move]
+    now = clock.now()
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None or job.state not in spec.sources:
+        return None
+    source = job.state
+    fields.setdefault("updated_at", now)
+    updated = Job.objects.filter(pk=job.pk, state__in=spec.sources).update(state=spec.target, **fields)
+    if not updated:
+        return None
+    JobEvent.objects.create(
+        job=job,
+        kind=kind or move,
+        from_state=source,
+        to_state=spec.target,
+        attempt=job.attempts,
+        actor=actor,
+        detail=detail or {},
+        at=now,
+    )
+    job.refresh_from_db()
+    return job
+
+
+# --- submit ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A validated request to run a function."""
+
+    function: str
+    args: dict[str, Any]
+    queue: str | None = None
+    correlation_id: str = ""
+    idempotency_key: str | None = None
+    defer_until: datetime | None = None
+    defer_by_seconds: float | None = None
+    max_tries: int | None = None
+    timeout_seconds: int | None = None
+
+    def fingerprint(self) -> str:
+        body = {
+            "function": self.function,
+            "args": self.args,
+            "queue": self.queue,
+            "correlation_id": self.correlation_id,
+            "defer_until": self.defer_until.isoformat() if self.defer_until else None,
+            "defer_by_seconds": self.defer_by_seconds,
+            "max_tries": self.max_tries,
+            "timeout_seconds": self.timeout_seconds,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def function_for_submit(name: str) -> registry.JobFunction:
+    """Return the public function `name`, or 400 naming the known ones."""
+    fn = registry.get_function(name)
+    if fn is None or fn.internal:
+        known = ", ".join(f.name for f in registry.functions())
+        raise ValidationFailed(
+            f"Unknown function '{name}'. Known functions: {known}.",
+            fields={"function": [f"Unknown function. Known: {known}."]},
+            code="unknown_function",
+        )
+    return fn
+
+
+def _validate_args(args: Any) -> None:
+    if not isinstance(args, dict):
+        raise ValidationFailed("args must be a JSON object.", fields={"args": ["Must be a JSON object."]})
+    size = len(json.dumps(args, separators=(",", ":")).encode())
+    if size > MAX_ARGS_BYTES:
+        raise ValidationFailed(
+            f"args is {size} bytes; the limit is {MAX_ARGS_BYTES}.",
+            fields={"args": [f"At most {MAX_ARGS_BYTES} bytes of JSON."]},
+        )
+
+
+def job_submit(
+    *, workspace: Workspace, owner: User | None, submission: Submission, internal_ok: bool = False
+) -> tuple[Job, bool]:
+    """Record a job and hand it to ARQ after commit. Returns (job, created).
+
+    An idempotency key seen in this workspace within `HQ_IDEMPOTENCY_WINDOW_S` returns the
+    original job (created False) when the body matches, and 409 when it does not or when it
+    belongs to another user.
+    """
+    fn = registry.get_function(submission.function) if internal_ok else function_for_submit(submission.function)
+    if fn is None:
+        raise ValidationFailed(f"Unknown function '{submission.function}'.", code="unknown_function")
+    _validate_args(submission.args)
+    now = clock.now()
+    if submission.defer_until and submission.defer_by_seconds is not None:
+        raise ValidationFailed(
+            "Give defer_until or defer_by_seconds, not both.",
+            fields={"defer_by_seconds": ["Not with defer_until."]},
+        )
+    due_at = now
+    if submission.defer_until:
+        if submission.defer_until < now - timedelta(minutes=1):
+            raise ValidationFailed(
+                "defer_until is more than a minute in the past.",
+                fields={"defer_until": ["Must not be more than a minute in the past."]},
+            )
+        due_at = max(submission.defer_until, now)
+    elif submission.defer_by_seconds:
+        due_at = now + timedelta(seconds=submission.defer_by_seconds)
+    fingerprint = submission.fingerprint()
+
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                if submission.idempotency_key:
+                    existing = _idempotent_match(workspace, owner, submission.idempotency_key, fingerprint, now)
+                    if existing is not None:
+                        return existing, False
+                job = Job.objects.create(
+                    workspace=workspace,
+                    owner=owner,
+                    function=fn.name,
+                    args=submission.args,
+                    queue=submission.queue or fn.queue,
+                    state=JobState.DEFERRED if due_at > now else JobState.QUEUED,
+                    correlation_id=submission.correlation_id or "",
+                    idempotency_key=submission.idempotency_key or None,
+                    idempotency_hash=fingerprint,
+                    max_tries=submission.max_tries or fn.max_tries,
+                    timeout_s=submission.timeout_seconds or fn.timeout_s,
+                    retry_backoff_s=fn.retry_backoff_s,
+                    due_at=due_at,
+                    created_at=now,
+                    updated_at=now,
+                    dispatched_at=now,
+                )
+                JobEvent.objects.create(
+                    job=job,
+                    kind="submitted",
+                    to_state=job.state,
+                    actor=owner,
+                    at=now,
+                    detail={"due_at": due_at.isoformat()} if due_at > now else {},
+                )
+                transaction.on_commit(partial(job_push, job), robust=True)
+                return job, True
+        except IntegrityError:
+            # Two requests raced on one idempotency key; the loser re-reads the winner's job.
+            continue
+    raise Conflict("Could not record the job; try again.", code="idempotency_race")
+
+
+def _idempotent_match(
+    workspace: Workspace, owner: User | None, key: str, fingerprint: str, now: datetime
+) -> Job | None:
+    existing = Job.objects.select_for_update().filter(workspace=workspace, idempotency_key=key).first()
+    if existing is None:
+        return None
+    if existing.created_at < now - timedelta(seconds=settings.HQ_IDEMPOTENCY_WINDOW_S):
+        # Outside the window the key is free again: the old job keeps its row, not its key.
+        Job.objects.filter(pk=existing.pk).update(idempotency_key=None)
+        return None
+    if existing.owner_id != (owner.pk if owner else None):
+        raise Conflict("This idempotency key is in use by another user's job.", code="idempotency_key_in_use")
+    if existing.idempotency_hash != fingerprint:
+        raise Conflict(
+            "This idempotency key was used with a different request body.",
+            code="idempotency_conflict",
+            detail={"job_id": str(existing.pk)},
+        )
+    return existing
+
+
+def job_push(job: Job) -> None:
+    """Hand a waiting job's next attempt to ARQ; a failure is left to the relay."""
+    try:
+        transport.push([transport.Push(job.id, job.attempts + 1, job.queue, job.due_at)])
+    except redis.RedisError as exc:
+        logger.warning("push of job %s failed (%s); the relay will push it", job.id, exc)
+        Job.objects.filter(pk=job.pk, state__in=WAITING_STATES).update(dispatched_at=None)
+
+
+# --- client actions --------------------------------------------------------------------------
+
+
+def job_cancel(*, job: Job, actor: User | None) -> Job:
+    """Cancel a waiting job at once; ask a running one to abort; 409 for a finished job."""
+    with transaction.atomic():
+        moved = job_transition(job_id=job.pk, move="cancel", actor=actor)
+        if moved is not None:
+            return moved
+        current = Job.objects.select_for_update().get(pk=job.pk)
+        if current.state != JobState.RUNNING:
+            raise _conflict(current, "cancel")
+        if current.cancel_requested_at is None:
+            now = clock.now()
+            Job.objects.filter(pk=current.pk).update(cancel_requested_at=now, updated_at=now)
+            JobEvent.objects.create(
+                job=current,
+                kind="cancel_requested",
+                from_state="running",
+                to_state="running",
+                attempt=current.attempts,
+                actor=actor,
+                at=now,
+            )
+            attempt = current.attempts
+            transaction.on_commit(lambda: _abort(current.pk, attempt), robust=True)
+        current.refresh_from_db()
+        return current
+
+
+def _abort(job_id: UUID, attempt: int) -> None:
+    try:
+        transport.abort(job_id, attempt)
+    except redis.RedisError as exc:
+        logger.warning("abort of job %s could not reach Redis (%s)", job_id, exc)
+
+
+def job_retry(*, job: Job, actor: User | None) -> Job:
+    """Run a failed, cancelled or rejected job again, with a fresh set of tries."""
+    now = clock.now()
+    with transaction.atomic():
+        moved = job_transition(
+            job_id=job.pk,
+            move="retry",
+            actor=actor,
+            due_at=now,
+            dispatched_at=now,
+            finished_at=None,
+            error="",
+            result=None,
+            cancel_requested_at=None,
+            tries_base=job.attempts,
+        )
+        if moved is None:
+            raise _conflict(Job.objects.get(pk=job.pk), "retry")
+        transaction.on_commit(lambda: job_push(moved), robust=True)
+        return moved
+
+
+def queue_pause(*, queue: str, workspace: Workspace | None, actor: User | None) -> QueuePause:
+    """Pause a queue for one workspace (or all, when None): jobs are accepted, none start."""
+    pause, _ = QueuePause.objects.get_or_create(queue=queue, workspace=workspace, defaults={"paused_by": actor})
+    return pause
+
+
+def queue_resume(*, queue: str, workspace: Workspace | None) -> bool:
+    """Resume a queue; the relay pushes what waited. Returns False when it was not paused."""
+    deleted, _ = QueuePause.objects.filter(queue=queue, workspace=workspace).delete()
+    if deleted:
+        now = clock.now()
+        jobs = Job.objects.filter(queue=queue, state__in=WAITING_STATES)
+        if workspace is not None:
+            jobs = jobs.filter(workspace=workspace)
+        jobs.filter(due_at__lte=now).update(dispatched_at=None)
+        transaction.on_commit(lambda: _nudge(queue), robust=True)
+    return bool(deleted)
+
+
+def _nudge(queue: str) -> None:
+    try:
+        transport.nudge(queue)
+    except redis.RedisError:
+        pass
+
+
+# --- engine: relay, heartbeat, reaper ----------------------------------------------------------
+
+
+def _paused_subquery():
+    return QueuePause.objects.filter(queue=OuterRef("queue")).filter(
+        Q(workspace__isnull=True) | Q(workspace_id=OuterRef("workspace_id"))
+    )
+
+
+def jobs_due_unpaused(*, queues: list[str] | None = None):
+    """Waiting jobs that are due and whose queue is not paused: what a worker may start now."""
+    rows = Job.objects.filter(state__in=WAITING_STATES, due_at__lte=clock.now()).exclude(Exists(_paused_subquery()))
+    return rows.filter(queue__in=queues) if queues else rows
+
+
+def relay_pass(*, everything: bool = False, batch: int = 500) -> int:
+    """Push due waiting jobs that Redis may not hold: never pushed, or pushed longer ago than the grace.
+
+    `everything` ignores the grace (Redis reported a new run_id: it may have lost all it held).
+    The conditional start keeps a job single however often it is pushed.
+    """
+    now = clock.now()
+    pushed = 0
+    while True:
+        with transaction.atomic():
+            rows = jobs_due_unpaused()
+            if not everything:
+                cutoff = now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
+                rows = rows.filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
+            else:
+                rows = rows.filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now))
+            picked = list(
+                rows.select_for_update(skip_locked=True)
+                .order_by("due_at")
+                .values_list("id", "attempts", "queue", "due_at")[:batch]
+            )
+            if not picked:
+                return pushed
+            transport.push(transport.Push(i, a + 1, q, d) for i, a, q, d in picked)
+            Job.objects.filter(pk__in=[p[0] for p in picked]).update(dispatched_at=now)
+            pushed += len(picked)
+        if len(picked) < batch:
+            return pushed
+
+
+def worker_heartbeat(
+    *, worker_id: str, hostname: str, pid: int, queues: list[str], concurrency: int, running: int, jobs_done: int
+) -> None:
+    """Record that a worker is alive."""
+    now = clock.now()
+    updated = Worker.objects.filter(pk=worker_id).update(
+        last_heartbeat_at=now, running=running, jobs_done=jobs_done, stopped_at=None
+    )
+    if not updated:
+        Worker.objects.create(
+            id=worker_id,
+            hostname=hostname,
+            pid=pid,
+            queues=queues,
+            concurrency=concurrency,
+            running=running,
+            jobs_done=jobs_done,
+            started_at=now,
+            last_heartbeat_at=now,
+        )
+
+
+def worker_stopped(*, worker_id: str) -> None:
+    Worker.objects.filter(pk=worker_id).update(stopped_at=clock.now(), running=0)
+
+
+def backoff_s(base_s: float, attempt: int) -> float:
+    """Exponential backoff with jitter (0.5x to 1.5x), capped at an hour."""
+    return min(base_s * (2 ** max(attempt - 1, 0)), 3600.0) * random.uniform(0.5, 1.5)
+
+
+def reap_pass() -> int:
+    """Move the running jobs of dead workers (no heartbeat for 3 intervals) to their next attempt or `failed`."""
+    now = clock.now()
+    cutoff = now - timedelta(seconds=3 * settings.HQ_HEARTBEAT_INTERVAL_S)
+    Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__lt=cutoff).update(stopped_at=now)
+    live = Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=cutoff).values("id")
+    # A job that started moments ago on a worker whose first heartbeat is in flight is not lost.
+    lost = Job.objects.filter(state=JobState.RUNNING, started_at__lt=cutoff).exclude(worker_id__in=live)
+    reaped = 0
+    for job_id in lost.values_list("id", flat=True)[:500]:
+        with transaction.atomic():
+            job = Job.objects.select_for_update(skip_locked=True).filter(pk=job_id, state=JobState.RUNNING).first()
+            if job is None:
+                continue
+            detail = {"worker": job.worker_id, "reason": "worker lost (no heartbeat)"}
+            if job.cancel_requested_at:
+                moved = job_transition(
+                    job_id=job.pk, move="cancel_running", kind="cancelled", detail=detail, finished_at=now, worker_id=""
+                )
+            elif job.attempts - job.tries_base < job.max_tries:
+                moved = job_transition(
+                    job_id=job.pk,
+                    move="requeue",
+                    kind="worker_lost",
+                    detail=detail,
+                    due_at=now,
+                    dispatched_at=None,
+                    worker_id="",
+                    error=f"Attempt {job.attempts} lost: its worker stopped.",
+                )
+            else:
+                moved = job_transition(
+                    job_id=job.pk,
+                    move="fail",
+                    kind="failed",
+                    detail=detail,
+                    finished_at=now,
+                    worker_id="",
+                    error=f"Attempt {job.attempts} lost: its worker stopped.",
+                )
+            if moved is not None:
+                reaped += 1
+                transaction.on_commit(partial(_forget, job.pk, job.attempts, job.queue), robust=True)
+    return reaped
+
+
+def _forget(job_id: UUID, attempt: int, queue: str) -> None:
+    try:
+        transport.forget(job_id, attempt, queue)
+    except redis.RedisError as exc:
+        logger.warning("could not drop dead attempt %s:%s from Redis (%s)", job_id, attempt, exc)
+
+
+def job_is_finished(job: Job) -> bool:
+    return job.state in FINISHED_STATES

@@ -1,0 +1,157 @@
+"""Every line that touches ARQ or its Redis keys (ARQ is in maintenance mode upstream, arq#510).
+
+HQ writes ARQ's job format itself from synchronous code (views, services), so a request never
+needs an event loop; the worker side is a small `arq.Worker` subclass in `queueapp.worker`.
+Each attempt is its own ARQ job id, `<job id>:<attempt>`, so a retry is never refused as a
+duplicate, and ARQ keeps no results (`keep_result=0`): results live in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import redis
+from arq.constants import (
+    abort_jobs_ss,
+    expires_extra_ms,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+)
+
+from hq import redis as hq_redis
+
+#: The one ARQ function every HQ job runs through; it dispatches to the registry.
+ARQ_FUNCTION = "hq.run"
+
+# Refuse a push while ARQ still holds the job or its result, exactly as `ArqRedis.enqueue_job`
+# does with WATCH/MULTI, in one round trip.
+_PUSH_LUA = """
+if redis.call('exists', KEYS[1]) == 1 or redis.call('exists', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('psetex', KEYS[1], ARGV[1], ARGV[2])
+redis.call('zadd', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Push:
+    """One attempt to hand to ARQ."""
+
+    job_id: UUID | str
+    attempt: int
+    queue: str
+    due_at: datetime
+
+
+def arq_job_id(job_id: UUID | str, attempt: int) -> str:
+    return f"{job_id}:{attempt}"
+
+
+def parse_arq_job_id(arq_id: str) -> tuple[str, int]:
+    job_id, _, attempt = arq_id.rpartition(":")
+    return job_id, int(attempt)
+
+
+def queue_key(queue: str) -> str:
+    """The ARQ queue (a sorted set) of an HQ queue."""
+    return hq_redis.key("arq", "queue", queue)
+
+
+def nudge_channel() -> str:
+    """Pub/sub channel that wakes idle workers when work arrives (the message is the queue name)."""
+    return hq_redis.key("nudge")
+
+
+def _payload(job_id: UUID | str, attempt: int, enqueue_ms: int) -> bytes:
+    # ARQ's job format (arq.jobs.serialize_job): try, function, args, kwargs, enqueue time.
+    return pickle.dumps({"t": None, "f": ARQ_FUNCTION, "a": (str(job_id), attempt), "k": {}, "et": enqueue_ms})
+
+
+def _script_args(item: Push, now_ms: int) -> tuple[list[str], list]:
+    arq_id = arq_job_id(item.job_id, item.attempt)
+    score = max(int(item.due_at.timestamp() * 1000), 0)
+    expires = max(score - now_ms, 0) + expires_extra_ms
+    keys = [job_key_prefix + arq_id, result_key_prefix + arq_id, queue_key(item.queue)]
+    return keys, [expires, _payload(item.job_id, item.attempt, now_ms), score, arq_id]
+
+
+def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
+    """Hand attempts to ARQ; return how many were new. Raises `redis.RedisError` when Redis is away."""
+    items = list(items)
+    if not items:
+        return 0
+    client = client or hq_redis.client()
+    now_ms = int(time.time() * 1000)
+    script = client.register_script(_PUSH_LUA)
+    pipe = client.pipeline(transaction=False)
+    for item in items:
+        keys, args = _script_args(item, now_ms)
+        script(keys=keys, args=args, client=pipe)
+    for queue in {i.queue for i in items if i.due_at.timestamp() * 1000 <= now_ms + 50}:
+        pipe.publish(nudge_channel(), queue)
+    results = pipe.execute()
+    return sum(1 for r in results[: len(items)] if r == 1)
+
+
+async def apush(items: Iterable[Push], client) -> int:  # noqa: ANN001 - redis.asyncio.Redis
+    """`push` for the worker's asyncio Redis client."""
+    items = list(items)
+    if not items:
+        return 0
+    now_ms = int(time.time() * 1000)
+    script = client.register_script(_PUSH_LUA)
+    pushed = 0
+    for item in items:
+        keys, args = _script_args(item, now_ms)
+        pushed += int(await script(keys=keys, args=args) == 1)
+    if any(i.due_at.timestamp() * 1000 <= now_ms + 50 for i in items):
+        for queue in {i.queue for i in items}:
+            await client.publish(nudge_channel(), queue)
+    return pushed
+
+
+def abort(job_id: UUID | str, attempt: int, client: redis.Redis | None = None) -> None:
+    """Ask the worker running this attempt to cancel it (ARQ's `allow_abort_jobs`)."""
+    client = client or hq_redis.client()
+    client.zadd(abort_jobs_ss, {arq_job_id(job_id, attempt): int(time.time() * 1000)})
+    client.publish(nudge_channel(), "*abort*")
+
+
+def forget(job_id: UUID | str, attempt: int, queue: str, client: redis.Redis | None = None) -> None:
+    """Drop a dead attempt from ARQ (its worker died): queue entry, job and in-progress keys."""
+    arq_id = arq_job_id(job_id, attempt)
+    pipe = (client or hq_redis.client()).pipeline(transaction=False)
+    pipe.zrem(queue_key(queue), arq_id)
+    pipe.delete(job_key_prefix + arq_id, in_progress_key_prefix + arq_id)
+    pipe.execute()
+
+
+async def startable_count(queue: str, client, now_ms: int, limit: int = 1000) -> int:  # noqa: ANN001
+    """Due entries of an ARQ queue that no worker holds in progress (burst mode's 'anything left?')."""
+    ids = await client.zrangebyscore(queue_key(queue), "-inf", now_ms, start=0, num=limit)
+    if not ids:
+        return 0
+    held = await client.exists(*[in_progress_key_prefix + (i.decode() if isinstance(i, bytes) else i) for i in ids])
+    return len(ids) - int(held)
+
+
+def nudge(queue: str, client: redis.Redis | None = None) -> None:
+    """Wake workers and relays (a queue resumed, a job approved)."""
+    (client or hq_redis.client()).publish(nudge_channel(), queue)
+
+
+def server_run_id(client: redis.Redis | None = None) -> str:
+    """Redis's `run_id`: it changes when the server restarts, which may mean it lost what it held."""
+    return str((client or hq_redis.client()).info("server").get("run_id", ""))
+
+
+def queue_length(queue: str, client: redis.Redis | None = None) -> int:
+    return int((client or hq_redis.client()).zcard(queue_key(queue)))

@@ -1,0 +1,404 @@
+"""The worker process: ARQ delivers attempts, HQ owns their state, retries, timeouts and crash recovery.
+
+`HQWorker` is a small `arq.Worker` subclass (pinned to arq 0.28.0, see tests/queueapp) that waits
+on a pub/sub nudge instead of a fixed poll, so an idle worker starts a new job within
+milliseconds. `Runtime` is shared by the workers of one process: it starts and finishes attempts
+through the store (`queueapp.store`) and runs the side tasks (relay, reaper, scheduler...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from arq.connections import RedisSettings, create_pool
+from arq.worker import Worker, func
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.utils import DatabaseError
+
+from hq import clock
+from queueapp import registry, services, transport
+from queueapp.registry import JobContext
+from queueapp.store import Outcome, Started, Store
+
+logger = logging.getLogger("hq.worker")
+
+ARQ_TIMEOUT_S = 7 * 24 * 3600  # HQ enforces each job's own timeout; ARQ's must never fire first.
+
+
+def run_sync(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ORM code from the event loop in a worker thread, with fresh connections."""
+
+    def call() -> Any:
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call, thread_sensitive=False)()
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+class Runtime:
+    """State shared by one worker process: identity, store, counters, stop and wake signals."""
+
+    def __init__(self, store: Store, queues: list[str], concurrency: int, burst: bool = False) -> None:
+        self.store = store
+        self.queues = queues
+        self.concurrency = concurrency
+        self.burst = burst
+        self.hostname = socket.gethostname()
+        self.pid = os.getpid()
+        self.worker_id = f"{self.hostname}:{self.pid}:{secrets.token_hex(3)}"
+        self.workers: list[HQWorker] = []
+        self.stopping = asyncio.Event()
+        self.relay_wake = asyncio.Event()
+        self.jobs_done = 0
+        self.redis: aioredis.Redis | None = None
+
+    @property
+    def running(self) -> int:
+        return sum(len(w.tasks) for w in self.workers)
+
+    async def sleep(self, seconds: float, wake: asyncio.Event | None = None) -> None:
+        """Sleep until the timeout, a stop, or `wake` is set."""
+        waits = [asyncio.ensure_future(self.stopping.wait())]
+        if wake is not None:
+            waits.append(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            if wake is not None:
+                wake.clear()
+
+    # --- attempts ------------------------------------------------------------------------------
+
+    async def run_attempt(self, worker: HQWorker, arq_id: str, job_id: str, attempt: int) -> None:
+        started = await self.store.start(job_id, attempt, self.worker_id)
+        if started is None:
+            # Paused, not yet due, or no longer waiting: hand a waiting row back to the relay.
+            await self.store.unmark(job_id, attempt)
+            return
+        try:
+            outcome = await self._execute(started, attempt)
+        except asyncio.CancelledError:
+            if arq_id in worker.aborting_tasks:
+                outcome = Outcome("cancel_running", "cancelled", error="Cancelled while running.")
+            else:
+                outcome = self._retry_or_fail(
+                    started, attempt, "Interrupted: the worker stopped.", move_when_retry="requeue", immediate=True
+                )
+            await self._finish(started, attempt, outcome)
+            raise
+        await self._finish(started, attempt, outcome)
+
+    async def _execute(self, started: Started, attempt: int) -> Outcome:
+        fn = registry.get_function(started.function)
+        if fn is None:
+            return Outcome("fail", "failed", error=f"Function '{started.function}' is not registered on this worker.")
+        ctx = JobContext(
+            job_id=started.id,
+            workspace_id=started.workspace_id,
+            owner_id=started.owner_id,
+            function=started.function,
+            args=started.args or {},
+            attempt=attempt,
+            max_tries=started.max_tries,
+            correlation_id=started.correlation_id,
+        )
+        call = fn.fn(ctx) if fn.is_async else run_sync(fn.fn, ctx)
+        try:
+            result = await asyncio.wait_for(call, timeout=started.timeout_s)
+            return Outcome("succeed", "succeeded", result=_jsonable(result))
+        except TimeoutError:
+            return self._retry_or_fail(started, attempt, f"Timed out after {started.timeout_s}s.")
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, TypeError | ValueError) and "JSON serializable" in str(exc):
+                return Outcome("fail", "failed", error=f"Result is not JSON: {exc}")
+            return self._retry_or_fail(started, attempt, _describe(exc))
+        except Exception as exc:  # noqa: BLE001 - a job's own failure is data, not a worker crash
+            return self._retry_or_fail(started, attempt, _describe(exc))
+
+    def _retry_or_fail(
+        self,
+        started: Started,
+        attempt: int,
+        error: str,
+        *,
+        move_when_retry: str = "retry_later",
+        immediate: bool = False,
+    ) -> Outcome:
+        if attempt - started.tries_base < started.max_tries:
+            now = clock.now()
+            delay = 0.0 if immediate else services.backoff_s(started.retry_backoff_s, attempt - started.tries_base)
+            due = now + timedelta(seconds=delay)
+            kind = "requeued" if move_when_retry == "requeue" else "retry_scheduled"
+            return Outcome(
+                move_when_retry,
+                kind,
+                error=error,
+                due_at=due,
+                dispatched_at=now,
+                detail={"error": error[:2000], "retry_in_s": round(delay, 3)},
+            )
+        return Outcome("fail", "failed", error=error, detail={"error": error[:2000]})
+
+    async def _finish(self, started: Started, attempt: int, outcome: Outcome) -> None:
+        try:
+            moved = await self.store.finish(str(started.id), attempt, outcome)
+        except Exception:  # noqa: BLE001
+            # The reaper finds the row still `running` once this worker's heartbeat stops, and the
+            # job runs again: job functions are idempotent (DESIGN "The hot path").
+            logger.exception("could not record the end of job %s attempt %s", started.id, attempt)
+            return
+        self.jobs_done += 1
+        if not moved:
+            logger.warning("job %s attempt %s was moved by someone else; result discarded", started.id, attempt)
+            return
+        if outcome.move in ("retry_later", "requeue") and self.redis is not None:
+            push = transport.Push(started.id, attempt + 1, started.queue, outcome.due_at)
+            try:
+                await transport.apush([push], self.redis)
+            except redis.RedisError:
+                logger.warning("could not push the retry of job %s; the relay will", started.id)
+
+
+def _describe(exc: BaseException) -> str:
+    tb = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return tb[:4000]
+
+
+async def _arq_entry(ctx: dict[str, Any], job_id: str, attempt: int) -> None:
+    """The one ARQ function: run attempt `attempt` of HQ job `job_id`."""
+    worker: HQWorker = ctx["hq_worker"]
+    await worker.runtime.run_attempt(worker, ctx["job_id"], job_id, attempt)
+
+
+class HQWorker(Worker):
+    """An ARQ worker for one HQ queue that sleeps on a nudge instead of a fixed poll."""
+
+    def __init__(self, runtime: Runtime, queue: str, redis_pool: Any = None) -> None:
+        self.runtime = runtime
+        self.hq_queue = queue
+        self.wake = asyncio.Event()
+        super().__init__(
+            functions=[
+                func(_arq_entry, name=transport.ARQ_FUNCTION, timeout=ARQ_TIMEOUT_S, max_tries=1, keep_result=0)
+            ],
+            queue_name=transport.queue_key(queue),
+            redis_settings=RedisSettings.from_dsn(settings.REDIS_URL),
+            redis_pool=redis_pool,
+            burst=runtime.burst,
+            max_jobs=runtime.concurrency,
+            poll_delay=settings.HQ_WORKER_POLL_S,
+            keep_result=0,
+            job_timeout=ARQ_TIMEOUT_S,
+            max_tries=1,
+            retry_jobs=False,
+            allow_abort_jobs=True,
+            handle_signals=False,
+            health_check_interval=3600,
+            log_results=False,
+            ctx={},
+        )
+        self.ctx["hq_worker"] = self
+
+    async def main(self) -> None:
+        """ARQ's main loop with the poll sleep replaced by 'nudge or poll_delay, whichever first'."""
+        if self._pool is None:
+            self._pool = await create_pool(self.redis_settings, default_queue_name=self.queue_name)
+        self.ctx["redis"] = self.pool
+        while not self.runtime.stopping.is_set() or self.tasks:
+            await self._poll_iteration()
+            if self.burst and await self._drained():
+                return
+            if self.runtime.stopping.is_set() and not self.allow_pick_jobs:
+                await asyncio.sleep(0.05)
+                continue
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), self.poll_delay_s)
+            except TimeoutError:
+                pass
+
+    async def _drained(self) -> bool:
+        if self.tasks and any(not t.done() for t in self.tasks.values()):
+            return False
+        return await transport.startable_count(self.hq_queue, self.pool, int(time.time() * 1000)) == 0
+
+    async def stop_picking(self) -> None:
+        self.allow_pick_jobs = False
+        self.wake.set()
+
+
+async def _listen_nudges(runtime: Runtime) -> None:
+    """Wake the right worker when a job is pushed, or every worker for an abort or a resume."""
+    while not runtime.stopping.is_set():
+        pubsub = runtime.redis.pubsub()
+        try:
+            await pubsub.subscribe(transport.nudge_channel())
+            while not runtime.stopping.is_set():
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is None:
+                    continue
+                queue = msg["data"].decode() if isinstance(msg["data"], bytes) else str(msg["data"])
+                for w in runtime.workers:
+                    if queue in (w.hq_queue, "*abort*"):
+                        w.wake.set()
+                runtime.relay_wake.set()
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("nudge listener lost Redis (%s); falling back to polling", exc)
+            await runtime.sleep(1.0)
+        finally:
+            try:
+                await pubsub.aclose()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+async def _heartbeat(runtime: Runtime) -> None:
+    while True:
+        try:
+            await run_sync(
+                services.worker_heartbeat,
+                worker_id=runtime.worker_id,
+                hostname=runtime.hostname,
+                pid=runtime.pid,
+                queues=runtime.queues,
+                concurrency=runtime.concurrency,
+                running=runtime.running,
+                jobs_done=runtime.jobs_done,
+            )
+        except DatabaseError as exc:
+            logger.warning("heartbeat failed: %s", exc)
+        if runtime.stopping.is_set():
+            return
+        await runtime.sleep(settings.HQ_HEARTBEAT_INTERVAL_S)
+
+
+async def run_process(
+    *,
+    store: Store,
+    queues: list[str],
+    concurrency: int,
+    burst: bool = False,
+    side_tasks: dict[str, registry.SideTask] | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Run workers for `queues` plus the side tasks until stopped (or drained, with `burst`)."""
+    runtime = Runtime(store, queues, concurrency, burst=burst)
+    await store.open()
+    runtime.redis = aioredis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+    await run_sync(
+        services.worker_heartbeat,
+        worker_id=runtime.worker_id,
+        hostname=runtime.hostname,
+        pid=runtime.pid,
+        queues=queues,
+        concurrency=concurrency,
+        running=0,
+        jobs_done=0,
+    )
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runtime.stopping.set)
+    exit_code = 0
+    background = [
+        asyncio.create_task(_heartbeat(runtime), name="heartbeat"),
+        asyncio.create_task(_listen_nudges(runtime), name="nudges"),
+    ]
+    try:
+        if burst:
+            await _run_burst(runtime)
+        else:
+            exit_code = await _run_forever(runtime, side_tasks or {})
+    finally:
+        runtime.stopping.set()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        for w in runtime.workers:
+            await w.close()
+        await runtime.redis.aclose()
+        await store.close()
+        await run_sync(services.worker_stopped, worker_id=runtime.worker_id)
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+    return exit_code
+
+
+async def _run_burst(runtime: Runtime) -> None:
+    """Push what is due, drain it, and repeat until nothing is left to push or run."""
+    while True:
+        await run_sync(services.relay_pass, everything=True)
+        runtime.workers = [HQWorker(runtime, q) for q in runtime.queues]
+        await asyncio.gather(*(w.main() for w in runtime.workers))
+        for w in runtime.workers:
+            await w.close()
+        if not await run_sync(_due_waiting_exists, runtime.queues):
+            return
+
+
+def _due_waiting_exists(queues: list[str]) -> bool:
+    return services.jobs_due_unpaused(queues=queues).exists()
+
+
+async def _run_forever(runtime: Runtime, side_tasks: dict[str, registry.SideTask]) -> int:
+    runtime.workers = [HQWorker(runtime, q) for q in runtime.queues]
+    tasks = {
+        asyncio.create_task(w.main(), name=f"worker:{w.hq_queue}"): f"worker:{w.hq_queue}" for w in runtime.workers
+    }
+    tasks.update({asyncio.create_task(fn(runtime), name=name): name for name, fn in side_tasks.items()})
+    stop_wait = asyncio.create_task(runtime.stopping.wait(), name="stop")
+    done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+    exit_code = 0
+    for task in done:
+        if task is not stop_wait and task.exception() is not None:
+            logger.error("%s died: %r; stopping the worker", tasks[task], task.exception())
+            exit_code = 1
+    runtime.stopping.set()
+    await _drain(runtime)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stop_wait.cancel()
+    return exit_code
+
+
+async def _drain(runtime: Runtime) -> None:
+    """Stop taking jobs, let running ones finish for the grace period, then interrupt the rest."""
+    for w in runtime.workers:
+        await w.stop_picking()
+    deadline = time.monotonic() + settings.HQ_SHUTDOWN_GRACE_S
+    while runtime.running and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        for w in runtime.workers:
+            for job_id, t in list(w.tasks.items()):
+                if t.done():
+                    del w.tasks[job_id]
+    for w in runtime.workers:
+        for t in w.tasks.values():
+            t.cancel()
+        await asyncio.gather(*w.tasks.values(), return_exceptions=True)

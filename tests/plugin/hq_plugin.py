@@ -1,0 +1,63 @@
+"""Job functions the tests run on real workers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hq import redis as hq_redis
+from queueapp.registry import JobContext, job_function
+
+
+def runs(job_id: object) -> int:
+    """How many times a job body started (counted in Redis by the body itself)."""
+    return int(hq_redis.client().get(hq_redis.key("test-runs", str(job_id))) or 0)
+
+
+def _count(ctx: JobContext) -> None:
+    hq_redis.client().incr(hq_redis.key("test-runs", str(ctx.job_id)))
+
+
+@job_function("tests.count", max_tries=3, retry_backoff=0)
+async def count(ctx: JobContext) -> dict:
+    """Count the run and return the attempt number."""
+    _count(ctx)
+    return {"attempt": ctx.attempt}
+
+
+@job_function("tests.fail", max_tries=3, retry_backoff=0)
+async def fail(ctx: JobContext) -> None:
+    """Always fail."""
+    _count(ctx)
+    raise ValueError(f"boom on attempt {ctx.attempt}")
+
+
+@job_function("tests.flaky", max_tries=3, retry_backoff=0)
+async def flaky(ctx: JobContext) -> dict:
+    """Fail the first `fail_times` attempts, then succeed."""
+    _count(ctx)
+    if ctx.attempt <= int(ctx.args.get("fail_times", 1)):
+        raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
+    return {"attempt": ctx.attempt}
+
+
+@job_function("tests.sleep", max_tries=1, retry_backoff=0, timeout=60)
+async def sleep(ctx: JobContext) -> dict:
+    """Sleep `seconds` on the first attempt only (`first_only`), else always."""
+    _count(ctx)
+    if not ctx.args.get("first_only") or ctx.attempt == 1:
+        await asyncio.sleep(float(ctx.args.get("seconds", 1)))
+    return {"attempt": ctx.attempt}
+
+
+@job_function("tests.sync_echo", max_tries=1)
+def sync_echo(ctx: JobContext) -> dict:
+    """A synchronous body (runs in a thread) that may use the ORM."""
+    from hq.models import Workspace
+
+    _count(ctx)
+    return {"workspace": Workspace.objects.get(pk=ctx.workspace_id).slug, "args": ctx.args}
+
+
+@job_function("tests.internal", internal=True)
+async def internal(ctx: JobContext) -> None:
+    """An engine-only function: hidden and refused on submit."""

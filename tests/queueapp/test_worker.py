@@ -1,0 +1,288 @@
+"""The engine end to end: real PostgreSQL, real Redis, real ARQ workers (in process and as processes)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+
+from hq import clock
+from hq import redis as hq_redis
+from queueapp import services
+from queueapp.models import Job, JobEvent, Worker
+from tests import factories
+from tests.conftest import wait_for
+from tests.plugin.hq_plugin import runs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def submit(api, caller, **body):
+    body.setdefault("function", "hq.echo")
+    resp = api.post("/v1/queue/jobs", body, format="json", **caller.headers)
+    assert resp.status_code == 202, resp.content
+    return resp.json()["id"]
+
+
+def job(job_id) -> Job:
+    return Job.objects.get(pk=job_id)
+
+
+def started_events(job_id) -> int:
+    return JobEvent.objects.filter(job_id=job_id, kind="started").count()
+
+
+def test_submit_run_succeeded_with_result(api, member, burst):
+    job_id = submit(api, member, args={"hello": "world"})
+    burst()
+    body = api.get(f"/v1/queue/jobs/{job_id}", **member.headers).json()
+    assert body["state"] == "succeeded"
+    assert body["result"] == {"hello": "world"}
+    assert body["attempts"] == 1 and body["wait_ms"] is not None and body["run_ms"] is not None
+    kinds = [e["kind"] for e in api.get(f"/v1/queue/jobs/{job_id}/events", **member.headers).json()["events"]]
+    assert kinds == ["submitted", "started", "succeeded"]
+
+
+def test_sync_function_uses_the_orm(api, member, burst):
+    job_id = submit(api, member, function="tests.sync_echo", args={"k": 1})
+    burst()
+    assert job(job_id).result == {"workspace": member.workspace.slug, "args": {"k": 1}}
+
+
+def test_failure_retries_then_failed(api, member, burst):
+    job_id = submit(api, member, function="tests.fail", max_tries=3)
+    burst()
+    j = job(job_id)
+    assert j.state == "failed" and j.attempts == 3 and runs(job_id) == 3
+    assert "boom on attempt 3" in j.error
+    kinds = list(j.events.values_list("kind", flat=True))
+    assert kinds == ["submitted", "started", "retry_scheduled", "started", "retry_scheduled", "started", "failed"]
+
+
+def test_flaky_succeeds_on_second_attempt(api, member, burst):
+    job_id = submit(api, member, function="tests.flaky", args={"fail_times": 1})
+    burst()
+    j = job(job_id)
+    assert j.state == "succeeded" and j.result == {"attempt": 2} and j.attempts == 2
+
+
+def test_timeout_fails_the_attempt(api, member, burst):
+    job_id = submit(api, member, function="tests.sleep", args={"seconds": 30}, timeout_seconds=1, max_tries=1)
+    burst()
+    j = job(job_id)
+    assert j.state == "failed" and "Timed out after 1s" in j.error
+
+
+def test_deferred_job_runs_after_its_time(api, member, burst):
+    job_id = submit(api, member, defer_by_seconds=1.5)
+    burst()
+    assert job(job_id).state == "deferred" and started_events(job_id) == 0
+    wait_for(lambda: job(job_id).due_at <= clock.now(), timeout=5, what="due time")
+    burst()
+    j = job(job_id)
+    assert j.state == "succeeded" and j.first_started_at >= j.due_at
+
+
+def test_cancelled_job_never_runs(api, member, burst):
+    job_id = submit(api, member, function="tests.count")
+    api.post(f"/v1/queue/jobs/{job_id}/cancel", **member.headers)
+    burst()
+    assert job(job_id).state == "cancelled" and runs(job_id) == 0 and started_events(job_id) == 0
+
+
+def test_retry_runs_again_with_fresh_tries(api, member, burst):
+    job_id = submit(api, member, function="tests.flaky", args={"fail_times": 1}, max_tries=1)
+    burst()
+    assert job(job_id).state == "failed"
+    assert api.post(f"/v1/queue/jobs/{job_id}/retry", **member.headers).status_code == 200
+    burst()
+    j = job(job_id)
+    assert j.state == "succeeded" and j.attempts == 2 and j.error == ""
+
+
+def test_paused_queue_accepts_but_starts_nothing_until_resumed(api, admin, burst):
+    api.post("/v1/queue/queues/default/pause", **admin.headers)
+    job_id = submit(api, admin, function="tests.count")
+    burst()
+    j = job(job_id)
+    assert j.state == "queued" and runs(job_id) == 0 and j.dispatched_at is None
+    other_ws = factories.caller()
+    other = submit(api, other_ws, function="tests.count")
+    burst()
+    assert job(other).state == "succeeded", "a pause covers only the pausing workspace"
+    api.post("/v1/queue/queues/default/resume", **admin.headers)
+    burst()
+    assert job(job_id).state == "succeeded" and runs(job_id) == 1
+
+
+def test_redis_down_at_submit_then_relay_pushes(api, member, burst):
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        hq_redis.reset()
+        resp = api.post("/v1/queue/jobs", {"function": "tests.count"}, format="json", **member.headers)
+    hq_redis.reset()
+    assert resp.status_code == 202
+    job_id = resp.json()["id"]
+    assert job(job_id).dispatched_at is None, "a failed push leaves the job to the relay"
+    assert hq_redis.client().zcard(services.transport.queue_key("default")) == 0
+    assert services.relay_pass() == 1
+    assert hq_redis.client().zcard(services.transport.queue_key("default")) == 1
+    assert services.relay_pass() == 0, "a pushed job is not pushed again within the grace"
+    burst()
+    assert job(job_id).state == "succeeded" and runs(job_id) == 1
+
+
+def test_redis_flushed_jobs_are_repushed_once(api, member, burst):
+    ids = [submit(api, member, function="tests.count") for _ in range(5)]
+    hq_redis.client().flushdb()  # Redis lost everything it held
+    assert services.relay_pass(everything=True) == 5
+    services.relay_pass(everything=True)  # pushing twice must not run anything twice
+    burst()
+    assert all(job(i).state == "succeeded" and runs(i) == 1 for i in ids)
+
+
+def test_duplicate_deliveries_start_once(api, member, burst):
+    job_id = submit(api, member, function="tests.count")
+    j = job(job_id)
+    push = services.transport.Push(j.id, 1, "default", clock.now())
+    # ARQ refuses the same attempt id while it holds it...
+    assert services.transport.push([push]) == 0
+    # ...and once ARQ has forgotten it, PostgreSQL keeps the start single.
+    burst()
+    assert services.transport.push([push]) == 1
+    burst()
+    assert runs(job_id) == 1 and started_events(job_id) == 1
+
+
+def test_two_worker_processes_race_for_jobs(api, member, procs):
+    ids = [submit(api, member, function="tests.count") for _ in range(60)]
+    a, b = procs.worker("--burst", "--concurrency", "10"), procs.worker("--burst", "--concurrency", "10")
+    assert a.wait(timeout=120) == 0 and b.wait(timeout=120) == 0
+    assert Job.objects.filter(pk__in=ids, state="succeeded").count() == 60
+    assert all(runs(i) == 1 for i in ids)
+    assert JobEvent.objects.filter(job_id__in=ids, kind="started").count() == 60
+
+
+def test_worker_killed_mid_job_is_retried_by_another(api, member, procs, burst):
+    job_id = submit(api, member, function="tests.sleep", args={"seconds": 60, "first_only": True}, max_tries=2)
+    victim = procs.worker("--without", "reaper")
+    wait_for(lambda: job(job_id).state == "running", timeout=30, what="the job to start")
+    dead_worker = job(job_id).worker_id
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    # No heartbeat for three intervals: the reaper gives the attempt to the next worker.
+    wait_for(lambda: services.reap_pass() == 1, timeout=15, what="the reaper")
+    j = job(job_id)
+    assert j.state == "queued" and "worker stopped" in j.error
+    assert Worker.objects.get(pk=dead_worker).stopped_at is not None
+    burst()
+    j = job(job_id)
+    assert j.state == "succeeded" and j.attempts == 2 and j.result == {"attempt": 2}
+    assert list(j.events.values_list("kind", flat=True)) == [
+        "submitted",
+        "started",
+        "worker_lost",
+        "started",
+        "succeeded",
+    ]
+
+
+def test_lost_job_without_tries_left_fails(api, member, procs):
+    job_id = submit(api, member, function="tests.sleep", args={"seconds": 60}, max_tries=1)
+    victim = procs.worker("--without", "reaper")
+    wait_for(lambda: job(job_id).state == "running", timeout=30, what="the job to start")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    wait_for(lambda: services.reap_pass() == 1, timeout=15, what="the reaper")
+    assert job(job_id).state == "failed"
+
+
+def test_cancel_running_job_aborts_it(api, member, procs):
+    job_id = submit(api, member, function="tests.sleep", args={"seconds": 60})
+    procs.worker()
+    wait_for(lambda: job(job_id).state == "running", timeout=30, what="the job to start")
+    resp = api.post(f"/v1/queue/jobs/{job_id}/cancel", **member.headers)
+    assert resp.status_code == 200 and resp.json()["cancel_requested_at"] is not None
+    wait_for(lambda: job(job_id).state == "cancelled", timeout=15, what="the abort")
+    j = job(job_id)
+    assert j.finished_at is not None
+    assert list(j.events.values_list("kind", flat=True))[-2:] == ["cancel_requested", "cancelled"]
+
+
+def test_sigterm_drains_running_jobs(api, member, procs):
+    job_id = submit(api, member, function="tests.sleep", args={"seconds": 1})
+    proc = procs.worker()
+    wait_for(lambda: job(job_id).state == "running", timeout=30, what="the job to start")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    j = job(job_id)
+    assert j.state == "succeeded", "a graceful stop lets a running job finish"
+    assert Worker.objects.get(pk=j.events.get(kind="started").detail["worker"]).stopped_at is not None
+
+
+def test_idle_worker_is_woken_by_the_nudge(api, member, procs, worker_env):
+    # With a 30 s poll, only the pub/sub nudge can start the job within the wait below.
+    procs.env = {**worker_env, "HQ_TEST_POLL_S": "30"}
+    procs.worker()
+    wait_for(lambda: Worker.objects.filter(stopped_at__isnull=True).exists(), timeout=30, what="worker up")
+    time.sleep(0.5)
+    job_id = submit(api, member, function="tests.count")
+    wait_for(lambda: job(job_id).state == "succeeded", timeout=10, what="a nudged start")
+
+
+def test_plain_arq_worker_runs_what_the_view_enqueued(api, member):
+    """ARQ's own worker reads the job format HQ writes from a synchronous view."""
+    import asyncio
+
+    from arq.connections import RedisSettings
+    from arq.worker import Worker as ArqWorker
+    from django.conf import settings
+
+    job_id = submit(api, member)
+    seen: list = []
+
+    async def entry(ctx, hq_job_id, attempt):
+        seen.append((ctx["job_id"], hq_job_id, attempt))
+
+    async def main():
+        w = ArqWorker(
+            functions=[services.transport.ARQ_FUNCTION and _named(entry)],
+            burst=True,
+            poll_delay=0,
+            queue_name=services.transport.queue_key("default"),
+            handle_signals=False,
+            keep_result=0,
+            redis_settings=RedisSettings.from_dsn(settings.REDIS_URL),
+        )
+        await w.main()
+        await w.close()
+
+    asyncio.run(main())
+    assert seen == [(f"{job_id}:1", job_id, 1)]
+
+
+def _named(fn):
+    from arq.worker import func
+
+    return func(fn, name="hq.run")
+
+
+def test_heartbeat_and_workers_route(api, admin, procs):
+    procs.worker()
+    w = wait_for(lambda: Worker.objects.filter(stopped_at__isnull=True).first(), timeout=30, what="heartbeat")
+    first = w.last_heartbeat_at
+    wait_for(lambda: Worker.objects.get(pk=w.pk).last_heartbeat_at > first, timeout=10, what="a second beat")
+    body = api.get("/v1/queue/workers", **admin.headers).json()
+    assert [x["id"] for x in body["workers"]] == [w.id]
+    assert body["workers"][0]["queues"] == ["default"]
+
+
+def test_reaper_ignores_live_workers(api, member, procs):
+    job_id = submit(api, member, function="tests.sleep", args={"seconds": 3})
+    procs.worker()
+    wait_for(lambda: job(job_id).state == "running", timeout=30, what="the job to start")
+    Job.objects.filter(pk=job_id).update(started_at=clock.now() - timedelta(minutes=5))
+    assert services.reap_pass() == 0
+    wait_for(lambda: job(job_id).state == "succeeded", timeout=15, what="the job to finish")
