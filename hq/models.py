@@ -166,3 +166,95 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.backend})"
+
+
+class Room(models.Model):
+    """A chat room of a workspace: people post, bots post scheduled messages, agents reply."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="rooms")
+    name = models.CharField(max_length=150)
+    members = models.ManyToManyField(User, related_name="rooms", blank=True)
+    agent = models.ForeignKey(
+        Agent,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rooms",
+        help_text="The room's agent for trigger_ai; empty: the workspace default.",
+    )
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoomMessage(models.Model):
+    """A message in a room."""
+
+    class Kind(models.TextChoices):
+        USER = "user", "User"
+        BOT = "bot", "Bot (scheduled post)"
+        AGENT = "agent", "Agent"
+
+    class MsgType(models.TextChoices):
+        TEXT = "swp.text", "Text"
+        MARKDOWN = "swp.markdown", "Markdown"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.USER)
+    author = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    msgtype = models.CharField(max_length=32, choices=MsgType.choices, default=MsgType.TEXT)
+    body = models.TextField()
+    schedule_id = models.UUIDField(null=True, blank=True, help_text="The schedule that posted it, if any.")
+    created_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["room", "created_at"], name="roommessage_room_created")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.body[:40]}"
+
+
+class Note(models.Model):
+    """A note that stored queries search."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="notes")
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True, help_text="List of tag strings.")
+    created_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["workspace", "-created_at"], name="note_ws_created")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class StoredQuery(models.Model):
+    """Saved filters over notes: text, tags, author, date range, limit."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="stored_queries")
+    owner = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    name = models.CharField(max_length=150)
+    filters = models.JSONField(default=dict, help_text="{text, tags, author_id, created_after, created_before, limit}")
+    created_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "stored queries"
+
+    def __str__(self) -> str:
+        return self.name

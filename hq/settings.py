@@ -124,6 +124,10 @@ HQ_WORKER_POLL_S = env.float("HQ_WORKER_POLL_S", default=0.5)
 HQ_WORKER_CONCURRENCY = env.int("HQ_WORKER_CONCURRENCY", default=100)
 HQ_SHUTDOWN_GRACE_S = env.float("HQ_SHUTDOWN_GRACE_S", default=25.0)
 HQ_IDEMPOTENCY_WINDOW_S = env.int("HQ_IDEMPOTENCY_WINDOW_S", default=24 * 3600)
+# A schedule whose fires fail this many times in a row is paused, with the reason recorded.
+HQ_SCHEDULE_MAX_CONSECUTIVE_FAILURES = env.int("HQ_SCHEDULE_MAX_CONSECUTIVE_FAILURES", default=10)
+# Due schedules claimed per scheduler transaction.
+HQ_SCHEDULER_BATCH = env.int("HQ_SCHEDULER_BATCH", default=1000)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["hq.api.auth.TokenAuthentication"],

@@ -19,6 +19,7 @@ urlpatterns = [
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("v1/", include("hq.api.urls")),
     path("v1/queue/", include("queueapp.api.urls")),
+    path("v1/", include("schedules.api.urls")),
 ]
 
 

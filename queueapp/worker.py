@@ -71,8 +71,13 @@ class Runtime:
         self.workers: list[HQWorker] = []
         self.stopping = asyncio.Event()
         self.relay_wake = asyncio.Event()
+        self.events: dict[str, asyncio.Event] = {}
         self.jobs_done = 0
         self.redis: aioredis.Redis | None = None
+
+    def event(self, name: str) -> asyncio.Event:
+        """An event set whenever a nudge with this message arrives (e.g. "*schedules*")."""
+        return self.events.setdefault(name, asyncio.Event())
 
     @property
     def running(self) -> int:
@@ -266,6 +271,8 @@ async def _listen_nudges(runtime: Runtime) -> None:
                     if queue in (w.hq_queue, "*abort*"):
                         w.wake.set()
                 runtime.relay_wake.set()
+                if queue in runtime.events:
+                    runtime.events[queue].set()
         except (redis.RedisError, OSError) as exc:
             logger.warning("nudge listener lost Redis (%s); falling back to polling", exc)
             await runtime.sleep(1.0)

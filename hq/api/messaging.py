@@ -1,0 +1,225 @@
+"""/v1/rooms and /v1/notes: set up and see what scheduled tasks act on."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hq import messaging
+from hq.api.fields import UTCDateTimeField
+from hq.api.pagination import LimitOffset
+from hq.errors import NotFound
+from hq.models import Agent, Note, Room, RoomMessage, StoredQuery
+
+
+def paginate(view: APIView, request: Request, rows, serializer: type, key: str) -> Response:  # noqa: ANN001
+    """Paginate `rows` as {key: [...], total, limit, offset}."""
+    paginator = LimitOffset()
+    view.results_key = key
+    page = paginator.paginate_queryset(rows, request, view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+class RoomOut(serializers.ModelSerializer):
+    id = serializers.UUIDField()
+    agent_id = serializers.UUIDField(allow_null=True)
+    member_ids = serializers.SerializerMethodField()
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        model = Room
+        fields = ["id", "name", "agent_id", "member_ids", "created_at"]
+
+    def get_member_ids(self, room: Room) -> list[str]:
+        return sorted(str(m.pk) for m in room.members.all())
+
+
+class RoomIn(serializers.Serializer):
+    name = serializers.CharField(max_length=150)
+    members = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=500)
+    agent_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+
+
+class MessageOut(serializers.ModelSerializer):
+    id = serializers.UUIDField()
+    author_id = serializers.UUIDField(allow_null=True)
+    agent_id = serializers.UUIDField(allow_null=True)
+    schedule_id = serializers.UUIDField(allow_null=True)
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        model = RoomMessage
+        fields = ["id", "kind", "author_id", "agent_id", "msgtype", "body", "schedule_id", "created_at"]
+
+
+class MessageIn(serializers.Serializer):
+    msgtype = serializers.ChoiceField(choices=RoomMessage.MsgType.values, default=RoomMessage.MsgType.TEXT)
+    body = serializers.CharField(max_length=20000)
+
+
+class RoomsView(APIView):
+    """Rooms the caller belongs to; create one."""
+
+    required_scopes = {"GET": "rooms:read", "POST": "rooms:write"}
+
+    @extend_schema(responses={200: RoomOut(many=True)})
+    def get(self, request: Request) -> Response:
+        rows = messaging.rooms_visible(workspace_id=request.auth.workspace_id, user=request.auth.user)
+        return paginate(self, request, rows.prefetch_related("members").order_by("name", "id"), RoomOut, "rooms")
+
+    @extend_schema(request=RoomIn, responses={201: RoomOut})
+    def post(self, request: Request) -> Response:
+        data = RoomIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        agent = None
+        if data.validated_data["agent_id"]:
+            agent = Agent.objects.filter(
+                workspace_id=request.auth.workspace_id, pk=data.validated_data["agent_id"]
+            ).first()
+            if agent is None:
+                raise NotFound("No such agent.")
+        room = messaging.room_create(
+            workspace=request.auth.workspace,
+            creator=request.auth.user,
+            name=data.validated_data["name"],
+            member_ids=data.validated_data["members"],
+            agent=agent,
+        )
+        return Response(RoomOut(room).data, status=status.HTTP_201_CREATED)
+
+
+class RoomView(APIView):
+    required_scopes = "rooms:read"
+
+    @extend_schema(responses={200: RoomOut})
+    def get(self, request: Request, room_id: str) -> Response:
+        room = messaging.room_for_member(
+            workspace_id=request.auth.workspace_id, user_id=request.auth.user.pk, room_id=room_id
+        )
+        return Response(RoomOut(room).data)
+
+
+class RoomMessagesView(APIView):
+    """A room's messages, oldest first; post one."""
+
+    required_scopes = {"GET": "rooms:read", "POST": "rooms:write"}
+
+    @extend_schema(responses={200: MessageOut(many=True)})
+    def get(self, request: Request, room_id: str) -> Response:
+        room = messaging.room_for_member(
+            workspace_id=request.auth.workspace_id, user_id=request.auth.user.pk, room_id=room_id
+        )
+        return paginate(self, request, room.messages.order_by("created_at", "id"), MessageOut, "messages")
+
+    @extend_schema(request=MessageIn, responses={201: MessageOut})
+    def post(self, request: Request, room_id: str) -> Response:
+        room = messaging.room_for_member(
+            workspace_id=request.auth.workspace_id, user_id=request.auth.user.pk, room_id=room_id
+        )
+        data = MessageIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        msg = messaging.message_post(room=room, author=request.auth.user, **data.validated_data)
+        return Response(MessageOut(msg).data, status=status.HTTP_201_CREATED)
+
+
+class NoteOut(serializers.ModelSerializer):
+    id = serializers.UUIDField()
+    author_id = serializers.UUIDField(allow_null=True)
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        model = Note
+        fields = ["id", "title", "body", "tags", "author_id", "created_at"]
+
+
+class NoteIn(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    body = serializers.CharField(max_length=100_000, required=False, allow_blank=True, default="")
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list, max_length=50
+    )
+
+
+class QueryFilters(serializers.Serializer):
+    text = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=50)
+    author_id = serializers.UUIDField(required=False, allow_null=True)
+    created_after = UTCDateTimeField(required=False, allow_null=True)
+    created_before = UTCDateTimeField(required=False, allow_null=True)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=messaging.MAX_QUERY_LIMIT)
+
+    def to_internal_value(self, data):  # noqa: ANN001, ANN201
+        unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
+        if unknown:
+            raise serializers.ValidationError({k: ["Unknown filter."] for k in sorted(unknown)})
+        value = super().to_internal_value(data)
+        for key in ("created_after", "created_before", "author_id"):
+            if value.get(key) is not None:
+                value[key] = value[key].isoformat() if key != "author_id" else str(value[key])
+        return value
+
+
+class StoredQueryOut(serializers.ModelSerializer):
+    id = serializers.UUIDField()
+    owner_id = serializers.UUIDField(allow_null=True)
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        model = StoredQuery
+        fields = ["id", "name", "filters", "owner_id", "created_at"]
+
+
+class StoredQueryIn(serializers.Serializer):
+    name = serializers.CharField(max_length=150)
+    filters = QueryFilters(required=False, default=dict)
+
+
+class NotesView(APIView):
+    required_scopes = {"GET": "notes:read", "POST": "notes:write"}
+
+    @extend_schema(responses={200: NoteOut(many=True)})
+    def get(self, request: Request) -> Response:
+        rows = Note.objects.filter(workspace_id=request.auth.workspace_id).order_by("-created_at", "id")
+        return paginate(self, request, rows, NoteOut, "notes")
+
+    @extend_schema(request=NoteIn, responses={201: NoteOut})
+    def post(self, request: Request) -> Response:
+        data = NoteIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        note = messaging.note_create(workspace=request.auth.workspace, author=request.auth.user, **data.validated_data)
+        return Response(NoteOut(note).data, status=status.HTTP_201_CREATED)
+
+
+class StoredQueriesView(APIView):
+    required_scopes = {"GET": "notes:read", "POST": "notes:write"}
+
+    @extend_schema(responses={200: StoredQueryOut(many=True)})
+    def get(self, request: Request) -> Response:
+        rows = StoredQuery.objects.filter(workspace_id=request.auth.workspace_id).order_by("name", "id")
+        return paginate(self, request, rows, StoredQueryOut, "queries")
+
+    @extend_schema(request=StoredQueryIn, responses={201: StoredQueryOut})
+    def post(self, request: Request) -> Response:
+        data = StoredQueryIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        query = messaging.stored_query_create(
+            workspace=request.auth.workspace, owner=request.auth.user, **data.validated_data
+        )
+        return Response(StoredQueryOut(query).data, status=status.HTTP_201_CREATED)
+
+
+class StoredQueryResultsView(APIView):
+    """Run a stored query now and return the matching notes."""
+
+    required_scopes = "notes:read"
+
+    @extend_schema(responses={200: NoteOut(many=True)})
+    def get(self, request: Request, query_id: str) -> Response:
+        query = StoredQuery.objects.filter(workspace_id=request.auth.workspace_id, pk=query_id).first()
+        if query is None:
+            raise NotFound("No such stored query.")
+        notes = messaging.notes_matching(workspace_id=query.workspace_id, filters=query.filters)
+        return Response({"notes": NoteOut(notes, many=True).data, "total": len(notes)})

@@ -1,0 +1,46 @@
+"""The schedule engine's parts in the worker process: the fire job and the scheduler side task."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db.utils import DatabaseError
+
+from hq import clock
+from queueapp.registry import JobContext, job_function, side_task
+from schedules import services
+
+logger = logging.getLogger("hq.scheduler")
+
+#: The longest the scheduler sleeps without a change notification (a safety net, not a tick).
+MAX_SLEEP_S = 30.0
+
+
+@job_function(services.FIRE_FUNCTION, internal=True, max_tries=2, timeout=900, retry_backoff=1.0)
+def fire(ctx: JobContext) -> dict[str, Any]:
+    """Run one schedule fire (engine-only)."""
+    return services.fire_job(ctx)
+
+
+@side_task("scheduler")
+async def scheduler(runtime) -> None:  # noqa: ANN001 - queueapp.worker.Runtime
+    """Fire due schedules, then sleep until the earliest next fire or a change notification."""
+    from queueapp.worker import run_sync
+
+    wake = runtime.event(services.WAKE_MESSAGE)
+    while not runtime.stopping.is_set():
+        sleep_s = MAX_SLEEP_S
+        try:
+            fired = await run_sync(services.scheduler_pass)
+            if fired:
+                logger.info("scheduler fired %d schedule(s)", fired)
+            nxt = await run_sync(services.next_due_at)
+            if nxt is not None:
+                sleep_s = min(MAX_SLEEP_S, max((nxt - clock.now()).total_seconds(), 0.0))
+                if not fired and sleep_s == 0.0:
+                    sleep_s = 0.2  # due rows are locked by another scheduler: let it finish
+        except DatabaseError as exc:
+            logger.warning("scheduler: database error (%s); retrying", exc)
+            sleep_s = 1.0
+        await runtime.sleep(sleep_s, wake=wake)

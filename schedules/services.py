@@ -1,0 +1,444 @@
+"""Writes for schedules: create, update, lifecycle, the scheduler pass and the fire job body."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Min
+
+from hq import clock
+from hq.errors import Conflict, PaymentRequired, ValidationFailed
+from hq.models import User, Workspace
+from queueapp import enqueue, transport
+from schedules import actions, triggers
+from schedules.models import FireStatus, Schedule, ScheduleFire, ScheduleState
+
+logger = logging.getLogger("hq.scheduler")
+
+FIRE_FUNCTION = "schedules.fire"
+WAKE_MESSAGE = "*schedules*"
+UNSET: Any = object()
+
+
+class ScheduleStateConflict(Conflict):
+    """The schedule's state does not allow this."""
+
+    code = "invalid_state"
+
+
+def _conflict(schedule: Schedule, action: str) -> ScheduleStateConflict:
+    return ScheduleStateConflict(
+        f"Cannot {action} a schedule that is {schedule.state}.", detail={"state": schedule.state}
+    )
+
+
+# --- triggers ----------------------------------------------------------------------------------
+
+
+def trigger_prepare(trigger: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """Validate a trigger; an rrule without dtstart gets the current minute in its zone."""
+    try:
+        clean = triggers.validate_trigger(trigger if isinstance(trigger, dict) else {})
+        if not isinstance(trigger, dict):
+            raise triggers.TriggerError("trigger must be an object with kind, expr and tz.")
+        if clean["kind"] == "rrule" and not clean.get("dtstart"):
+            now = now or clock.now()
+            local = now.astimezone(triggers._load_zone(clean["tz"])).replace(second=0, microsecond=0, tzinfo=None)
+            clean["dtstart"] = local.isoformat()
+            clean = triggers.validate_trigger(clean)
+        return clean
+    except triggers.TriggerError as exc:
+        field = f"trigger.{exc.field}" if getattr(exc, "field", None) else "trigger"
+        raise ValidationFailed(f"Invalid trigger: {exc}", fields={field: [str(exc)]}, code="invalid_trigger") from exc
+
+
+def next_fire(trigger: dict[str, Any], after: datetime) -> datetime | None:
+    """The next slot strictly after `after` (TriggerError for a bad stored trigger)."""
+    return triggers.next_fire_after(trigger, after)
+
+
+# --- create and update -------------------------------------------------------------------------
+
+
+def _check_plan(workspace: Workspace, adding: int = 1) -> None:
+    locked = Workspace.objects.select_for_update().select_related("plan").get(pk=workspace.pk)
+    current = Schedule.objects.filter(workspace=locked).exclude(state=ScheduleState.ARCHIVED).count()
+    limit = locked.plan.max_schedules
+    if current + adding > limit:
+        raise PaymentRequired(
+            f"The plan allows {limit} schedules and the workspace has {current}.",
+            detail={"limit": limit, "current": current},
+        )
+
+
+def _notify() -> None:
+    try:
+        transport.nudge(WAKE_MESSAGE)
+    except redis.RedisError:
+        pass
+
+
+@transaction.atomic
+def schedule_create(
+    *,
+    workspace: Workspace,
+    owner: User,
+    name: str,
+    trigger: Any,
+    action: str,
+    args: Any,
+    description: str | None = None,
+    active: bool = True,
+) -> Schedule:
+    """Create a schedule (402 past the plan limit); it fires at its trigger's next slot."""
+    now = clock.now()
+    clean_trigger = trigger_prepare(trigger, now=now)
+    clean_args = actions.validate_args(action, args, workspace=workspace, owner=owner)
+    _check_plan(workspace)
+    schedule = Schedule.objects.create(
+        workspace=workspace,
+        owner=owner,
+        name=name,
+        description=description,
+        trigger=clean_trigger,
+        action=action,
+        args=clean_args,
+        state=ScheduleState.ACTIVE if active else ScheduleState.PAUSED,
+        state_reason="" if active else f"Created paused by {owner.label}.",
+        next_fire_at=next_fire(clean_trigger, now) if active else None,
+        created_at=now,
+        updated_at=now,
+    )
+    transaction.on_commit(_notify, robust=True)
+    return schedule
+
+
+def _locked(schedule: Schedule) -> Schedule:
+    return Schedule.objects.select_for_update().select_related("workspace", "owner").get(pk=schedule.pk)
+
+
+@transaction.atomic
+def schedule_update(
+    *,
+    schedule: Schedule,
+    name: Any = UNSET,
+    description: Any = UNSET,
+    trigger: Any = UNSET,
+    args: Any = UNSET,
+) -> tuple[Schedule, bool]:
+    """Change only what is given; returns (schedule, trigger_changed). Archived: 409."""
+    s = _locked(schedule)
+    if s.state == ScheduleState.ARCHIVED:
+        raise _conflict(s, "update")
+    now = clock.now()
+    fields = ["updated_at"]
+    if name is not UNSET:
+        s.name = name
+        fields.append("name")
+    if description is not UNSET:
+        s.description = description
+        fields.append("description")
+    trigger_changed = trigger is not UNSET
+    if trigger_changed:
+        s.trigger = trigger_prepare(trigger, now=now)
+        fields.append("trigger")
+        if s.state == ScheduleState.ACTIVE:
+            s.next_fire_at = next_fire(s.trigger, now)
+            fields.append("next_fire_at")
+    if args is not UNSET:
+        s.args = actions.validate_args(s.action, args, workspace=s.workspace, owner=s.owner)
+        fields.append("args")
+    s.updated_at = now
+    s.save(update_fields=fields)
+    transaction.on_commit(_notify, robust=True)
+    return s, trigger_changed
+
+
+# --- lifecycle -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def schedule_pause(*, schedule: Schedule, actor: User | None, reason: str | None = None) -> Schedule:
+    """active → paused (next fire cleared); paused stays paused; quarantined or archived: 409."""
+    s = _locked(schedule)
+    if s.state == ScheduleState.PAUSED:
+        return s
+    if s.state != ScheduleState.ACTIVE:
+        raise _conflict(s, "pause")
+    s.state, s.next_fire_at = ScheduleState.PAUSED, None
+    s.state_reason = reason or f"Paused by {actor.label if actor else 'the system'}."
+    s.updated_at = clock.now()
+    s.save(update_fields=["state", "next_fire_at", "state_reason", "updated_at"])
+    return s
+
+
+@transaction.atomic
+def schedule_resume(*, schedule: Schedule) -> Schedule:
+    """paused → active with a fresh next fire; a quarantined one only once its trigger and args validate."""
+    s = _locked(schedule)
+    if s.state == ScheduleState.ACTIVE:
+        return s
+    if s.state == ScheduleState.ARCHIVED:
+        raise _conflict(s, "resume")
+    now = clock.now()
+    try:
+        trigger = triggers.validate_trigger(s.trigger)
+        actions.validate_args(s.action, s.args, workspace=s.workspace, owner=s.owner)
+        nxt = next_fire(trigger, now)
+    except (triggers.TriggerError, ValidationFailed) as exc:
+        if s.state == ScheduleState.QUARANTINED:
+            raise ScheduleStateConflict(
+                f"The schedule stays quarantined: {exc}. Fix its trigger or args first.",
+                detail={"state": s.state, "reason": str(exc)},
+            ) from exc
+        raise
+    s.state, s.next_fire_at, s.state_reason, s.updated_at = ScheduleState.ACTIVE, nxt, "", now
+    s.save(update_fields=["state", "next_fire_at", "state_reason", "updated_at"])
+    transaction.on_commit(_notify, robust=True)
+    return s
+
+
+@transaction.atomic
+def schedule_fire_now(*, schedule: Schedule, actor: User | None) -> ScheduleFire:
+    """A manual fire now (active or paused); the cadence is unchanged."""
+    s = _locked(schedule)
+    if s.state not in (ScheduleState.ACTIVE, ScheduleState.PAUSED):
+        raise _conflict(s, "fire")
+    return _create_fires([(s, clock.now(), 0, True)])[0]
+
+
+def _cancel_pending_fires(s: Schedule, reason: str) -> int:
+    from queueapp import services as queue_services
+    from queueapp.models import Job
+
+    pending = list(ScheduleFire.objects.select_for_update().filter(schedule=s, status=FireStatus.PENDING))
+    for fire in pending:
+        job = Job.objects.filter(pk=fire.job_id).first()
+        if job is not None and job.state in ("queued", "deferred", "awaiting_approval"):
+            queue_services.job_cancel(job=job, actor=None)
+        fire.status, fire.error, fire.finished_at = FireStatus.SKIPPED, reason, clock.now()
+        fire.save(update_fields=["status", "error", "finished_at"])
+    return len(pending)
+
+
+@transaction.atomic
+def schedule_archive(*, schedule: Schedule, actor: User | None) -> Schedule:
+    """Cancel: archived, pending fires dropped, history kept. Archiving an archived one changes nothing."""
+    s = _locked(schedule)
+    if s.state == ScheduleState.ARCHIVED:
+        return s
+    _cancel_pending_fires(s, "Schedule archived.")
+    s.state, s.next_fire_at, s.updated_at = ScheduleState.ARCHIVED, None, clock.now()
+    s.state_reason = f"Archived by {actor.label if actor else 'the system'}."
+    s.save(update_fields=["state", "next_fire_at", "state_reason", "updated_at"])
+    return s
+
+
+@transaction.atomic
+def schedule_erase(*, schedule: Schedule) -> None:
+    """Delete an archived schedule and its history; anything else: 409."""
+    s = _locked(schedule)
+    if s.state != ScheduleState.ARCHIVED:
+        raise _conflict(s, "erase")
+    s.delete()
+
+
+@transaction.atomic
+def schedule_delete(*, schedule: Schedule) -> None:
+    """Scheduled tasks' DELETE: drop pending fires and delete the row."""
+    s = _locked(schedule)
+    _cancel_pending_fires(s, "Schedule deleted.")
+    s.delete()
+
+
+def schedule_quarantine(s: Schedule, reason: str) -> None:
+    """Park a schedule whose stored trigger or args no longer parse (the row must be locked)."""
+    s.state, s.next_fire_at, s.state_reason, s.updated_at = ScheduleState.QUARANTINED, None, reason[:2000], clock.now()
+    s.save(update_fields=["state", "next_fire_at", "state_reason", "updated_at"])
+    logger.warning("schedule %s quarantined: %s", s.pk, reason)
+
+
+# --- the scheduler -----------------------------------------------------------------------------
+
+
+def _create_fires(items: list[tuple[Schedule, datetime, int, bool]]) -> list[ScheduleFire]:
+    """Write fire rows and their jobs in the caller's transaction (pushed after commit)."""
+    fires, specs = [], []
+    for s, slot, skipped, manual in items:
+        spec = enqueue.JobSpec(
+            workspace_id=s.workspace_id,
+            owner_id=s.owner_id,
+            function=FIRE_FUNCTION,
+            args={},
+            correlation_id=f"schedule:{s.pk}",
+        )
+        fire = ScheduleFire(
+            id=uuid.uuid4(),
+            schedule_id=s.pk,
+            slot=slot,
+            manual=manual,
+            skipped_slots=skipped,
+            job_id=spec.id,
+            created_at=clock.now(),
+        )
+        spec.args = {"fire_id": str(fire.id)}
+        fires.append(fire)
+        specs.append(spec)
+    ScheduleFire.objects.bulk_create(fires, batch_size=1000)
+    enqueue.jobs_create(specs)
+    return fires
+
+
+def scheduler_pass(*, batch: int | None = None) -> int:
+    """Fire every due active schedule once; return how many fires were written.
+
+    Rows are claimed with FOR UPDATE SKIP LOCKED and advanced in the same transaction that writes
+    their fire rows and jobs, so any number of schedulers fire each slot exactly once; the unique
+    (schedule, slot) constraint is the last guard. After downtime only the latest missed slot
+    fires, with the number skipped recorded.
+    """
+    now = clock.now()
+    batch = batch or settings.HQ_SCHEDULER_BATCH
+    total = 0
+    while True:
+        with transaction.atomic():
+            due = list(
+                Schedule.objects.select_for_update(skip_locked=True)
+                .filter(state=ScheduleState.ACTIVE, next_fire_at__lte=now)
+                .order_by("next_fire_at")[:batch]
+            )
+            items, changed = [], []
+            for s in due:
+                slot, skipped = s.next_fire_at, 0
+                try:
+                    nxt = next_fire(s.trigger, slot)
+                    if nxt is not None and nxt <= now:
+                        latest, skipped = triggers.latest_fire_at_or_before(
+                            s.trigger, before=now, not_before=slot - timedelta(microseconds=1)
+                        )
+                        slot = latest or slot
+                        nxt = next_fire(s.trigger, now)
+                    if actions.get(s.action) is None:
+                        raise triggers.TriggerError(f"Action '{s.action}' is not registered.")
+                except triggers.TriggerError as exc:
+                    s.state, s.next_fire_at, s.state_reason = ScheduleState.QUARANTINED, None, f"Trigger: {exc}"[:2000]
+                    s.updated_at = now
+                    changed.append(s)
+                    logger.warning("schedule %s quarantined: %s", s.pk, exc)
+                    continue
+                items.append((s, slot, skipped, False))
+                s.next_fire_at, s.updated_at = nxt, now
+                if nxt is None:
+                    s.state_reason = "The trigger has no further fires."
+                changed.append(s)
+            _create_fires(items)
+            Schedule.objects.bulk_update(
+                changed, ["next_fire_at", "state", "state_reason", "updated_at"], batch_size=1000
+            )
+        total += len(items)
+        if len(due) < batch:
+            return total
+
+
+def next_due_at() -> datetime | None:
+    """The earliest next fire of any active schedule (one indexed query)."""
+    return Schedule.objects.filter(state=ScheduleState.ACTIVE).aggregate(m=Min("next_fire_at"))["m"]
+
+
+# --- the fire job ------------------------------------------------------------------------------
+
+
+def fire_run(*, fire_id: Any, attempt: int = 1) -> str:
+    """Run one fire's action and record the outcome on the fire and the schedule; returns its status.
+
+    A fire runs its action at most once: a fire found `running` (its worker died mid-action) is
+    recorded as failed rather than run again, since actions post messages and must not double.
+    """
+    now = clock.now()
+    with transaction.atomic():
+        fire = ScheduleFire.objects.select_for_update().filter(pk=fire_id).first()
+        if fire is None:
+            return "missing"
+        if fire.status == FireStatus.RUNNING:
+            _finish_fire(fire, FireStatus.FAILED, error="Interrupted: the worker running this fire stopped.")
+            return FireStatus.FAILED
+        if fire.status != FireStatus.PENDING:
+            return fire.status
+        s = Schedule.objects.select_for_update().select_related("workspace", "owner").get(pk=fire.schedule_id)
+        runnable = s.state == ScheduleState.ACTIVE or (fire.manual and s.state == ScheduleState.PAUSED)
+        if not runnable:
+            fire.status, fire.error, fire.finished_at = FireStatus.SKIPPED, f"Schedule is {s.state}.", now
+            fire.save(update_fields=["status", "error", "finished_at"])
+            return FireStatus.SKIPPED
+        try:
+            triggers.validate_trigger(s.trigger)
+            args = actions.validate_args(s.action, s.args, workspace=s.workspace, owner=s.owner)
+        except (triggers.TriggerError, ValidationFailed) as exc:
+            schedule_quarantine(s, f"{'Trigger' if isinstance(exc, triggers.TriggerError) else 'Args'}: {exc}")
+            fire.status, fire.error, fire.finished_at = FireStatus.SKIPPED, f"Quarantined: {exc}", now
+            fire.save(update_fields=["status", "error", "finished_at"])
+            return FireStatus.SKIPPED
+        lag_ms = int((now - fire.slot).total_seconds() * 1000)
+        fire.status, fire.started_at, fire.lag_ms = FireStatus.RUNNING, now, lag_ms
+        fire.save(update_fields=["status", "started_at", "lag_ms"])
+        Schedule.objects.filter(pk=s.pk).update(
+            last_fire_at=now, last_fire_status=FireStatus.RUNNING, last_fire_lag_ms=lag_ms
+        )
+    action = actions.get(s.action)
+    try:
+        result = action.fn(s, fire, args)
+    except Exception as exc:  # noqa: BLE001 - an action's failure is recorded on the fire
+        logger.warning("fire %s of schedule %s failed: %s", fire.pk, s.pk, exc)
+        with transaction.atomic():
+            _finish_fire(fire, FireStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000])
+        return FireStatus.FAILED
+    with transaction.atomic():
+        _finish_fire(fire, FireStatus.SUCCEEDED, conversation_id=result.conversation_id)
+    return FireStatus.SUCCEEDED
+
+
+def _finish_fire(fire: ScheduleFire, status: str, *, error: str = "", conversation_id: Any = None) -> None:
+    now = clock.now()
+    fire.status, fire.error, fire.finished_at, fire.conversation_id = status, error, now, conversation_id
+    fire.save(update_fields=["status", "error", "finished_at", "conversation_id"])
+    failed = status == FireStatus.FAILED
+    updates: dict[str, Any] = {
+        "fire_count": F("fire_count") + 1,
+        "failure_count": F("failure_count") + (1 if failed else 0),
+        "consecutive_failure_count": F("consecutive_failure_count") + 1 if failed else 0,
+        "last_fire_status": status,
+    }
+    if conversation_id:
+        updates["last_run_conversation_id"] = conversation_id
+    Schedule.objects.filter(pk=fire.schedule_id).update(**updates)
+    if failed:
+        s = Schedule.objects.select_for_update().get(pk=fire.schedule_id)
+        threshold = settings.HQ_SCHEDULE_MAX_CONSECUTIVE_FAILURES
+        if s.state == ScheduleState.ACTIVE and s.consecutive_failure_count >= threshold:
+            schedule_pause(
+                schedule=s, actor=None, reason=f"Paused automatically after {threshold} consecutive failures."
+            )
+
+
+def fire_job(ctx: Any) -> dict[str, Any]:
+    """Queue function body: run the fire named in the job's args."""
+    return {"status": fire_run(fire_id=ctx.args["fire_id"], attempt=ctx.attempt)}
+
+
+@transaction.atomic
+def task_update(*, schedule: Schedule, actor: User, enabled: bool | None = None, **changes: Any) -> Schedule:
+    """PATCH of a scheduled task: field changes, then `enabled` as pause/resume, all in one transaction."""
+    s = schedule
+    if changes:
+        s, _ = schedule_update(schedule=s, **changes)
+    if enabled is True and s.state != ScheduleState.ACTIVE:
+        s = schedule_resume(schedule=s)
+    elif enabled is False and s.state == ScheduleState.ACTIVE:
+        s = schedule_pause(schedule=s, actor=actor)
+    return s

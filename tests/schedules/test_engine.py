@@ -1,0 +1,194 @@
+"""The schedule engine: firing exactly once, catch-up, quarantine, actions through a real worker."""
+
+from __future__ import annotations
+
+import signal
+from datetime import timedelta
+
+import pytest
+from django.db.models import Count
+
+from hq import clock, messaging
+from hq.models import Plan, Room, RoomMessage
+from queueapp.models import Job
+from schedules import services, triggers
+from schedules.models import Schedule, ScheduleFire
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def room(member) -> Room:
+    member.workspace.plan = Plan.objects.create(name=f"big-{member.workspace.slug}", max_schedules=10_000)
+    member.workspace.save()
+    return messaging.room_create(workspace=member.workspace, creator=member.user, name="general")
+
+
+def make(member, room, *, expr="* * * * *", tz="UTC", action="send_message", args=None, due_ago_s=None) -> Schedule:
+    args = args or {"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "hello"}}
+    s = services.schedule_create(
+        workspace=member.workspace,
+        owner=member.user,
+        name="t",
+        trigger={"kind": "cron", "expr": expr, "tz": tz},
+        action=action,
+        args=args,
+    )
+    if due_ago_s is not None:
+        slot = clock.now().replace(second=0, microsecond=0) - timedelta(seconds=due_ago_s)
+        Schedule.objects.filter(pk=s.pk).update(next_fire_at=slot)
+        s.refresh_from_db()
+    return s
+
+
+def test_pass_fires_due_once_and_advances(member, room):
+    s = make(member, room, due_ago_s=0)
+    slot = s.next_fire_at
+    assert services.scheduler_pass() == 1
+    assert services.scheduler_pass() == 0
+    fire = ScheduleFire.objects.get()
+    assert fire.slot == slot and fire.skipped_slots == 0 and not fire.manual
+    job = Job.objects.get(pk=fire.job_id)
+    assert job.function == "schedules.fire" and job.args == {"fire_id": str(fire.id)} and job.state == "queued"
+    s.refresh_from_db()
+    assert s.next_fire_at == triggers.next_fire_after(s.trigger, clock.now())
+
+
+def test_downtime_fires_latest_missed_slot_once(member, room):
+    s = make(member, room, expr="0 8 * * *", tz="Europe/Stockholm")
+    week_ago = triggers.next_fire_after(s.trigger, clock.now() - timedelta(days=7, hours=1))
+    Schedule.objects.filter(pk=s.pk).update(next_fire_at=week_ago)
+    assert services.scheduler_pass() == 1
+    fire = ScheduleFire.objects.get()
+    assert fire.skipped_slots == 6
+    latest, _ = triggers.latest_fire_at_or_before(s.trigger, before=clock.now(), not_before=week_ago)
+    assert fire.slot == latest > week_ago
+
+
+def test_corrupted_trigger_is_quarantined_and_the_loop_goes_on(member, room):
+    bad = make(member, room, due_ago_s=0)
+    good = make(member, room, due_ago_s=0)
+    Schedule.objects.filter(pk=bad.pk).update(trigger={"kind": "cron", "expr": "99 * * * *", "tz": "UTC"})
+    assert services.scheduler_pass() == 1
+    bad.refresh_from_db()
+    assert bad.state == "quarantined" and bad.next_fire_at is None and "Trigger" in bad.state_reason
+    assert ScheduleFire.objects.get().schedule_id == good.pk
+
+
+def test_send_message_end_to_end(api, member, room, burst):
+    s = make(member, room, due_ago_s=0)
+    services.scheduler_pass()
+    burst()
+    fire = ScheduleFire.objects.get()
+    assert fire.status == "succeeded" and fire.lag_ms is not None and fire.lag_ms >= 0
+    msg = RoomMessage.objects.get(room=room)
+    assert (msg.kind, msg.body, msg.schedule_id) == ("bot", "hello", s.pk)
+    body = api.get(f"/v1/scheduled-tasks/{s.pk}", **member.headers).json()
+    assert body["run_count"] == 1 and body["last_run_status"] == "succeeded" and body["last_run_lag_ms"] >= 0
+
+
+def test_trigger_ai_end_to_end(member, room, burst):
+    messaging.message_post(room=room, body="Sales were up 4% this week.", author=member.user)
+    make(member, room, action="trigger_ai", args={"room_id": str(room.id), "prompt": "Summarise the week"}, due_ago_s=0)
+    services.scheduler_pass()
+    burst()
+    reply = RoomMessage.objects.get(room=room, kind="agent")
+    assert "HQ built-in agent" in reply.body and "Summarise the week" in reply.body
+    assert "1 earlier message" in reply.body
+    assert ScheduleFire.objects.get().status == "succeeded"
+
+
+def test_run_query_end_to_end(member, room, burst):
+    messaging.note_create(workspace=member.workspace, author=member.user, title="Q3 plan", tags=["plan"])
+    messaging.note_create(workspace=member.workspace, author=member.user, title="Lunch", tags=["food"])
+    query = messaging.stored_query_create(
+        workspace=member.workspace, owner=member.user, name="Plans", filters={"tags": ["plan"]}
+    )
+    make(member, room, action="run_query", args={"room_id": str(room.id), "query_id": str(query.id)}, due_ago_s=0)
+    services.scheduler_pass()
+    burst()
+    msg = RoomMessage.objects.get(room=room)
+    assert msg.msgtype == "swp.markdown"
+    assert msg.body.startswith("**Plans**: 1 note") and "- Q3 plan (" in msg.body and "Lunch" not in msg.body
+
+
+def test_args_invalid_at_fire_time_quarantines(member, room, burst):
+    s = make(member, room, due_ago_s=0)
+    room.members.clear()  # the owner left the room: the args no longer validate
+    services.scheduler_pass()
+    burst()
+    s.refresh_from_db()
+    fire = ScheduleFire.objects.get()
+    assert s.state == "quarantined" and "room_id" in s.state_reason
+    assert fire.status == "skipped" and not RoomMessage.objects.exists()
+
+
+def test_failures_pause_after_threshold(member, room, burst, settings):
+    settings.HQ_SCHEDULE_MAX_CONSECUTIVE_FAILURES = 2
+    s = make(member, room, action="trigger_ai", args={"room_id": str(room.id), "prompt": "hi"})
+    member.workspace.agents.update(backend="openai_compatible")  # no such backend configured: each fire fails
+    for _ in range(2):
+        services.schedule_fire_now(schedule=s, actor=member.user)
+        burst()
+    s.refresh_from_db()
+    assert s.failure_count == 2 and s.consecutive_failure_count == 2
+    assert s.state == "paused" and "2 consecutive failures" in s.state_reason
+
+
+def test_two_scheduler_processes_fire_each_slot_once(member, room, procs):
+    schedules = [make(member, room, due_ago_s=0) for _ in range(150)]
+    procs.env["HQ_SCHEDULER_BATCH"] = "10"
+    a, b = procs.worker("--scheduler-only"), procs.worker("--scheduler-only")
+    wait_for(lambda: ScheduleFire.objects.count() >= 150, timeout=60, what="all schedules fired")
+    for p in (a, b):
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    per_slot = ScheduleFire.objects.values("schedule_id", "slot").annotate(n=Count("id"))
+    assert all(row["n"] == 1 for row in per_slot)
+    fired = {row["schedule_id"] for row in per_slot}
+    assert fired == {s.pk for s in schedules}, "no schedule missed"
+    assert Job.objects.filter(function="schedules.fire").count() == ScheduleFire.objects.count()
+    assert len(set(Job.objects.values_list("correlation_id", flat=True))) == 150
+
+
+def test_scheduler_killed_mid_batch_then_restarted(member, room, procs):
+    for _ in range(400):
+        make(member, room, due_ago_s=0)
+    procs.env["HQ_SCHEDULER_BATCH"] = "5"
+    victim = procs.worker("--scheduler-only")
+    wait_for(lambda: ScheduleFire.objects.exists(), timeout=30, what="the first fires")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    assert ScheduleFire.objects.count() < 400, "killed before the end of the run"
+    survivor = procs.worker("--scheduler-only")
+    wait_for(lambda: ScheduleFire.objects.count() >= 400, timeout=60, what="the rest fired")
+    survivor.send_signal(signal.SIGTERM)
+    survivor.wait(timeout=30)
+    assert ScheduleFire.objects.count() == 400
+    assert Job.objects.filter(function="schedules.fire").count() == 400
+    assert not ScheduleFire.objects.values("schedule_id").annotate(n=Count("id")).filter(n__gt=1).exists()
+
+
+def test_fire_now_keeps_cadence_and_runs_while_paused(member, room, burst):
+    s = make(member, room)
+    before = s.next_fire_at
+    services.schedule_pause(schedule=s, actor=member.user)
+    fire = services.schedule_fire_now(schedule=s, actor=member.user)
+    assert fire.manual
+    burst()
+    assert ScheduleFire.objects.get().status == "succeeded"
+    s = services.schedule_resume(schedule=s)
+    assert s.next_fire_at >= before
+
+
+def test_archive_cancels_pending_fire_jobs(member, room):
+    s = make(member, room, due_ago_s=0)
+    services.scheduler_pass()
+    fire = ScheduleFire.objects.get()
+    services.schedule_archive(schedule=s, actor=member.user)
+    fire.refresh_from_db()
+    assert fire.status == "skipped"
+    assert Job.objects.get(pk=fire.job_id).state == "cancelled"
+    s.refresh_from_db()
+    assert s.state == "archived" and s.next_fire_at is None
