@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -24,6 +25,7 @@ class JobSpec:
     args: dict[str, Any]
     owner_id: Any = None
     correlation_id: str = ""
+    due_at: datetime | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
@@ -41,6 +43,7 @@ def jobs_create(specs: list[JobSpec]) -> list[Job]:
         fn = registry.get_function(spec.function)
         if fn is None:
             raise ValueError(f"Unknown job function {spec.function!r}")
+        due = max(spec.due_at or now, now)
         jobs.append(
             Job(
                 id=spec.id,
@@ -49,12 +52,12 @@ def jobs_create(specs: list[JobSpec]) -> list[Job]:
                 function=fn.name,
                 args=spec.args,
                 queue=fn.queue,
-                state=JobState.QUEUED,
+                state=JobState.DEFERRED if due > now else JobState.QUEUED,
                 correlation_id=spec.correlation_id,
                 max_tries=fn.max_tries,
                 timeout_s=fn.timeout_s,
                 retry_backoff_s=fn.retry_backoff_s,
-                due_at=now,
+                due_at=due,
                 created_at=now,
                 updated_at=now,
                 dispatched_at=now,
@@ -62,9 +65,9 @@ def jobs_create(specs: list[JobSpec]) -> list[Job]:
         )
     Job.objects.bulk_create(jobs, batch_size=1000)
     JobEvent.objects.bulk_create(
-        [JobEvent(job_id=j.id, kind="submitted", to_state=JobState.QUEUED, at=now) for j in jobs], batch_size=1000
+        [JobEvent(job_id=j.id, kind="submitted", to_state=j.state, at=now) for j in jobs], batch_size=1000
     )
-    pushes = [transport.Push(j.id, 1, j.queue, now) for j in jobs]
+    pushes = [transport.Push(j.id, 1, j.queue, j.due_at) for j in jobs]
     transaction.on_commit(partial(_push, pushes), robust=True)
     return jobs
 

@@ -171,3 +171,77 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class HITLState(models.TextChoices):
+    """A human-in-the-loop request's lifecycle; only `pending` may change."""
+
+    #: Waiting for a decision; its job is `awaiting_approval`.
+    PENDING = "pending", "Pending"
+    #: Approved: the job was queued with `approved_args`.
+    APPROVED = "approved", "Approved"
+    #: Rejected by a person: the job ended `rejected`.
+    REJECTED = "rejected", "Rejected"
+    #: Nobody decided before `expires_at`: the job ended `rejected`.
+    EXPIRED = "expired", "Expired"
+    #: The job was cancelled while it waited.
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class DecidedVia(models.TextChoices):
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    #: The expiry side task.
+    SYSTEM = "system", "System"
+
+
+class HITLRequest(models.Model):
+    """A job waiting for a person's approval (human in the loop): one per gated run of a job."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey("hq.Workspace", on_delete=models.CASCADE, related_name="hitl_requests")
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="hitl_requests", help_text="The job that waits for this decision."
+    )
+    function = models.CharField(max_length=200, help_text="The tool (registered function) the job would run.")
+    args = models.JSONField(default=dict, blank=True, help_text="The arguments as requested.")
+    approved_args = models.JSONField(
+        null=True, blank=True, help_text="The arguments the approver let run (corrected or as requested)."
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who asked for the call; may never decide it (separation of duties).",
+    )
+    reason = models.TextField(blank=True, default="", help_text="Why the requester wants this to run.")
+    state = models.CharField(max_length=16, choices=HITLState.choices, default=HITLState.PENDING)
+    created_at = models.DateTimeField(default=clock.now)
+    expires_at = models.DateTimeField(help_text="A pending request expires (its job is rejected) at this time.")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who approved, rejected or cancelled it; empty for an expiry.",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_via = models.CharField(max_length=8, choices=DecidedVia.choices, blank=True, default="")
+    comment = models.TextField(blank=True, default="", help_text="The decider's comment.")
+
+    class Meta:
+        verbose_name = "HITL request"
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["workspace", "state", "created_at"], name="hitl_ws_state_created"),
+            models.Index(fields=["expires_at"], name="hitl_pending_expiry", condition=Q(state="pending")),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["job"], condition=Q(state="pending"), name="uniq_pending_hitl_per_job"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.function} ({self.state})"

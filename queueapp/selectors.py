@@ -1,8 +1,8 @@
-"""Reads for the queue: what a caller may see, depth, workers."""
+"""Reads for the queue: what a caller (token or staff user) may see, depth, workers, HITL requests."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -11,7 +11,8 @@ from django.db.models import Count, Min, Q, QuerySet
 from hq import clock
 from hq.api.auth import Principal
 from hq.errors import NotFound
-from queueapp.models import Job, JobState, QueuePause, Worker
+from hq.models import Membership, User
+from queueapp.models import HITLRequest, HITLState, Job, JobState, QueuePause, Worker
 
 
 def jobs_visible(*, principal: Principal) -> QuerySet[Job]:
@@ -86,3 +87,38 @@ def running_by_worker(*, workspace_id: Any) -> dict[str, int]:
         .annotate(n=Count("id"))
     )
     return {r["worker_id"]: r["n"] for r in rows}
+
+
+def hitl_visible(*, principal: Principal) -> QuerySet[HITLRequest]:
+    """Requests the caller may read: all of the workspace's for an admin or a holder of `hitl:approve`
+    (who may decide them), else the caller's own (requested by them, or on their job)."""
+    rows = HITLRequest.objects.filter(workspace_id=principal.workspace_id).select_related("job")
+    if principal.is_admin or principal.has_scope("hitl:approve"):
+        return rows
+    return rows.filter(Q(requested_by_id=principal.user.id) | Q(job__owner_id=principal.user.id))
+
+
+def hitl_get(*, principal: Principal, request_id: Any) -> HITLRequest:
+    """Return a request the caller may read, else 404 (also for other workspaces')."""
+    hitl = hitl_visible(principal=principal).filter(pk=request_id).first()
+    if hitl is None:
+        raise NotFound("No such HITL request.")
+    return hitl
+
+
+def hitl_next_expiry() -> datetime | None:
+    """When the earliest pending request expires (the expiry task sleeps until then)."""
+    return (
+        HITLRequest.objects.filter(state=HITLState.PENDING).order_by("expires_at").values_list("expires_at", flat=True)
+    ).first()
+
+
+def staff_workspace_ids(*, user: User, admin_only: bool = False) -> list[Any] | None:
+    """Workspaces a staff user covers in the admin: None (all) for a superuser, else their memberships
+    (only those where they are admin with `admin_only`)."""
+    if user.is_superuser:
+        return None
+    rows = Membership.objects.filter(user=user)
+    if admin_only:
+        rows = rows.filter(role=Membership.Role.ADMIN)
+    return list(rows.values_list("workspace_id", flat=True))

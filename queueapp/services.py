@@ -1,4 +1,4 @@
-"""Writes for the queue: submit, the one state-changing service, cancel, retry, pause, relay, reaper."""
+"""Writes for the queue: submit, the one state-changing service, cancel, retry, HITL, pause, relay, reaper."""
 
 from __future__ import annotations
 
@@ -18,15 +18,27 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 
 from hq import clock
-from hq.errors import Conflict, ValidationFailed
-from hq.models import User, Workspace
+from hq.errors import Conflict, Forbidden, ValidationFailed
+from hq.models import Membership, User, Workspace
 from queueapp import registry, transport
-from queueapp.models import FINISHED_STATES, WAITING_STATES, Job, JobEvent, JobState, QueuePause, Worker
+from queueapp.models import (
+    FINISHED_STATES,
+    WAITING_STATES,
+    DecidedVia,
+    HITLRequest,
+    HITLState,
+    Job,
+    JobEvent,
+    JobState,
+    QueuePause,
+    Worker,
+)
 from queueapp.transitions import MOVES
 
 logger = logging.getLogger(__name__)
 
 MAX_ARGS_BYTES = 256 * 1024
+MAX_TEXT_CHARS = 2000
 
 
 class JobStateConflict(Conflict):
@@ -96,9 +108,14 @@ class Submission:
     defer_by_seconds: float | None = None
     max_tries: int | None = None
     timeout_seconds: int | None = None
+    #: Wait for a person's approval before running, even when the function does not ask for it.
+    requires_approval: bool = False
+    approval_reason: str = ""
+    #: Who asks for the call (a plugin tool call's acting user); defaults to the job's owner.
+    requested_by: User | None = None
 
     def fingerprint(self) -> str:
-        body = {
+        body: dict[str, Any] = {
             "function": self.function,
             "args": self.args,
             "queue": self.queue,
@@ -108,6 +125,10 @@ class Submission:
             "max_tries": self.max_tries,
             "timeout_seconds": self.timeout_seconds,
         }
+        if self.requires_approval or self.approval_reason:
+            # Only when used, so the keys of jobs recorded before HITL existed keep their hash.
+            body["requires_approval"] = self.requires_approval
+            body["approval_reason"] = self.approval_reason
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -140,6 +161,8 @@ def job_submit(
 ) -> tuple[Job, bool]:
     """Record a job and hand it to ARQ after commit. Returns (job, created).
 
+    A job whose function requires approval, or submitted with `requires_approval`, is recorded
+    `awaiting_approval` with its HITL request in the same transaction and is not pushed.
     An idempotency key seen in this workspace within `HQ_IDEMPOTENCY_WINDOW_S` returns the
     original job (created False) when the body matches, and 409 when it does not or when it
     belongs to another user.
@@ -148,6 +171,16 @@ def job_submit(
     if fn is None:
         raise ValidationFailed(f"Unknown function '{submission.function}'.", code="unknown_function")
     _validate_args(submission.args)
+    gated = fn.requires_approval or submission.requires_approval
+    if len(submission.approval_reason) > MAX_TEXT_CHARS:
+        raise ValidationFailed(
+            "approval_reason is too long.", fields={"approval_reason": [f"At most {MAX_TEXT_CHARS} characters."]}
+        )
+    if gated and (submission.defer_until or submission.defer_by_seconds):
+        raise ValidationFailed(
+            "A job that waits for approval cannot also be deferred: it is queued when approved.",
+            fields={"defer_until" if submission.defer_until else "defer_by_seconds": ["Not with approval."]},
+        )
     now = clock.now()
     if submission.defer_until and submission.defer_by_seconds is not None:
         raise ValidationFailed(
@@ -179,7 +212,7 @@ def job_submit(
                     function=fn.name,
                     args=submission.args,
                     queue=submission.queue or fn.queue,
-                    state=JobState.DEFERRED if due_at > now else JobState.QUEUED,
+                    state=_initial_state(gated, due_at, now),
                     correlation_id=submission.correlation_id or "",
                     idempotency_key=submission.idempotency_key or None,
                     idempotency_hash=fingerprint,
@@ -189,22 +222,46 @@ def job_submit(
                     due_at=due_at,
                     created_at=now,
                     updated_at=now,
-                    dispatched_at=now,
+                    dispatched_at=None if gated else now,
                 )
+                detail: dict[str, Any] = {"due_at": due_at.isoformat()} if due_at > now else {}
+                if gated:
+                    hitl = _hitl_open(
+                        job=job, fn=fn, requested_by=submission.requested_by or owner, reason=submission.approval_reason
+                    )
+                    detail["hitl_request_id"] = str(hitl.pk)
                 JobEvent.objects.create(
-                    job=job,
-                    kind="submitted",
-                    to_state=job.state,
-                    actor=owner,
-                    at=now,
-                    detail={"due_at": due_at.isoformat()} if due_at > now else {},
+                    job=job, kind="submitted", to_state=job.state, actor=owner, at=now, detail=detail
                 )
-                transaction.on_commit(partial(job_push, job), robust=True)
+                if not gated:
+                    transaction.on_commit(partial(job_push, job), robust=True)
                 return job, True
         except IntegrityError:
             # Two requests raced on one idempotency key; the loser re-reads the winner's job.
             continue
     raise Conflict("Could not record the job; try again.", code="idempotency_race")
+
+
+def _initial_state(gated: bool, due_at: datetime, now: datetime) -> str:
+    if gated:
+        return JobState.AWAITING_APPROVAL
+    return JobState.DEFERRED if due_at > now else JobState.QUEUED
+
+
+def _hitl_open(*, job: Job, fn: registry.JobFunction | None, requested_by: User | None, reason: str) -> HITLRequest:
+    """Record the pending request of a job that now waits in `awaiting_approval`."""
+    now = clock.now()
+    ttl_s = fn.approval_ttl_s if fn else registry.JobFunction.approval_ttl_s
+    return HITLRequest.objects.create(
+        workspace_id=job.workspace_id,
+        job=job,
+        function=job.function,
+        args=job.args,
+        requested_by=requested_by,
+        reason=reason,
+        created_at=now,
+        expires_at=now + timedelta(seconds=ttl_s),
+    )
 
 
 def _idempotent_match(
@@ -240,11 +297,14 @@ def job_push(job: Job) -> None:
 # --- client actions --------------------------------------------------------------------------
 
 
-def job_cancel(*, job: Job, actor: User | None) -> Job:
-    """Cancel a waiting job at once; ask a running one to abort; 409 for a finished job."""
+def job_cancel(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Job:
+    """Cancel a waiting job at once (and its pending HITL request); ask a running one to abort; 409 when finished."""
     with transaction.atomic():
-        moved = job_transition(job_id=job.pk, move="cancel", actor=actor)
+        moved = job_transition(job_id=job.pk, move="cancel", actor=actor, finished_at=clock.now())
         if moved is not None:
+            HITLRequest.objects.filter(job_id=job.pk, state=HITLState.PENDING).update(
+                state=HITLState.CANCELLED, decided_by=actor, decided_at=moved.updated_at, decided_via=via
+            )
             return moved
         current = Job.objects.select_for_update().get(pk=job.pk)
         if current.state != JobState.RUNNING:
@@ -275,25 +335,211 @@ def _abort(job_id: UUID, attempt: int) -> None:
 
 
 def job_retry(*, job: Job, actor: User | None) -> Job:
-    """Run a failed, cancelled or rejected job again, with a fresh set of tries."""
+    """Run a failed, cancelled or rejected job again, with a fresh set of tries.
+
+    A retry never bypasses a decision: a job whose latest HITL request is not `approved` (or whose
+    function requires approval and which was never approved) goes back to `awaiting_approval`
+    with a new request for the same requester.
+    """
     now = clock.now()
     with transaction.atomic():
+        current = Job.objects.select_for_update().get(pk=job.pk)
+        latest = current.hitl_requests.order_by("-created_at").first()
+        gated = _needs_new_approval(current, latest)
         moved = job_transition(
             job_id=job.pk,
-            move="retry",
+            move="retry_gated" if gated else "retry",
             actor=actor,
             due_at=now,
-            dispatched_at=now,
+            dispatched_at=None if gated else now,
             finished_at=None,
             error="",
             result=None,
             cancel_requested_at=None,
-            tries_base=job.attempts,
+            tries_base=current.attempts,
         )
         if moved is None:
-            raise _conflict(Job.objects.get(pk=job.pk), "retry")
-        transaction.on_commit(lambda: job_push(moved), robust=True)
+            raise _conflict(current, "retry")
+        if gated:
+            _hitl_open(
+                job=moved,
+                fn=registry.get_function(moved.function),
+                requested_by=latest.requested_by if latest else moved.owner,
+                reason=latest.reason if latest else "",
+            )
+        else:
+            transaction.on_commit(lambda: job_push(moved), robust=True)
         return moved
+
+
+def _needs_new_approval(job: Job, latest: HITLRequest | None) -> bool:
+    if latest is not None:
+        return latest.state != HITLState.APPROVED
+    fn = registry.get_function(job.function)
+    return bool(fn and fn.requires_approval)
+
+
+# --- human in the loop ---------------------------------------------------------------------------
+
+
+class HITLStateConflict(Conflict):
+    """The request was already decided another way, expired or cancelled."""
+
+    code = "invalid_state"
+
+
+class SelfApproval(Forbidden):
+    """The requester may not decide their own request (separation of duties)."""
+
+    code = "self_approval"
+    default_message = "You asked for this call; someone else must decide it."
+
+
+def _is_workspace_admin(user: User, workspace_id: Any) -> bool:
+    return Membership.objects.filter(user=user, workspace_id=workspace_id, role=Membership.Role.ADMIN).exists()
+
+
+def hitl_ensure_may_decide(*, request: HITLRequest, actor: User, via: str) -> None:
+    """403 unless `actor` may decide `request` through `via`; never the requester.
+
+    Over the API the caller already holds `hitl:approve` in the request's workspace (the view
+    checks the scope and the workspace); in the admin, a superuser or a staff admin of it.
+    """
+    if via == DecidedVia.ADMIN and not (
+        actor.is_superuser or (actor.is_staff and _is_workspace_admin(actor, request.workspace_id))
+    ):
+        raise Forbidden("Only superusers and staff admins of the workspace may decide.", code="admin_required")
+    if via == DecidedVia.API and not Membership.objects.filter(user=actor, workspace_id=request.workspace_id).exists():
+        raise Forbidden("You are not a member of this workspace.")
+    if request.requested_by_id is not None and request.requested_by_id == actor.pk:
+        raise SelfApproval()
+
+
+def hitl_decide(
+    *,
+    request: HITLRequest,
+    actor: User,
+    decision: str,
+    via: str,
+    comment: str = "",
+    args: dict[str, Any] | None = None,
+) -> HITLRequest:
+    """Approve (the job is queued and pushed, with `args` when given) or reject (the job ends `rejected`).
+
+    The one service behind the API and the admin. Checks in order: who (403), the body (400),
+    the state (409). Repeating the decision a request already has answers it unchanged; a
+    request decided the other way, cancelled or expired (also one past `expires_at` that the
+    expiry task has not reached yet) is a 409 naming its state. Approve and reject racing on one
+    request serialise on the job's row lock: exactly one wins.
+    """
+    if decision not in ("approve", "reject"):
+        raise ValueError(f"decision must be 'approve' or 'reject', not {decision!r}")
+    hitl_ensure_may_decide(request=request, actor=actor, via=via)
+    if len(comment) > MAX_TEXT_CHARS:
+        raise ValidationFailed("comment is too long.", fields={"comment": [f"At most {MAX_TEXT_CHARS} characters."]})
+    if args is not None:
+        if decision == "reject":
+            raise ValidationFailed("Only an approval takes args.", fields={"args": ["Not with reject."]})
+        _validate_args(args)
+    target = HITLState.APPROVED if decision == "approve" else HITLState.REJECTED
+    now = clock.now()
+    with transaction.atomic():
+        # Lock order everywhere: the job, then its request (job_cancel, job_retry, expiry).
+        Job.objects.select_for_update().filter(pk=request.job_id).first()
+        hitl = HITLRequest.objects.select_for_update().get(pk=request.pk)
+        if hitl.state == target:
+            return hitl
+        expired_now = hitl.state == HITLState.PENDING and hitl.expires_at <= now
+        if expired_now:
+            _hitl_expire_locked(hitl, now)
+        elif hitl.state == HITLState.PENDING:
+            _hitl_apply(hitl, actor=actor, target=target, via=via, comment=comment, args=args, now=now)
+            return hitl
+    # Outside the block, so an expiry found on the way is committed before the 409.
+    raise HITLStateConflict(f"This request is {hitl.state}; it cannot be {target}.", detail={"state": hitl.state})
+
+
+def _hitl_apply(
+    hitl: HITLRequest,
+    *,
+    actor: User,
+    target: str,
+    via: str,
+    comment: str,
+    args: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    approved = target == HITLState.APPROVED
+    run_args = args if args is not None else hitl.args
+    detail = {"hitl_request_id": str(hitl.pk), "via": via, "comment": comment}
+    if approved:
+        detail["args_changed"] = run_args != hitl.args
+        moved = job_transition(
+            job_id=hitl.job_id,
+            move="approve",
+            kind="approved",
+            actor=actor,
+            detail=detail,
+            args=run_args,
+            due_at=now,
+            dispatched_at=now,
+        )
+    else:
+        moved = job_transition(
+            job_id=hitl.job_id,
+            move="reject",
+            kind="rejected",
+            actor=actor,
+            detail=detail,
+            finished_at=now,
+            error=f"Rejected by {actor.label}." + (f" {comment}" if comment else ""),
+        )
+    if moved is None:
+        state = Job.objects.values_list("state", flat=True).get(pk=hitl.job_id)
+        raise HITLStateConflict(
+            f"The job is {state}, not awaiting approval.", detail={"state": hitl.state, "job_state": state}
+        )
+    hitl.state, hitl.decided_by, hitl.decided_at, hitl.decided_via, hitl.comment = target, actor, now, via, comment
+    hitl.approved_args = run_args if approved else None
+    hitl.save(update_fields=["state", "decided_by", "decided_at", "decided_via", "comment", "approved_args"])
+    if approved:
+        transaction.on_commit(partial(job_push, moved), robust=True)
+
+
+def _hitl_expire_locked(hitl: HITLRequest, now: datetime) -> None:
+    """Expire a pending request whose job row is locked by the caller; its job ends `rejected`."""
+    moved = job_transition(
+        job_id=hitl.job_id,
+        move="reject",
+        kind="approval_expired",
+        detail={"hitl_request_id": str(hitl.pk), "expires_at": hitl.expires_at.isoformat()},
+        finished_at=now,
+        error="Nobody approved it before it expired.",
+    )
+    if moved is None:
+        logger.warning("HITL request %s expired, but its job %s was not awaiting approval", hitl.pk, hitl.job_id)
+    hitl.state, hitl.decided_at, hitl.decided_via = HITLState.EXPIRED, now, DecidedVia.SYSTEM
+    hitl.save(update_fields=["state", "decided_at", "decided_via"])
+
+
+def hitl_expire_due(*, batch: int = 500) -> int:
+    """Expire pending requests past `expires_at` (their jobs end `rejected`); return how many.
+
+    Rows another process holds are skipped and picked up on the next pass.
+    """
+    now = clock.now()
+    due = HITLRequest.objects.filter(state=HITLState.PENDING, expires_at__lte=now).order_by("expires_at")
+    expired = 0
+    for hitl_id, job_id in due.values_list("id", "job_id")[:batch]:
+        with transaction.atomic():
+            if Job.objects.select_for_update(skip_locked=True).filter(pk=job_id).values_list("pk").first() is None:
+                continue
+            hitl = HITLRequest.objects.select_for_update().filter(pk=hitl_id, state=HITLState.PENDING).first()
+            if hitl is None:
+                continue
+            _hitl_expire_locked(hitl, now)
+            expired += 1
+    return expired
 
 
 def queue_pause(*, queue: str, workspace: Workspace | None, actor: User | None) -> QueuePause:

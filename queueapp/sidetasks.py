@@ -1,4 +1,5 @@
-"""The queue's own side tasks, run by `runworker` beside the job loop: the outbox relay and the reaper."""
+"""The queue's own side tasks, run by `runworker` beside the job loop: the outbox relay, the reaper and
+the HITL expiry."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import redis
 from django.conf import settings
 from django.db.utils import DatabaseError
 
-from queueapp import services, transport
+from hq import clock
+from queueapp import selectors, services, transport
 from queueapp.registry import side_task
 
 logger = logging.getLogger("hq.worker")
@@ -50,3 +52,33 @@ async def reaper(runtime) -> None:  # noqa: ANN001
         except DatabaseError as exc:
             logger.warning("reaper: database error (%s); retrying", exc)
         await runtime.sleep(settings.HQ_HEARTBEAT_INTERVAL_S)
+
+
+def hitl_expiry_interval_s() -> float:
+    """The longest the expiry task sleeps (`HQ_HITL_EXPIRY_INTERVAL_S`)."""
+    return settings.HQ_HITL_EXPIRY_INTERVAL_S
+
+
+@side_task("hitl_expiry")
+async def hitl_expiry(runtime) -> None:  # noqa: ANN001
+    """Expire pending HITL requests past `expires_at` (their jobs end `rejected`), without anyone asking.
+
+    Sleeps until the earliest pending expiry, at most the interval (a request created meanwhile
+    with a shorter life waits for the next pass).
+    """
+    from queueapp.worker import run_sync
+
+    interval_s = hitl_expiry_interval_s()
+    while not runtime.stopping.is_set():
+        sleep_s = interval_s
+        try:
+            expired = await run_sync(services.hitl_expire_due)
+            if expired:
+                logger.info("hitl expiry: %d request(s) expired", expired)
+            nxt = await run_sync(selectors.hitl_next_expiry)
+            if nxt is not None:
+                # A floor, so rows another process holds are retried without spinning.
+                sleep_s = min(interval_s, max((nxt - clock.now()).total_seconds(), 0.1))
+        except DatabaseError as exc:
+            logger.warning("hitl expiry: database error (%s); retrying", exc)
+        await runtime.sleep(sleep_s)

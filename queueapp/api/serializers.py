@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from hq.api.fields import UTCDateTimeField
-from queueapp.models import Job, JobEvent
+from queueapp.models import HITLRequest, Job, JobEvent
 
 QUEUE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
@@ -23,6 +23,15 @@ class JobSubmitIn(serializers.Serializer):
     max_tries = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=25)
     timeout_seconds = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=1, max_value=7 * 86400
+    )
+    require_approval = serializers.BooleanField(
+        required=False,
+        default=False,
+        source="requires_approval",
+        help_text="Wait in awaiting_approval for a person's decision (a HITL request), as a flagged tool call does.",
+    )
+    approval_reason = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, default="", help_text="Shown to the approver."
     )
 
     def validate_args(self, value: object) -> object:
@@ -129,3 +138,54 @@ class WorkerOut(serializers.Serializer):
 class QueueStateOut(serializers.Serializer):
     queue = serializers.CharField()
     paused = serializers.BooleanField()
+
+
+class HITLRequestOut(serializers.ModelSerializer):
+    id = serializers.UUIDField()
+    workspace_id = serializers.UUIDField()
+    job_id = serializers.UUIDField()
+    requested_by = serializers.UUIDField(source="requested_by_id", allow_null=True, help_text="User id.")
+    decided_by = serializers.UUIDField(source="decided_by_id", allow_null=True, help_text="User id.")
+    created_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField()
+    decided_at = UTCDateTimeField(allow_null=True)
+    job_state = serializers.CharField(source="job.state", help_text="The gated job's current state.")
+
+    class Meta:
+        model = HITLRequest
+        fields = [
+            "id",
+            "workspace_id",
+            "job_id",
+            "function",
+            "args",
+            "approved_args",
+            "requested_by",
+            "reason",
+            "state",
+            "created_at",
+            "expires_at",
+            "decided_by",
+            "decided_at",
+            "decided_via",
+            "comment",
+            "job_state",
+        ]
+
+
+class HITLRejectIn(serializers.Serializer):
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class HITLApproveIn(HITLRejectIn):
+    args = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Corrected arguments to run with (a JSON object); default: as requested.",
+    )
+
+    def validate_args(self, value: object) -> object:
+        if value is not None and not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value

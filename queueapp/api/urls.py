@@ -9,6 +9,7 @@ from queueapp.api import views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("jobs", views.JobViewSet, basename="job")
+router.register("hitl", views.HITLViewSet, basename="hitl")
 
 urlpatterns = [
     *router.urls,

@@ -16,11 +16,14 @@ from hq.api.pagination import LimitOffset
 from hq.api.permissions import require_admin
 from hq.errors import ValidationFailed
 from queueapp import registry, selectors, services
-from queueapp.api.filters import JobFilter
+from queueapp.api.filters import HITLFilter, JobFilter
 from queueapp.api.serializers import (
     QUEUE_NAME,
     DepthOut,
     FunctionOut,
+    HITLApproveIn,
+    HITLRejectIn,
+    HITLRequestOut,
     JobEventOut,
     JobOut,
     JobSubmitIn,
@@ -101,6 +104,51 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def events(self, request: Request, job_id: str) -> Response:
         job = self.get_object()
         return paginate(self, request, job.events.order_by("at", "id"), JobEventOut, "events")
+
+
+class HITLViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Human-in-the-loop requests: list (oldest first), inspect, approve, reject."""
+
+    serializer_class = HITLRequestOut
+    filterset_class = HITLFilter
+    results_key = "requests"
+    lookup_url_kwarg = "request_id"
+    lookup_value_regex = UUID_RE
+    required_scopes = {
+        "list": "queue:read",
+        "retrieve": "queue:read",
+        "approve": "hitl:approve",
+        "reject": "hitl:approve",
+    }
+
+    def get_queryset(self):  # noqa: ANN201
+        if getattr(self, "swagger_fake_view", False):
+            return services.HITLRequest.objects.none()
+        return selectors.hitl_visible(principal=self.request.auth).order_by("created_at", "id")
+
+    def get_object(self):  # noqa: ANN201
+        return selectors.hitl_get(principal=self.request.auth, request_id=self.kwargs["request_id"])
+
+    def _decide(self, request: Request, decision: str, body_class: type) -> Response:
+        hitl = self.get_object()
+        # 403 (role, self-approval) comes before 400 (body): check who before parsing what.
+        services.hitl_ensure_may_decide(request=hitl, actor=request.auth.user, via="api")
+        body = body_class(data=request.data)
+        body.is_valid(raise_exception=True)
+        hitl = services.hitl_decide(
+            request=hitl, actor=request.auth.user, decision=decision, via="api", **body.validated_data
+        )
+        return Response(HITLRequestOut(hitl).data)
+
+    @extend_schema(request=HITLApproveIn, responses={200: HITLRequestOut})
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def approve(self, request: Request, request_id: str) -> Response:
+        return self._decide(request, "approve", HITLApproveIn)
+
+    @extend_schema(request=HITLRejectIn, responses={200: HITLRequestOut})
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def reject(self, request: Request, request_id: str) -> Response:
+        return self._decide(request, "reject", HITLRejectIn)
 
 
 class CorrelationView(APIView):

@@ -61,3 +61,17 @@ def sync_echo(ctx: JobContext) -> dict:
 @job_function("tests.internal", internal=True)
 async def internal(ctx: JobContext) -> None:
     """An engine-only function: hidden and refused on submit."""
+
+
+@job_function("tests.gated", requires_approval=True, max_tries=1, approval_ttl=3600)
+async def gated(ctx: JobContext) -> dict:
+    """A tool call that waits for a person: count the run and return the arguments it ran with."""
+    _count(ctx)
+    return {"args": ctx.args}
+
+
+@job_function("tests.gated_short", requires_approval=True, max_tries=1, approval_ttl=1)
+async def gated_short(ctx: JobContext) -> dict:
+    """A tool call whose approval expires after one second."""
+    _count(ctx)
+    return {"args": ctx.args}

@@ -149,6 +149,7 @@ def test_cancel__waiting_states_and_finished_conflict(api, member):
     for job_id in (queued, deferred):
         resp = api.post(f"/v1/queue/jobs/{job_id}/cancel", **member.headers)
         assert resp.status_code == 200 and resp.json()["state"] == "cancelled"
+        assert resp.json()["finished_at"] is not None
     again = api.post(f"/v1/queue/jobs/{queued}/cancel", **member.headers)
     assert again.status_code == 409
     assert again.json()["error"]["detail"] == {"state": "cancelled"}

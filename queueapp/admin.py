@@ -1,0 +1,390 @@
+"""The ops console: HITL approvals, jobs with their timelines, queue pauses and workers.
+
+Every page here is read-only; changes go through the same services the API uses. Staff need no
+Django model permissions: a superuser sees everything, other staff the rows of the workspaces
+they belong to, and deciding, retrying or cancelling needs the admin role in the row's workspace
+(checked again by the services).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
+from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import pluralize
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+
+from hq import clock
+from hq.errors import HQError
+from hq.models import Membership, User
+from queueapp import selectors, services
+from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobEvent, QueuePause, Worker
+
+
+def _console_user(user: User) -> bool:
+    """Staff who may open the console: superusers, and staff who belong to a workspace."""
+    return bool(
+        user.is_active and user.is_staff and (user.is_superuser or Membership.objects.filter(user_id=user.pk).exists())
+    )
+
+
+def _pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def _pre(value: Any) -> str:
+    return format_html('<pre class="hq-json">{}</pre>', _pretty_json(value))
+
+
+class WorkspaceScopedAdmin(admin.ModelAdmin):
+    """A read-only page showing a staff user the rows of their workspaces (all for a superuser)."""
+
+    workspace_field = "workspace_id"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        rows = super().get_queryset(request)
+        ids = selectors.staff_workspace_ids(user=request.user)
+        return rows if ids is None else rows.filter(**{f"{self.workspace_field}__in": ids})
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _console_user(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if not _console_user(request.user):
+            return False
+        ids = selectors.staff_workspace_ids(user=request.user)
+        return obj is None or ids is None or getattr(obj, self.workspace_field) in ids
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """May run the page's actions: a superuser, or staff who are admin of some workspace."""
+        ids = selectors.staff_workspace_ids(user=request.user, admin_only=True)
+        return _console_user(request.user) and (ids is None or bool(ids))
+
+
+# --- HITL requests ----------------------------------------------------------------------------------
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(
+        required=False,
+        max_length=services.MAX_TEXT_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Recorded with the decision and shown in the job's timeline.",
+    )
+
+
+@admin.register(HITLRequest)
+class HITLRequestAdmin(WorkspaceScopedAdmin):
+    list_display = ["function", "state", "workspace", "requested_by", "age", "expires_at", "decided_by", "job_link"]
+    list_filter = ["state", "function", ("requested_by", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["id", "job__id", "job__correlation_id"]
+    search_help_text = "Request id, job id or correlation id."
+    list_select_related = ["workspace", "requested_by", "decided_by"]
+    actions = ["approve_selected", "reject_selected"]
+    fields = [
+        "id",
+        "state",
+        "workspace",
+        "job_link",
+        "function",
+        "args_pretty",
+        "approved_args_pretty",
+        "requested_by",
+        "reason",
+        "created_at",
+        "expires_at",
+        "decided_by",
+        "decided_at",
+        "decided_via",
+        "comment",
+    ]
+    readonly_fields = fields
+    change_form_template = "admin/queueapp/hitlrequest/change_form.html"
+    confirmation_template = "admin/queueapp/hitlrequest/decide_confirmation.html"
+
+    def get_ordering(self, request: HttpRequest) -> list:
+        """Pending first, then oldest first."""
+        pending_first = Case(
+            When(state=HITLState.PENDING, then=Value(0)), default=Value(1), output_field=IntegerField()
+        )
+        return [pending_first.asc(), "created_at", "id"]
+
+    @admin.display(description="Age")
+    def age(self, obj: HITLRequest) -> str:
+        return timesince(obj.created_at, clock.now())
+
+    @admin.display(description="Job")
+    def job_link(self, obj: HITLRequest) -> str:
+        url = reverse("admin:queueapp_job_change", args=[obj.job_id])
+        return format_html('<a href="{}">{}</a>', url, obj.job_id)
+
+    @admin.display(description="Arguments (as requested)")
+    def args_pretty(self, obj: HITLRequest) -> str:
+        return _pre(obj.args)
+
+    @admin.display(description="Arguments (as approved)")
+    def approved_args_pretty(self, obj: HITLRequest) -> str:
+        return _pre(obj.approved_args) if obj.approved_args is not None else "—"
+
+    # Actions on selected rows: a confirmation page first, like `delete_selected`.
+
+    @admin.action(description="Approve selected requests…", permissions=["operate"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._decide_selected(request, queryset, "approve")
+
+    @admin.action(description="Reject selected requests…", permissions=["operate"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._decide_selected(request, queryset, "reject")
+
+    def _decide_selected(self, request: HttpRequest, queryset: QuerySet, decision: str) -> HttpResponse | None:
+        form = DecisionForm(request.POST if request.POST.get("post") else None)
+        if form.is_bound and form.is_valid():
+            done = sum(self._decide(request, hitl, decision, form.cleaned_data["comment"]) for hitl in queryset)
+            if done:
+                verb = "Approved" if decision == "approve" else "Rejected"
+                self.message_user(request, f"{verb} {done} request(s).", messages.SUCCESS)
+            return None
+        return self._confirmation(request, list(queryset), decision, form, action=f"{decision}_selected")
+
+    def _decide(self, request: HttpRequest, hitl: HITLRequest, decision: str, comment: str) -> bool:
+        """Run the service; show a refusal (403, 409...) as a message, never an error page."""
+        try:
+            services.hitl_decide(request=hitl, actor=request.user, decision=decision, via="admin", comment=comment)
+        except HQError as exc:
+            self.message_user(request, f"{hitl.function} (job {hitl.job_id}): {exc.message}", messages.ERROR)
+            return False
+        return True
+
+    def _confirmation(
+        self, request: HttpRequest, rows: list[HITLRequest], decision: str, form: DecisionForm, action: str = ""
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{'Approve' if decision == 'approve' else 'Reject'} {len(rows)} HITL request{pluralize(rows)}",
+            "decision": decision,
+            "rows": [{"obj": hitl, "args_json": _pretty_json(hitl.args)} for hitl in rows],
+            "form": form,
+            "action": action,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "back_url": reverse("admin:queueapp_hitlrequest_changelist")
+            if action
+            else reverse("admin:queueapp_hitlrequest_change", args=[rows[0].pk]),
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.confirmation_template, context)
+
+    # Buttons on a request's page: the same confirmation, for one request.
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/approve/", view(self.approve_view), name="queueapp_hitlrequest_approve"),
+            path("<path:object_id>/reject/", view(self.reject_view), name="queueapp_hitlrequest_reject"),
+            *super().get_urls(),
+        ]
+
+    def approve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._decide_view(request, object_id, "approve")
+
+    def reject_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._decide_view(request, object_id, "reject")
+
+    def _decide_view(self, request: HttpRequest, object_id: str, decision: str) -> HttpResponse:
+        hitl = self.get_object(request, unquote(object_id))
+        if hitl is None or not self.has_view_permission(request, hitl):
+            raise Http404("No such HITL request.")
+        back = HttpResponseRedirect(reverse("admin:queueapp_hitlrequest_change", args=[hitl.pk]))
+        try:
+            services.hitl_ensure_may_decide(request=hitl, actor=request.user, via=DecidedVia.ADMIN)
+        except HQError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return back
+        if hitl.state != HITLState.PENDING:
+            self.message_user(request, f"This request is already {hitl.state}.", messages.WARNING)
+            return back
+        form = DecisionForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            if self._decide(request, hitl, decision, form.cleaned_data["comment"]):
+                verb = "Approved: the job is queued." if decision == "approve" else "Rejected: the job will not run."
+                self.message_user(request, verb, messages.SUCCESS)
+            return back
+        return self._confirmation(request, [hitl], decision, form)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        hitl = self.get_object(request, unquote(object_id))
+        can_decide = False
+        if hitl is not None and hitl.state == HITLState.PENDING:
+            try:
+                services.hitl_ensure_may_decide(request=hitl, actor=request.user, via=DecidedVia.ADMIN)
+                can_decide = True
+            except HQError:
+                pass
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "can_decide": can_decide})
+
+
+# --- jobs ---------------------------------------------------------------------------------------------
+
+
+class JobEventInline(admin.TabularInline):
+    """The job's timeline."""
+
+    model = JobEvent
+    fields = ["at", "kind", "from_state", "to_state", "attempt", "actor", "detail_pretty"]
+    readonly_fields = fields
+    ordering = ["at", "id"]
+    extra = 0
+    can_delete = False
+    verbose_name = "event"
+    verbose_name_plural = "Timeline"
+
+    @admin.display(description="Detail")
+    def detail_pretty(self, obj: JobEvent) -> str:
+        return _pre(obj.detail) if obj.detail else "—"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _console_user(request.user)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(WorkspaceScopedAdmin):
+    list_display = ["id", "function", "queue", "state", "owner", "workspace", "attempts", "created_at", "finished_at"]
+    list_filter = [
+        "state",
+        "queue",
+        "function",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        ("workspace", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["id", "correlation_id"]
+    search_help_text = "Job id or correlation id."
+    list_select_related = ["owner", "workspace"]
+    show_full_result_count = False
+    inlines = [JobEventInline]
+    actions = ["retry_selected", "cancel_selected"]
+    fields = [
+        "id",
+        "state",
+        "workspace",
+        "owner",
+        "function",
+        "queue",
+        "args_pretty",
+        "result_pretty",
+        "error",
+        "correlation_id",
+        "idempotency_key",
+        "attempts",
+        "max_tries",
+        "timeout_s",
+        "due_at",
+        "created_at",
+        "dispatched_at",
+        "first_started_at",
+        "started_at",
+        "finished_at",
+        "cancel_requested_at",
+        "worker_id",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="Arguments")
+    def args_pretty(self, obj: Job) -> str:
+        return _pre(obj.args)
+
+    @admin.display(description="Result")
+    def result_pretty(self, obj: Job) -> str:
+        return _pre(obj.result) if obj.result is not None else "—"
+
+    @admin.action(description="Retry selected jobs", permissions=["operate"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._run(request, queryset, "Retried", lambda job: services.job_retry(job=job, actor=request.user))
+
+    @admin.action(description="Cancel selected jobs", permissions=["operate"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._run(
+            request,
+            queryset,
+            "Cancelled (or asked to abort)",
+            lambda job: services.job_cancel(job=job, actor=request.user, via=DecidedVia.ADMIN),
+        )
+
+    def _run(self, request: HttpRequest, queryset: QuerySet, verb: str, call: Any) -> None:
+        """Apply `call` to each job the user administers; every refusal is reported, none skipped silently."""
+        admin_of = selectors.staff_workspace_ids(user=request.user, admin_only=True)
+        done = 0
+        for job in queryset:
+            if admin_of is not None and job.workspace_id not in admin_of:
+                self.message_user(request, f"Job {job.pk}: you are not an admin of its workspace.", messages.ERROR)
+                continue
+            try:
+                call(job)
+                done += 1
+            except HQError as exc:
+                self.message_user(request, f"Job {job.pk}: {exc.message}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
+
+
+# --- queues and workers -----------------------------------------------------------------------------------
+
+
+@admin.register(QueuePause)
+class QueuePauseAdmin(WorkspaceScopedAdmin):
+    list_display = ["queue", "workspace", "paused_by", "paused_at"]
+    list_filter = ["queue"]
+    list_select_related = ["workspace", "paused_by"]
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """Live and stopped worker processes: infrastructure shared by all workspaces, for superusers."""
+
+    list_display = ["id", "hostname", "pid", "queues", "concurrency", "running", "jobs_done", "last_heartbeat_at"]
+    list_filter = [("stopped_at", admin.EmptyFieldListFilter)]
+    search_fields = ["id", "hostname"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,106 @@
+"""A real browser (Debian's headless chromium) approves a HITL request in the admin; the job then runs.
+
+Needs /usr/bin/chromium and /usr/bin/chromedriver (`make system-deps`); without them the test fails
+with that instruction, it is never skipped. The approval page's screenshot is saved under
+test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hq import services as hq_services
+from hq.models import Membership, User
+from queueapp import services
+from queueapp.models import HITLRequest, Job
+from tests.plugin.hq_plugin import runs
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+WAIT_S = 15
+
+
+@pytest.fixture
+def browser():
+    """A headless chromium driven by Debian's chromedriver; no download, ever."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.fail(
+            f"Browser test needs {', '.join(missing)}: run `make system-deps` (scripts/system-deps.sh installs "
+            "Debian's chromium and chromium-driver).",
+            pytrace=False,
+        )
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.fail("Browser test needs selenium: install the dev extras (`make install`).", pytrace=False)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def test_staff_approves_in_the_admin_with_a_click_and_the_job_runs(live_server, browser, burst, member):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT_S)
+    ops = User.objects.create_user(email="ops@example.com", password="a-long-test-password", is_staff=True)
+    hq_services.membership_set(user=ops, workspace=member.workspace, role=Membership.Role.ADMIN)
+    job, _ = services.job_submit(
+        workspace=member.workspace,
+        owner=member.user,
+        submission=services.Submission(
+            function="tests.gated",
+            args={"channel": "#ops", "message": "Deploy 1.4.2 to production"},
+            approval_reason="Release train, week 48",
+        ),
+    )
+    hitl = HITLRequest.objects.get(job=job)
+
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/queueapp/hitlrequest/")
+    browser.find_element(By.ID, "id_username").send_keys(ops.email)
+    browser.find_element(By.ID, "id_password").send_keys("a-long-test-password")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(ec.presence_of_element_located((By.ID, "result_list")))
+
+    browser.find_element(By.LINK_TEXT, "tests.gated").click()
+    wait.until(ec.element_to_be_clickable((By.ID, "hitl-approve"))).click()
+    comment = wait.until(ec.presence_of_element_located((By.ID, "id_comment")))
+    page = browser.find_element(By.ID, f"hitl-{hitl.pk}").text
+    assert "tests.gated" in page and "Release train, week 48" in page and '"channel": "#ops"' in page
+    comment.send_keys("Approved for the release window.")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "hitl-approval.png"))
+
+    browser.find_element(By.ID, "confirm-decision").click()
+    message = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li.success")))
+    assert message.text == "Approved: the job is queued."
+    hitl.refresh_from_db()
+    assert (hitl.state, hitl.decided_by, hitl.decided_via) == ("approved", ops, "admin")
+    assert hitl.comment == "Approved for the release window."
+
+    burst()
+    job = Job.objects.get(pk=job.pk)
+    assert job.state == "succeeded" and runs(job.pk) == 1
+    browser.get(f"{live_server.url}/admin/queueapp/job/{job.pk}/change/")
+    timeline = wait.until(ec.presence_of_element_located((By.ID, "events-group"))).text
+    assert "approved" in timeline and "succeeded" in timeline
