@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from rest_framework.test import APIClient
 
 from hq import redis as hq_redis
 from tests import factories
+from tests.loopback import Loopback
 
 
 @pytest.fixture(autouse=True)
@@ -130,3 +133,44 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# --- the outside world ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loopback() -> Iterator[Loopback]:
+    server = Loopback()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def slack(settings, loopback) -> Loopback:
+    """Slack's Web API on the loopback server, with a bot token."""
+    settings.SLACK_BOT_TOKEN = "xoxb-test-token"
+    settings.SLACK_API_URL = f"{loopback.url}/api/"
+    return loopback
+
+
+@pytest.fixture
+def msteams(settings, loopback) -> Iterator[Loopback]:
+    """The Bot Framework and its token endpoint on the loopback server, with app credentials."""
+    settings.TEAMS_APP_ID = "app-id-1"
+    settings.TEAMS_APP_PASSWORD = "app-secret-1"
+    settings.TEAMS_TOKEN_URL = f"{loopback.url}/oauth2/v2.0/token"
+    settings.TEAMS_TOKEN_SCOPE = "https://api.botframework.com/.default"
+    settings.TEAMS_SERVICE_URL = f"{loopback.url}/teams/"
+    from delivery import teams
+
+    teams.token_cache_clear()
+    yield loopback
+    teams.token_cache_clear()
