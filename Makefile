@@ -23,8 +23,12 @@ install: $(STAMP) .env
 run: install
 	$(PY) scripts/run.py
 
-## test: set everything up (PostgreSQL, Redis) and run the suite on 2 cores
-test: install
+## system-deps: Debian's chromium and chromium-driver for the browser tests (installed when absent)
+system-deps:
+	bash scripts/system-deps.sh
+
+## test: set everything up (PostgreSQL, Redis, chromium) and run the suite on 2 cores
+test: install system-deps
 	bash scripts/ensure-services.sh
 	$(PY) -m pytest -n 2 -m "not soak" $(PYTEST_ARGS)
 

@@ -10,7 +10,20 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.http import HttpRequest
 
 from hq import services, tokens
-from hq.models import Agent, Membership, PersonalAccessToken, Plan, User, Workspace
+from hq.models import (
+    Agent,
+    Conversation,
+    ConversationMessage,
+    Membership,
+    Note,
+    PersonalAccessToken,
+    Plan,
+    Room,
+    RoomMessage,
+    StoredQuery,
+    User,
+    Workspace,
+)
 from hq.scopes import ALL_SCOPES
 
 admin.site.site_header = "HQ ops console"
@@ -118,3 +131,48 @@ class AgentAdmin(admin.ModelAdmin):
     list_display = ["name", "workspace", "backend", "model", "enabled", "is_default"]
     list_filter = ["backend", "enabled", "is_default", "workspace"]
     search_fields = ["name", "workspace__slug"]
+
+
+class RoomMessageInline(admin.TabularInline):
+    model = RoomMessage
+    extra = 0
+    fields = ["created_at", "kind", "author", "agent", "msgtype", "body"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+
+
+@admin.register(Room)
+class RoomAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "agent", "created_at"]
+    list_filter = ["workspace"]
+    search_fields = ["name"]
+    filter_horizontal = ["members"]
+    inlines = [RoomMessageInline]
+
+
+@admin.register(Note)
+class NoteAdmin(admin.ModelAdmin):
+    list_display = ["title", "workspace", "author", "created_at"]
+    list_filter = ["workspace"]
+    search_fields = ["title", "body"]
+
+
+@admin.register(StoredQuery)
+class StoredQueryAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "owner", "created_at"]
+    search_fields = ["name"]
+
+
+class ConversationMessageInline(admin.TabularInline):
+    model = ConversationMessage
+    extra = 0
+    fields = ["created_at", "role", "agent", "body", "fire_id"]
+    readonly_fields = fields
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["title", "owner", "workspace", "schedule_id", "updated_at"]
+    list_filter = ["workspace"]
+    search_fields = ["title", "owner__email", "schedule_id"]
+    inlines = [ConversationMessageInline]

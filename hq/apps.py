@@ -7,3 +7,6 @@ class HQConfig(AppConfig):
     name = "hq"
     verbose_name = "HQ"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from hq import openai_backend  # noqa: F401  (registers the OpenAI-compatible agent backend)

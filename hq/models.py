@@ -258,3 +258,49 @@ class StoredQuery(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Conversation(models.Model):
+    """An inbox thread of a user: agent schedule runs land here (the web inbox)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="conversations")
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=300)
+    schedule_id = models.UUIDField(null=True, blank=True, help_text="The agent schedule whose runs it holds.")
+    created_at = models.DateTimeField(default=clock.now)
+    updated_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [
+            models.Index(fields=["workspace", "owner", "-updated_at"], name="conv_ws_owner_updated"),
+            models.Index(fields=["schedule_id", "-created_at"], name="conv_schedule"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ConversationMessage(models.Model):
+    """A prompt, a reply or a note in a conversation."""
+
+    class Role(models.TextChoices):
+        USER = "user", "User (prompt)"
+        ASSISTANT = "assistant", "Assistant (agent reply)"
+        SYSTEM = "system", "System"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    body = models.TextField()
+    fire_id = models.UUIDField(null=True, blank=True, help_text="The schedule fire that wrote it.")
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at"], name="convmsg_conv_created")]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.body[:40]}"

@@ -46,6 +46,7 @@ INSTALLED_APPS += [p for p in HQ_PLUGINS if p not in INSTALLED_APPS]
 MIDDLEWARE = [
     "hq.api.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -102,6 +103,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Gunicorn serves the admin's static files through WhiteNoise (collectstatic in the image).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 # Request bodies over 1 MiB are refused with 413 (hq.api.middleware).
 HQ_MAX_BODY_BYTES = env.int("HQ_MAX_BODY_BYTES", default=1024 * 1024)
@@ -123,11 +129,28 @@ HQ_RELAY_INTERVAL_S = env.float("HQ_RELAY_INTERVAL_S", default=1.0)
 HQ_WORKER_POLL_S = env.float("HQ_WORKER_POLL_S", default=0.5)
 HQ_WORKER_CONCURRENCY = env.int("HQ_WORKER_CONCURRENCY", default=100)
 HQ_SHUTDOWN_GRACE_S = env.float("HQ_SHUTDOWN_GRACE_S", default=25.0)
+HQ_HITL_EXPIRY_INTERVAL_S = env.float("HQ_HITL_EXPIRY_INTERVAL_S", default=30.0)
 HQ_IDEMPOTENCY_WINDOW_S = env.int("HQ_IDEMPOTENCY_WINDOW_S", default=24 * 3600)
 # A schedule whose fires fail this many times in a row is paused, with the reason recorded.
 HQ_SCHEDULE_MAX_CONSECUTIVE_FAILURES = env.int("HQ_SCHEDULE_MAX_CONSECUTIVE_FAILURES", default=10)
 # Due schedules claimed per scheduler transaction.
 HQ_SCHEDULER_BATCH = env.int("HQ_SCHEDULER_BATCH", default=1000)
+
+# Outside services. Base URLs come only from settings (never from a request body), so tests point
+# them at loopback servers.
+SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
+SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/")
+TEAMS_APP_ID = env.str("TEAMS_APP_ID", default="")
+TEAMS_APP_PASSWORD = env.str("TEAMS_APP_PASSWORD", default="")
+TEAMS_SERVICE_URL = env.str("TEAMS_SERVICE_URL", default="https://smba.trafficmanager.net/teams/")
+TEAMS_TOKEN_URL = env.str(
+    "TEAMS_TOKEN_URL", default="https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token"
+)
+TEAMS_TOKEN_SCOPE = env.str("TEAMS_TOKEN_SCOPE", default="https://api.botframework.com/.default")
+HQ_DELIVERY_MAX_ATTEMPTS = env.int("HQ_DELIVERY_MAX_ATTEMPTS", default=5)
+HQ_DELIVERY_TIMEOUT_S = env.float("HQ_DELIVERY_TIMEOUT_S", default=10.0)
+HQ_AGENT_TIMEOUT_S = env.float("HQ_AGENT_TIMEOUT_S", default=60.0)
+HQ_AGENT_MAX_ATTEMPTS = env.int("HQ_AGENT_MAX_ATTEMPTS", default=3)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["hq.api.auth.TokenAuthentication"],

@@ -27,3 +27,5 @@ HQ_WORKER_POLL_S = float(os.environ.get("HQ_TEST_POLL_S", "0.05"))
 HQ_SHUTDOWN_GRACE_S = 2.0
 HQ_THROTTLE_RATE = "100000/min"
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+# Worker threads close their connections after each unit of work, so no session outlives a test.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -22,6 +22,8 @@ class ActionResult:
 
     detail: str = ""
     conversation_id: UUID | None = None
+    #: The fire ends later (a delivery job finishes it), not when the action returns.
+    pending: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,4 +9,4 @@ class SchedulesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from schedules import builtin_actions, jobs  # noqa: F401  (registers actions, the fire job, the scheduler)
+        from schedules import agent_runs, builtin_actions, jobs  # noqa: F401

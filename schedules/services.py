@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import F, Min
 
 from hq import clock
-from hq.errors import Conflict, PaymentRequired, ValidationFailed
+from hq.errors import Conflict, HQError, PaymentRequired, ValidationFailed
 from hq.models import User, Workspace
 from queueapp import enqueue, transport
 from schedules import actions, triggers
@@ -44,9 +44,9 @@ def _conflict(schedule: Schedule, action: str) -> ScheduleStateConflict:
 def trigger_prepare(trigger: Any, *, now: datetime | None = None) -> dict[str, Any]:
     """Validate a trigger; an rrule without dtstart gets the current minute in its zone."""
     try:
-        clean = triggers.validate_trigger(trigger if isinstance(trigger, dict) else {})
         if not isinstance(trigger, dict):
             raise triggers.TriggerError("trigger must be an object with kind, expr and tz.")
+        clean = triggers.validate_trigger(trigger)
         if clean["kind"] == "rrule" and not clean.get("dtstart"):
             now = now or clock.now()
             local = now.astimezone(triggers._load_zone(clean["tz"])).replace(second=0, microsecond=0, tzinfo=None)
@@ -191,7 +191,7 @@ def schedule_resume(*, schedule: Schedule) -> Schedule:
         trigger = triggers.validate_trigger(s.trigger)
         actions.validate_args(s.action, s.args, workspace=s.workspace, owner=s.owner)
         nxt = next_fire(trigger, now)
-    except (triggers.TriggerError, ValidationFailed) as exc:
+    except (triggers.TriggerError, HQError) as exc:
         if s.state == ScheduleState.QUARANTINED:
             raise ScheduleStateConflict(
                 f"The schedule stays quarantined: {exc}. Fix its trigger or args first.",
@@ -366,7 +366,9 @@ def fire_run(*, fire_id: Any, attempt: int = 1) -> str:
         if fire is None:
             return "missing"
         if fire.status == FireStatus.RUNNING:
-            _finish_fire(fire, FireStatus.FAILED, error="Interrupted: the worker running this fire stopped.")
+            if fire.conversation_id is not None:
+                return FireStatus.RUNNING  # the action ran; a delivery job finishes this fire
+            finish_fire(fire, FireStatus.FAILED, error="Interrupted: the worker running this fire stopped.")
             return FireStatus.FAILED
         if fire.status != FireStatus.PENDING:
             return fire.status
@@ -379,7 +381,7 @@ def fire_run(*, fire_id: Any, attempt: int = 1) -> str:
         try:
             triggers.validate_trigger(s.trigger)
             args = actions.validate_args(s.action, s.args, workspace=s.workspace, owner=s.owner)
-        except (triggers.TriggerError, ValidationFailed) as exc:
+        except (triggers.TriggerError, HQError) as exc:
             schedule_quarantine(s, f"{'Trigger' if isinstance(exc, triggers.TriggerError) else 'Args'}: {exc}")
             fire.status, fire.error, fire.finished_at = FireStatus.SKIPPED, f"Quarantined: {exc}", now
             fire.save(update_fields=["status", "error", "finished_at"])
@@ -396,14 +398,19 @@ def fire_run(*, fire_id: Any, attempt: int = 1) -> str:
     except Exception as exc:  # noqa: BLE001 - an action's failure is recorded on the fire
         logger.warning("fire %s of schedule %s failed: %s", fire.pk, s.pk, exc)
         with transaction.atomic():
-            _finish_fire(fire, FireStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000])
+            finish_fire(fire, FireStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000])
         return FireStatus.FAILED
     with transaction.atomic():
-        _finish_fire(fire, FireStatus.SUCCEEDED, conversation_id=result.conversation_id)
+        if result.pending:
+            fire.conversation_id = result.conversation_id
+            fire.save(update_fields=["conversation_id"])
+            Schedule.objects.filter(pk=fire.schedule_id).update(last_run_conversation_id=result.conversation_id)
+            return FireStatus.RUNNING
+        finish_fire(fire, FireStatus.SUCCEEDED, conversation_id=result.conversation_id)
     return FireStatus.SUCCEEDED
 
 
-def _finish_fire(fire: ScheduleFire, status: str, *, error: str = "", conversation_id: Any = None) -> None:
+def finish_fire(fire: ScheduleFire, status: str, *, error: str = "", conversation_id: Any = None) -> None:
     now = clock.now()
     fire.status, fire.error, fire.finished_at, fire.conversation_id = status, error, now, conversation_id
     fire.save(update_fields=["status", "error", "finished_at", "conversation_id"])

@@ -10,9 +10,9 @@ from rest_framework.views import APIView
 
 from hq import messaging
 from hq.api.fields import UTCDateTimeField
-from hq.api.pagination import LimitOffset
-from hq.errors import NotFound
-from hq.models import Agent, Note, Room, RoomMessage, StoredQuery
+from hq.api.pagination import LimitOffset, parse_page
+from hq.errors import NotFound, ValidationFailed
+from hq.models import Agent, Conversation, ConversationMessage, Note, Room, RoomMessage, StoredQuery
 
 
 def paginate(view: APIView, request: Request, rows, serializer: type, key: str) -> Response:  # noqa: ANN001
@@ -223,3 +223,69 @@ class StoredQueryResultsView(APIView):
             raise NotFound("No such stored query.")
         notes = messaging.notes_matching(workspace_id=query.workspace_id, filters=query.filters)
         return Response({"notes": NoteOut(notes, many=True).data, "total": len(notes)})
+
+
+class ConversationOut(serializers.ModelSerializer):
+    id = serializers.UUIDField()
+    schedule_id = serializers.UUIDField(allow_null=True)
+    created_at = UTCDateTimeField()
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        model = Conversation
+        fields = ["id", "title", "schedule_id", "created_at", "updated_at"]
+
+
+class ConversationMessageOut(serializers.ModelSerializer):
+    id = serializers.UUIDField()
+    fire_id = serializers.UUIDField(allow_null=True)
+    agent_id = serializers.UUIDField(allow_null=True)
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        model = ConversationMessage
+        fields = ["id", "role", "body", "fire_id", "agent_id", "created_at"]
+
+
+class ConversationsView(APIView):
+    """The caller's inbox: conversations, most recently active first."""
+
+    required_scopes = "conversations:read"
+
+    @extend_schema(responses={200: ConversationOut(many=True)})
+    def get(self, request: Request) -> Response:
+        rows = Conversation.objects.filter(workspace_id=request.auth.workspace_id, owner=request.auth.user)
+        if request.query_params.get("schedule_id"):
+            try:
+                rows = rows.filter(
+                    schedule_id=serializers.UUIDField().to_internal_value(request.query_params["schedule_id"])
+                )
+            except serializers.ValidationError as exc:
+                raise ValidationFailed("schedule_id is not a UUID.", fields={"schedule_id": ["Not a UUID."]}) from exc
+        return paginate(self, request, rows.order_by("-updated_at", "id"), ConversationOut, "conversations")
+
+
+class ConversationView(APIView):
+    """One conversation with its messages (oldest first, paginated)."""
+
+    required_scopes = "conversations:read"
+
+    @extend_schema(responses={200: ConversationOut})
+    def get(self, request: Request, conversation_id: str) -> Response:
+        conversation = Conversation.objects.filter(
+            workspace_id=request.auth.workspace_id, owner=request.auth.user, pk=conversation_id
+        ).first()
+        if conversation is None:
+            raise NotFound("No such conversation.")
+        limit, offset = parse_page(request.query_params)
+        messages = conversation.messages.order_by("created_at", "id")
+        body = ConversationOut(conversation).data
+        body.update(
+            {
+                "messages": ConversationMessageOut(messages[offset : offset + limit], many=True).data,
+                "total": messages.count(),
+                "limit": limit,
+                "offset": offset,
+            }
+        )
+        return Response(body)

@@ -12,6 +12,8 @@ urlpatterns = [
     path("rooms", messaging.RoomsView.as_view(), name="rooms"),
     path("rooms/<uuid:room_id>", messaging.RoomView.as_view(), name="room"),
     path("rooms/<uuid:room_id>/messages", messaging.RoomMessagesView.as_view(), name="room-messages"),
+    path("api/conversations", messaging.ConversationsView.as_view(), name="conversations"),
+    path("api/conversations/<uuid:conversation_id>", messaging.ConversationView.as_view(), name="conversation"),
     path("notes", messaging.NotesView.as_view(), name="notes"),
     path("notes/queries", messaging.StoredQueriesView.as_view(), name="stored-queries"),
     path(

@@ -36,14 +36,16 @@ def make(member, room, *, expr="* * * * *", tz="UTC", action="send_message", arg
         args=args,
     )
     if due_ago_s is not None:
-        slot = clock.now().replace(second=0, microsecond=0) - timedelta(seconds=due_ago_s)
+        # The latest slot at or before now (minus due_ago_s): due at once, and the next slot is in the future.
+        before = clock.now() - timedelta(seconds=due_ago_s)
+        slot, _ = triggers.latest_fire_at_or_before(s.trigger, before=before, not_before=before - timedelta(days=8))
         Schedule.objects.filter(pk=s.pk).update(next_fire_at=slot)
         s.refresh_from_db()
     return s
 
 
 def test_pass_fires_due_once_and_advances(member, room):
-    s = make(member, room, due_ago_s=0)
+    s = make(member, room, expr="0 0 * * *", due_ago_s=0)
     slot = s.next_fire_at
     assert services.scheduler_pass() == 1
     assert services.scheduler_pass() == 0
@@ -137,7 +139,7 @@ def test_failures_pause_after_threshold(member, room, burst, settings):
 
 
 def test_two_scheduler_processes_fire_each_slot_once(member, room, procs):
-    schedules = [make(member, room, due_ago_s=0) for _ in range(150)]
+    schedules = [make(member, room, expr="0 0 * * *", due_ago_s=0) for _ in range(150)]
     procs.env["HQ_SCHEDULER_BATCH"] = "10"
     a, b = procs.worker("--scheduler-only"), procs.worker("--scheduler-only")
     wait_for(lambda: ScheduleFire.objects.count() >= 150, timeout=60, what="all schedules fired")
@@ -154,7 +156,7 @@ def test_two_scheduler_processes_fire_each_slot_once(member, room, procs):
 
 def test_scheduler_killed_mid_batch_then_restarted(member, room, procs):
     for _ in range(400):
-        make(member, room, due_ago_s=0)
+        make(member, room, expr="0 0 * * *", due_ago_s=0)
     procs.env["HQ_SCHEDULER_BATCH"] = "5"
     victim = procs.worker("--scheduler-only")
     wait_for(lambda: ScheduleFire.objects.exists(), timeout=30, what="the first fires")

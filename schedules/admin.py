@@ -1,0 +1,190 @@
+"""Schedules in the ops console: owner filter, lifecycle actions through the services, recent fires."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+
+from hq import clock
+from hq.errors import HQError
+from hq.models import User
+from schedules import services, triggers
+from schedules.models import Schedule, ScheduleFire
+
+
+def visible_workspaces(request: HttpRequest) -> QuerySet | None:
+    """None for a superuser (everything); else the workspaces the staff user belongs to."""
+    if request.user.is_superuser:
+        return None
+    return request.user.memberships.values("workspace_id")
+
+
+class OwnerFilter(admin.SimpleListFilter):
+    """Only users who have schedules (the admin twin of GET /v1/api/schedules/owners)."""
+
+    title = "owner"
+    parameter_name = "owner"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        rows = Schedule.objects.all()
+        scope = visible_workspaces(request)
+        if scope is not None:
+            rows = rows.filter(workspace_id__in=scope)
+        owner_ids = rows.values("owner_id").distinct()
+        return [(str(u.pk), u.label) for u in User.objects.filter(pk__in=owner_ids).order_by("display_name", "email")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(owner_id=self.value()) if self.value() else queryset
+
+
+class DestinationFilter(admin.SimpleListFilter):
+    title = "destination"
+    parameter_name = "destination"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        kinds = ("web_inbox", "slack_dm", "slack_channel", "teams_dm", "teams_channel")
+        return [(k, k) for k in kinds]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(args__deliver_to__kind=self.value()) if self.value() else queryset
+
+
+class FireInline(admin.TabularInline):
+    model = ScheduleFire
+    extra = 0
+    can_delete = False
+    ordering = ["-slot"]
+    fields = ["slot", "manual", "status", "lag_ms", "skipped_slots", "error", "job_id", "started_at", "finished_at"]
+    readonly_fields = fields
+    max_num = 0
+    verbose_name_plural = "recent fires"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).order_by("-slot")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "owner",
+        "workspace",
+        "action",
+        "state",
+        "next_fire_at",
+        "last_fire_status",
+        "fire_count",
+        "failure_count",
+    ]
+    list_filter = [OwnerFilter, "state", "action", DestinationFilter, "workspace"]
+    search_fields = ["name", "id", "owner__email"]
+    list_select_related = ["owner", "workspace"]
+    readonly_fields = [
+        "id",
+        "workspace",
+        "owner",
+        "action",
+        "state",
+        "state_reason",
+        "next_fire_at",
+        "upcoming",
+        "last_fire_at",
+        "last_fire_status",
+        "fire_count",
+        "failure_count",
+        "consecutive_failure_count",
+        "last_fire_lag_ms",
+        "last_run_conversation_id",
+        "created_at",
+        "updated_at",
+        "trigger",
+        "args",
+    ]
+    fields = [
+        "id",
+        "name",
+        "description",
+        "workspace",
+        "owner",
+        "action",
+        "trigger",
+        "args",
+        "state",
+        "state_reason",
+        "next_fire_at",
+        "upcoming",
+        "last_fire_at",
+        "last_fire_status",
+        "fire_count",
+        "failure_count",
+        "consecutive_failure_count",
+        "last_fire_lag_ms",
+        "last_run_conversation_id",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [FireInline]
+    actions = ["pause", "resume", "fire_now", "archive"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        rows = super().get_queryset(request)
+        scope = visible_workspaces(request)
+        return rows if scope is None else rows.filter(workspace_id__in=scope)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # schedules are created through the API, where args are validated per action
+
+    @admin.display(description="next fires (schedule's zone)")
+    def upcoming(self, obj: Schedule) -> str:
+        try:
+            zone = ZoneInfo(obj.trigger["tz"])
+            times = triggers.fire_times(obj.trigger, clock.now(), 5)
+        except (triggers.TriggerError, KeyError, TypeError) as exc:
+            return f"Trigger does not parse: {exc}"
+        if not times:
+            return "No further fires."
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li>{} ({})</li>",
+                ((t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"), t.strftime("%H:%MZ")) for t in times),
+            ),
+        )
+
+    def _apply(self, request: HttpRequest, queryset: QuerySet, verb: str, fn: Any) -> None:
+        done, refused = 0, []
+        for schedule in queryset:
+            try:
+                fn(schedule)
+                done += 1
+            except HQError as exc:
+                refused.append(f"{schedule.name}: {exc.message}")
+        if done:
+            self.message_user(request, f"{verb} {done} schedule(s).")
+        for line in refused:
+            self.message_user(request, line, level=messages.ERROR)
+
+    @admin.action(description="Pause selected schedules")
+    def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, "Paused", lambda s: services.schedule_pause(schedule=s, actor=request.user))
+
+    @admin.action(description="Resume selected schedules")
+    def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, "Resumed", lambda s: services.schedule_resume(schedule=s))
+
+    @admin.action(description="Fire selected schedules now")
+    def fire_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, "Fired", lambda s: services.schedule_fire_now(schedule=s, actor=request.user))
+
+    @admin.action(description="Archive (cancel) selected schedules")
+    def archive(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply(request, queryset, "Archived", lambda s: services.schedule_archive(schedule=s, actor=request.user))
