@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -68,22 +70,62 @@ def for_database(alias: str = "default") -> Store:
     return OrmStore()
 
 
-class PgStore:
-    """Start and finish attempts with one psycopg statement each, from an asyncio pool."""
+class Batcher:
+    """Coalesce concurrent calls into one database round trip.
 
-    def __init__(self, alias: str = "default", max_size: int = 8) -> None:
+    The first call flushes at once; calls that arrive while a flush is in flight wait for the next
+    one, so an idle worker adds no latency and a busy one writes many rows per statement.
+    """
+
+    def __init__(self, flush: Callable[[list[Any]], Awaitable[list[Any]]], max_size: int = 500) -> None:
+        self.flush = flush
+        self.max_size = max_size
+        self.pending: list[tuple[Any, asyncio.Future]] = []
+        self.running = False
+
+    async def submit(self, item: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((item, future))
+        if not self.running:
+            self.running = True
+            asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending[: self.max_size], self.pending[self.max_size :]
+                try:
+                    results = await self.flush([item for item, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the error
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self.running = False
+
+
+class PgStore:
+    """Start and finish attempts with batched psycopg statements from an asyncio pool."""
+
+    def __init__(self, alias: str = "default", max_size: int = 4) -> None:
         self.alias = alias
         self.max_size = max_size
         self.pool = None
+        self.worker_id = ""
+        self._starts = Batcher(self._start_many)
+        self._finishes = Batcher(self._finish_many)
 
     async def open(self) -> None:
         from psycopg_pool import AsyncConnectionPool
 
         params = connections[self.alias].get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        params.pop("server_side_binding", None)
-        params.pop("prepare_threshold", None)
+        for key in ("cursor_factory", "context", "server_side_binding", "prepare_threshold"):
+            params.pop(key, None)
         params["autocommit"] = True
         self.pool = AsyncConnectionPool(kwargs=params, min_size=2, max_size=self.max_size, open=False)
         await self.pool.open(wait=True, timeout=30)
@@ -93,25 +135,30 @@ class PgStore:
             await self.pool.close()
 
     async def start(self, job_id: str, attempt: int, worker_id: str) -> Started | None:
+        self.worker_id = worker_id
+        return await self._starts.submit((job_id, attempt))
+
+    async def _start_many(self, items: list[tuple[str, int]]) -> list[Started | None]:
         from psycopg.rows import dict_row
         from psycopg.types.json import Jsonb
 
         params = {
-            "id": job_id,
-            "attempt": attempt,
-            "worker": worker_id,
+            "ids": [UUID(job_id) for job_id, _ in items],
+            "attempts": [attempt for _, attempt in items],
+            "worker": self.worker_id,
             "now": clock.now(),
-            "detail": Jsonb({"worker": worker_id}),
+            "detail": Jsonb({"worker": self.worker_id}),
         }
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(transitions.START_SQL, params)
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        row.pop("from_state", None)
-        row.pop("due_at", None)
-        return Started(**row)
+            rows = await cur.fetchall()
+        started = {}
+        for row in rows:
+            row.pop("from_state", None)
+            key = (str(row["id"]), row.pop("attempt"))
+            started[key] = Started(**row)
+        return [started.get((job_id, attempt)) for job_id, attempt in items]
 
     async def unmark(self, job_id: str, attempt: int) -> str | None:
         async with self.pool.connection() as conn:
@@ -120,25 +167,29 @@ class PgStore:
         return row[0] if row else None
 
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool:
+        return await self._finishes.submit((job_id, attempt, outcome))
+
+    async def _finish_many(self, items: list[tuple[str, int, Outcome]]) -> list[bool]:
         from psycopg.types.json import Jsonb
 
         now = clock.now()
         params = {
-            "id": job_id,
-            "attempt": attempt,
-            "to": transitions.MOVES[outcome.move].target,
-            "kind": outcome.kind,
-            "result": Jsonb(outcome.result) if outcome.result is not None else None,
-            "error": outcome.error,
-            "finished_at": now if outcome.finished else None,
-            "due_at": outcome.due_at,
-            "dispatched_at": outcome.dispatched_at,
-            "detail": Jsonb(outcome.detail or {}),
+            "ids": [UUID(job_id) for job_id, _, _ in items],
+            "attempts": [attempt for _, attempt, _ in items],
+            "tos": [transitions.MOVES[o.move].target for _, _, o in items],
+            "kinds": [o.kind for _, _, o in items],
+            "results": [Jsonb(o.result) if o.result is not None else None for _, _, o in items],
+            "errors": [o.error for _, _, o in items],
+            "finished": [now if o.finished else None for _, _, o in items],
+            "dues": [o.due_at for _, _, o in items],
+            "dispatched": [o.dispatched_at for _, _, o in items],
+            "details": [Jsonb(o.detail or {}) for _, _, o in items],
             "now": now,
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(transitions.FINISH_SQL, params)
-            return await cur.fetchone() is not None
+            moved = {str(row[0]) for row in await cur.fetchall()}
+        return [job_id in moved for job_id, _, _ in items]
 
 
 class OrmStore:

@@ -33,27 +33,30 @@ MOVES: dict[str, Move] = {
     "reject": Move(("awaiting_approval",), "rejected"),
 }
 
-# Start an attempt: only from queued, or deferred and due; never in a paused queue; only for the
-# attempt number ARQ delivered. `cur` locks the row and reports the state it moved from.
+# Start attempts, in one statement for a batch of deliveries: only from queued, or deferred and
+# due; never in a paused queue; only for the attempt number ARQ delivered. `cur` locks the rows in
+# id order (so two batches cannot deadlock) and reports the state each moved from.
 START_SQL = """
-WITH cur AS (
-    SELECT id, state FROM queueapp_job WHERE id = %(id)s FOR UPDATE
+WITH req AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS r(id, attempt)
+), cur AS (
+    SELECT j.id, j.state FROM queueapp_job j JOIN req ON req.id = j.id ORDER BY j.id FOR UPDATE OF j
 ), moved AS (
     UPDATE queueapp_job j
        SET state = 'running', attempts = j.attempts + 1, started_at = %(now)s,
            first_started_at = COALESCE(j.first_started_at, %(now)s), worker_id = %(worker)s,
            updated_at = %(now)s
-      FROM cur
-     WHERE j.id = cur.id AND j.attempts = %(attempt)s - 1
+      FROM cur JOIN req ON req.id = cur.id
+     WHERE j.id = cur.id AND j.attempts = req.attempt - 1
        AND (j.state = 'queued' OR (j.state = 'deferred' AND j.due_at <= %(now)s))
        AND NOT EXISTS (
            SELECT 1 FROM queueapp_queuepause p
             WHERE p.queue = j.queue AND (p.workspace_id IS NULL OR p.workspace_id = j.workspace_id))
- RETURNING j.id, cur.state AS from_state, j.function, j.args, j.timeout_s, j.max_tries, j.tries_base,
-           j.retry_backoff_s, j.workspace_id, j.owner_id, j.correlation_id, j.queue, j.due_at
+ RETURNING j.id, cur.state AS from_state, req.attempt, j.function, j.args, j.timeout_s, j.max_tries,
+           j.tries_base, j.retry_backoff_s, j.workspace_id, j.owner_id, j.correlation_id, j.queue
 ), ev AS (
     INSERT INTO queueapp_jobevent (job_id, kind, from_state, to_state, attempt, detail, at)
-    SELECT id, 'started', from_state, 'running', %(attempt)s, %(detail)s, %(now)s FROM moved
+    SELECT id, 'started', from_state, 'running', attempt, %(detail)s, %(now)s FROM moved
 )
 SELECT * FROM moved
 """
@@ -65,18 +68,24 @@ UPDATE queueapp_job SET dispatched_at = NULL
 RETURNING state
 """
 
-# Finish an attempt (succeed, fail, retry_later, cancel_running, requeue): `to` is the target of
-# the named move, whose only source is `running`.
+# Finish attempts (succeed, fail, retry_later, cancel_running, requeue) in one statement for a
+# batch: each row's `to` is the target of its move, whose only source is `running`.
 FINISH_SQL = """
-WITH moved AS (
-    UPDATE queueapp_job
-       SET state = %(to)s, result = %(result)s, error = %(error)s, finished_at = %(finished_at)s,
-           due_at = COALESCE(%(due_at)s, due_at), dispatched_at = %(dispatched_at)s, worker_id = '',
+WITH req AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(tos)s::text[], %(kinds)s::text[],
+                         %(results)s::jsonb[], %(errors)s::text[], %(finished)s::timestamptz[],
+                         %(dues)s::timestamptz[], %(dispatched)s::timestamptz[], %(details)s::jsonb[])
+        AS r(id, attempt, target, kind, result, error, finished_at, due_at, dispatched_at, detail)
+), moved AS (
+    UPDATE queueapp_job j
+       SET state = req.target, result = req.result, error = req.error, finished_at = req.finished_at,
+           due_at = COALESCE(req.due_at, j.due_at), dispatched_at = req.dispatched_at, worker_id = '',
            updated_at = %(now)s
-     WHERE id = %(id)s AND state = 'running' AND attempts = %(attempt)s
- RETURNING id
+      FROM req
+     WHERE j.id = req.id AND j.state = 'running' AND j.attempts = req.attempt
+ RETURNING j.id, req.attempt, req.target, req.kind, req.detail
 )
 INSERT INTO queueapp_jobevent (job_id, kind, from_state, to_state, attempt, detail, at)
-SELECT id, %(kind)s, 'running', %(to)s, %(attempt)s, %(detail)s, %(now)s FROM moved
+SELECT id, kind, 'running', target, attempt, detail, %(now)s FROM moved
 RETURNING job_id
 """

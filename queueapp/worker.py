@@ -196,7 +196,11 @@ def _describe(exc: BaseException) -> str:
 async def _arq_entry(ctx: dict[str, Any], job_id: str, attempt: int) -> None:
     """The one ARQ function: run attempt `attempt` of HQ job `job_id`."""
     worker: HQWorker = ctx["hq_worker"]
-    await worker.runtime.run_attempt(worker, ctx["job_id"], job_id, attempt)
+    try:
+        await worker.runtime.run_attempt(worker, ctx["job_id"], job_id, attempt)
+    finally:
+        # A slot is free: look for the next job now rather than after the poll delay.
+        worker.wake.set()
 
 
 class HQWorker(Worker):

@@ -142,7 +142,7 @@ def test_two_scheduler_processes_fire_each_slot_once(member, room, procs):
     schedules = [make(member, room, expr="0 0 * * *", due_ago_s=0) for _ in range(150)]
     procs.env["HQ_SCHEDULER_BATCH"] = "10"
     a, b = procs.worker("--scheduler-only"), procs.worker("--scheduler-only")
-    wait_for(lambda: ScheduleFire.objects.count() >= 150, timeout=60, what="all schedules fired")
+    wait_for(lambda: ScheduleFire.objects.count() >= 150, timeout=120, what="all schedules fired")
     for p in (a, b):
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
