@@ -210,6 +210,7 @@ class HQWorker(Worker):
         self.runtime = runtime
         self.hq_queue = queue
         self.wake = asyncio.Event()
+        self._last_read = 0
         super().__init__(
             functions=[
                 func(_arq_entry, name=transport.ARQ_FUNCTION, timeout=ARQ_TIMEOUT_S, max_tries=1, keep_result=0)
@@ -238,9 +239,12 @@ class HQWorker(Worker):
             self._pool = await create_pool(self.redis_settings, default_queue_name=self.queue_name)
         self.ctx["redis"] = self.pool
         while not self.runtime.stopping.is_set() or self.tasks:
+            self._last_read = 0
             await self._poll_iteration()
             if self.burst and await self._drained():
                 return
+            if self._last_read >= self.queue_read_limit and self.allow_pick_jobs:
+                continue  # a full page was read: there is more waiting, do not sleep
             if self.runtime.stopping.is_set() and not self.allow_pick_jobs:
                 await asyncio.sleep(0.05)
                 continue
@@ -249,6 +253,34 @@ class HQWorker(Worker):
                 await asyncio.wait_for(self.wake.wait(), self.poll_delay_s)
             except TimeoutError:
                 pass
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """ARQ's start_jobs, claiming every free slot's worth of ids in one Redis call.
+
+        ARQ checks and marks each id with WATCH/EXISTS/ZSCORE/MULTI, four round trips a job; the
+        same checks run here in one Lua script per batch (`transport.claim`).
+        """
+        self._last_read = len(job_ids)
+        ids = [j.decode() if isinstance(j, bytes) else j for j in job_ids]
+        ttl_ms = int(self.in_progress_timeout_s * 1000)
+        while ids and self.allow_pick_jobs:
+            await self.sem.acquire()  # wait for one free slot, then take every free one
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            n = 1
+            while n < len(ids) and self.job_counter + n < self.max_jobs and not self.sem.locked():
+                await self.sem.acquire()
+                n += 1
+            batch, ids = ids[:n], ids[n:]
+            claimed = await transport.claim(self.pool, self.hq_queue, batch, ttl_ms)
+            for _ in range(n - len(claimed)):
+                self.sem.release()
+            for arq_id, score in claimed:
+                self.job_counter += 1
+                task = self.loop.create_task(self.run_job(arq_id, score))
+                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                self.tasks[arq_id] = task
 
     async def _drained(self) -> bool:
         if self.tasks and any(not t.done() for t in self.tasks.values()):

@@ -286,3 +286,26 @@ def test_reaper_ignores_live_workers(api, member, procs):
     Job.objects.filter(pk=job_id).update(started_at=clock.now() - timedelta(minutes=5))
     assert services.reap_pass() == 0
     wait_for(lambda: job(job_id).state == "succeeded", timeout=15, what="the job to finish")
+
+
+def test_arq_is_the_version_the_worker_subclass_is_pinned_to():
+    """HQWorker overrides ARQ's main loop and start_jobs: review them before moving off 0.28.0."""
+    import arq
+
+    assert arq.VERSION == "0.28.0"
+
+
+def test_batch_claim_respects_concurrency(api, member, burst):
+    ids = [submit(api, member, function="tests.sleep", args={"seconds": 0.2}) for _ in range(12)]
+    from tests.conftest import run_burst
+
+    run_burst(concurrency=5)
+    jobs = list(Job.objects.filter(pk__in=ids))
+    assert all(j.state == "succeeded" for j in jobs)
+    # Never more than 5 running at once: count overlapping [started, finished] intervals.
+    events = sorted([(j.started_at, 1) for j in jobs] + [(j.finished_at, -1) for j in jobs])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    assert peak <= 5
