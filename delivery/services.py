@@ -21,7 +21,7 @@ from delivery.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryK
 from delivery.sending import NotConfigured, Sender, SendResult
 from delivery.slack import SlackSender
 from delivery.teams import TeamsSender
-from hq import clock
+from hq import clock, metrics
 from hq.errors import NotFound, ValidationFailed
 from hq.models import Workspace
 
@@ -86,6 +86,7 @@ def _record(delivery: Delivery, sent: SendResult) -> AttemptResult:
         retry_after_s=retry_after_s,
         at=now,
     )
+    metrics.delivery_attempt(delivery.kind, str(outcome))
     delivery.attempts = number
     delivery.last_error = error
     delivery.updated_at = now

@@ -182,3 +182,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"arq": {"level": env.str("ARQ_LOG_LEVEL", default="WARNING")}},
 }
+
+# --- observability ---
+# /metrics accepts `Authorization: Bearer <METRICS_TOKEN>` (empty: only a workspace admin's PAT).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# How often each process flushes its buffered counters to Redis (hq.metrics).
+HQ_METRICS_FLUSH_S = env.float("HQ_METRICS_FLUSH_S", default=1.0)
+# Retention (queueapp.retention): finished jobs, their events and schedule fires older than this go.
+HQ_RETENTION_DAYS = env.float("HQ_RETENTION_DAYS", default=30.0)
+HQ_RETENTION_INTERVAL_S = env.float("HQ_RETENTION_INTERVAL_S", default=3600.0)
+HQ_RETENTION_BATCH = env.int("HQ_RETENTION_BATCH", default=1000)
+# First in the chain, so every request is counted by route and status, 413s included.
+MIDDLEWARE = ["hq.api.metrics.RequestMetricsMiddleware", *MIDDLEWARE]

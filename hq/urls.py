@@ -10,9 +10,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from hq.api.errors import json_error
 from hq.api.health import healthz, readyz
+from hq.api.metrics import metrics_view
+from queueapp import admin_views
 
 urlpatterns = [
+    # Before admin.site.urls, whose catch-all would answer these paths with a 404.
+    path("admin/ops/dashboard/", admin.site.admin_view(admin_views.dashboard_view), name="ops-dashboard"),
+    path("admin/ops/workers/", admin.site.admin_view(admin_views.workers_view), name="ops-workers"),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("v1/schema", SpectacularAPIView.as_view(), name="schema"),

@@ -285,6 +285,9 @@ class JobAdmin(WorkspaceScopedAdmin):
         "function",
         ("owner", admin.RelatedOnlyFieldListFilter),
         ("workspace", admin.RelatedOnlyFieldListFilter),
+        # Presets (today, past 7 days, this month...); any range also works as
+        # ?created_at__gte=2026-01-01&created_at__lt=2026-01-08.
+        ("created_at", admin.DateFieldListFilter),
     ]
     search_fields = ["id", "correlation_id"]
     search_help_text = "Job id or correlation id."

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from django.db import transaction
 
-from hq import clock
+from hq import clock, metrics
 from queueapp import registry, transport
 from queueapp.models import Job, JobEvent, JobState
 
@@ -69,6 +69,8 @@ def jobs_create(specs: list[JobSpec]) -> list[Job]:
     )
     pushes = [transport.Push(j.id, 1, j.queue, j.due_at) for j in jobs]
     transaction.on_commit(partial(_push, pushes), robust=True)
+    for j in jobs:
+        transaction.on_commit(partial(metrics.job_transition, j.queue, j.function, j.state))
     return jobs
 
 

@@ -87,6 +87,14 @@ class Job(models.Model):
             models.Index(fields=["due_at"], name="job_waiting_due", condition=Q(state__in=["queued", "deferred"])),
             models.Index(fields=["worker_id"], name="job_running_worker", condition=Q(state="running")),
             models.Index(fields=["finished_at"], name="job_finished"),
+            # The observability summary: windows over recent finishes per workspace, and current counts
+            # over the few rows still waiting or running (queueapp.observability).
+            models.Index(fields=["workspace", "finished_at"], name="job_ws_finished"),
+            models.Index(
+                fields=["workspace", "queue", "function"],
+                name="job_live",
+                condition=Q(state__in=["queued", "deferred", "awaiting_approval", "running"]),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 
-from hq import clock
+from hq import clock, metrics
 from hq.errors import Conflict, Forbidden, ValidationFailed
 from hq.models import Membership, User, Workspace
 from queueapp import registry, transport
@@ -88,6 +88,7 @@ def job_transition(
         detail=detail or {},
         at=now,
     )
+    transaction.on_commit(partial(metrics.job_transition, job.queue, job.function, spec.target))
     job.refresh_from_db()
     return job
 
@@ -235,6 +236,7 @@ def job_submit(
                 )
                 if not gated:
                     transaction.on_commit(partial(job_push, job), robust=True)
+                transaction.on_commit(partial(metrics.job_transition, job.queue, job.function, job.state))
                 return job, True
         except IntegrityError:
             # Two requests raced on one idempotency key; the loser re-reads the winner's job.

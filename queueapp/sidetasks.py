@@ -1,15 +1,17 @@
-"""The queue's own side tasks, run by `runworker` beside the job loop: the outbox relay, the reaper and
-the HITL expiry."""
+"""The queue's own side tasks, run by `runworker` beside the job loop: the outbox relay, the reaper,
+the HITL expiry and retention."""
 
 from __future__ import annotations
 
 import logging
+import random
 
 import redis
 from django.conf import settings
 from django.db.utils import DatabaseError
 
 from hq import clock
+from queueapp import retention as retention_pass
 from queueapp import selectors, services, transport
 from queueapp.registry import side_task
 
@@ -82,3 +84,23 @@ async def hitl_expiry(runtime) -> None:  # noqa: ANN001
         except DatabaseError as exc:
             logger.warning("hitl expiry: database error (%s); retrying", exc)
         await runtime.sleep(sleep_s)
+
+
+@side_task("retention")
+async def retention(runtime) -> None:  # noqa: ANN001
+    """Prune finished jobs, events and fires past `HQ_RETENTION_DAYS`, every `HQ_RETENTION_INTERVAL_S`.
+
+    The first pass waits a random part of a minute, so workers started together do not all try at
+    once (only one would get the advisory lock anyway).
+    """
+    from queueapp.worker import run_sync
+
+    await runtime.sleep(random.uniform(5.0, 60.0))
+    while not runtime.stopping.is_set():
+        try:
+            report = await run_sync(retention_pass.prune)
+            if report.skipped:
+                logger.info("retention: another process is pruning; skipped")
+        except DatabaseError as exc:
+            logger.warning("retention: database error (%s); retrying next pass", exc)
+        await runtime.sleep(settings.HQ_RETENTION_INTERVAL_S)

@@ -36,6 +36,7 @@ class Started:
     owner_id: UUID | None
     correlation_id: str
     queue: str
+    due_at: datetime | None = None
 
 
 @dataclass
@@ -259,6 +260,7 @@ def _orm_start(job_id: str, attempt: int, worker_id: str) -> Started | None:
         owner_id=job.owner_id,
         correlation_id=job.correlation_id,
         queue=job.queue,
+        due_at=job.due_at,
     )
 
 

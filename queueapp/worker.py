@@ -30,8 +30,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.db.utils import DatabaseError
 
-from hq import clock
-from queueapp import registry, services, transport
+from hq import clock, metrics
+from queueapp import registry, services, transitions, transport
 from queueapp.registry import JobContext
 from queueapp.store import Outcome, Started, Store
 
@@ -104,6 +104,9 @@ class Runtime:
             # Paused, not yet due, or no longer waiting: hand a waiting row back to the relay.
             await self.store.unmark(job_id, attempt)
             return
+        t0 = time.monotonic()
+        wait_s = (clock.now() - started.due_at).total_seconds() if started.due_at else None
+        metrics.job_started(started.queue, started.function, wait_s)
         try:
             outcome = await self._execute(started, attempt)
         except asyncio.CancelledError:
@@ -113,9 +116,9 @@ class Runtime:
                 outcome = self._retry_or_fail(
                     started, attempt, "Interrupted: the worker stopped.", move_when_retry="requeue", immediate=True
                 )
-            await self._finish(started, attempt, outcome)
+            await self._finish(started, attempt, outcome, time.monotonic() - t0)
             raise
-        await self._finish(started, attempt, outcome)
+        await self._finish(started, attempt, outcome, time.monotonic() - t0)
 
     async def _execute(self, started: Started, attempt: int) -> Outcome:
         fn = registry.get_function(started.function)
@@ -168,7 +171,7 @@ class Runtime:
             )
         return Outcome("fail", "failed", error=error, detail={"error": error[:2000]})
 
-    async def _finish(self, started: Started, attempt: int, outcome: Outcome) -> None:
+    async def _finish(self, started: Started, attempt: int, outcome: Outcome, run_s: float) -> None:
         try:
             moved = await self.store.finish(str(started.id), attempt, outcome)
         except Exception:  # noqa: BLE001
@@ -180,6 +183,7 @@ class Runtime:
         if not moved:
             logger.warning("job %s attempt %s was moved by someone else; result discarded", started.id, attempt)
             return
+        metrics.job_finished(started.queue, started.function, transitions.MOVES[outcome.move].target, run_s)
         if outcome.move in ("retry_later", "requeue") and self.redis is not None:
             push = transport.Push(started.id, attempt + 1, started.queue, outcome.due_at)
             try:
@@ -332,6 +336,7 @@ async def _heartbeat(runtime: Runtime) -> None:
                 running=runtime.running,
                 jobs_done=runtime.jobs_done,
             )
+            metrics.worker_heartbeat()
         except DatabaseError as exc:
             logger.warning("heartbeat failed: %s", exc)
         if runtime.stopping.is_set():

@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from hq import clock
 from hq.errors import HQError
-from hq.models import User
+from hq.models import Membership, User
 from schedules import services, triggers
 from schedules.models import Schedule, ScheduleFire
 
@@ -22,6 +22,18 @@ def visible_workspaces(request: HttpRequest) -> QuerySet | None:
     if request.user.is_superuser:
         return None
     return request.user.memberships.values("workspace_id")
+
+
+RECENT_FIRES = 20
+
+
+def may_operate(user: User, schedule: Schedule) -> bool:
+    """The API's rule for lifecycle changes: a superuser, the schedule's owner, or an admin of its workspace."""
+    if user.is_superuser or schedule.owner_id == user.pk:
+        return True
+    return Membership.objects.filter(
+        user_id=user.pk, workspace_id=schedule.workspace_id, role=Membership.Role.ADMIN
+    ).exists()
 
 
 class OwnerFilter(admin.SimpleListFilter):
@@ -62,10 +74,17 @@ class FireInline(admin.TabularInline):
     fields = ["slot", "manual", "status", "lag_ms", "skipped_slots", "error", "job_id", "started_at", "finished_at"]
     readonly_fields = fields
     max_num = 0
-    verbose_name_plural = "recent fires"
+    verbose_name_plural = f"recent fires (latest {RECENT_FIRES})"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).order_by("-slot")
+        """The schedule's latest RECENT_FIRES fires only: a years-old schedule has thousands."""
+        rows = super().get_queryset(request).order_by("-slot")
+        match = request.resolver_match
+        object_id = match.kwargs.get("object_id") if match else None
+        if object_id:
+            recent = ScheduleFire.objects.filter(schedule_id=object_id).order_by("-slot").values_list("pk", flat=True)
+            rows = rows.filter(pk__in=list(recent[:RECENT_FIRES]))
+        return rows
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -163,6 +182,9 @@ class ScheduleAdmin(admin.ModelAdmin):
     def _apply(self, request: HttpRequest, queryset: QuerySet, verb: str, fn: Any) -> None:
         done, refused = 0, []
         for schedule in queryset:
+            if not may_operate(request.user, schedule):
+                refused.append(f"{schedule.name}: only its owner or an admin of its workspace may change it.")
+                continue
             try:
                 fn(schedule)
                 done += 1

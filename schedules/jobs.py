@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.utils import DatabaseError
 
-from hq import clock
+from hq import clock, metrics
 from queueapp.registry import JobContext, job_function, side_task
 from schedules import services
 
@@ -33,6 +33,7 @@ async def scheduler(runtime) -> None:  # noqa: ANN001 - queueapp.worker.Runtime
         sleep_s = MAX_SLEEP_S
         try:
             fired = await run_sync(services.scheduler_pass)
+            metrics.scheduler_iteration(fired)
             if fired:
                 logger.info("scheduler fired %d schedule(s)", fired)
             nxt = await run_sync(services.next_due_at)

@@ -60,6 +60,12 @@ class Schedule(models.Model):
             models.Index(fields=["next_fire_at"], name="schedule_due", condition=Q(state="active")),
             models.Index(fields=["workspace", "owner", "state"], name="schedule_ws_owner_state"),
             models.Index(fields=["workspace", "action", "state"], name="schedule_ws_action_state"),
+            # Failing schedules in the observability summary.
+            models.Index(
+                fields=["workspace", "-consecutive_failure_count"],
+                name="schedule_failing",
+                condition=Q(consecutive_failure_count__gt=0),
+            ),
         ]
         constraints = [
             models.CheckConstraint(

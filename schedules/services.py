@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Min
 
-from hq import clock
+from hq import clock, metrics
 from hq.errors import Conflict, HQError, PaymentRequired, ValidationFailed
 from hq.models import User, Workspace
 from queueapp import enqueue, transport
@@ -387,6 +387,8 @@ def fire_run(*, fire_id: Any, attempt: int = 1) -> str:
             fire.save(update_fields=["status", "error", "finished_at"])
             return FireStatus.SKIPPED
         lag_ms = int((now - fire.slot).total_seconds() * 1000)
+        if not fire.manual:
+            metrics.schedule_fire_lag(lag_ms / 1000)
         fire.status, fire.started_at, fire.lag_ms = FireStatus.RUNNING, now, lag_ms
         fire.save(update_fields=["status", "started_at", "lag_ms"])
         Schedule.objects.filter(pk=s.pk).update(

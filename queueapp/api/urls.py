@@ -17,6 +17,7 @@ urlpatterns = [
     path("correlation/<str:correlation_id>", views.CorrelationView.as_view(), name="queue-correlation"),
     path("functions", views.FunctionsView.as_view(), name="queue-functions"),
     path("workers", views.WorkersView.as_view(), name="queue-workers"),
+    path("observability/summary", views.ObservabilitySummaryView.as_view(), name="queue-observability-summary"),
     path("queues/<str:queue>/pause", views.QueuePauseView.as_view(), name="queue-pause"),
     path("queues/<str:queue>/resume", views.QueuePauseView.as_view(resume=True), name="queue-resume"),
 ]

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from hq.api.fields import iso
 from hq.api.pagination import LimitOffset
 from hq.api.permissions import require_admin
 from hq.errors import ValidationFailed
-from queueapp import registry, selectors, services
+from queueapp import observability, registry, selectors, services
 from queueapp.api.filters import HITLFilter, JobFilter
 from queueapp.api.serializers import (
     QUEUE_NAME,
@@ -213,3 +215,45 @@ class QueuePauseView(APIView):
         else:
             services.queue_pause(queue=queue, workspace=request.auth.workspace, actor=request.auth.user)
         return Response({"queue": queue, "paused": not self.resume})
+
+
+def _api_json(value: Any) -> Any:
+    """Datetimes as RFC 3339 UTC (`iso`), UUIDs as strings, containers walked."""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, dict):
+        return {str(k): _api_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_api_json(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+class ObservabilitySummaryView(APIView):
+    """Counts, throughput, failure rate and wait/run percentiles per queue and function over 5 min, 1 h
+    and 24 h; HITL pending; schedules by state with fire lag. The caller's workspace only (admin)."""
+
+    required_scopes = "queue:read"
+
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                inline_serializer(
+                    "ObservabilitySummary",
+                    {
+                        "generated_at": serializers.CharField(),
+                        "windows": serializers.ListField(child=serializers.CharField()),
+                        "queues": serializers.ListField(child=serializers.DictField()),
+                        "hitl": serializers.DictField(),
+                        "schedules": serializers.DictField(),
+                    },
+                ),
+                description="See the README's Observability section for every field.",
+            )
+        }
+    )
+    def get(self, request: Request) -> Response:
+        require_admin(request.auth)
+        body = observability.summary(workspace_ids=[request.auth.workspace_id])
+        return Response(_api_json(body))

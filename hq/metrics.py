@@ -1,0 +1,409 @@
+"""Prometheus metrics for every HQ process, kept in Redis so that any number of processes on any
+number of machines add up to one set of series.
+
+prometheus-client's own multiprocess mode needs a directory shared by every process, which workers
+on other machines do not have. Here counters and histogram buckets are Redis hash fields instead
+(`HINCRBY`/`HINCRBYFLOAT` under `hq.redis.key("metrics", name)`); gauges (queue depth, live
+workers, schedules by state, HITL pending) are read from PostgreSQL at scrape time by sources that
+the apps register with `gauge_source`; `render()` turns both into the text format through a
+custom collector.
+
+Recording is cheap and fails open: a call adds to an in-process buffer (a dict update under a
+lock) and a daemon thread flushes it to Redis every `HQ_METRICS_FLUSH_S` seconds in one pipeline.
+A flush that finds Redis away keeps the increments for the next try; no call here ever raises
+into its caller, and none waits on the network.
+"""
+
+from __future__ import annotations
+
+import atexit
+import bisect
+import functools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from django.conf import settings
+
+from hq import redis as hq_redis
+
+logger = logging.getLogger(__name__)
+
+#: Seconds: from 5 ms (a no-op job, a fast request) to an hour (a long job, a late fire).
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+)
+#: Buffered fields kept across failed flushes at most; past this a Redis outage drops increments.
+MAX_PENDING_FIELDS = 50_000
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One counter or histogram: its name (without `_total`), help text and label names."""
+
+    name: str
+    kind: Literal["counter", "histogram"]
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = DURATION_BUCKETS
+
+
+SPECS: dict[str, Spec] = {
+    s.name: s
+    for s in (
+        Spec(
+            "hq_job_transitions", "counter", "Job state changes, by the state entered.", ("queue", "function", "state")
+        ),
+        Spec(
+            "hq_job_wait_seconds",
+            "histogram",
+            "From a job attempt's due time to its start on a worker.",
+            ("queue", "function"),
+        ),
+        Spec(
+            "hq_job_run_seconds",
+            "histogram",
+            "From an attempt's start to its end, by the state it ended in.",
+            ("queue", "function", "state"),
+        ),
+        Spec("hq_worker_heartbeats", "counter", "Worker heartbeats recorded."),
+        Spec("hq_scheduler_iterations", "counter", "Passes of the scheduler loop."),
+        Spec("hq_scheduler_fires", "counter", "Schedule fires written by the scheduler loop."),
+        Spec(
+            "hq_schedule_fire_lag_seconds",
+            "histogram",
+            "From a fire's slot to the start of its job.",
+        ),
+        Spec(
+            "hq_delivery_attempts",
+            "counter",
+            "Delivery attempts, by destination kind and outcome.",
+            ("destination", "outcome"),
+        ),
+        Spec(
+            "hq_http_requests",
+            "counter",
+            "HTTP requests, by route pattern, method and status.",
+            ("route", "method", "status"),
+        ),
+        Spec(
+            "hq_http_request_duration_seconds",
+            "histogram",
+            "Time to answer an HTTP request, by route pattern and method.",
+            ("route", "method"),
+        ),
+    )
+}
+
+
+# --- recording -------------------------------------------------------------------------------------
+
+
+class _Buffer:
+    """Increments waiting for the next flush: {(metric, field): amount}."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: dict[tuple[str, str], float] = {}
+        self.pid = os.getpid()
+        self.thread: threading.Thread | None = None
+
+    def add(self, items: Iterable[tuple[str, str, float]]) -> None:
+        with self.lock:
+            if self.pid != os.getpid():
+                # A forked child: the parent flushes what it buffered; this process starts afresh.
+                self.pid, self.pending, self.thread = os.getpid(), {}, None
+            for metric, fld, amount in items:
+                key = (metric, fld)
+                self.pending[key] = self.pending.get(key, 0) + amount
+            start = self.thread is None
+            if start:
+                self.thread = threading.Thread(target=_flush_forever, name="hq-metrics-flush", daemon=True)
+        if start:
+            self.thread.start()
+
+    def take(self) -> dict[tuple[str, str], float]:
+        with self.lock:
+            taken, self.pending = self.pending, {}
+        return taken
+
+    def give_back(self, taken: dict[tuple[str, str], float]) -> None:
+        with self.lock:
+            if len(self.pending) + len(taken) > MAX_PENDING_FIELDS:
+                logger.warning("metrics: Redis unreachable for long; dropping %d buffered increments", len(taken))
+                return
+            for key, amount in taken.items():
+                self.pending[key] = self.pending.get(key, 0) + amount
+
+
+_buffer = _Buffer()
+
+
+def _field(values: Iterable[str], suffix: str | None = None) -> str:
+    parts = [str(v) for v in values]
+    if suffix is not None:
+        parts.append(suffix)
+    return json.dumps(parts, separators=(",", ":"))
+
+
+def inc(name: str, labels: tuple[str, ...] = (), amount: float = 1) -> None:
+    """Add `amount` to counter `name` with these label values (in the spec's order). Never raises."""
+    try:
+        spec = SPECS[name]
+        if spec.kind != "counter" or len(labels) != len(spec.labels):
+            raise ValueError(f"bad counter call {name}{labels}")
+        _buffer.add([(name, _field(labels), amount)])
+    except Exception:  # noqa: BLE001 - metrics must never break the caller
+        logger.exception("metrics: could not record %s", name)
+
+
+def observe(name: str, labels: tuple[str, ...], value: float) -> None:
+    """Record one observation of histogram `name`. Never raises."""
+    try:
+        spec = SPECS[name]
+        if spec.kind != "histogram" or len(labels) != len(spec.labels):
+            raise ValueError(f"bad histogram call {name}{labels}")
+        value = max(float(value), 0.0)
+        index = bisect.bisect_left(spec.buckets, value)  # first bucket whose bound is >= value
+        _buffer.add(
+            [
+                (name, _field(labels, f"b{index}"), 1),
+                (name, _field(labels, "sum"), value),
+                (name, _field(labels, "count"), 1),
+            ]
+        )
+    except Exception:  # noqa: BLE001
+        logger.exception("metrics: could not record %s", name)
+
+
+_flush_lock = threading.Lock()
+
+
+def flush() -> bool:
+    """Write this process's buffered increments to Redis in one pipeline; False when Redis is away."""
+    with _flush_lock:
+        return _flush()
+
+
+def _flush() -> bool:
+    taken = _buffer.take()
+    if not taken:
+        return True
+    try:
+        pipe = hq_redis.client().pipeline(transaction=False)
+        for (metric, fld), amount in taken.items():
+            key = hq_redis.key("metrics", metric)
+            if float(amount).is_integer():
+                pipe.hincrby(key, fld, int(amount))
+            else:
+                pipe.hincrbyfloat(key, fld, float(amount))
+        pipe.execute()
+        return True
+    except Exception as exc:  # noqa: BLE001 - Redis down, a timeout: keep the increments
+        logger.warning("metrics: flush failed (%s); will retry", exc.__class__.__name__)
+        _buffer.give_back(taken)
+        return False
+
+
+def _flush_forever() -> None:
+    while True:
+        time.sleep(max(float(getattr(settings, "HQ_METRICS_FLUSH_S", 1.0)), 0.05))
+        if _buffer.pid != os.getpid():
+            return
+        flush()
+
+
+atexit.register(flush)
+
+
+# --- what HQ records ---------------------------------------------------------------------------------
+# Named calls, so that call sites stay one short line and label orders live here.
+
+
+def job_transition(queue: str, function: str, state: str) -> None:
+    """A job entered `state` (submit, cancel, retry, approval... through the services)."""
+    inc("hq_job_transitions", (queue, function, state))
+
+
+def job_started(queue: str, function: str, wait_s: float | None = None) -> None:
+    """A worker started an attempt, `wait_s` after it was due."""
+    inc("hq_job_transitions", (queue, function, "running"))
+    if wait_s is not None:
+        observe("hq_job_wait_seconds", (queue, function), wait_s)
+
+
+def job_finished(queue: str, function: str, state: str, run_s: float) -> None:
+    """An attempt ended after `run_s` seconds, moving the job to `state` (succeeded, deferred...)."""
+    inc("hq_job_transitions", (queue, function, state))
+    observe("hq_job_run_seconds", (queue, function, state), run_s)
+
+
+def worker_heartbeat() -> None:
+    """A worker recorded its heartbeat."""
+    inc("hq_worker_heartbeats")
+
+
+def scheduler_iteration(fired: int = 0) -> None:
+    """The scheduler loop made one pass, writing `fired` fires."""
+    inc("hq_scheduler_iterations")
+    if fired:
+        inc("hq_scheduler_fires", (), fired)
+
+
+def schedule_fire_lag(lag_s: float) -> None:
+    """A fire's job started `lag_s` seconds after its slot."""
+    observe("hq_schedule_fire_lag_seconds", (), lag_s)
+
+
+def delivery_attempt(destination: str, outcome: str) -> None:
+    """A delivery attempt to a destination kind ended with `outcome` (delivered, retry, failed)."""
+    inc("hq_delivery_attempts", (destination, outcome))
+
+
+def http_request(route: str, method: str, status: int, duration_s: float) -> None:
+    """A request to a route pattern (never a raw path: no ids in labels) was answered."""
+    method = method if method in HTTP_METHODS else "other"
+    inc("hq_http_requests", (route, method, str(status)))
+    observe("hq_http_request_duration_seconds", (route, method), duration_s)
+
+
+# --- gauges from the database, registered by the apps ----------------------------------------------
+
+
+@dataclass
+class Gauge:
+    """A gauge family computed at scrape time: samples are (label values, value)."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    samples: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
+
+
+GaugeSource = Callable[[], Iterable[Gauge]]
+_gauge_sources: dict[str, GaugeSource] = {}
+
+
+def gauge_source(name: str) -> Callable[[GaugeSource], GaugeSource]:
+    """Register a function that reads gauges (from PostgreSQL) when /metrics is scraped.
+
+    Apps register from their `observability` module, which `render()` imports (as the admin
+    imports `admin` modules): `hq` itself imports none of the apps.
+    """
+
+    def register(fn: GaugeSource) -> GaugeSource:
+        _gauge_sources[name] = fn
+        return fn
+
+    return register
+
+
+@functools.cache
+def discover() -> None:
+    """Import every installed app's `observability` module (their registrations)."""
+    from django.utils.module_loading import autodiscover_modules
+
+    autodiscover_modules("observability")
+
+
+# --- rendering -----------------------------------------------------------------------------------------
+
+
+def _read_redis() -> dict[str, dict[str, float]] | None:
+    try:
+        pipe = hq_redis.client().pipeline(transaction=False)
+        for name in SPECS:
+            pipe.hgetall(hq_redis.key("metrics", name))
+        raw = pipe.execute()
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("metrics: cannot read counters from Redis (%s)", exc.__class__.__name__)
+        return None
+    return {name: {k.decode(): float(v) for k, v in fields.items()} for name, fields in zip(SPECS, raw, strict=True)}
+
+
+def _families(stored: dict[str, dict[str, float]]) -> Iterator:
+    from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+    for name, spec in SPECS.items():
+        fields = stored.get(name, {})
+        if spec.kind == "counter":
+            family = CounterMetricFamily(name, spec.help, labels=spec.labels)
+            for fld, value in sorted(fields.items()):
+                family.add_metric(json.loads(fld), value)
+            yield family
+            continue
+        series: dict[tuple[str, ...], dict[str, float]] = {}
+        for fld, value in fields.items():
+            *labels, suffix = json.loads(fld)
+            series.setdefault(tuple(labels), {})[suffix] = value
+        family = HistogramMetricFamily(name, spec.help, labels=spec.labels)
+        bounds = [*(repr(float(b)) for b in spec.buckets), "+Inf"]
+        for labels, parts in sorted(series.items()):
+            running, buckets = 0.0, []
+            for i, bound in enumerate(bounds):
+                running += parts.get(f"b{i}", 0.0)
+                buckets.append((bound, running))
+            family.add_metric(list(labels), buckets, parts.get("sum", 0.0))
+        yield family
+
+
+class HQCollector:
+    """Counters and histograms from Redis, gauges from the registered sources."""
+
+    def collect(self) -> Iterator:
+        from prometheus_client.core import GaugeMetricFamily
+
+        stored = _read_redis()
+        up = GaugeMetricFamily("hq_metrics_store_up", "1 when the counters could be read from Redis.")
+        up.add_metric([], 0.0 if stored is None else 1.0)
+        yield up
+        if stored is not None:
+            yield from _families(stored)
+        discover()
+        for source_name, source in sorted(_gauge_sources.items()):
+            try:
+                gauges = list(source())
+            except Exception:  # noqa: BLE001 - one failing source must not hide the others
+                logger.exception("metrics: gauge source %s failed", source_name)
+                continue
+            for gauge in gauges:
+                family = GaugeMetricFamily(gauge.name, gauge.help, labels=gauge.labels)
+                for labels, value in gauge.samples:
+                    family.add_metric(list(labels), value)
+                yield family
+
+
+def render() -> bytes:
+    """The Prometheus text exposition of every HQ metric."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HQCollector())
+    return generate_latest(registry)
+
+
+def reset_buffer() -> None:
+    """Drop what this process has buffered, after any flush in flight has finished (tests)."""
+    with _flush_lock:
+        _buffer.take()

@@ -1,0 +1,82 @@
+"""A real browser (Debian's headless chromium) opens the ops dashboard from the admin index; the
+screenshot is saved as test-artifacts/dashboard.png (git-ignored) for a person to look at.
+
+Needs /usr/bin/chromium and /usr/bin/chromedriver (`make system-deps`); without them the test fails
+with that instruction (the `browser` fixture), it is never skipped.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from hq import clock
+from hq import services as hq_services
+from hq.models import Membership, User
+from tests.observability.helpers import fire, hitl, job, schedule
+from tests.queueapp.test_admin_browser import ARTIFACTS, WAIT_S, browser  # noqa: F401 - the shared fixture
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _a_busy_day(caller) -> None:
+    """A day of jobs with a failure spike an hour ago, some waiting work, HITL requests and fires."""
+    rng = random.Random(7)
+    now = clock.now()
+    ws = caller.workspace
+    for i in range(400):
+        ago_s = rng.uniform(0, 86400) if i < 300 else rng.uniform(0, 3600)
+        spike = 3000 < ago_s < 4200
+        state = "failed" if (spike and rng.random() < 0.6) or rng.random() < 0.04 else "succeeded"
+        job(
+            ws,
+            now,
+            state=state,
+            queue=rng.choice(["default", "default", "mail", "reports"]),
+            function=rng.choice(["hq.echo", "mail.send", "reports.build"]),
+            finished_ago_s=ago_s,
+            wait_ms=rng.lognormvariate(4, 1.2),
+            run_ms=rng.lognormvariate(6, 1),
+        )
+    for _ in range(12):
+        job(ws, now, state="queued", queue=rng.choice(["default", "mail"]), due_ago_s=rng.uniform(0, 90))
+    for i in range(3):
+        job(ws, now, state="running", queue="reports", function="reports.build", started_ago_s=5 + i)
+    for ago_s in (300, 5000, 20000, 90000):
+        hitl(ws, now, created_ago_s=ago_s, owner=caller.user)
+    s = schedule(ws, caller.user, name="hourly digest", failures=2)
+    schedule(ws, caller.user, name="broken", state="quarantined", reason="Trigger: unknown time zone Mars/Base")
+    for hour in range(24):
+        fire(s, now, created_ago_s=hour * 3600 + 30, status="succeeded", lag_ms=int(rng.lognormvariate(5, 0.6)))
+
+
+def test_staff_opens_the_dashboard_from_the_admin_index(live_server, browser, member):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT_S)
+    ops = User.objects.create_user(email="ops@example.com", password="a-long-test-password", is_staff=True)
+    hq_services.membership_set(user=ops, workspace=member.workspace, role=Membership.Role.ADMIN)
+    _a_busy_day(member)
+
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/")
+    browser.find_element(By.ID, "id_username").send_keys(ops.email)
+    browser.find_element(By.ID, "id_password").send_keys("a-long-test-password")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(ec.element_to_be_clickable((By.ID, "ops-dashboard-link"))).click()
+    wait.until(ec.presence_of_element_located((By.ID, "ops-charts")))
+
+    charts = browser.find_elements(By.CSS_SELECTOR, "#ops-charts svg.hq-chart")
+    assert len(charts) == 7 and all(c.size["height"] > 100 for c in charts)
+    assert browser.find_element(By.ID, "tile-hitl").text == "4"
+    assert browser.find_element(By.ID, "tile-quarantined").text == "1"
+    assert "reports" in browser.find_element(By.ID, "ops-queues").text
+    refresh = browser.find_element(By.CSS_SELECTOR, 'meta[http-equiv="refresh"]')
+    assert refresh.get_attribute("content") == "30"
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.set_window_size(1400, 1000)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1400, min(max(height + 140, 1000), 4000))  # + the window's own frame
+    browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
