@@ -38,10 +38,11 @@ services:
 lint: install
 	$(VENV)/bin/ruff check .
 
-## bench: benchmarks against bare ARQ in the same run (not tests)
+## bench: benchmarks with their baselines in the same run (not tests); writes bench/RESULTS-*.md
 bench: install
 	bash scripts/ensure-services.sh
 	$(PY) bench/run.py
+	$(PY) bench/summary_bench.py
 
 ## lock: re-resolve dependencies from pyproject.toml into requirements.lock
 lock:

@@ -106,27 +106,6 @@ class ScheduleAdmin(admin.ModelAdmin):
     list_filter = [OwnerFilter, "state", "action", DestinationFilter, "workspace"]
     search_fields = ["name", "id", "owner__email"]
     list_select_related = ["owner", "workspace"]
-    readonly_fields = [
-        "id",
-        "workspace",
-        "owner",
-        "action",
-        "state",
-        "state_reason",
-        "next_fire_at",
-        "upcoming",
-        "last_fire_at",
-        "last_fire_status",
-        "fire_count",
-        "failure_count",
-        "consecutive_failure_count",
-        "last_fire_lag_ms",
-        "last_run_conversation_id",
-        "created_at",
-        "updated_at",
-        "trigger",
-        "args",
-    ]
     fields = [
         "id",
         "name",
@@ -150,6 +129,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
+    readonly_fields = [f for f in fields if f not in ("name", "description")]
     inlines = [FireInline]
     actions = ["pause", "resume", "fire_now", "archive"]
 

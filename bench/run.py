@@ -1,0 +1,1111 @@
+#!/usr/bin/env python
+"""HQ queue benchmark against bare ARQ, in one run (`make bench`, or `.venv/bin/python bench/run.py`).
+
+Phases (each baseline runs right before its HQ counterpart, so they share the machine's noise):
+  1. setup: PostgreSQL database `hq_bench` (drop + create + migrate), Redis db 15 with the key
+     prefix `hqbench:` (FLUSHDB before each phase), a token from `manage.py create_token`.
+  2. bare ARQ drain: N no-op jobs enqueued with `ArqRedis.enqueue_job`, drained by a plain
+     `arq.Worker` subprocess (burst, max_jobs 100, keep_result 0, poll_delay 0.01).
+     Drain time = first `on_job_start` -> last `after_job_end` (wall clock, in the worker).
+  3. HQ drain: N `hq.noop` jobs through `queueapp.services.job_submit`, drained by one
+     `manage.py runworker --burst --concurrency 100`. Drain time = min(first_started_at) ->
+     max(finished_at) of the Job rows. Checks: all succeeded, one `started` event per job.
+  4. API: gunicorn (2 sync workers) + 16 keep-alive client threads POSTing {"function":"hq.noop"}
+     M times; compared with `enqueue_job` from asyncio at concurrency 16.
+  5. enqueue->start latency at a steady rate: HQ = first_started_at - created_at (PostgreSQL)
+     with a long-running `manage.py runworker`, jobs POSTed through gunicorn; bare ARQ = on_job_start
+     time - job.enqueue_time with ARQ's default poll_delay (0.5 s).
+Results: printed and written to bench/RESULTS-queue.md. Misses are reported, never an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import http.client
+import json
+import math
+import os
+import platform
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+VENV_BIN = ROOT / ".venv" / "bin"
+PY = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+DB_NAME = "hq_bench"
+DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+REDIS_DB = 15
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+PREFIX = "hqbench:"
+EMAIL = "bench@example.com"
+CONCURRENCY = 100  # worker max_jobs / --concurrency, both sides
+CLIENTS = 16  # API / enqueue concurrency, both sides
+
+HQ_ENV = {
+    "DJANGO_SETTINGS_MODULE": "hq.settings",
+    "DATABASE_URL": DB_URL,
+    "REDIS_URL": REDIS_URL,
+    "HQ_REDIS_PREFIX": PREFIX,
+    "DEBUG": "0",
+    "SECRET_KEY": "bench",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "HQ_THROTTLE_RATE": "1000000/min",
+    "HQ_DB_APPLICATION_NAME": "hq_bench",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[max(0, min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1))]
+
+
+def env_for(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HQ_ENV)
+    env.update(extra)
+    return env
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+class Procs:
+    """Every subprocess the bench starts, each in its own session, stopped by its own id."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.items: list[subprocess.Popen] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        out = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115
+        p = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+        p.bench_name = name  # type: ignore[attr-defined]
+        self.items.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen, grace: float = 15.0) -> None:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)  # its own process group (start_new_session)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                log(f"{p.bench_name} did not stop in {grace}s; killing")  # type: ignore[attr-defined]
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(5)
+        else:
+            # the leader is gone; make sure no child of its group lingers
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop_all(self) -> None:
+        for p in reversed(self.items):
+            try:
+                self.stop(p)
+            except Exception as exc:  # noqa: BLE001
+                log(f"could not stop {p.pid}: {exc}")
+
+
+LOCK_PATH = Path(tempfile.gettempdir()) / "hq-bench.lock"
+
+
+def bench_lock(timeout: float = 600):  # noqa: ANN201
+    """One bench at a time on this machine: they share hq_bench and Redis db 15."""
+    import fcntl
+
+    f = open(LOCK_PATH, "w")  # noqa: SIM115
+    deadline = time.monotonic() + timeout
+    announced = False
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            f.write(str(os.getpid()))
+            f.flush()
+            return f
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"another bench run still holds {LOCK_PATH} after {timeout:.0f} s") from None
+            if not announced:
+                log(f"another bench run holds {LOCK_PATH}; waiting for it (at most {timeout:.0f} s)")
+                announced = True
+            time.sleep(1)
+
+
+def manage(args: list[str], env: dict[str, str], timeout: float = 300) -> str:
+    r = subprocess.run(
+        [PY, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if r.returncode != 0:
+        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout: float, what: str, step: float = 0.05, proc: subprocess.Popen | None = None) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode} (see its log)")
+        time.sleep(step)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+# --- CPU accounting --------------------------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of one process (all its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def descendants(pid: int) -> set[int]:
+    """Child processes of pid, recursively (e.g. the worker under a profiler wrapper)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            for k in kids:
+                if k not in found:
+                    found.add(k)
+                    todo.append(k)
+    return found
+
+
+class CpuSampler(threading.Thread):
+    """Samples the CPU time of the worker process, of Redis and of hq_bench's PostgreSQL backends.
+
+    Every `interval` s: wall time, cumulative CPU per pid, machine busy/total. `between(t0, t1)`
+    turns samples into CPU seconds spent inside a window (a pid first seen inside the window counts
+    from its first sample), so process start-up outside the drain window is not charged.
+    """
+
+    def __init__(self, worker_pid: int, interval: float = 0.02, wrapped: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.root = worker_pid
+        # wrapped: worker_pid is a profiler that runs the worker as its child; charge only the child
+        self.groups: dict[str, set[int]] = {"worker": set() if wrapped else {worker_pid}, "redis": set(), "pg": set()}
+        try:
+            self.groups["redis"].add(int(redis_client().info("server")["process_id"]))
+        except Exception:  # noqa: BLE001
+            pass
+        self.interval = interval
+        self.samples: list[tuple[float, dict[int, float], tuple[int, int]]] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        conn = psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={DB_NAME}", autocommit=True)
+        next_scan = 0.0
+        try:
+            while not self.halt.is_set():
+                now = time.time()
+                if now >= next_scan:
+                    rows = conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [DB_NAME]
+                    ).fetchall()
+                    self.groups["pg"].update(r[0] for r in rows)
+                    self.groups["worker"].update(descendants(self.root))
+                    next_scan = now + 0.2
+                cpu = {}
+                for pids in self.groups.values():
+                    for pid in pids:
+                        v = proc_cpu_s(pid)
+                        if v is not None:
+                            cpu[pid] = v
+                self.samples.append((time.time(), cpu, machine_cpu()))
+                self.halt.wait(self.interval)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(5)
+
+    def between(self, t0: float, t1: float) -> dict[str, float]:
+        inside = [s for s in self.samples if t0 <= s[0] <= t1]
+        out: dict[str, float] = {}
+        for name, pids in self.groups.items():
+            total = 0.0
+            for pid in pids:
+                vals = [s[1][pid] for s in inside if pid in s[1]]
+                if len(vals) >= 2:
+                    total += vals[-1] - vals[0]
+            out[name] = total
+        if len(inside) >= 2:
+            (b0, a0), (b1, a1) = inside[0][2], inside[-1][2]
+            out["machine_busy"] = (b1 - b0) / max(a1 - a0, 1)
+            out["span"] = inside[-1][0] - inside[0][0]
+        return out
+
+
+# --- setup -----------------------------------------------------------------------------------
+
+
+def setup_database() -> str:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {DB_NAME}")
+    manage(["migrate", "--noinput"], env_for(DEBUG="1"))
+    out = manage(["create_token", "--email", EMAIL, "--workspace", "bench", "--admin"], env_for(DEBUG="1"))
+    return out.strip().splitlines()[-1].strip()
+
+
+def configure_django() -> None:
+    os.environ.update(HQ_ENV)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def redis_client():  # noqa: ANN201
+    import redis
+
+    return redis.Redis.from_url(REDIS_URL)
+
+
+def reset_state() -> None:
+    """Empty Redis db 15 and the job tables of hq_bench."""
+    from django.db import connection
+
+    redis_client().flushdb()
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE queueapp_job CASCADE")
+
+
+WATCHED = ("queueapp", "hq")
+
+
+def code_snapshot() -> dict[str, float]:
+    """mtime of every .py under the code the bench exercises (another engineer may be editing it)."""
+    return {str(p): p.stat().st_mtime for d in WATCHED for p in (ROOT / d).rglob("*.py")}
+
+
+def code_state() -> str:
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", "--no-optional-locks", *a], cwd=ROOT, capture_output=True, text=True, check=False)
+        return r.stdout
+
+    head = git("rev-parse", "--short", "HEAD").strip() or "?"
+    lines = [ln for ln in git("status", "--porcelain", "--", *WATCHED).splitlines() if ln.strip()]
+    modified = [ln[3:] for ln in lines if not ln.startswith("??")]
+    new = len(lines) - len(modified)
+    if not lines:
+        return f"{head} (clean)"
+    return f"{head} + uncommitted changes to {', '.join(modified) or 'no tracked file'}; {new} new file(s)"
+
+
+def machine_info() -> dict[str, str]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW server_version")
+        pg = cur.fetchone()[0]
+    import arq
+    import django
+    import gunicorn
+
+    return {
+        "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "nproc": str(os.cpu_count()),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": platform.python_version(),
+        "postgresql": pg,
+        "redis": str(redis_client().info("server")["redis_version"]),
+        "arq": getattr(arq, "VERSION", "?"),
+        "django": django.get_version(),
+        "gunicorn": gunicorn.__version__,
+        "code": code_state(),
+    }
+
+
+# --- bare ARQ --------------------------------------------------------------------------------
+
+
+async def arq_enqueue(n: int, concurrency: int) -> float:
+    """Enqueue n no-op jobs with ArqRedis.enqueue_job from `concurrency` coroutines; return seconds."""
+    from arq.connections import RedisSettings, create_pool
+
+    pool = await create_pool(RedisSettings(host="127.0.0.1", port=6379, database=REDIS_DB))
+    left = [n]
+
+    async def one() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            assert await pool.enqueue_job("noop") is not None
+
+    try:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+        return time.perf_counter() - t0
+    finally:
+        await pool.aclose()
+
+
+async def arq_enqueue_paced(rate: float, seconds: float) -> int:
+    """Enqueue at a steady rate (absolute schedule, each enqueue its own task); return how many."""
+    from arq.connections import RedisSettings, create_pool
+
+    pool = await create_pool(RedisSettings(host="127.0.0.1", port=6379, database=REDIS_DB))
+    total = int(rate * seconds)
+    tasks = []
+    try:
+        t0 = time.perf_counter()
+        for i in range(total):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(pool.enqueue_job("noop")))
+        await asyncio.gather(*tasks)
+        return total
+    finally:
+        await pool.aclose()
+
+
+def bare_drain(procs: Procs, tmp: Path, n: int) -> dict:
+    reset_state()
+    enq_s = asyncio.run(arq_enqueue(n, CLIENTS))
+    assert redis_client().zcard("arq:queue") == n
+    out = tmp / "arq-drain.json"
+    t0 = time.perf_counter()
+    p = procs.start("arq-drain", [PY, str(BENCH / "arq_worker.py"), "drain", "--out", str(out)], env_for())
+    sampler = CpuSampler(p.pid)
+    sampler.start()
+    try:
+        p.wait(timeout=60 + n / 50)
+    finally:
+        sampler.stop()
+    wall = time.perf_counter() - t0
+    st = json.loads(out.read_text())
+    if st["ended"] != n or st["complete"] != n:
+        raise RuntimeError(f"bare ARQ drained {st['ended']}/{n} (complete {st['complete']}, failed {st['failed']})")
+    drain = st["last_end"] - st["first_start"]
+    return {
+        "n": n,
+        "enqueue_s": enq_s,
+        "drain_s": drain,
+        "rate": n / drain,
+        "wall_s": wall,
+        "startup_s": st["first_start"] - st["t_proc"],
+        "cpu": sampler.between(st["first_start"], st["last_end"]),
+    }
+
+
+def bare_latency(procs: Procs, tmp: Path, rate: float, seconds: float) -> dict:
+    reset_state()
+    out = tmp / "arq-latency.txt"
+    p = procs.start("arq-serve", [PY, str(BENCH / "arq_worker.py"), "serve", "--out", str(out)], env_for())
+    try:
+        wait_for(lambda: Path(str(out) + ".ready").exists(), 30, "bare ARQ worker start", proc=p)
+        total = asyncio.run(arq_enqueue_paced(rate, seconds))
+        wait_for(lambda: out.exists() and out.read_text().count("\n") >= total, 10, "bare ARQ jobs to start", proc=p)
+    finally:
+        procs.stop(p)
+    lat = [float(x) for x in out.read_text().split()]
+    return {"n": len(lat), "p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat)}
+
+
+# --- HQ --------------------------------------------------------------------------------------
+
+
+def bench_principal():  # noqa: ANN201
+    from django.db.models import Q
+
+    from hq.models import User, Workspace
+
+    return Workspace.objects.get(Q(slug="bench") | Q(name="bench")), User.objects.get(email=EMAIL)
+
+
+def hq_submit(n: int) -> float:
+    from queueapp.services import Submission, job_submit
+
+    ws, user = bench_principal()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        job_submit(workspace=ws, owner=user, submission=Submission(function="hq.noop", args={}))
+    return time.perf_counter() - t0
+
+
+def sql_one(query: str, params: tuple = ()):  # noqa: ANN201
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchone()
+
+
+def hq_drain(
+    procs: Procs,
+    n: int,
+    wrap: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+    name: str = "hq-drain",
+    cmd: list[str] | None = None,
+) -> dict:
+    from queueapp import transport
+
+    reset_state()
+    submit_s = hq_submit(n)
+    queued = transport.queue_length("default")
+    if queued != n:
+        raise RuntimeError(f"after job_submit Redis holds {queued} of {n} pushes")
+    argv = [*(wrap or []), *(cmd or [PY, "manage.py", "runworker", "--burst", "--concurrency", str(CONCURRENCY)])]
+    t0 = time.perf_counter()
+    p = procs.start(name, argv, env_for(**(extra_env or {})))
+    sampler = CpuSampler(p.pid, wrapped=bool(wrap))
+    sampler.start()
+    try:
+        rc = p.wait(timeout=120 + n / 20)
+    finally:
+        sampler.stop()
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        raise RuntimeError(f"runworker --burst exited {rc}")
+    total, ok, first, last, min_att, max_att = sql_one(
+        "SELECT count(*), count(*) FILTER (WHERE state = 'succeeded'), min(first_started_at), max(finished_at),"
+        " min(attempts), max(attempts) FROM queueapp_job"
+    )
+    (started,) = sql_one("SELECT count(*) FROM queueapp_jobevent WHERE kind = 'started'")
+    (dups,) = sql_one(
+        "SELECT count(*) FROM (SELECT job_id FROM queueapp_jobevent WHERE kind = 'started'"
+        " GROUP BY job_id HAVING count(*) > 1) d"
+    )
+    drain = (last - first).total_seconds()
+    gaps, gap_s = sql_one(
+        "SELECT count(*), coalesce(sum(g), 0) FROM (SELECT extract(epoch FROM first_started_at"
+        " - lag(first_started_at) OVER (ORDER BY first_started_at)) AS g FROM queueapp_job) x WHERE g > 0.1"
+    )
+    checks = {
+        f"all {n} succeeded": total == n and ok == n,
+        f"started events == {n}": started == n,
+        "no job started twice": dups == 0 and min_att == 1 and max_att == 1,
+    }
+    return {
+        "n": n,
+        "submit_s": submit_s,
+        "drain_s": drain,
+        "rate": n / drain,
+        "wall_s": wall,
+        "succeeded": ok,
+        "started_events": started,
+        "checks": checks,
+        "cpu": sampler.between(first.timestamp(), last.timestamp()),
+        "gaps": int(gaps),
+        "gap_s": float(gap_s),
+    }
+
+
+class ApiClient:
+    """One keep-alive HTTP/1.1 connection (http.client reopens it when the server closes it)."""
+
+    BODY = json.dumps({"function": "hq.noop"}).encode()
+
+    def __init__(self, port: int, token: str) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.connects = 0
+
+    def post(self) -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            if self.conn.sock is None:
+                self.connects += 1
+            try:
+                self.conn.request("POST", "/v1/queue/jobs", self.BODY, self.headers)
+                r = self.conn.getresponse()
+                return r.status, r.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # a kept-alive socket the server had closed before reading the request
+                self.conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def start_gunicorn(procs: Procs) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    argv = [str(VENV_BIN / "gunicorn"), "hq.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
+    p = procs.start("gunicorn", argv, env_for())
+
+    def up() -> bool:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/healthz")
+            ok = c.getresponse().status == 200
+            c.close()
+            return ok
+        except OSError:
+            return False
+
+    wait_for(up, 30, "gunicorn", step=0.1, proc=p)
+    return p, port
+
+
+def api_load(port: int, token: str, m: int, concurrency: int) -> dict:
+    left = [m]
+    lock = threading.Lock()
+    lat: list[float] = []
+    bad: list[int] = []
+    clients = [ApiClient(port, token) for _ in range(concurrency)]
+
+    def run(c: ApiClient) -> None:
+        mine: list[float] = []
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    break
+                left[0] -= 1
+            t = time.perf_counter()
+            status, _ = c.post()
+            mine.append(time.perf_counter() - t)
+            if status != 202:
+                bad.append(status)
+        with lock:
+            lat.extend(mine)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    for c in clients:
+        c.close()
+    ms = [x * 1000 for x in lat]
+    return {
+        "n": m,
+        "elapsed_s": elapsed,
+        "rps": m / elapsed,
+        "p50": pct(ms, 50),
+        "p99": pct(ms, 99),
+        "errors": len(bad),
+        "statuses": sorted(set(bad)),
+        "connects": sum(c.connects for c in clients),
+    }
+
+
+def api_paced(port: int, token: str, rate: float, seconds: float, senders: int = 4) -> list[dict]:
+    """POST at a steady rate (absolute schedule); return per-request send time, status and job id."""
+    total = int(rate * seconds)
+    q: queue.Queue[int | None] = queue.Queue()
+    rows: list[dict] = []
+    lock = threading.Lock()
+
+    def sender() -> None:
+        c = ApiClient(port, token)
+        try:
+            while (i := q.get()) is not None:
+                t_send = time.time()
+                status, body = c.post()
+                t_resp = time.time()
+                job_id = json.loads(body).get("id") if status == 202 else None
+                with lock:
+                    rows.append({"i": i, "sent": t_send, "resp": t_resp, "status": status, "id": job_id})
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    for t in threads:
+        t.start()
+    t0 = time.perf_counter()
+    for i in range(total):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        q.put(i)
+    for _ in threads:
+        q.put(None)
+    for t in threads:
+        t.join()
+    return rows
+
+
+def hq_latency(procs: Procs, port: int, token: str, rate: float, seconds: float) -> dict:
+    from django.db import connection
+
+    reset_state()
+    r = redis_client()
+    worker = procs.start("hq-worker", [PY, "manage.py", "runworker", "--concurrency", str(CONCURRENCY)], env_for())
+    try:
+        wait_for(lambda: r.pubsub_numsub(PREFIX + "nudge")[0][1] >= 1, 30, "runworker to subscribe", proc=worker)
+        api_paced(port, token, rate, 0.4)  # warm-up, not measured (gunicorn's workers, the worker's pool)
+        time.sleep(0.5)
+        rows = api_paced(port, token, rate, seconds)
+        ids = [x["id"] for x in rows if x["id"]]
+        if len(ids) != len(rows):
+            raise RuntimeError(f"{len(rows) - len(ids)} POSTs failed: {sorted({x['status'] for x in rows})}")
+
+        def all_started() -> bool:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM queueapp_job WHERE id = ANY(%s::uuid[]) AND first_started_at IS NOT NULL",
+                    [ids],
+                )
+                return cur.fetchone()[0] == len(ids)
+
+        wait_for(all_started, 15, "HQ jobs to start", step=0.2, proc=worker)
+    finally:
+        procs.stop(worker, grace=30)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT id::text, extract(epoch FROM created_at), extract(epoch FROM first_started_at)"
+            " FROM queueapp_job WHERE id = ANY(%s::uuid[])",
+            [ids],
+        )
+        db = {i: (float(c), float(s)) for i, c, s in cur.fetchall()}
+    server = [(db[x["id"]][1] - db[x["id"]][0]) * 1000 for x in rows]
+    client = [(db[x["id"]][1] - x["sent"]) * 1000 for x in rows]
+    resp = [(x["resp"] - x["sent"]) * 1000 for x in rows]
+    span = max(x["sent"] for x in rows) - min(x["sent"] for x in rows)
+    return {
+        "n": len(rows),
+        "achieved_rate": (len(rows) - 1) / span if span else float("nan"),
+        "p50": pct(server, 50),
+        "p99": pct(server, 99),
+        "max": max(server),
+        "client_p50": pct(client, 50),
+        "client_p99": pct(client, 99),
+        "post_p50": pct(resp, 50),
+        "post_p99": pct(resp, 99),
+    }
+
+
+# --- profiling (--profile) ------------------------------------------------------------------
+
+PROFILE_RULES = [  # first match wins: (label, frame name in the stack)
+    ("HQ store: START SQL", "PgStore._start_many"),  # batched store (rows flushed by a Batcher task)
+    ("HQ store: FINISH SQL", "PgStore._finish_many"),
+    ("HQ store: START SQL", "PgStore.start"),  # unbatched store, or waiting on a batch
+    ("HQ store: FINISH SQL", "PgStore.finish"),
+    ("HQ store: batching", "Batcher."),
+    ("ARQ: claim job (Worker.start_jobs: WATCH/EXISTS/ZSCORE/MULTI)", "Worker.start_jobs"),
+    ("ARQ: finish_job (delete keys, ZREM)", "Worker.finish_job"),
+    ("ARQ: run_job bookkeeping (GET/INCR/EXPIRE/ZREM)", "Worker.run_job"),
+    ("HQ: run_attempt/_execute (outside the store)", "Runtime.run_attempt"),
+    ("HQ: burst drained check", "HQWorker._drained"),
+    ("ARQ: poll iteration", "Worker._poll_iteration"),
+]
+STORE_PARTS = [  # inside PgStore.*: (label, frame names)
+    (
+        "pool checkout/return",
+        (
+            "AsyncConnectionPool",
+            "AsyncConnectionPool.connection",
+            "AsyncConnectionPool.getconn",
+            "AsyncConnectionPool.putconn",
+            "AsyncConnectionPool._putconn",
+        ),
+    ),
+    ("libpq send (socket write)", ("BaseCursor._send_query_prepared", "BaseCursor._send_query")),
+    ("parameter adaptation (dump)", ("PostgresQuery.dump", "PostgresQuery.convert")),
+    ("wait for reply (loop add/remove reader)", ("wait_async", "AsyncConnection.wait")),
+    ("fetch/parse result rows", ("AsyncCursor.fetchone", "AsyncCursor.fetchall", "BaseCursor._select_current_result")),
+    ("clock.now / params / Jsonb", ("now", "Jsonb.__init__")),
+]
+
+
+def pyspy_summary(path: Path, n: int, worker_cpu_ms: float) -> str:
+    """Attribute py-spy's raw (collapsed) samples of the worker to the hot path's parts."""
+    from collections import Counter
+
+    cats: Counter[str] = Counter()
+    parts: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, cnt = line.rpartition(" ")
+        c = int(cnt)
+        frames = stack.split(";")
+        names = [f.split(" (")[0] for f in frames]
+        total += c
+        if "BaseEventLoop._run_once" not in names:
+            cats["(outside the event loop: start-up imports, relay/heartbeat threads)"] += c
+            continue
+        if names[-1] == "EpollSelector.select":
+            cats["(event loop: epoll wait)"] += c
+            continue
+        for label, key in PROFILE_RULES:
+            hit = next(
+                (i for i, nm in enumerate(names) if nm == key or (key.endswith(".") and nm.startswith(key))), None
+            )
+            if hit is not None:
+                cats[label] += c
+                if label.startswith("HQ store"):
+                    rest = names[hit + 1 :]
+                    part = next((lb for lb, keys in STORE_PARTS if any(k in rest for k in keys)), "other")
+                    parts[part] += c
+                    leaves[frames[-1]] += c
+                break
+        else:
+            cats["event loop: scheduling, callbacks, I/O readiness"] += c
+    busy = total - sum(v for k, v in cats.items() if k.startswith("("))
+    out = [
+        f"py-spy samples: {total}; in the event loop, not idle: {busy} (= {worker_cpu_ms:.3f} ms worker CPU/job "
+        "measured in the drain window; shares below scale to it)"
+    ]
+    for k, v in cats.most_common():
+        share = "" if k.startswith("(") else f"  ~{worker_cpu_ms * v / busy:.3f} ms/job"
+        out.append(f"  {v:6d} {100 * v / total:5.1f}%  {k}{share}")
+    store = sum(parts.values())
+    out.append(f"  inside the HQ store ({store} samples):")
+    for k, v in parts.most_common():
+        out.append(f"    {v:6d} {100 * v / max(store, 1):5.1f}%  {k}")
+    out.append("  top leaf frames inside the HQ store:")
+    for k, v in leaves.most_common(6):
+        out.append(f"    {v:6d}  {k}")
+    return "\n".join(out)
+
+
+def cprofile_summary(path: Path, top: int = 25) -> str:
+    import io
+    import pstats
+
+    s = io.StringIO()
+    pstats.Stats(str(path), stream=s).sort_stats("tottime").print_stats(top)
+    return s.getvalue()
+
+
+def run_profile(procs: Procs, tmp: Path, n: int, py_spy: str | None) -> dict:
+    if py_spy:
+        out = tmp / "hq-worker.pyspy.txt"
+        wrap = [py_spy, "record", "--format", "raw", "--rate", "250", "--output", str(out), "--"]
+        d = hq_drain(procs, n, wrap=wrap, name="hq-drain-pyspy")
+        cpu_ms = d["cpu"]["worker"] / n * 1000
+        text = pyspy_summary(out, n, cpu_ms)
+        shutil.copy(out, BENCH / "hq-worker.pyspy.txt")
+        tool = "py-spy (sampling, 250 Hz)"
+    else:
+        out = tmp / "hq-worker.prof"
+        d = hq_drain(procs, n, wrap=[PY, "-m", "cProfile", "-o", str(out)], name="hq-drain-cprofile")
+        # cProfile runs the worker in the same process: the wrapper is the worker
+        text = cprofile_summary(out)
+        shutil.copy(out, BENCH / "hq-worker.prof")
+        tool = "cProfile (deterministic; coroutine resumptions count as calls)"
+    return {"tool": tool, "rate": d["rate"], "text": text}
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def fmt(x: float, nd: int = 1) -> str:
+    return f"{x:,.{nd}f}"
+
+
+def cpu_ms(d: dict, key: str) -> float:
+    return d["cpu"].get(key, 0.0) / d["n"] * 1000
+
+
+def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> tuple[str, list[str]]:
+    b, h = res["bare_drain"], res["hq_drain"]
+    ba, ha = res["bare_enqueue"], res["api"]
+    bl, hl = res["bare_latency"], res["hq_latency"]
+    drain_ratio = h["rate"] / b["rate"]
+    rows = [
+        (
+            f"Drain throughput (jobs/s), 1 worker, concurrency {CONCURRENCY}",
+            fmt(b["rate"]),
+            fmt(h["rate"]),
+            f"{drain_ratio:.2f}x",
+        ),
+        ("  drain window (s): first start -> last finish", fmt(b["drain_s"], 2), fmt(h["drain_s"], 2), ""),
+        ("  HQ: pauses > 100 ms between job starts (count, s)", "", f"{h['gaps']}, {h['gap_s']:.2f}", ""),
+        ("  worker process wall time incl. start-up (s)", fmt(b["wall_s"], 2), fmt(h["wall_s"], 2), ""),
+        (
+            "  worker CPU per job (ms), in the window",
+            fmt(cpu_ms(b, "worker"), 3),
+            fmt(cpu_ms(h, "worker"), 3),
+            f"{cpu_ms(h, 'worker') / max(cpu_ms(b, 'worker'), 1e-9):.2f}x",
+        ),
+        (
+            "  worker busy (% of one core), in the window",
+            fmt(100 * b["cpu"]["worker"] / b["drain_s"], 0),
+            fmt(100 * h["cpu"]["worker"] / h["drain_s"], 0),
+            "",
+        ),
+        ("  PostgreSQL backends CPU per job (ms)", "-", fmt(cpu_ms(h, "pg"), 3), ""),
+        ("  Redis CPU per job (ms)", fmt(cpu_ms(b, "redis"), 3), fmt(cpu_ms(h, "redis"), 3), ""),
+        (
+            "  machine busy (% of all cores), in the window",
+            fmt(100 * b["cpu"].get("machine_busy", 0), 0),
+            fmt(100 * h["cpu"].get("machine_busy", 0), 0),
+            "",
+        ),
+        (
+            f"Enqueue rate, concurrency {CLIENTS} (enqueue_job vs API POST /s)",
+            fmt(ba["rate"]),
+            fmt(ha["rps"]),
+            f"{ha['rps'] / ba['rate']:.2f}x",
+        ),
+        ("  HQ POST latency p50 / p99 (ms)", "", f"{fmt(ha['p50'])} / {fmt(ha['p99'])}", ""),
+        ("Enqueue->start latency p50 (ms)", fmt(bl["p50"]), fmt(hl["p50"]), f"{hl['p50'] / bl['p50']:.3f}x"),
+        ("Enqueue->start latency p99 (ms)", fmt(bl["p99"]), fmt(hl["p99"]), f"{hl['p99'] / bl['p99']:.3f}x"),
+        (
+            "  HQ from the client's POST send: p50 / p99 (ms)",
+            "",
+            f"{fmt(hl['client_p50'])} / {fmt(hl['client_p99'])}",
+            "",
+        ),
+        (
+            "(info) drain-phase enqueue: enqueue_job x16 / job_submit x1 (/s)",
+            fmt(b["n"] / b["enqueue_s"]),
+            fmt(h["n"] / h["submit_s"]),
+            "",
+        ),
+    ]
+    goals = [
+        (f"HQ drain throughput >= 0.5x bare ARQ ({drain_ratio:.2f}x)", drain_ratio >= 0.5),
+        (f"HQ enqueue->start p50 < 20 ms ({hl['p50']:.1f} ms)", hl["p50"] < 20),
+    ]
+    checks = list(h["checks"].items())
+    w0 = max(len(r[0]) for r in rows)
+    lines = [f"{'Figure':<{w0}}  {'bare ARQ':>10}  {'HQ':>14}  {'HQ/ARQ':>7}", "-" * (w0 + 37)]
+    lines += [f"{r[0]:<{w0}}  {r[1]:>10}  {r[2]:>14}  {r[3]:>7}" for r in rows]
+    lines += [""] + [f"{'PASS' if ok else 'FAIL'}  goal: {g}" for g, ok in goals]
+    lines += [f"{'PASS' if ok else 'FAIL'}  check: HQ drain {c}" for c, ok in checks]
+
+    md = ["# Queue benchmark: HQ vs bare ARQ", ""]
+    md += [
+        f"Generated by `bench/run.py {' '.join(sys.argv[1:])}`".rstrip() + f" in {total_s:.0f} s. "
+        "Another workload may share the machine: compare ratios from one run, not absolute figures.",
+        "",
+    ]
+    if res.get("warning"):
+        md += [f"**{res['warning']}**", ""]
+        lines += ["", res["warning"]]
+    md += ["| machine | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in info.items()]
+    md += [
+        "",
+        f"Parameters: jobs={args.jobs}, requests={args.requests}, rate={args.rate}/s, seconds={args.seconds}, "
+        f"worker concurrency={CONCURRENCY}, client concurrency={CLIENTS}.",
+        "",
+    ]
+    md += ["| figure | bare ARQ | HQ | HQ / bare ARQ |", "|---|---:|---:|---:|"]
+    md += [f"| {r[0].strip()} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]
+    md += ["", "## Goals and checks", ""]
+    md += [f"- **{'PASS' if ok else 'FAIL'}** {g}" for g, ok in goals]
+    md += [f"- **{'PASS' if ok else 'FAIL'}** HQ drain: {c}" for c, ok in checks]
+    if res.get("profile"):
+        pf = res["profile"]
+        md += [
+            "",
+            f"## Worker profile: {pf['tool']}",
+            "",
+            f"`runworker --burst` draining {args.jobs} jobs under the profiler ({pf['rate']:.0f} jobs/s with its "
+            "overhead).",
+            "",
+            "```",
+            pf["text"],
+            "```",
+        ]
+    md += ["", "## How each figure is measured", "", METHOD]
+    return "\n".join(lines), md
+
+
+METHOD = """\
+- Both sides run on the same machine in the same run, baseline immediately before HQ; PostgreSQL
+  database `hq_bench` (dropped, created and migrated first), Redis db 15 (FLUSHDB before each phase),
+  HQ key prefix `hqbench:`. Ratios, not absolute figures, are what to compare across runs.
+- **Drain throughput.** N no-op jobs are queued first, then ONE worker subprocess drains them.
+  Bare ARQ: `ArqRedis.enqueue_job` (16 coroutines), then `bench/arq_worker.py drain` = plain
+  `arq.Worker(burst=True, max_jobs=100, keep_result=0, poll_delay=0.01)`; its `on_job_start` /
+  `after_job_end` hooks record wall-clock times; window = first start -> last end (after ARQ's own
+  bookkeeping). HQ: `queueapp.services.job_submit(Submission("hq.noop", {}))` N times (real
+  service: Job + JobEvent rows, push to ARQ on commit), then `manage.py runworker --burst
+  --concurrency 100`; window = min(Job.first_started_at) -> max(Job.finished_at), both stamped by the
+  worker's START/FINISH SQL. Process start, Django setup, pool opening and the burst worker's initial
+  relay pass are outside both windows; the whole process wall time is shown for reference.
+  Pauses: gaps of more than 100 ms between consecutive first_started_at values inside the window.
+  Correctness: every job `succeeded`, `started` JobEvents == N, no job with more than one.
+  CPU: a sampler thread reads /proc every 20 ms (utime+stime of the worker process, of Redis, and
+  of every PostgreSQL backend connected to hq_bench) and charges what was spent inside the window.
+- **API throughput.** gunicorn `hq.wsgi -w 2` (sync workers, DEBUG=0), 16 client threads each with
+  an `http.client` keep-alive connection (reopened when gunicorn closes it) POSTing
+  `{"function":"hq.noop"}` to /v1/queue/jobs; 64 warm-up requests first (not counted); rate =
+  M / elapsed, latency = request send -> response read per request. No worker runs meanwhile.
+  gunicorn's sync workers close every connection, so each request opens one (counted in the log).
+  The client threads share the 2 cores with gunicorn, PostgreSQL and Redis.
+  Baseline: M `enqueue_job` calls from 16 asyncio coroutines in one process.
+- **Enqueue->start latency.** Jobs arrive at a steady rate on an absolute schedule for the given
+  seconds. HQ: `manage.py runworker` (not burst, all side tasks) already subscribed to its nudge
+  channel; POSTs through the same gunicorn (4 sender threads); latency = first_started_at - created_at
+  (both from PostgreSQL, stamped by the service in the request and by the worker's START SQL);
+  also shown from the client's send time. Bare ARQ: `bench/arq_worker.py serve`, ARQ's default
+  poll_delay 0.5 s, max_jobs 100; latency = `on_job_start` time - the job's `enqueue_time`.
+- Percentiles are nearest-rank."""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=5000, help="jobs drained per side (default 5000)")
+    ap.add_argument("--requests", type=int, default=2000, help="API POSTs / ARQ enqueues (default 2000)")
+    ap.add_argument("--rate", type=float, default=50.0, help="jobs/s for the latency phase (default 50)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="duration of the latency phase (default 10)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: at most 500 jobs, 300 requests, 3 s")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also drain N jobs under a profiler (py-spy when found, else cProfile) and attribute it",
+    )
+    ap.add_argument("--py-spy", default=None, help="py-spy executable (default: on PATH); not installed by the bench")
+    ap.add_argument("--keep-logs", action="store_true", help="keep subprocess logs even on success")
+    args = ap.parse_args()
+    if args.quick:
+        args.jobs, args.requests, args.seconds = min(args.jobs, 500), min(args.requests, 300), min(args.seconds, 3)
+    py_spy = args.py_spy or shutil.which("py-spy")
+
+    lock = bench_lock()  # held until this process exits
+    t_start = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="hqbench-"))
+    procs = Procs(tmp)
+    res: dict = {}
+    ok = False
+    try:
+        log(f"setup: database {DB_NAME} (drop, create, migrate), Redis db {REDIS_DB}, token; logs in {tmp}")
+        code_before = code_snapshot()
+        token = setup_database()
+        configure_django()
+        info = machine_info()
+        log("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+
+        log(f"bare ARQ drain: {args.jobs} jobs")
+        res["bare_drain"] = b = bare_drain(procs, tmp, args.jobs)
+        log(
+            f"  {b['rate']:.0f} jobs/s (window {b['drain_s']:.2f} s, enqueue {b['enqueue_s']:.2f} s, "
+            f"worker CPU {cpu_ms(b, 'worker'):.3f} ms/job)"
+        )
+
+        log(f"HQ drain: {args.jobs} jobs via job_submit, then runworker --burst")
+        res["hq_drain"] = h = hq_drain(procs, args.jobs)
+        log(
+            f"  {h['rate']:.0f} jobs/s (window {h['drain_s']:.2f} s, submit {h['submit_s']:.2f} s, worker CPU "
+            f"{cpu_ms(h, 'worker'):.3f} ms/job, PG {cpu_ms(h, 'pg'):.3f} ms/job); ratio {h['rate'] / b['rate']:.2f}x; "
+            f"checks {'all pass' if all(h['checks'].values()) else h['checks']}"
+        )
+
+        log(f"bare ARQ enqueue: {args.requests} enqueue_job at concurrency {CLIENTS}")
+        reset_state()
+        s = asyncio.run(arq_enqueue(args.requests, CLIENTS))
+        res["bare_enqueue"] = {"n": args.requests, "elapsed_s": s, "rate": args.requests / s}
+        log(f"  {args.requests / s:.0f} enqueues/s")
+
+        reset_state()
+        gunicorn, port = start_gunicorn(procs)
+        api_load(port, token, 64, CLIENTS)  # warm-up
+        reset_state()
+        log(f"HQ API: {args.requests} POSTs at concurrency {CLIENTS} to gunicorn -w 2 on port {port}")
+        res["api"] = a = api_load(port, token, args.requests, CLIENTS)
+        (count,) = sql_one("SELECT count(*) FROM queueapp_job")
+        log(
+            f"  {a['rps']:.0f} req/s, p50 {a['p50']:.1f} ms, p99 {a['p99']:.1f} ms, errors {a['errors']}, "
+            f"connections opened {a['connects']}, jobs recorded {count}"
+        )
+        if a["errors"] or count != args.requests:
+            raise RuntimeError(f"API phase: {a['errors']} errors {a['statuses']}, {count} jobs recorded")
+
+        log(f"bare ARQ enqueue->start: {args.rate}/s for {args.seconds} s, default poll_delay")
+        res["bare_latency"] = bl = bare_latency(procs, tmp, args.rate, args.seconds)
+        log(f"  p50 {bl['p50']:.1f} ms, p99 {bl['p99']:.1f} ms over {bl['n']} jobs")
+
+        log(f"HQ enqueue->start: POST {args.rate}/s for {args.seconds} s with runworker running")
+        res["hq_latency"] = hl = hq_latency(procs, port, token, args.rate, args.seconds)
+        log(
+            f"  p50 {hl['p50']:.1f} ms, p99 {hl['p99']:.1f} ms over {hl['n']} jobs "
+            f"(achieved {hl['achieved_rate']:.1f}/s; from client send p50 {hl['client_p50']:.1f} ms)"
+        )
+        procs.stop(gunicorn)
+
+        if args.profile:
+            log(f"profile: HQ drain of {args.jobs} jobs under {'py-spy' if py_spy else 'cProfile'}")
+            res["profile"] = run_profile(procs, tmp, args.jobs, py_spy)
+
+        changed = sorted(k for k, v in code_snapshot().items() if code_before.get(k) != v)
+        if changed:
+            names = ", ".join(str(Path(c).relative_to(ROOT)) for c in changed)
+            res["warning"] = f"WARNING: code under test changed during this run ({names}); figures may mix versions."
+            log(res["warning"])
+        total_s = time.perf_counter() - t_start
+        table, md = render(info, args, res, total_s)
+        print()
+        print(table)
+        if res.get("profile"):
+            print(f"\nWorker profile ({res['profile']['tool']}):\n{res['profile']['text']}")
+        (BENCH / "RESULTS-queue.md").write_text("\n".join(md) + "\n")
+        print(f"\nWrote {BENCH / 'RESULTS-queue.md'} ({total_s:.0f} s total)")
+        ok = True
+        return 0
+    finally:
+        procs.stop_all()
+        if ok and not args.keep_logs:
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif not ok:
+            print(f"Subprocess logs kept in {tmp}", file=sys.stderr)
+        lock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
