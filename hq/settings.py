@@ -133,6 +133,8 @@ HQ_HITL_EXPIRY_INTERVAL_S = env.float("HQ_HITL_EXPIRY_INTERVAL_S", default=30.0)
 HQ_IDEMPOTENCY_WINDOW_S = env.int("HQ_IDEMPOTENCY_WINDOW_S", default=24 * 3600)
 # A schedule whose fires fail this many times in a row is paused, with the reason recorded.
 HQ_SCHEDULE_MAX_CONSECUTIVE_FAILURES = env.int("HQ_SCHEDULE_MAX_CONSECUTIVE_FAILURES", default=10)
+# The longest the scheduler sleeps without a change notification (a safety net, not a tick).
+HQ_SCHEDULER_MAX_SLEEP_S = env.float("HQ_SCHEDULER_MAX_SLEEP_S", default=30.0)
 # Due schedules claimed per scheduler transaction.
 HQ_SCHEDULER_BATCH = env.int("HQ_SCHEDULER_BATCH", default=1000)
 

@@ -150,10 +150,7 @@ class PgStore:
             "now": clock.now(),
             "detail": Jsonb({"worker": self.worker_id}),
         }
-        async with self.pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(transitions.START_SQL, params)
-            rows = await cur.fetchall()
+        rows = await self._fetch(transitions.START_SQL, params, dict_row)
         started = {}
         for row in rows:
             row.pop("from_state", None)
@@ -187,10 +184,28 @@ class PgStore:
             "details": [Jsonb(o.detail or {}) for _, _, o in items],
             "now": now,
         }
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(transitions.FINISH_SQL, params)
-            moved = {str(row[0]) for row in await cur.fetchall()}
+        moved = {str(row[0]) for row in await self._fetch(transitions.FINISH_SQL, params)}
         return [job_id in moved for job_id, _, _ in items]
+
+    async def _fetch(self, sql: str, params: dict[str, Any], row_factory: Any = None) -> list[Any]:
+        """Run one statement; once more on a fresh connection when the server dropped ours.
+
+        A terminated backend (failover, pg_terminate_backend, restart) breaks the pooled connection
+        only when it is next used; the pool discards it, and the statement is safe to repeat because
+        every move is conditional on the row's current state and attempt.
+        """
+        import psycopg
+
+        for attempt in (1, 2):
+            try:
+                async with self.pool.connection() as conn:
+                    cur = conn.cursor(row_factory=row_factory) if row_factory else conn.cursor()
+                    await cur.execute(sql, params)
+                    return await cur.fetchall()
+            except psycopg.OperationalError:
+                if attempt == 2:
+                    raise
+        return []
 
 
 class OrmStore:

@@ -244,9 +244,16 @@ class HQWorker(Worker):
         self.ctx["redis"] = self.pool
         while not self.runtime.stopping.is_set() or self.tasks:
             self._last_read = 0
-            await self._poll_iteration()
-            if self.burst and await self._drained():
-                return
+            try:
+                await self._poll_iteration()
+                if self.burst and await self._drained():
+                    return
+            except (redis.RedisError, OSError) as exc:
+                # Redis is away: jobs already recorded stay in PostgreSQL and the relay re-pushes
+                # them once it is back (a restarted Redis reports a new run_id).
+                logger.warning("worker for queue %s lost Redis (%s); retrying", self.hq_queue, exc)
+                await self.runtime.sleep(1.0)
+                continue
             if self._last_read >= self.queue_read_limit and self.allow_pick_jobs:
                 continue  # a full page was read: there is more waiting, do not sleep
             if self.runtime.stopping.is_set() and not self.allow_pick_jobs:
@@ -355,6 +362,11 @@ async def run_process(
 ) -> int:
     """Run workers for `queues` plus the side tasks until stopped (or drained, with `burst`)."""
     runtime = Runtime(store, queues, concurrency, burst=burst)
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        # First, so a stop that arrives during start-up is a clean stop too.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runtime.stopping.set)
     await store.open()
     runtime.redis = aioredis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
     await run_sync(
@@ -367,10 +379,6 @@ async def run_process(
         running=0,
         jobs_done=0,
     )
-    loop = asyncio.get_running_loop()
-    if install_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runtime.stopping.set)
     exit_code = 0
     background = [
         asyncio.create_task(_heartbeat(runtime), name="heartbeat"),

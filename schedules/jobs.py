@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db.utils import DatabaseError
 
 from hq import clock, metrics
@@ -13,8 +14,6 @@ from schedules import services
 
 logger = logging.getLogger("hq.scheduler")
 
-#: The longest the scheduler sleeps without a change notification (a safety net, not a tick).
-MAX_SLEEP_S = 30.0
 
 
 @job_function(services.FIRE_FUNCTION, internal=True, max_tries=2, timeout=900, retry_backoff=1.0)
@@ -30,7 +29,8 @@ async def scheduler(runtime) -> None:  # noqa: ANN001 - queueapp.worker.Runtime
 
     wake = runtime.event(services.WAKE_MESSAGE)
     while not runtime.stopping.is_set():
-        sleep_s = MAX_SLEEP_S
+        max_sleep_s = settings.HQ_SCHEDULER_MAX_SLEEP_S
+        sleep_s = max_sleep_s
         try:
             fired = await run_sync(services.scheduler_pass)
             metrics.scheduler_iteration(fired)
@@ -38,7 +38,7 @@ async def scheduler(runtime) -> None:  # noqa: ANN001 - queueapp.worker.Runtime
                 logger.info("scheduler fired %d schedule(s)", fired)
             nxt = await run_sync(services.next_due_at)
             if nxt is not None:
-                sleep_s = min(MAX_SLEEP_S, max((nxt - clock.now()).total_seconds(), 0.0))
+                sleep_s = min(max_sleep_s, max((nxt - clock.now()).total_seconds(), 0.0))
                 if not fired and sleep_s == 0.0:
                     sleep_s = 0.2  # due rows are locked by another scheduler: let it finish
         except DatabaseError as exc:

@@ -1,0 +1,206 @@
+"""Faults with real processes: Redis restarted, PostgreSQL connections killed, several schedulers.
+
+Each test starts what it breaks (its own redis-server on a free port) and kills only PostgreSQL
+backends with its own application_name.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+import redis
+from django.db import connection
+from django.db.models import Count
+from django.test import override_settings
+
+from hq import clock, messaging
+from hq import redis as hq_redis
+from hq.models import Plan
+from queueapp.models import Job, JobEvent, Worker
+from schedules import services as schedule_services
+from schedules import triggers
+from schedules.models import Schedule, ScheduleFire
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A private redis-server that a test can stop and start again on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is needed for the Redis fault tests"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self.answers, timeout=10, what="redis-server")
+
+    def answers(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=0.2).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)  # like a crash: nothing is saved
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis():
+    server = RedisServer()
+    server.start()
+    with override_settings(REDIS_URL=server.url):
+        hq_redis.reset()
+        yield server
+    server.stop()
+    hq_redis.reset()
+
+
+def submit(api, caller, **body):
+    body.setdefault("function", "hq.echo")
+    resp = api.post("/v1/queue/jobs", body, format="json", **caller.headers)
+    assert resp.status_code == 202, resp.content
+    return resp.json()["id"]
+
+
+def started_once(ids) -> bool:
+    counts = dict(JobEvent.objects.filter(job_id__in=ids, kind="started").values_list("job_id").annotate(n=Count("id")))
+    return len(counts) == len(ids) and set(counts.values()) == {1}
+
+
+def test_redis_restart_loses_nothing_and_doubles_nothing(api, member, procs, private_redis):
+    room = messaging.room_create(workspace=member.workspace, creator=member.user, name="r")
+    task = schedule_services.schedule_create(
+        workspace=member.workspace,
+        owner=member.user,
+        name="t",
+        trigger={"kind": "cron", "expr": "0 0 * * *", "tz": "UTC"},
+        action="send_message",
+        args={"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "x"}},
+    )
+    procs.env.update({"REDIS_URL": private_redis.url, "HQ_RELAY_GRACE_S": "1", "HQ_SCHEDULER_MAX_SLEEP_S": "1"})
+    procs.worker()
+    before = [submit(api, member) for _ in range(10)]
+    wait_for(lambda: Job.objects.filter(pk__in=before, state="succeeded").count() == 10, what="jobs before")
+
+    private_redis.stop()
+    during = [submit(api, member) for _ in range(10)]  # 202 while Redis is down
+    assert api.get("/readyz").status_code == 503
+    # A schedule slot comes due while Redis is down: the scheduler writes the fire and its job.
+    Schedule.objects.filter(pk=task.pk).update(next_fire_at=clock.now() - timedelta(seconds=1))
+    hq_redis.reset()
+    wait_for(lambda: ScheduleFire.objects.filter(schedule=task).exists(), timeout=20, what="the fire")
+    time.sleep(1.5)
+
+    private_redis.start()  # a new, empty Redis: a new run_id
+    hq_redis.reset()
+    after = [submit(api, member) for _ in range(5)]
+    everything = before + during + after
+    wait_for(
+        lambda: Job.objects.filter(pk__in=everything, state="succeeded").count() == 25,
+        timeout=60,
+        what="every accepted job to run",
+    )
+    fire = ScheduleFire.objects.get(schedule=task)
+    wait_for(lambda: ScheduleFire.objects.get(pk=fire.pk).status == "succeeded", timeout=30, what="the fire to run")
+    assert started_once(everything + [fire.job_id])
+    assert api.get("/readyz").status_code == 200
+
+
+def test_postgres_connections_killed_under_the_worker(api, member, procs):
+    app_name = f"hq-chaos-{uuid.uuid4().hex[:8]}"
+    procs.env.update({"HQ_DB_APPLICATION_NAME": app_name, "HQ_RELAY_GRACE_S": "1"})
+    procs.worker()
+    first = [submit(api, member) for _ in range(5)]
+    wait_for(lambda: Job.objects.filter(pk__in=first, state="succeeded").count() == 5, what="first jobs")
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [app_name]
+        )
+        assert cur.fetchone()[0] >= 1, "the worker's backends were found and terminated"
+
+    second = [submit(api, member) for _ in range(10)]
+    wait_for(
+        lambda: Job.objects.filter(pk__in=second, state="succeeded").count() == 10,
+        timeout=60,
+        what="the worker to reconnect and go on",
+    )
+    assert started_once(first + second)
+
+
+@pytest.mark.parametrize("schedulers", [2, 3])
+def test_several_schedulers_over_minutes_of_slots(member, procs, schedulers):
+    """Every-minute schedules under 2-3 schedulers while the clock moves on 30 s per phase.
+
+    Each phase restarts the schedulers with the clock 30 s further on (HQ_CLOCK_OFFSET_S), less
+    than a slot apart, so no slot is missed as downtime; every slot from the first to the last
+    must then have exactly one fire row, and every fire exactly one job.
+    """
+    member.workspace.plan = Plan.objects.create(name=f"chaos-{schedulers}", max_schedules=5000)
+    member.workspace.save()
+    room = messaging.room_create(workspace=member.workspace, creator=member.user, name="r")
+    trigger = {"kind": "cron", "expr": "* * * * *", "tz": "Europe/Stockholm"}
+    ids = [
+        schedule_services.schedule_create(
+            workspace=member.workspace,
+            owner=member.user,
+            name="m",
+            trigger=trigger,
+            action="send_message",
+            args={"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "x"}},
+        ).pk
+        for _ in range(300)
+    ]
+    procs.env["HQ_SCHEDULER_BATCH"] = "50"
+    for phase in range(1, 9):  # four minutes of slots
+        offset = 30 * phase
+        procs.env["HQ_CLOCK_OFFSET_S"] = str(offset)
+        phase_now = clock.now() + timedelta(seconds=offset)
+        running = [procs.worker("--scheduler-only") for _ in range(schedulers)]
+        pids = [p.pid for p in running]
+        wait_for(lambda pids=pids: Worker.objects.filter(pid__in=pids).count() == len(pids), what="schedulers up")
+        wait_for(
+            lambda t=phase_now: not Schedule.objects.filter(pk__in=ids, next_fire_at__lte=t).exists(),
+            timeout=90,
+            what=f"phase {phase}",
+        )
+        for p in running:
+            p.send_signal(signal.SIGTERM)
+        for p in running:
+            assert p.wait(timeout=60) == 0
+    per = ScheduleFire.objects.values("schedule_id", "slot").annotate(n=Count("id"))
+    assert all(row["n"] == 1 for row in per), "no slot fired twice"
+    assert not ScheduleFire.objects.filter(skipped_slots__gt=0).exists()
+    by_schedule: dict = {}
+    for row in per:
+        by_schedule.setdefault(row["schedule_id"], []).append(row["slot"])
+    assert set(by_schedule) == set(ids)
+    for slots in by_schedule.values():
+        slots.sort()
+        assert len(slots) >= 4
+        for prev, nxt in zip(slots, slots[1:], strict=False):
+            assert triggers.next_fire_after(trigger, prev) == nxt, "no slot between two fires was missed"
+    assert Job.objects.filter(function="schedules.fire").count() == ScheduleFire.objects.count()
