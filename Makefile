@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services lint bench lock audit system-deps clean
+.PHONY: run test install services lint bench soak chaos fuzz lock audit system-deps clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,21 @@ bench: install
 	bash scripts/ensure-services.sh
 	$(PY) bench/run.py
 	$(PY) bench/summary_bench.py
+
+## soak: steady submits, approvals and schedule changes for SOAK_MINUTES; prints lost/duplicated
+soak: install
+	bash scripts/ensure-services.sh
+	$(PY) bench/soak.py --minutes $(or $(SOAK_MINUTES),5)
+
+## chaos: only the fault tests (they also run in make test)
+chaos: install
+	bash scripts/ensure-services.sh
+	$(PY) -m pytest -m chaos -p no:randomly tests/chaos -v
+
+## audit: known vulnerabilities in the locked dependencies (pip-audit in its own venv)
+audit:
+	@test -x .run/audit/bin/pip-audit || ($(PYTHON) -m venv .run/audit && .run/audit/bin/pip install -q pip-audit)
+	.run/audit/bin/pip-audit -r requirements.lock
 
 ## lock: re-resolve dependencies from pyproject.toml into requirements.lock
 lock:

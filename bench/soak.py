@@ -1,0 +1,193 @@
+#!/usr/bin/env python
+"""Soak: steady submits, approvals and schedule changes for N minutes, then lost/duplicated counts.
+
+Loopback only and bounded in time and count. It uses its own PostgreSQL database `hq_soak`
+(dropped and created) and Redis db 15 with the prefix `hqsoak:`, runs one `manage.py runworker`
+(jobs, relay, reaper, HITL expiry, scheduler), and drives the services in this process:
+
+- every tick: one `hq.echo` job (some with an idempotency key submitted twice), and one gated job
+  (`require_approval`) that a second admin approves or rejects on the next tick;
+- every 10 ticks: a new every-minute schedule (send_message), and a pause/resume of an older one.
+
+At the end it waits for the queue to drain and prints: jobs accepted, lost (accepted but not
+finished), started twice, fires duplicated per (schedule, slot), and the worker's memory growth
+(VmRSS at 30 s and at the end). Exit code 1 when anything was lost or doubled.
+
+    .venv/bin/python bench/soak.py --minutes 2 --rate 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DB = "hq_soak"
+ENV = {
+    "DJANGO_SETTINGS_MODULE": "hq.settings",
+    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+    "REDIS_URL": "redis://127.0.0.1:6379/15",
+    "HQ_REDIS_PREFIX": "hqsoak:",
+    "DEBUG": "1",
+    "HQ_PLUGINS": "tests.plugin",
+    "HQ_RELAY_GRACE_S": "3",
+    "HQ_DB_APPLICATION_NAME": "hq-soak",
+}
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def reset_database() -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"], env={**os.environ, **ENV}, check=True
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=float, default=2.0, help="how long to drive load (default 2)")
+    ap.add_argument("--rate", type=float, default=20.0, help="ticks per second (default 20)")
+    ap.add_argument("--drain-timeout", type=float, default=120.0, help="seconds to wait for the drain")
+    args = ap.parse_args()
+    if not 0 < args.minutes <= 60 or not 0 < args.rate <= 200:
+        ap.error("--minutes must be in (0, 60] and --rate in (0, 200]")
+
+    os.environ.update(ENV)
+    sys.path.insert(0, str(ROOT))
+    reset_database()
+    import django
+
+    django.setup()
+    import redis
+    from django.db.models import Count
+
+    from hq import services as hq_services
+    from hq.models import Membership, Plan
+    from queueapp import services as q
+    from queueapp.models import FINISHED_STATES, HITLRequest, Job, JobEvent
+    from schedules import services as s
+    from schedules.models import ScheduleFire
+
+    redis.Redis.from_url(ENV["REDIS_URL"]).flushdb()
+    owner = hq_services.token_provision(email="soak@example.com", workspace="soak", admin=True).token
+    approver = hq_services.token_provision(email="approver@example.com", workspace="soak", admin=True).token
+    ws = owner.workspace
+    Membership.objects.filter(workspace=ws).update(role="admin")
+    ws.plan = Plan.objects.create(name="soak", max_schedules=100_000)
+    ws.save()
+    from hq import messaging
+
+    room = messaging.room_create(workspace=ws, creator=owner.user, name="soak")
+
+    worker = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "runworker", "--concurrency", "50"],
+        env={**os.environ, **ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    accepted: set = set()
+    pending_gates: list = []
+    schedules: list = []
+    rss_start = 0
+    try:
+        t0 = time.monotonic()
+        tick = 0
+        while time.monotonic() - t0 < args.minutes * 60:
+            tick += 1
+            key = f"k{tick // 2}" if tick % 5 == 0 else None  # every 5th: a repeated idempotency key
+            job, _ = q.job_submit(
+                workspace=ws,
+                owner=owner.user,
+                submission=q.Submission(function="hq.echo", args={"t": tick}, idempotency_key=key),
+            )
+            accepted.add(job.pk)
+            gated, _ = q.job_submit(
+                workspace=ws,
+                owner=owner.user,
+                submission=q.Submission(
+                    function="hq.echo", args={"gated": tick}, requires_approval=True, approval_reason="soak"
+                ),
+            )
+            accepted.add(gated.pk)
+            for hitl in pending_gates:
+                q.hitl_decide(
+                    request=hitl,
+                    actor=approver.user,
+                    decision="approve" if tick % 3 else "reject",
+                    via="api",
+                    comment="soak",
+                )
+            pending_gates = list(HITLRequest.objects.filter(job_id=gated.pk))
+            if tick % 10 == 0:
+                schedules.append(
+                    s.schedule_create(
+                        workspace=ws,
+                        owner=owner.user,
+                        name=f"soak {tick}",
+                        trigger={"kind": "cron", "expr": "* * * * *", "tz": "Europe/Stockholm"},
+                        action="send_message",
+                        args={"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "tick"}},
+                    )
+                )
+                if len(schedules) > 2:
+                    old = schedules[-3]
+                    s.schedule_pause(schedule=old, actor=owner.user)
+                    s.schedule_resume(schedule=old)
+            if not rss_start and time.monotonic() - t0 > 30:
+                rss_start = rss_kb(worker.pid)
+            time.sleep(max(0.0, t0 + tick / args.rate - time.monotonic()))
+        for hitl in pending_gates:
+            q.hitl_decide(request=hitl, actor=approver.user, decision="approve", via="api")
+        deadline = time.monotonic() + args.drain_timeout
+        while time.monotonic() < deadline:
+            if not Job.objects.filter(pk__in=accepted).exclude(state__in=FINISHED_STATES).exists():
+                break
+            time.sleep(0.5)
+        rss_end = rss_kb(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+
+    lost = Job.objects.filter(pk__in=accepted).exclude(state__in=FINISHED_STATES).count()
+    twice = (
+        JobEvent.objects.filter(job_id__in=accepted, kind="started")
+        .values("job_id")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .count()
+    )
+    dup_fires = (
+        ScheduleFire.objects.filter(manual=False)
+        .values("schedule_id", "slot")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .count()
+    )
+    states = dict(Job.objects.filter(pk__in=accepted).values_list("state").annotate(n=Count("id")))
+    print(f"soak: {args.minutes} min at {args.rate}/s ticks; jobs accepted {len(accepted)} {states}")
+    print(f"schedules {len(schedules)}, fires {ScheduleFire.objects.count()}")
+    print(f"lost {lost}, started twice {twice}, duplicated fires {dup_fires}")
+    if rss_start:
+        print(
+            f"worker RSS {rss_start / 1024:.1f} MiB at 30 s -> {rss_end / 1024:.1f} MiB at the end "
+            f"({(rss_end - rss_start) / 1024:+.1f} MiB)"
+        )
+    return 1 if (lost or twice or dup_fires) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
