@@ -43,6 +43,7 @@ bench: install
 	bash scripts/ensure-services.sh
 	$(PY) bench/run.py
 	$(PY) bench/summary_bench.py
+	$(PY) bench/scheduler_bench.py
 
 ## soak: steady submits, approvals and schedule changes for SOAK_MINUTES; prints lost/duplicated
 soak: install

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from django.db import transaction
 
-from hq import clock, metrics
+from hq import clock, db, metrics
 from queueapp import registry, transport
 from queueapp.models import Job, JobEvent, JobState
 
@@ -63,10 +63,8 @@ def jobs_create(specs: list[JobSpec]) -> list[Job]:
                 dispatched_at=now,
             )
         )
-    Job.objects.bulk_create(jobs, batch_size=1000)
-    JobEvent.objects.bulk_create(
-        [JobEvent(job_id=j.id, kind="submitted", to_state=j.state, at=now) for j in jobs], batch_size=1000
-    )
+    db.bulk_insert(Job, jobs)
+    db.bulk_insert(JobEvent, [JobEvent(job_id=j.id, kind="submitted", to_state=j.state, at=now) for j in jobs])
     pushes = [transport.Push(j.id, 1, j.queue, j.due_at) for j in jobs]
     transaction.on_commit(partial(_push, pushes), robust=True)
     for j in jobs:

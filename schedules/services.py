@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -9,10 +10,10 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Min
 
-from hq import clock, metrics
+from hq import clock, db, metrics
 from hq.errors import Conflict, HQError, PaymentRequired, ValidationFailed
 from hq.models import User, Workspace
 from queueapp import enqueue, transport
@@ -290,7 +291,7 @@ def _create_fires(items: list[tuple[Schedule, datetime, int, bool]]) -> list[Sch
         spec.args = {"fire_id": str(fire.id)}
         fires.append(fire)
         specs.append(spec)
-    ScheduleFire.objects.bulk_create(fires, batch_size=1000)
+    db.bulk_insert(ScheduleFire, fires)
     enqueue.jobs_create(specs)
     return fires
 
@@ -311,13 +312,18 @@ def scheduler_pass(*, batch: int | None = None) -> int:
             due = list(
                 Schedule.objects.select_for_update(skip_locked=True)
                 .filter(state=ScheduleState.ACTIVE, next_fire_at__lte=now)
+                .only("id", "workspace_id", "owner_id", "trigger", "action", "next_fire_at", "state", "state_reason")
                 .order_by("next_fire_at")[:batch]
             )
             items, changed = [], []
+            following: dict[tuple[str, datetime], datetime | None] = {}  # many rows share a trigger and slot
             for s in due:
                 slot, skipped = s.next_fire_at, 0
                 try:
-                    nxt = next_fire(s.trigger, slot)
+                    key = (json.dumps(s.trigger, sort_keys=True), slot)
+                    if key not in following:
+                        following[key] = next_fire(s.trigger, slot)
+                    nxt = following[key]
                     if nxt is not None and nxt <= now:
                         latest, skipped = triggers.latest_fire_at_or_before(
                             s.trigger, before=now, not_before=slot - timedelta(microseconds=1)
@@ -338,12 +344,40 @@ def scheduler_pass(*, batch: int | None = None) -> int:
                     s.state_reason = "The trigger has no further fires."
                 changed.append(s)
             _create_fires(items)
-            Schedule.objects.bulk_update(
-                changed, ["next_fire_at", "state", "state_reason", "updated_at"], batch_size=1000
-            )
+            _advance(changed, now)
         total += len(items)
         if len(due) < batch:
             return total
+
+
+def _advance(changed: list[Schedule], now: datetime) -> None:
+    """Write the claimed rows' next fire (or quarantine) in one statement.
+
+    Django's bulk_update builds a CASE per row and column, about 0.5 s per 1,000 rows of Python;
+    on PostgreSQL one UPDATE ... FROM unnest() does the same in a few milliseconds.
+    """
+    if not changed:
+        return
+    if connection.vendor != "postgresql":
+        Schedule.objects.bulk_update(changed, ["next_fire_at", "state", "state_reason", "updated_at"], batch_size=500)
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            UPDATE schedules_schedule s
+               SET next_fire_at = r.next_fire_at, state = r.state, state_reason = r.state_reason, updated_at = %s
+              FROM unnest(%s::uuid[], %s::timestamptz[], %s::text[], %s::text[])
+                   AS r(id, next_fire_at, state, state_reason)
+             WHERE s.id = r.id
+            """,
+            [
+                now,
+                [c.pk for c in changed],
+                [c.next_fire_at for c in changed],
+                [c.state for c in changed],
+                [c.state_reason for c in changed],
+            ],
+        )
 
 
 def next_due_at() -> datetime | None:
