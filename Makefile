@@ -60,6 +60,11 @@ audit:
 	@test -x .run/audit/bin/pip-audit || ($(PYTHON) -m venv .run/audit && .run/audit/bin/pip install -q pip-audit)
 	.run/audit/bin/pip-audit -r requirements.lock
 
+## fuzz: schemathesis against the OpenAPI schema with many examples per operation (make test runs 5)
+fuzz: install
+	bash scripts/ensure-services.sh
+	HQ_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),200) HQ_FUZZ_PROFILE=fuzz $(PY) -m pytest -n 2 -p no:randomly tests/fuzz $(PYTEST_ARGS)
+
 ## lock: re-resolve dependencies from pyproject.toml into requirements.lock
 lock:
 	rm -rf /tmp/hq-lock && $(PYTHON) -m venv /tmp/hq-lock

@@ -119,6 +119,8 @@ HQ_REDIS_PREFIX = env.str("HQ_REDIS_PREFIX", default="hq:")
 HQ_REDIS_TIMEOUT_S = env.float("HQ_REDIS_TIMEOUT_S", default=0.5)
 
 HQ_THROTTLE_RATE = env.str("HQ_THROTTLE_RATE", default="1200/min")
+# Failed authentications per client IP; past it, 429 until the window ends (fails open without Redis).
+HQ_AUTH_FAILURE_RATE = env.str("HQ_AUTH_FAILURE_RATE", default="30/min")
 HQ_DEFAULT_MAX_SCHEDULES = env.int("HQ_DEFAULT_MAX_SCHEDULES", default=50)
 HQ_DEFAULT_LOCALE = env.str("HQ_DEFAULT_LOCALE", default="en-US")
 
@@ -163,7 +165,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "hq.api.pagination.LimitOffset",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "hq.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "hq.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 

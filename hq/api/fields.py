@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import django_filters
+from django.core.exceptions import ValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+OUT_OF_RANGE = "The datetime is out of range once converted to UTC."
 
 
 def iso(value: datetime | None) -> str | None:
@@ -19,13 +24,53 @@ class UTCDateTimeField(serializers.DateTimeField):
     """Outputs `iso()`; refuses naive input instead of guessing a zone."""
 
     default_error_messages = {
-        "naive": "Give a timezone: an RFC 3339 datetime with Z or an offset, e.g. 2026-03-29T01:00:00Z."
+        "naive": "Give a timezone: an RFC 3339 datetime with Z or an offset, e.g. 2026-03-29T01:00:00Z.",
+        "out_of_range": OUT_OF_RANGE,
     }
 
     def enforce_timezone(self, value: datetime) -> datetime:
         if value.tzinfo is None or value.utcoffset() is None:
             self.fail("naive")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00, 9999-12-31T23:00:00-05:00
+            self.fail("out_of_range")
 
     def to_representation(self, value: datetime | None) -> str | None:
         return iso(value)
+
+
+class UTCIsoDateTimeFormField(django_filters.fields.IsoDateTimeField):
+    """A filter's ISO 8601 datetime, converted to UTC.
+
+    PostgreSQL refuses offsets past ±15:59 ("time zone displacement out of range"), and an
+    offset can move a datetime out of Python's range: both are a 400, never a database error.
+    """
+
+    def to_python(self, value: object) -> datetime | None:
+        result = super().to_python(value)
+        if result is None or result.tzinfo is None:
+            return result
+        try:
+            return result.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValidationError(OUT_OF_RANGE, code="out_of_range") from exc
+
+
+class UTCIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """`IsoDateTimeFilter` whose value reaches the database in UTC (see UTCIsoDateTimeFormField)."""
+
+    field_class = UTCIsoDateTimeFormField
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (keyword arguments, args): anything else is a 400."""
+
+    default_error_messages = {"not_object": "Must be a JSON object."}
+
+    def to_internal_value(self, data: object) -> object:
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            self.fail("not_object")
+        return value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from hq import messaging
 from hq.api.fields import UTCDateTimeField
 from hq.api.pagination import LimitOffset, parse_page
+from hq.api.schema import PAGE_PARAMETERS
 from hq.errors import NotFound, ValidationFailed
 from hq.models import Agent, Conversation, ConversationMessage, Note, Room, RoomMessage, StoredQuery
 
@@ -24,6 +25,8 @@ def paginate(view: APIView, request: Request, rows, serializer: type, key: str) 
 
 
 class RoomOut(serializers.ModelSerializer):
+    results_key = "rooms"  # the list's key in paginated responses (and in the schema)
+
     id = serializers.UUIDField()
     agent_id = serializers.UUIDField(allow_null=True)
     member_ids = serializers.SerializerMethodField()
@@ -44,6 +47,8 @@ class RoomIn(serializers.Serializer):
 
 
 class MessageOut(serializers.ModelSerializer):
+    results_key = "messages"
+
     id = serializers.UUIDField()
     author_id = serializers.UUIDField(allow_null=True)
     agent_id = serializers.UUIDField(allow_null=True)
@@ -126,6 +131,8 @@ class RoomMessagesView(APIView):
 
 
 class NoteOut(serializers.ModelSerializer):
+    results_key = "notes"
+
     id = serializers.UUIDField()
     author_id = serializers.UUIDField(allow_null=True)
     created_at = UTCDateTimeField()
@@ -163,6 +170,8 @@ class QueryFilters(serializers.Serializer):
 
 
 class StoredQueryOut(serializers.ModelSerializer):
+    results_key = "queries"
+
     id = serializers.UUIDField()
     owner_id = serializers.UUIDField(allow_null=True)
     created_at = UTCDateTimeField()
@@ -216,7 +225,13 @@ class StoredQueryResultsView(APIView):
 
     required_scopes = "notes:read"
 
-    @extend_schema(responses={200: NoteOut(many=True)})
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "StoredQueryResults", {"notes": NoteOut(many=True), "total": serializers.IntegerField(min_value=0)}
+            )
+        }
+    )
     def get(self, request: Request, query_id: str) -> Response:
         query = StoredQuery.objects.filter(workspace_id=request.auth.workspace_id, pk=query_id).first()
         if query is None:
@@ -226,6 +241,8 @@ class StoredQueryResultsView(APIView):
 
 
 class ConversationOut(serializers.ModelSerializer):
+    results_key = "conversations"
+
     id = serializers.UUIDField()
     schedule_id = serializers.UUIDField(allow_null=True)
     created_at = UTCDateTimeField()
@@ -247,12 +264,27 @@ class ConversationMessageOut(serializers.ModelSerializer):
         fields = ["id", "role", "body", "fire_id", "agent_id", "created_at"]
 
 
+class ConversationDetailOut(ConversationOut):
+    """The schema of GET /v1/api/conversations/{id}: the conversation and one page of its messages."""
+
+    messages = ConversationMessageOut(many=True)
+    total = serializers.IntegerField(min_value=0)
+    limit = serializers.IntegerField()
+    offset = serializers.IntegerField()
+
+    class Meta(ConversationOut.Meta):
+        fields = [*ConversationOut.Meta.fields, "messages", "total", "limit", "offset"]
+
+
 class ConversationsView(APIView):
     """The caller's inbox: conversations, most recently active first."""
 
     required_scopes = "conversations:read"
 
-    @extend_schema(responses={200: ConversationOut(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("schedule_id", {"type": "string", "format": "uuid"}, required=False)],
+        responses={200: ConversationOut(many=True)},
+    )
     def get(self, request: Request) -> Response:
         rows = Conversation.objects.filter(workspace_id=request.auth.workspace_id, owner=request.auth.user)
         if request.query_params.get("schedule_id"):
@@ -270,7 +302,7 @@ class ConversationView(APIView):
 
     required_scopes = "conversations:read"
 
-    @extend_schema(responses={200: ConversationOut})
+    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: ConversationDetailOut})
     def get(self, request: Request, conversation_id: str) -> Response:
         conversation = Conversation.objects.filter(
             workspace_id=request.auth.workspace_id, owner=request.auth.user, pk=conversation_id

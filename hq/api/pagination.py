@@ -14,6 +14,8 @@ from hq.errors import ValidationFailed
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
+# Far beyond any real list, and inside PostgreSQL's bigint OFFSET (a larger one is a database error).
+MAX_OFFSET = 1_000_000_000
 
 
 def parse_page(query: dict[str, Any]) -> tuple[int, int]:
@@ -31,21 +33,28 @@ def parse_page(query: dict[str, Any]) -> tuple[int, int]:
     if raw_offset not in (None, ""):
         try:
             offset = int(raw_offset)
-            if offset < 0:
+            if not 0 <= offset <= MAX_OFFSET:
                 raise ValueError
         except (TypeError, ValueError):
-            fields["offset"] = ["Must be an integer of 0 or more."]
+            fields["offset"] = [f"Must be an integer from 0 to {MAX_OFFSET}."]
     if fields:
         raise ValidationFailed("Invalid pagination.", fields=fields)
     return limit, offset
 
 
 class LimitOffset(BasePagination):
-    """DRF pagination class; the view's `results_key` names the list."""
+    """DRF pagination class; the view's `results_key` names the list.
+
+    The schema (hq.api.schema.AutoSchema) builds one with the `results_key` of the operation, so the
+    documented list key is the one the response carries.
+    """
+
+    def __init__(self, results_key: str = "results") -> None:
+        self.results_key = results_key
 
     def paginate_queryset(self, queryset: QuerySet | Sequence, request: Request, view: Any = None) -> list:
         self.limit, self.offset = parse_page(request.query_params)
-        self.results_key = getattr(view, "results_key", "results")
+        self.results_key = getattr(view, "results_key", self.results_key)
         self.total = queryset.count() if isinstance(queryset, QuerySet) else len(queryset)
         return list(queryset[self.offset : self.offset + self.limit])
 
@@ -55,12 +64,12 @@ class LimitOffset(BasePagination):
     def get_paginated_response_schema(self, schema: dict) -> dict:
         return {
             "type": "object",
-            "required": ["total", "limit", "offset"],
+            "required": [self.results_key, "total", "limit", "offset"],
             "properties": {
-                "total": {"type": "integer", "example": 3},
-                "limit": {"type": "integer", "example": DEFAULT_LIMIT},
-                "offset": {"type": "integer", "example": 0},
-                "results": schema,
+                self.results_key: schema,
+                "total": {"type": "integer", "minimum": 0, "example": 3},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "example": DEFAULT_LIMIT},
+                "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "example": 0},
             },
         }
 
@@ -72,5 +81,10 @@ class LimitOffset(BasePagination):
                 "required": False,
                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
             },
-            {"name": "offset", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+            {
+                "name": "offset",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+            },
         ]

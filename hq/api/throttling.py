@@ -11,17 +11,11 @@ from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
 from hq import redis as hq_redis
-from hq.api.auth import Principal
+from hq.api.auth import Principal, parse_rate
 
 logger = logging.getLogger(__name__)
 
-_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """Parse '1200/min' into (requests, window seconds)."""
-    count, _, unit = rate.partition("/")
-    return int(count), _UNITS[unit.strip().lower()]
+__all__ = ["TokenRateThrottle", "parse_rate"]
 
 
 class TokenRateThrottle(BaseThrottle):

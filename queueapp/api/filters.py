@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 
+from hq.api.fields import UTCIsoDateTimeFilter
 from queueapp.models import HITLRequest, HITLState, Job, JobState
 
 
@@ -13,8 +14,8 @@ class JobFilter(django_filters.FilterSet):
     function = django_filters.CharFilter()
     queue = django_filters.CharFilter()
     correlation_id = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Job

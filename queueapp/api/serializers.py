@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from hq.api.fields import UTCDateTimeField
+from hq.api.fields import JSONObjectField, UTCDateTimeField
 from queueapp.models import HITLRequest, Job, JobEvent
 
 QUEUE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -12,7 +12,7 @@ QUEUE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 class JobSubmitIn(serializers.Serializer):
     function = serializers.CharField(max_length=200, help_text="A registered function (see /v1/queue/functions).")
-    args = serializers.JSONField(required=False, default=dict, help_text="Keyword arguments: a JSON object.")
+    args = JSONObjectField(required=False, default=dict, help_text="Keyword arguments: a JSON object.")
     queue = serializers.RegexField(QUEUE_NAME, required=False, help_text="Default: the function's queue.")
     correlation_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True, default=None)
@@ -45,6 +45,8 @@ def _ms(a, b) -> int | None:  # noqa: ANN001
 
 
 class JobOut(serializers.ModelSerializer):
+    results_key = "jobs"  # the list's key in paginated responses (and in the schema)
+
     id = serializers.UUIDField()
     owner_id = serializers.UUIDField(allow_null=True)
     workspace_id = serializers.UUIDField()
@@ -97,6 +99,8 @@ class JobOut(serializers.ModelSerializer):
 
 
 class JobEventOut(serializers.ModelSerializer):
+    results_key = "events"
+
     at = UTCDateTimeField()
     actor_id = serializers.UUIDField(allow_null=True)
 
@@ -141,6 +145,8 @@ class QueueStateOut(serializers.Serializer):
 
 
 class HITLRequestOut(serializers.ModelSerializer):
+    results_key = "requests"
+
     id = serializers.UUIDField()
     workspace_id = serializers.UUIDField()
     job_id = serializers.UUIDField()
@@ -178,7 +184,7 @@ class HITLRejectIn(serializers.Serializer):
 
 
 class HITLApproveIn(HITLRejectIn):
-    args = serializers.JSONField(
+    args = JSONObjectField(
         required=False,
         allow_null=True,
         default=None,

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,12 +22,49 @@ from hq.api.auth import Principal
 from hq.api.fields import UTCDateTimeField
 from hq.api.pagination import parse_page
 from hq.api.permissions import require_admin
+from hq.api.schema import PAGE_PARAMETERS
 from hq.errors import Forbidden, NotFound, ValidationFailed
 from hq.models import User
 from schedules import services
 from schedules.models import Schedule, ScheduleState
 
 ACTION = "run_agent"
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "required": ["kind", "expr"],
+        "properties": {
+            "kind": {"type": "string", "enum": ["cron", "rrule"]},
+            "expr": {"type": "string", "maxLength": 256, "example": "0 8 * * MON"},
+            "tz": {"type": "string", "maxLength": 64, "example": "Europe/Stockholm"},
+            "dtstart": {"type": "string", "description": "rrule only: naive ISO wall time in tz."},
+        },
+    }
+)
+class TriggerField(serializers.JSONField):
+    """Validated by the schedule services (400 `invalid_trigger`); typed here for the schema."""
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "required": ["kind"],
+        "properties": {
+            "kind": {
+                "type": "string",
+                "description": "web_inbox, slack_dm, slack_channel, teams_dm or teams_channel.",
+                "example": "web_inbox",
+            }
+        },
+        "additionalProperties": True,
+    }
+)
+class DestinationField(serializers.JSONField):
+    """Validated by delivery.destinations; typed here for the schema."""
+
+
 ARG_KEYS = ("prompt", "agent_id", "deliver_to", "reset_each_fire", "delivery_locale")
 
 
@@ -29,10 +73,10 @@ class ScheduleIn(serializers.Serializer):
     description = serializers.CharField(
         max_length=5000, required=False, allow_null=True, allow_blank=True, default=None
     )
-    trigger = serializers.JSONField(help_text='{"kind": "cron"|"rrule", "expr": ..., "tz": "Europe/Stockholm"}')
+    trigger = TriggerField(help_text='{"kind": "cron"|"rrule", "expr": ..., "tz": "Europe/Stockholm"}')
     prompt = serializers.CharField(max_length=20000)
     agent_id = serializers.UUIDField(required=False, allow_null=True, default=None)
-    deliver_to = serializers.JSONField(help_text='{"kind": "web_inbox"} or a Slack/Teams destination')
+    deliver_to = DestinationField(help_text='{"kind": "web_inbox"} or a Slack/Teams destination')
     reset_each_fire = serializers.BooleanField(required=False, default=False)
     delivery_locale = serializers.CharField(required=False, allow_null=True, default=None, max_length=35)
 
@@ -40,7 +84,7 @@ class ScheduleIn(serializers.Serializer):
 class SchedulePatch(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=5000, required=False, allow_null=True, allow_blank=True)
-    trigger = serializers.JSONField(required=False)
+    trigger = TriggerField(required=False)
     args = serializers.JSONField(required=False, help_text="Merged key by key into the current args.")
 
     def to_internal_value(self, data: Any) -> Any:
@@ -140,13 +184,13 @@ class SchedulesView(APIView):
     required_scopes = {"GET": "schedules:read", "POST": "schedules:write"}
 
     @extend_schema(
+        operation_id="api_schedules_list",
         parameters=[
             OpenApiParameter("scope", str, enum=["mine", "workspace"]),
             OpenApiParameter("state", str, enum=[s.value for s in ScheduleState]),
             OpenApiParameter("include_archived", bool),
             OpenApiParameter("owner_user_id", str),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
+            *PAGE_PARAMETERS,
         ],
         responses={
             200: inline_serializer(
@@ -198,7 +242,10 @@ class SchedulesView(APIView):
     @extend_schema(
         request=ScheduleIn,
         examples=[OpenApiExample("digest", value=EXAMPLE, request_only=True)],
-        responses={201: inline_serializer("ScheduleCreated", {"schedule": ScheduleOut()})},
+        responses={
+            201: inline_serializer("ScheduleCreated", {"schedule": ScheduleOut()}),
+            402: OpenApiResponse(description="The workspace's plan limit is reached."),
+        },
     )
     def post(self, request: Request) -> Response:
         data = ScheduleIn(data=request.data)
@@ -218,7 +265,15 @@ class SchedulesView(APIView):
 
 OK = inline_serializer("Ok", {"ok": serializers.BooleanField()})
 OK_NEXT = inline_serializer(
-    "OkNext", {"ok": serializers.BooleanField(), "next_fire_at": serializers.DateTimeField(allow_null=True)}
+    "OkNext",
+    {
+        "ok": serializers.BooleanField(),
+        "next_fire_at": serializers.DateTimeField(
+            allow_null=True, required=False, help_text="resume; PATCH when the trigger changed."
+        ),
+        "fire_id": serializers.UUIDField(required=False, help_text="fire_now: the manual fire."),
+        "job_id": serializers.UUIDField(required=False, help_text="fire_now: the job that runs it."),
+    },
 )
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hq.api.auth import Principal
-from hq.api.fields import UTCDateTimeField
+from hq.api.fields import JSONObjectField, UTCDateTimeField
 from hq.api.pagination import LimitOffset
 from hq.errors import NotFound, ValidationFailed
 from schedules import actions, services
@@ -23,7 +23,7 @@ class TaskIn(serializers.Serializer):
     schedule = serializers.CharField(max_length=256, help_text='5-field crontab, e.g. "0 9 * * MON".')
     timezone = serializers.CharField(max_length=64, help_text='IANA zone, e.g. "Europe/Amsterdam".')
     action = serializers.CharField(max_length=64, help_text="send_message | trigger_ai | run_query | a plugin action")
-    args = serializers.JSONField(default=dict)
+    args = JSONObjectField(default=dict, help_text="The action's arguments (see the README for each action).")
     enabled = serializers.BooleanField(default=True)
 
 
@@ -31,7 +31,7 @@ class TaskPatch(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     schedule = serializers.CharField(max_length=256, required=False)
     timezone = serializers.CharField(max_length=64, required=False)
-    args = serializers.JSONField(required=False)
+    args = JSONObjectField(required=False)
     enabled = serializers.BooleanField(required=False)
 
     def to_internal_value(self, data: Any) -> Any:
@@ -41,6 +41,8 @@ class TaskPatch(serializers.Serializer):
 
 
 class TaskOut(serializers.Serializer):
+    results_key = "tasks"  # the list's key in paginated responses (and in the schema)
+
     id = serializers.UUIDField()
     owner_id = serializers.UUIDField()
     name = serializers.CharField()
@@ -118,7 +120,7 @@ class TasksView(APIView):
 
     @extend_schema(
         request=TaskIn,
-        responses={201: TaskOut},
+        responses={201: TaskOut, 402: OpenApiResponse(description="The workspace's plan limit is reached.")},
         examples=[OpenApiExample("send_message", value=EXAMPLE, request_only=True)],
     )
     def post(self, request: Request) -> Response:
