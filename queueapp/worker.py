@@ -200,11 +200,7 @@ def _describe(exc: BaseException) -> str:
 async def _arq_entry(ctx: dict[str, Any], job_id: str, attempt: int) -> None:
     """The one ARQ function: run attempt `attempt` of HQ job `job_id`."""
     worker: HQWorker = ctx["hq_worker"]
-    try:
-        await worker.runtime.run_attempt(worker, ctx["job_id"], job_id, attempt)
-    finally:
-        # A slot is free: look for the next job now rather than after the poll delay.
-        worker.wake.set()
+    await worker.runtime.run_attempt(worker, ctx["job_id"], job_id, attempt)
 
 
 class HQWorker(Worker):
@@ -244,6 +240,8 @@ class HQWorker(Worker):
         self.ctx["redis"] = self.pool
         while not self.runtime.stopping.is_set() or self.tasks:
             self._last_read = 0
+            # Cleared before polling, so a job that ends while we poll is not a lost wake-up.
+            self.wake.clear()
             try:
                 await self._poll_iteration()
                 if self.burst and await self._drained():
@@ -259,11 +257,15 @@ class HQWorker(Worker):
             if self.runtime.stopping.is_set() and not self.allow_pick_jobs:
                 await asyncio.sleep(0.05)
                 continue
-            self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), self.poll_delay_s)
             except TimeoutError:
                 pass
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        # The slot is free only now: look for the next job at once rather than after the poll delay.
+        self.wake.set()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """ARQ's start_jobs, claiming every free slot's worth of ids in one Redis call.
