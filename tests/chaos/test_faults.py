@@ -153,7 +153,7 @@ def test_postgres_connections_killed_under_the_worker(api, member, procs):
 
 @pytest.mark.parametrize("schedulers", [2, 3])
 def test_several_schedulers_over_minutes_of_slots(member, procs, schedulers):
-    """Every-minute schedules under 2-3 schedulers while the clock moves on 30 s per phase.
+    """1,000 every-minute schedules under 2-3 schedulers while the clock moves on 30 s per phase.
 
     Each phase restarts the schedulers with the clock 30 s further on (HQ_CLOCK_OFFSET_S), less
     than a slot apart, so no slot is missed as downtime; every slot from the first to the last
@@ -172,7 +172,7 @@ def test_several_schedulers_over_minutes_of_slots(member, procs, schedulers):
             action="send_message",
             args={"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "x"}},
         ).pk
-        for _ in range(300)
+        for _ in range(1000)
     ]
     procs.env["HQ_SCHEDULER_BATCH"] = "50"
     for phase in range(1, 9):  # four minutes of slots
@@ -204,3 +204,36 @@ def test_several_schedulers_over_minutes_of_slots(member, procs, schedulers):
         for prev, nxt in zip(slots, slots[1:], strict=False):
             assert triggers.next_fire_after(trigger, prev) == nxt, "no slot between two fires was missed"
     assert Job.objects.filter(function="schedules.fire").count() == ScheduleFire.objects.count()
+
+
+def test_worker_killed_in_the_middle_of_many_jobs(api, member, procs, burst):
+    """Each of a killed worker's jobs ends per its max_tries; none stays running; none runs twice."""
+    from queueapp import services as queue_services
+    from tests.plugin.hq_plugin import runs
+
+    retried = [
+        submit(api, member, function="tests.sleep", args={"seconds": 30, "first_only": True}, max_tries=2)
+        for _ in range(12)
+    ]
+    final = [submit(api, member, function="tests.sleep", args={"seconds": 30}, max_tries=1) for _ in range(4)]
+    victim = procs.worker("--without", "reaper", "--concurrency", "50")
+    everything = retried + final
+    wait_for(
+        lambda: Job.objects.filter(pk__in=everything, state="running").count() == 16,
+        timeout=30,
+        what="all 16 jobs running",
+    )
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    wait_for(
+        lambda: queue_services.reap_pass() > 0 or not Job.objects.filter(state="running").exists(),
+        timeout=20,
+        what="the reaper",
+    )
+    while queue_services.reap_pass():
+        pass
+    assert not Job.objects.filter(pk__in=everything, state="running").exists()
+    burst()
+    assert set(Job.objects.filter(pk__in=retried).values_list("state", "attempts")) == {("succeeded", 2)}
+    assert set(Job.objects.filter(pk__in=final).values_list("state", flat=True)) == {"failed"}
+    assert all(runs(i) == 2 for i in retried), "the lost attempt and the one that succeeded; no third run"

@@ -75,3 +75,22 @@ async def gated_short(ctx: JobContext) -> dict:
     """A tool call whose approval expires after one second."""
     _count(ctx)
     return {"args": ctx.args}
+
+
+# --- a plugin schedule action -----------------------------------------------------------------
+
+from rest_framework import serializers  # noqa: E402
+
+from schedules.actions import ActionResult, schedule_action  # noqa: E402
+
+
+class TallyArgs(serializers.Serializer):
+    counter = serializers.SlugField(max_length=50)
+    step = serializers.IntegerField(min_value=1, max_value=100, default=1)
+
+
+@schedule_action("tests.tally", args_schema=TallyArgs)
+def tally(schedule, fire, args) -> ActionResult:  # noqa: ANN001
+    """Add `step` to a named counter (in Redis) each time the schedule fires."""
+    total = hq_redis.client().incrby(hq_redis.key("tally", args["counter"]), args["step"])
+    return ActionResult(detail=f"{args['counter']} = {total}")
