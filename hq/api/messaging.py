@@ -10,18 +10,10 @@ from rest_framework.views import APIView
 
 from hq import messaging
 from hq.api.fields import UTCDateTimeField
-from hq.api.pagination import LimitOffset, parse_page
+from hq.api.pagination import paginate, parse_page
 from hq.api.schema import PAGE_PARAMETERS
 from hq.errors import NotFound, ValidationFailed
 from hq.models import Agent, Conversation, ConversationMessage, Note, Room, RoomMessage, StoredQuery
-
-
-def paginate(view: APIView, request: Request, rows, serializer: type, key: str) -> Response:  # noqa: ANN001
-    """Paginate `rows` as {key: [...], total, limit, offset}."""
-    paginator = LimitOffset()
-    view.results_key = key
-    page = paginator.paginate_queryset(rows, request, view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
 class RoomOut(serializers.ModelSerializer):

@@ -88,3 +88,11 @@ class LimitOffset(BasePagination):
                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
             },
         ]
+
+
+def paginate(view: Any, request: Request, rows: QuerySet | Sequence, serializer: type, key: str) -> Response:
+    """Answer `rows` as one page: {key: [...], "total", "limit", "offset"}."""
+    paginator = LimitOffset()
+    view.results_key = key
+    page = paginator.paginate_queryset(rows, request, view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hq.api.fields import iso
-from hq.api.pagination import LimitOffset
+from hq.api.pagination import paginate
 from hq.api.permissions import require_admin
 from hq.errors import ValidationFailed
 from queueapp import observability, registry, selectors, services
@@ -34,13 +34,6 @@ from queueapp.api.serializers import (
 )
 
 UUID_RE = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
-
-
-def paginate(view: Any, request: Request, rows: Any, serializer: type, key: str) -> Response:
-    paginator = LimitOffset()
-    view.results_key = key
-    page = paginator.paginate_queryset(rows, request, view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

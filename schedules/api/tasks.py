@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from hq.api.auth import Principal
 from hq.api.fields import JSONObjectField, UTCDateTimeField
-from hq.api.pagination import LimitOffset
+from hq.api.pagination import paginate
 from hq.errors import NotFound, ValidationFailed
 from schedules import actions, services
 from schedules.models import Schedule, ScheduleState
@@ -113,10 +113,7 @@ class TasksView(APIView):
 
     @extend_schema(responses={200: TaskOut(many=True)})
     def get(self, request: Request) -> Response:
-        paginator = LimitOffset()
-        self.results_key = "tasks"
-        page = paginator.paginate_queryset(tasks_visible(request.auth).order_by("-created_at", "id"), request, self)
-        return paginator.get_paginated_response(TaskOut(page, many=True).data)
+        return paginate(self, request, tasks_visible(request.auth).order_by("-created_at", "id"), TaskOut, "tasks")
 
     @extend_schema(
         request=TaskIn,
