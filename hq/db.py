@@ -26,8 +26,15 @@ def bulk_insert(model: type[models.Model], objs: Sequence[models.Model]) -> None
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
     params = [_column(f, objs) for f in fields]
-    with connection.cursor() as cur:
-        cur.execute(f"INSERT INTO {model._meta.db_table} ({columns}) SELECT * FROM unnest({arrays})", params)
+    import psycopg
+
+    connection.ensure_connection()
+    # A server-side-binding cursor with binary dumping: Django's client-side cursor would quote
+    # every array element through a regex, a third of the cost of a 1,000-row insert.
+    with psycopg.Cursor(connection.connection) as cur:
+        cur.execute(
+            f"INSERT INTO {model._meta.db_table} ({columns}) SELECT * FROM unnest({arrays})", params, binary=True
+        )
 
 
 def _column(field: models.Field, objs: Sequence[models.Model]) -> list[Any]:

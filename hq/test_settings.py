@@ -20,7 +20,7 @@ os.environ.setdefault("HQ_PLUGINS", "tests.plugin")
 from hq.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-HQ_HEARTBEAT_INTERVAL_S = 0.5
+HQ_HEARTBEAT_INTERVAL_S = 1.0  # dead after 3 s: short, yet not fooled by a loaded 2-core machine
 HQ_RELAY_GRACE_S = 1.0
 HQ_RELAY_INTERVAL_S = 0.2
 HQ_WORKER_POLL_S = float(os.environ.get("HQ_TEST_POLL_S", "0.05"))

@@ -83,6 +83,22 @@ def _script_args(item: Push, now_ms: int) -> tuple[list[str], list]:
     return keys, [expires, _payload(item.job_id, item.attempt, now_ms), score, arq_id]
 
 
+# Many pushes in one script call: KEYS and ARGV hold 3 keys and 4 arguments per attempt.
+_PUSH_MANY_LUA = """
+local pushed = 0
+for i = 0, #KEYS / 3 - 1 do
+  local job_key, result_key, queue = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  if redis.call('exists', job_key) == 0 and redis.call('exists', result_key) == 0 then
+    redis.call('psetex', job_key, ARGV[i * 4 + 1], ARGV[i * 4 + 2])
+    redis.call('zadd', queue, ARGV[i * 4 + 3], ARGV[i * 4 + 4])
+    pushed = pushed + 1
+  end
+end
+return pushed
+"""
+PUSH_CHUNK = 500
+
+
 def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
     """Hand attempts to ARQ; return how many were new. Raises `redis.RedisError` when Redis is away."""
     items = list(items)
@@ -90,15 +106,21 @@ def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
         return 0
     client = client or hq_redis.client()
     now_ms = int(time.time() * 1000)
-    script = client.register_script(_PUSH_LUA)
+    script = client.register_script(_PUSH_MANY_LUA)
     pipe = client.pipeline(transaction=False)
-    for item in items:
-        keys, args = _script_args(item, now_ms)
+    chunks = [items[i : i + PUSH_CHUNK] for i in range(0, len(items), PUSH_CHUNK)]
+    for chunk in chunks:
+        keys: list[str] = []
+        args: list = []
+        for item in chunk:
+            k, a = _script_args(item, now_ms)
+            keys += k
+            args += a
         script(keys=keys, args=args, client=pipe)
     for queue in {i.queue for i in items if i.due_at.timestamp() * 1000 <= now_ms + 50}:
         pipe.publish(nudge_channel(), queue)
     results = pipe.execute()
-    return sum(1 for r in results[: len(items)] if r == 1)
+    return sum(int(r) for r in results[: len(chunks)])
 
 
 async def apush(items: Iterable[Push], client) -> int:  # noqa: ANN001 - redis.asyncio.Redis
