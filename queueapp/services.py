@@ -22,7 +22,6 @@ from hq.errors import Conflict, Forbidden, ValidationFailed
 from hq.models import Membership, User, Workspace
 from queueapp import registry, transport
 from queueapp.models import (
-    FINISHED_STATES,
     WAITING_STATES,
     DecidedVia,
     HITLRequest,
@@ -697,7 +696,3 @@ def _forget(job_id: UUID, attempt: int, queue: str) -> None:
         transport.forget(job_id, attempt, queue)
     except redis.RedisError as exc:
         logger.warning("could not drop dead attempt %s:%s from Redis (%s)", job_id, attempt, exc)
-
-
-def job_is_finished(job: Job) -> bool:
-    return job.state in FINISHED_STATES

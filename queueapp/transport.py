@@ -29,16 +29,6 @@ from hq import redis as hq_redis
 #: The one ARQ function every HQ job runs through; it dispatches to the registry.
 ARQ_FUNCTION = "hq.run"
 
-# Refuse a push while ARQ still holds the job or its result, exactly as `ArqRedis.enqueue_job`
-# does with WATCH/MULTI, in one round trip.
-_PUSH_LUA = """
-if redis.call('exists', KEYS[1]) == 1 or redis.call('exists', KEYS[2]) == 1 then
-  return 0
-end
-redis.call('psetex', KEYS[1], ARGV[1], ARGV[2])
-redis.call('zadd', KEYS[3], ARGV[3], ARGV[4])
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -99,15 +89,8 @@ return pushed
 PUSH_CHUNK = 500
 
 
-def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
-    """Hand attempts to ARQ; return how many were new. Raises `redis.RedisError` when Redis is away."""
-    items = list(items)
-    if not items:
-        return 0
-    client = client or hq_redis.client()
-    now_ms = int(time.time() * 1000)
-    script = client.register_script(_PUSH_MANY_LUA)
-    pipe = client.pipeline(transaction=False)
+def _queue_pushes(script, pipe, items: list[Push], now_ms: int) -> int:  # noqa: ANN001
+    """Queue one script call per chunk of attempts on `pipe`; return the number of calls."""
     chunks = [items[i : i + PUSH_CHUNK] for i in range(0, len(items), PUSH_CHUNK)]
     for chunk in chunks:
         keys: list[str] = []
@@ -117,10 +100,28 @@ def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
             keys += k
             args += a
         script(keys=keys, args=args, client=pipe)
-    for queue in {i.queue for i in items if i.due_at.timestamp() * 1000 <= now_ms + 50}:
+    return len(chunks)
+
+
+def _due_queues(items: list[Push], now_ms: int) -> set[str]:
+    return {i.queue for i in items if i.due_at.timestamp() * 1000 <= now_ms + 50}
+
+
+def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
+    """Hand attempts to ARQ; return how many were new. Raises `redis.RedisError` when Redis is away.
+
+    Like `ArqRedis.enqueue_job`, a push is refused while ARQ still holds the job or its result.
+    """
+    items = list(items)
+    if not items:
+        return 0
+    client = client or hq_redis.client()
+    now_ms = int(time.time() * 1000)
+    pipe = client.pipeline(transaction=False)
+    calls = _queue_pushes(client.register_script(_PUSH_MANY_LUA), pipe, items, now_ms)
+    for queue in _due_queues(items, now_ms):
         pipe.publish(nudge_channel(), queue)
-    results = pipe.execute()
-    return sum(int(r) for r in results[: len(chunks)])
+    return sum(int(r) for r in pipe.execute()[:calls])
 
 
 async def apush(items: Iterable[Push], client) -> int:  # noqa: ANN001 - redis.asyncio.Redis
@@ -129,15 +130,11 @@ async def apush(items: Iterable[Push], client) -> int:  # noqa: ANN001 - redis.a
     if not items:
         return 0
     now_ms = int(time.time() * 1000)
-    script = client.register_script(_PUSH_LUA)
-    pushed = 0
-    for item in items:
-        keys, args = _script_args(item, now_ms)
-        pushed += int(await script(keys=keys, args=args) == 1)
-    if any(i.due_at.timestamp() * 1000 <= now_ms + 50 for i in items):
-        for queue in {i.queue for i in items}:
-            await client.publish(nudge_channel(), queue)
-    return pushed
+    pipe = client.pipeline(transaction=False)
+    calls = _queue_pushes(client.register_script(_PUSH_MANY_LUA), pipe, items, now_ms)
+    for queue in _due_queues(items, now_ms):
+        pipe.publish(nudge_channel(), queue)
+    return sum(int(r) for r in (await pipe.execute())[:calls])
 
 
 def abort(job_id: UUID | str, attempt: int, client: redis.Redis | None = None) -> None:

@@ -137,15 +137,15 @@ class Runtime:
         call = fn.fn(ctx) if fn.is_async else run_sync(fn.fn, ctx)
         try:
             result = await asyncio.wait_for(call, timeout=started.timeout_s)
-            return Outcome("succeed", "succeeded", result=_jsonable(result))
         except TimeoutError:
             return self._retry_or_fail(started, attempt, f"Timed out after {started.timeout_s}s.")
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, TypeError | ValueError) and "JSON serializable" in str(exc):
-                return Outcome("fail", "failed", error=f"Result is not JSON: {exc}")
-            return self._retry_or_fail(started, attempt, _describe(exc))
         except Exception as exc:  # noqa: BLE001 - a job's own failure is data, not a worker crash
             return self._retry_or_fail(started, attempt, _describe(exc))
+        try:
+            return Outcome("succeed", "succeeded", result=_jsonable(result))
+        except (TypeError, ValueError) as exc:
+            # The body ran; running it again would not make its result JSON.
+            return Outcome("fail", "failed", error=f"Result is not JSON: {exc}")
 
     def _retry_or_fail(
         self,

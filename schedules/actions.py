@@ -82,9 +82,9 @@ def validate_args(action_name: str, args: Any, *, workspace: Workspace, owner: U
         raise ValidationFailed("args must be a JSON object.", fields={"args": ["Must be a JSON object."]})
     schema = action.args_schema(data=args, context={"workspace": workspace, "owner": owner})
     if not schema.is_valid():
-        from hq.api.errors import _flatten
+        from hq.api.errors import flatten_errors
 
-        flat = _flatten(schema.errors)
+        flat = flatten_errors(schema.errors)
         fields = {f"args.{k}": v for k, v in flat.items()} if isinstance(flat, dict) else {"args": flat}
         first = next(iter(fields.items()))
         raise ValidationFailed(f"Invalid args for {action_name}: {first[0]}: {first[1][0]}", fields=fields)

@@ -7,6 +7,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis
 from django.conf import settings
@@ -50,7 +51,7 @@ def trigger_prepare(trigger: Any, *, now: datetime | None = None) -> dict[str, A
         clean = triggers.validate_trigger(trigger)
         if clean["kind"] == "rrule" and not clean.get("dtstart"):
             now = now or clock.now()
-            local = now.astimezone(triggers._load_zone(clean["tz"])).replace(second=0, microsecond=0, tzinfo=None)
+            local = now.astimezone(ZoneInfo(clean["tz"])).replace(second=0, microsecond=0, tzinfo=None)
             clean["dtstart"] = local.isoformat()
             clean = triggers.validate_trigger(clean)
         return clean

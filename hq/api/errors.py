@@ -23,12 +23,12 @@ def envelope(code: str, message: str, fields: dict | None = None, detail: dict |
     return {"error": {"code": code, "message": message, "fields": fields or {}, "detail": detail or {}}}
 
 
-def _flatten(detail: Any) -> dict[str, list[str]] | list[str]:
+def flatten_errors(detail: Any) -> dict[str, list[str]] | list[str]:
     """Turn DRF's nested error detail into {field: [messages]} (nested keys joined with dots)."""
     if isinstance(detail, dict):
         out: dict[str, list[str]] = {}
         for key, value in detail.items():
-            flat = _flatten(value)
+            flat = flatten_errors(value)
             if isinstance(flat, dict):
                 for sub, msgs in flat.items():
                     out[f"{key}.{sub}"] = msgs
@@ -39,7 +39,7 @@ def _flatten(detail: Any) -> dict[str, list[str]] | list[str]:
         msgs: list[str] = []
         nested: dict[str, list[str]] = {}
         for i, item in enumerate(detail):
-            flat = _flatten(item)
+            flat = flatten_errors(item)
             if isinstance(flat, dict):
                 for sub, m in flat.items():
                     nested[f"{i}.{sub}"] = m
@@ -50,7 +50,7 @@ def _flatten(detail: Any) -> dict[str, list[str]] | list[str]:
 
 
 def _validation_body(detail: Any) -> dict:
-    flat = _flatten(detail)
+    flat = flatten_errors(detail)
     if isinstance(flat, list):
         return envelope("invalid", "; ".join(flat) or "The request is invalid.", {"non_field_errors": flat})
     first = next(iter(flat.items()), None)

@@ -32,6 +32,7 @@ from queueapp.api.serializers import (
     QueueStateOut,
     WorkerOut,
 )
+from queueapp.models import Job
 
 UUID_RE = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 
@@ -55,7 +56,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     def get_queryset(self):  # noqa: ANN201
         if getattr(self, "swagger_fake_view", False):
-            return services.Job.objects.none()
+            return Job.objects.none()
         return selectors.jobs_visible(principal=self.request.auth).order_by("-created_at", "id")
 
     def get_object(self):  # noqa: ANN201

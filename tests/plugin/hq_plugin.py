@@ -94,3 +94,17 @@ def tally(schedule, fire, args) -> ActionResult:  # noqa: ANN001
     """Add `step` to a named counter (in Redis) each time the schedule fires."""
     total = hq_redis.client().incrby(hq_redis.key("tally", args["counter"]), args["step"])
     return ActionResult(detail=f"{args['counter']} = {total}")
+
+
+@job_function("tests.bad_result", max_tries=3, retry_backoff=0)
+async def bad_result(ctx: JobContext) -> set:
+    """Return something that is not JSON (a set)."""
+    _count(ctx)
+    return {1, 2}
+
+
+@job_function("tests.type_error", max_tries=2, retry_backoff=0)
+async def type_error(ctx: JobContext) -> None:
+    """Raise the TypeError json raises, from the body itself: an ordinary failure, retried."""
+    _count(ctx)
+    raise TypeError("Object of type set is not JSON serializable")

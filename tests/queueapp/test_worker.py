@@ -309,3 +309,19 @@ def test_batch_claim_respects_concurrency(api, member, burst):
         running += delta
         peak = max(peak, running)
     assert peak <= 5
+
+
+def test_result_that_is_not_json_fails_without_retry(api, member, burst):
+    job_id = submit(api, member, function="tests.bad_result")
+    burst()
+    j = job(job_id)
+    assert j.state == "failed" and j.attempts == 1 and runs(job_id) == 1
+    assert j.error.startswith("Result is not JSON")
+
+
+def test_body_raising_a_json_type_error_is_retried(api, member, burst):
+    job_id = submit(api, member, function="tests.type_error")
+    burst()
+    j = job(job_id)
+    assert j.state == "failed" and j.attempts == 2 and runs(job_id) == 2
+    assert "TypeError" in j.error
