@@ -89,18 +89,18 @@ return pushed
 PUSH_CHUNK = 500
 
 
-def _queue_pushes(script, pipe, items: list[Push], now_ms: int) -> int:  # noqa: ANN001
-    """Queue one script call per chunk of attempts on `pipe`; return the number of calls."""
-    chunks = [items[i : i + PUSH_CHUNK] for i in range(0, len(items), PUSH_CHUNK)]
-    for chunk in chunks:
+def _script_calls(items: list[Push], now_ms: int) -> list[tuple[list[str], list]]:
+    """(keys, args) of one script call per chunk of attempts."""
+    calls = []
+    for i in range(0, len(items), PUSH_CHUNK):
         keys: list[str] = []
         args: list = []
-        for item in chunk:
+        for item in items[i : i + PUSH_CHUNK]:
             k, a = _script_args(item, now_ms)
             keys += k
             args += a
-        script(keys=keys, args=args, client=pipe)
-    return len(chunks)
+        calls.append((keys, args))
+    return calls
 
 
 def _due_queues(items: list[Push], now_ms: int) -> set[str]:
@@ -118,10 +118,13 @@ def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
     client = client or hq_redis.client()
     now_ms = int(time.time() * 1000)
     pipe = client.pipeline(transaction=False)
-    calls = _queue_pushes(client.register_script(_PUSH_MANY_LUA), pipe, items, now_ms)
+    script = client.register_script(_PUSH_MANY_LUA)
+    calls = _script_calls(items, now_ms)
+    for keys, args in calls:
+        script(keys=keys, args=args, client=pipe)
     for queue in _due_queues(items, now_ms):
         pipe.publish(nudge_channel(), queue)
-    return sum(int(r) for r in pipe.execute()[:calls])
+    return sum(int(r) for r in pipe.execute()[: len(calls)])
 
 
 async def apush(items: Iterable[Push], client) -> int:  # noqa: ANN001 - redis.asyncio.Redis
@@ -130,11 +133,13 @@ async def apush(items: Iterable[Push], client) -> int:  # noqa: ANN001 - redis.a
     if not items:
         return 0
     now_ms = int(time.time() * 1000)
-    pipe = client.pipeline(transaction=False)
-    calls = _queue_pushes(client.register_script(_PUSH_MANY_LUA), pipe, items, now_ms)
+    script = client.register_script(_PUSH_MANY_LUA)
+    pushed = 0
+    for keys, args in _script_calls(items, now_ms):
+        pushed += int(await script(keys=keys, args=args))
     for queue in _due_queues(items, now_ms):
-        pipe.publish(nudge_channel(), queue)
-    return sum(int(r) for r in (await pipe.execute())[:calls])
+        await client.publish(nudge_channel(), queue)
+    return pushed
 
 
 def abort(job_id: UUID | str, attempt: int, client: redis.Redis | None = None) -> None:

@@ -325,3 +325,25 @@ def test_body_raising_a_json_type_error_is_retried(api, member, burst):
     j = job(job_id)
     assert j.state == "failed" and j.attempts == 2 and runs(job_id) == 2
     assert "TypeError" in j.error
+
+
+def test_worker_pushes_the_retry_itself(api, member, burst):
+    """A failed attempt's worker hands the next attempt to ARQ; the relay is only the safety net."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+    from django.conf import settings
+
+    job_id = submit(api, member)
+    j = job(job_id)
+    nxt = services.transport.Push(j.id, 2, "default", clock.now() + timedelta(minutes=5))
+
+    async def go():
+        client = aioredis.from_url(settings.REDIS_URL)
+        try:
+            return await services.transport.apush([nxt], client)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(go()) == 1
+    assert hq_redis.client().zscore(services.transport.queue_key("default"), f"{job_id}:2") is not None
