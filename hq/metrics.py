@@ -241,9 +241,9 @@ atexit.register(flush)
 # Named calls, so that call sites stay one short line and label orders live here.
 
 
-def job_transition(queue: str, function: str, state: str) -> None:
-    """A job entered `state` (submit, cancel, retry, approval... through the services)."""
-    inc("hq_job_transitions", (queue, function, state))
+def job_transition(queue: str, function: str, state: str, count: int = 1) -> None:
+    """`count` jobs entered `state` (submit, cancel, retry, approval... through the services)."""
+    inc("hq_job_transitions", (queue, function, state), count)
 
 
 def job_started(queue: str, function: str, wait_s: float | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -29,47 +30,56 @@ class JobSpec:
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
-def jobs_create(specs: list[JobSpec]) -> list[Job]:
-    """Create queued jobs of registered (possibly internal) functions and push them after commit.
+def jobs_create(specs: list[JobSpec]) -> list[uuid.UUID]:
+    """Create queued jobs of registered (possibly internal) functions; push them after commit.
 
     Must run inside the caller's transaction, so the jobs exist exactly when the rows that caused
-    them do (the outbox pattern); a failed push is the relay's.
+    them do (the outbox pattern); a failed push is the relay's. Returns the job ids.
     """
     if not specs:
         return []
     now = clock.now()
-    jobs = []
+    fns = []
     for spec in specs:
         fn = registry.get_function(spec.function)
         if fn is None:
             raise ValueError(f"Unknown job function {spec.function!r}")
-        due = max(spec.due_at or now, now)
-        jobs.append(
-            Job(
-                id=spec.id,
-                workspace_id=spec.workspace_id,
-                owner_id=spec.owner_id,
-                function=fn.name,
-                args=spec.args,
-                queue=fn.queue,
-                state=JobState.DEFERRED if due > now else JobState.QUEUED,
-                correlation_id=spec.correlation_id,
-                max_tries=fn.max_tries,
-                timeout_s=fn.timeout_s,
-                retry_backoff_s=fn.retry_backoff_s,
-                due_at=due,
-                created_at=now,
-                updated_at=now,
-                dispatched_at=now,
-            )
-        )
-    db.bulk_insert(Job, jobs)
-    db.bulk_insert(JobEvent, [JobEvent(job_id=j.id, kind="submitted", to_state=j.state, at=now) for j in jobs])
-    pushes = [transport.Push(j.id, 1, j.queue, j.due_at) for j in jobs]
+        fns.append(fn)
+    due = [max(spec.due_at or now, now) for spec in specs]
+    states = [JobState.DEFERRED if d > now else JobState.QUEUED for d in due]
+    ids = [spec.id for spec in specs]
+    db.bulk_insert(
+        Job,
+        {
+            "id": ids,
+            "workspace_id": [spec.workspace_id for spec in specs],
+            "owner_id": [spec.owner_id for spec in specs],
+            "function": [fn.name for fn in fns],
+            "args": [spec.args for spec in specs],
+            "queue": [fn.queue for fn in fns],
+            "state": states,
+            "correlation_id": [spec.correlation_id for spec in specs],
+            "max_tries": [fn.max_tries for fn in fns],
+            "timeout_s": [fn.timeout_s for fn in fns],
+            "retry_backoff_s": [fn.retry_backoff_s for fn in fns],
+            "due_at": due,
+            "created_at": [now] * len(specs),
+            "updated_at": [now] * len(specs),
+            "dispatched_at": [now] * len(specs),
+        },
+    )
+    n = len(ids)
+    db.bulk_insert(JobEvent, {"job_id": ids, "kind": ["submitted"] * n, "to_state": states, "at": [now] * n})
+    pushes = [transport.Push(i, 1, fn.queue, d) for i, fn, d in zip(ids, fns, due, strict=True)]
     transaction.on_commit(partial(_push, pushes), robust=True)
-    for j in jobs:
-        transaction.on_commit(partial(metrics.job_transition, j.queue, j.function, j.state))
-    return jobs
+    counts = Counter((fn.queue, fn.name, state) for fn, state in zip(fns, states, strict=True))
+    transaction.on_commit(partial(_count, counts))
+    return ids
+
+
+def _count(counts: Counter[tuple[str, str, str]]) -> None:
+    for (queue, function, state), n in counts.items():
+        metrics.job_transition(queue, function, state, n)
 
 
 def _push(pushes: list[transport.Push]) -> None:
