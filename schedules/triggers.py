@@ -10,8 +10,8 @@ How fire times are computed, and why:
 
 * Recurrence maths happens on *naive local wall-clock time* of the trigger's IANA
   zone. Cron and RRULE are both defined in wall time ("08:00 every Monday"), and
-  both croniter and dateutil are exact and fast on naive datetimes but have
-  surprising DST behaviour on aware ones (croniter fires a repeated local time
+  dateutil is exact and fast on naive datetimes but has surprising DST behaviour
+  on aware ones (and croniter, on aware datetimes, fires a repeated local time
   twice on a fall-back day).
 * Each local slot is then mapped to one UTC instant by :func:`_wall_to_utc`:
   a wall time that occurs twice (fall back) fires once, at its *first*
@@ -20,9 +20,15 @@ How fire times are computed, and why:
   01:00Z, not dateutil's ``resolve_imaginary`` 03:30). That mapping is monotone,
   so "strictly after ``after``" is simply "skip slots that map to <= after";
   several slots inside one gap collapse into a single fire.
-* Nothing walks minute by minute: croniter jumps field by field, and RRULE
-  evaluation is re-anchored close to ``after`` (:func:`_rebased`) instead of
-  being replayed from ``dtstart`` on every call.
+* Nothing walks minute by minute: cron is matched against its expanded field
+  sets (months skipped whole, then days, then the sorted hours and minutes),
+  and RRULE evaluation is re-anchored close to ``after`` (:func:`_rebased`)
+  instead of being replayed from ``dtstart`` on every call.
+* Cron is evaluated here rather than by croniter: this module already expands
+  every field to a set of numbers for its own validation, and re-parsing the
+  expression in croniter cost about 140 us per new expression, which made a
+  scheduler batch of 1,000 distinct schedules 2.5 times slower. The tests keep
+  croniter as an oracle on naive wall time.
 
 Design choices (documented here because callers and users see them):
 
@@ -52,8 +58,6 @@ Design choices (documented here because callers and users see them):
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import functools
 import math
 import re
@@ -61,10 +65,9 @@ import zoneinfo
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from croniter import CroniterBadDateError, CroniterError, croniter
 from dateutil import rrule as du
 
 __all__ = [
@@ -414,32 +417,58 @@ _CRON_FIELDS = (
 )
 
 
+_ONE_DAY = timedelta(days=1)
+_LONGEST_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February in a leap year
+
+
 @dataclass(frozen=True)
 class _Cron:
-    """A parsed cron expression.
+    """A parsed cron expression: each field expanded to its numbers.
 
-    ``canonical`` spells every restricted field as an explicit list of numbers,
-    so croniter's own parsing quirks (``5-5`` meaning the whole field, wrapping
-    ranges) never matter; ``day_or`` carries the Vixie day-field rule.
-    ``template`` is parsed once; each evaluation works on a shallow copy (croniter
-    keeps its cursor on the instance, and parsing dominates the cost of a call).
+    ``day_or`` carries the Vixie day-field rule: a day matches when its day of
+    month *or* its weekday does if both fields are restricted, and when both do
+    otherwise (an unrestricted field holds every value).
     """
 
     normalised: str
     canonical: str
     day_or: bool
-    template: croniter = dataclasses.field(compare=False, repr=False)
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # 0 = Sunday
+
+    def _day_matches(self, day: date) -> bool:
+        in_month = day.day in self.days
+        in_week = day.isoweekday() % 7 in self.weekdays
+        return (in_month or in_week) if self.day_or else (in_month and in_week)
 
     def slots_after(self, wall: datetime) -> Iterator[datetime]:
-        # croniter is only ever given naive wall time: on aware datetimes it
-        # fires a repeated local time twice.
-        it = copy.copy(self.template)
-        it.set_current(wall, force=True)
+        """Naive wall times matching the expression, strictly after ``wall``, in order.
+
+        Raises OverflowError or ValueError past year 9999. Always finds a next slot: the
+        parser refuses expressions that never match (every weekday meets every
+        day of every month, Feb 29 included, within 28 years).
+        """
+        start = wall.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        day, from_hour, from_minute = start.date(), start.hour, start.minute
         while True:
-            try:
-                yield it.get_next(datetime)
-            except CroniterBadDateError:
-                return
+            if day.month not in self.months:
+                month = day.month % 12 + 1
+                day = date(day.year + (month == 1), month, 1)
+                from_hour = from_minute = 0
+                continue
+            if self._day_matches(day):
+                for hour in self.hours:
+                    if hour < from_hour:
+                        continue
+                    for minute in self.minutes:
+                        if hour == from_hour and minute < from_minute:
+                            continue
+                        yield datetime(day.year, day.month, day.day, hour, minute)
+            day += _ONE_DAY
+            from_hour = from_minute = 0
 
 
 @functools.lru_cache(maxsize=1024)
@@ -464,12 +493,19 @@ def _parse_cron(expr: str) -> _Cron:
     # Vixie cron: a day field starting with '*' is unrestricted, and the two day
     # fields are OR-ed only when both are restricted.
     day_or = not (fields[2].startswith("*") or fields[4].startswith("*"))
-    try:
-        template = croniter(canonical, datetime(2000, 1, 1), day_or=day_or)
-    except (CroniterError, ValueError) as exc:
-        raise TriggerError(f"cron expression {' '.join(fields)!r} is not valid: {exc}", "expr") from exc
-    cron = _Cron(" ".join(fields), canonical, day_or, template)
-    _check_cron_fires(cron)
+    minutes, hours, days, months, weekdays = values
+    cron = _Cron(
+        " ".join(fields),
+        canonical,
+        day_or,
+        tuple(minutes),
+        tuple(hours),
+        frozenset(days),
+        frozenset(months),
+        frozenset(weekdays),
+    )
+    if not day_or and not any(d <= _LONGEST_MONTH[m - 1] for m in months for d in days):
+        raise TriggerError(f"cron expression {cron.normalised!r} never matches a real date", "expr")
     return cron
 
 
@@ -546,16 +582,6 @@ def _cron_value(raw: str, field: _CronField) -> int:
             "expr",
         )
     return value
-
-
-def _check_cron_fires(cron: _Cron) -> None:
-    """Let croniter validate the canonical form and prove the expression ever fires."""
-    try:
-        next(cron.slots_after(datetime(2000, 1, 1)))
-    except StopIteration:
-        raise TriggerError(f"cron expression {cron.normalised!r} never matches a real date", "expr") from None
-    except (CroniterError, ValueError) as exc:
-        raise TriggerError(f"cron expression {cron.normalised!r} is not valid: {exc}", "expr") from exc
 
 
 # --------------------------------------------------------------------------- #

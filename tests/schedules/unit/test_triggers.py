@@ -737,3 +737,69 @@ def test_any_text_tz_is_either_valid_or_a_trigger_error(tz: str) -> None:
         validate_trigger(cron("0 0 * * *", tz))
     except TriggerError as exc:
         assert exc.field == "tz"
+
+
+# --------------------------------------------------------------------------- #
+# Cron matching against croniter (the oracle, on naive wall time)
+# --------------------------------------------------------------------------- #
+
+
+def _cron_field(low: int, high: int, names: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
+    number = st.integers(low, high).map(str)
+    if names:
+        number = number | st.sampled_from(names)
+    ranges = st.tuples(st.integers(low, high), st.integers(low, high)).map(lambda ab: f"{min(ab)}-{max(ab)}")
+    steps = st.tuples(ranges | st.just("*"), st.integers(1, high - low + 1)).map(lambda rs: f"{rs[0]}/{rs[1]}")
+    item = number | ranges | steps
+    return st.just("*") | item | st.lists(item, min_size=2, max_size=4).map(",".join)
+
+
+cron_exprs = st.tuples(
+    _cron_field(0, 59),
+    _cron_field(0, 23),
+    _cron_field(1, 31),
+    _cron_field(1, 12, ("JAN", "MAR", "JUN", "DEC")),
+    _cron_field(0, 7, ("SUN", "MON", "FRI", "SAT")),
+).map(" ".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(expr=cron_exprs, after=naive_moments)
+def test_cron_slots_match_croniter_on_wall_time(expr: str, after: datetime) -> None:
+    """Our field-set matcher against croniter given the same expanded fields and day rule."""
+    from croniter import croniter
+
+    from schedules.triggers import TriggerError, _parse_cron
+
+    try:
+        parsed = _parse_cron(expr)
+    except TriggerError:
+        return  # refused (reversed range, never a real date): covered by the refusal tests
+    ours = parsed.slots_after(after)
+    oracle = croniter(parsed.canonical, after, day_or=parsed.day_or)
+    for _ in range(8):
+        assert next(ours) == oracle.get_next(datetime), expr
+
+
+@pytest.mark.parametrize(
+    ("expr", "first"),
+    [
+        ("0 0 31 4,6,9,11 *", None),  # no 31st in those months
+        ("0 0 30,31 2 *", None),
+        ("0 0 31 4,5 *", "2025-05-31T00:00Z"),
+        ("0 0 30 2 MON", "2025-02-03T00:00Z"),  # both restricted: OR, so every Monday of February
+        ("0 0 */30 2 SAT", "2025-02-01T00:00Z"),  # '*/30' is {1, 31}: AND with Saturday
+        ("0 12 29 2 *", "2028-02-29T12:00Z"),
+    ],
+)
+def test_day_fields_that_never_meet_a_real_date_are_refused(expr: str, first: str | None) -> None:
+    if first is None:
+        with pytest.raises(TriggerError, match="never matches a real date"):
+            validate_trigger(cron(expr))
+    else:
+        assert iso(next_fire_after(cron(expr), utc("2025-01-15T00:00Z"))) == first
+
+
+def test_a_cron_fire_past_year_9999_is_none() -> None:
+    assert next_fire_after(cron("0 0 1 1 *"), utc("9999-06-01T00:00Z")) is None
+    assert next_fire_after(cron("59 23 31 12 *"), utc("9999-12-31T23:58Z")) == utc("9999-12-31T23:59Z")
