@@ -17,6 +17,9 @@ Phases:
      and when Redis' queue zset held every push. Checks: N fire rows, one per schedule, all for
      slot S; N `schedules.fire` jobs; N entries in hqbenchsched:arq:queue:default; every schedule
      advanced to the next hour. Goal: all fired within 2 s of the slot and p99 lag < 2 s.
+     Run twice: first ("burst distinct") with every schedule on its own cron trigger (hour lists
+     from the bits of i, five zones), so no next fire is shared between rows; then ("burst") all
+     on one trigger.
      Then a diagnostic: the same N schedules made due again and fired by one in-process
      `scheduler_pass()` with timers around its parts (SQL via connection.execute_wrapper).
   3. idle: N idle schedules (next_fire_at 1-31 days ahead) for N = 1,000; 10,000; 100,000 (the table
@@ -93,7 +96,7 @@ INSERT INTO schedules_schedule (
     id, workspace_id, owner_id, name, description, trigger, action, args, state, state_reason,
     next_fire_at, last_fire_at, last_fire_status, fire_count, failure_count, consecutive_failure_count,
     last_fire_lag_ms, last_run_conversation_id, created_at, updated_at)
-SELECT gen_random_uuid(), %(ws)s, %(owner)s, 'bench ' || i, NULL, %(trigger)s::jsonb, 'send_message',
+SELECT gen_random_uuid(), %(ws)s, %(owner)s, 'bench ' || i, NULL, {trigger}, 'send_message',
        %(args)s::jsonb, 'active', '', {next_fire_at}, NULL, '', 0, 0, 0, NULL, NULL, %(now)s, %(now)s
   FROM generate_series(%(lo)s::int, %(hi)s::int) i
 """
@@ -188,14 +191,31 @@ def setup_fixtures() -> dict:
     return {"ws": ws.pk, "owner": owner.pk, "args": json.dumps(args), "trigger": json.dumps(TRIGGER)}
 
 
-def insert_schedules(fx: dict, lo: int, hi: int, next_fire_sql: str, **params) -> None:  # noqa: ANN003
+def insert_schedules(fx: dict, lo: int, hi: int, next_fire_sql: str, triggers=None, **params) -> None:  # noqa: ANN001, ANN003
+    """Rows lo..hi; all with TRIGGER, or row i with triggers[i - lo] when given."""
     from hq import clock
 
+    trigger = "%(trigger)s::jsonb"
+    if triggers is not None:
+        params["triggers"] = [json.dumps(t) for t in triggers]
+        trigger = "(%(triggers)s::jsonb[])[i - %(lo)s + 1]"
     sql(
-        INSERT_SQL.format(next_fire_at=next_fire_sql),
+        INSERT_SQL.format(next_fire_at=next_fire_sql, trigger=trigger),
         {**fx, "lo": lo, "hi": hi, "now": clock.now(), **params},
         fetch="none",
     )
+
+
+ZONES = ("UTC", "Europe/Stockholm", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe")
+
+
+def distinct_triggers(n: int) -> list[dict]:
+    """N different cron triggers (hour lists from the bits of i, five zones): no two share a cache entry."""
+    out = []
+    for i in range(1, n + 1):
+        hours = ",".join(str(h) for h in range(24) if i >> h & 1)
+        out.append({"kind": "cron", "expr": f"0 {hours} * * *", "tz": ZONES[i % len(ZONES)]})
+    return out
 
 
 def reset_state(schedules: bool = True) -> None:
@@ -280,7 +300,12 @@ def pg_backends_cpu(exclude: set[int]) -> dict[int, float]:
     return out
 
 
-def run_burst(procs: Procs, fx: dict, n: int) -> dict:
+def run_burst(procs: Procs, fx: dict, n: int, distinct: bool = False) -> dict:
+    """N schedules due at one slot S, fired by one scheduler process.
+
+    distinct: every schedule has its own trigger (see distinct_triggers), so the pass computes N
+    next fires instead of one per (trigger, slot).
+    """
     from django.db import connection
 
     from hq import clock
@@ -290,13 +315,15 @@ def run_burst(procs: Procs, fx: dict, n: int) -> dict:
     reset_state()
     r = redis_client()
     zkey = transport.queue_key("default")
-    sched = procs.start("scheduler", [PY, "manage.py", "runworker", "--scheduler-only"], env_for())
+    name = "scheduler-distinct" if distinct else "scheduler"
+    sched = procs.start(name, [PY, "manage.py", "runworker", "--scheduler-only"], env_for())
     wait_for(lambda: r.pubsub_numsub(PREFIX + "nudge")[0][1] >= 1, 60, "the scheduler to subscribe", proc=sched)
     time.sleep(0.5)  # its first pass (empty table) is done; it now sleeps until woken
     now = clock.now()
     slot = now.replace(microsecond=0) + dt.timedelta(seconds=3)
     t_ins = time.perf_counter()
-    insert_schedules(fx, 1, n, "%(slot)s", slot=slot)
+    trigs = distinct_triggers(n) if distinct else None
+    insert_schedules(fx, 1, n, "%(slot)s", triggers=trigs, slot=slot)
     sql("ANALYZE schedules_schedule", fetch="none")
     insert_s = time.perf_counter() - t_ins
     transport.nudge(services.WAKE_MESSAGE)  # what schedule_create's on_commit does
@@ -329,10 +356,10 @@ def run_burst(procs: Procs, fx: dict, n: int) -> dict:
     cpu1_sched, cpu1_pg = proc_cpu_s(sched.pid), pg_backends_cpu(mine)
     time.sleep(0.5)  # would a second pass fire anything again? (it must not)
     procs.stop(sched)
-    log_text = (procs.logdir / "scheduler.log").read_text(errors="replace")
+    log_text = (procs.logdir / f"{name}.log").read_text(errors="replace")
     fired_lines = [int(x) for x in re.findall(r"scheduler fired (\d+) schedule", log_text)]
 
-    total, distinct, first, last, at_slot, odd = sql(
+    total, schedules_fired, first, last, at_slot, odd = sql(
         "SELECT count(*), count(DISTINCT schedule_id), min(created_at), max(created_at),"
         " count(*) FILTER (WHERE slot = %s), count(*) FILTER (WHERE manual OR skipped_slots <> 0)"
         " FROM schedules_schedulefire",
@@ -344,8 +371,14 @@ def run_burst(procs: Procs, fx: dict, n: int) -> dict:
     ]
     (jobs,) = sql("SELECT count(*) FROM queueapp_job WHERE function = %s", [services.FIRE_FUNCTION])
     (linked,) = sql("SELECT count(*) FROM schedules_schedulefire f JOIN queueapp_job j ON j.id = f.job_id")
-    nxt = triggers.next_fire_after(TRIGGER, slot)
-    (advanced,) = sql("SELECT count(*) FROM schedules_schedule WHERE next_fire_at = %s AND state = 'active'", [nxt])
+    if distinct:
+        rows = sql("SELECT trigger, next_fire_at FROM schedules_schedule WHERE state = 'active'", fetch="all")
+        advanced = sum(1 for t, at in rows if at == triggers.next_fire_after(json.loads(t), slot))
+        advanced_to = "its own next fire"
+    else:
+        nxt = triggers.next_fire_after(TRIGGER, slot)
+        (advanced,) = sql("SELECT count(*) FROM schedules_schedule WHERE next_fire_at = %s AND state = 'active'", [nxt])
+        advanced_to = f"{nxt:%H:%M}Z"
     zcard = r.zcard(zkey)
     batches = sql(
         "SELECT extract(epoch FROM j.created_at), count(*), extract(epoch FROM min(f.created_at)),"
@@ -354,16 +387,17 @@ def run_burst(procs: Procs, fx: dict, n: int) -> dict:
         fetch="all",
     )
     batches = [(float(a), int(c), float(b0), float(b1)) for a, c, b0, b1 in batches]
-    steps = []  # per batch: stamp loop, fire INSERT (until jobs_create's now), rest until the next batch
-    for i, (job_at, cnt, f0, f1) in enumerate(batches):
+    steps = []  # per batch: fire INSERT (until jobs_create's now), rest until the next batch
+    for i, (job_at, cnt, _f0, f1) in enumerate(batches):
         rest = (batches[i + 1][2] - job_at) if i + 1 < len(batches) else None
-        steps.append({"rows": cnt, "stamp_s": f1 - f0, "fire_insert_s": job_at - f1, "rest_s": rest})
+        steps.append({"rows": cnt, "fire_insert_s": job_at - f1, "rest_s": rest})
     gaps = [b[2] - a[2] for a, b in zip(batches, batches[1:], strict=False)]
     vis = poller.visible_lags(s_ts)
     t_vis, t_push = poller.first_time(1, n), poller.first_time(2, n)
     pg_cpu = sum(v - cpu0_pg.get(pid, 0.0) for pid, v in cpu1_pg.items())
     res = {
         "n": n,
+        "distinct": distinct,
         "slot": slot,
         "insert_s": insert_s,
         "margin_s": margin,
@@ -387,11 +421,11 @@ def run_burst(procs: Procs, fx: dict, n: int) -> dict:
         "zcard": zcard,
     }
     res["checks"] = {
-        f"{n:,} fire rows, one per schedule, all for slot S": total == n and distinct == n and at_slot == n,
+        f"{n:,} fire rows, one per schedule, all for slot S": total == n and schedules_fired == n and at_slot == n,
         "no manual or catch-up fire": odd == 0,
         f"{n:,} 'schedules.fire' jobs, each linked from its fire": jobs == n and linked == n,
         f"Redis {zkey} holds {n:,}": zcard == n,
-        f"every schedule advanced to {nxt:%H:%M}Z": advanced == n,
+        f"every schedule advanced to {advanced_to}": advanced == n,
     }
     res["goals"] = {
         f"all fired within {GOAL_BURST_S:.0f} s of the slot (max created_at - S = {res['all_by_s']:.2f} s)": total == n
@@ -409,137 +443,76 @@ def run_burst(procs: Procs, fx: dict, n: int) -> dict:
     return res
 
 
-UNNEST_UPDATE_SQL = """
-UPDATE schedules_schedule AS s
-   SET next_fire_at = v.nxt, state = v.st, state_reason = v.reason, updated_at = v.upd
-  FROM unnest(%s::uuid[], %s::timestamptz[], %s::text[], %s::text[], %s::timestamptz[]) AS v(id, nxt, st, reason, upd)
- WHERE s.id = v.id
-"""
-
-
-def unnest_bulk_update(objs, fields, batch_size=None) -> int:  # noqa: ANN001, ARG001
-    """Probe only: what scheduler_pass's bulk_update does, as ONE UPDATE ... FROM unnest() (arrays bound)."""
-    from django.db import connection
-
-    objs = list(objs)
-    if not objs:
-        return 0
-    assert set(fields) == {"next_fire_at", "state", "state_reason", "updated_at"}, fields
-    cols = [[o.pk for o in objs], [o.next_fire_at for o in objs], [o.state for o in objs]]
-    cols += [[o.state_reason for o in objs], [o.updated_at for o in objs]]
-    with connection.cursor() as cur:
-        cur.execute(UNNEST_UPDATE_SQL, cols)
-        return cur.rowcount
-
-
-def profile_pass(n: int, probe: bool = False) -> dict:
-    """Make the N burst schedules due again and time one in-process scheduler_pass by its parts.
-
-    probe: Schedule.objects.bulk_update is swapped (in this process only) for unnest_bulk_update.
-    """
+def profile_pass(n: int) -> dict:
+    """Make the N burst schedules due again and time one in-process scheduler_pass by its parts."""
     from django.conf import settings
     from django.db import connection
 
-    from hq import clock, metrics
+    from hq import clock, db
     from queueapp import enqueue
     from schedules import services
-    from schedules.models import Schedule, ScheduleFire
 
     reset_state(schedules=False)
     due = clock.now().replace(microsecond=0) - dt.timedelta(seconds=1)
     sql("UPDATE schedules_schedule SET next_fire_at = %s", [due], fetch="none")
     sql("VACUUM ANALYZE schedules_schedule", fetch="none")
     t_ = Counter()
-    sql_t = Counter()
-    calls = Counter()
 
-    def timed(key: str, fn):  # noqa: ANN001, ANN202
+    def timed(key, fn):  # noqa: ANN001, ANN202
         def wrapper(*a, **k):  # noqa: ANN002, ANN003, ANN202
             t0 = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
-                t_[key] += time.perf_counter() - t0
-                calls[key] += 1
+                name = key(*a) if callable(key) else key
+                t_[name] += time.perf_counter() - t0
 
         return wrapper
 
-    def classify(stmt: str) -> str:
-        s = stmt.lstrip()[:80]
-        if s.startswith("SELECT") and "schedules_schedule" in s:
-            return "select"
-        for key, table in (
-            ("fire", "schedules_schedulefire"),
-            ("job", 'queueapp_job"'),
-            ("event", "queueapp_jobevent"),
-        ):
-            if s.startswith(f'INSERT INTO "{table}'):
-                return key
-        if s.startswith(('UPDATE "schedules_schedule"', "UPDATE schedules_schedule ")):
-            return "update"
-        return "other"
-
-    def sql_timer(execute, stmt, params, many, context):  # noqa: ANN001, ANN202
+    def select_timer(execute, stmt, params, many, context):  # noqa: ANN001, ANN202
         t0 = time.perf_counter()
         try:
             return execute(stmt, params, many, context)
         finally:
-            sql_t[classify(stmt)] += time.perf_counter() - t0
+            if stmt.lstrip().startswith("SELECT") and "schedules_schedule" in stmt[:200]:
+                t_["select"] += time.perf_counter() - t0
 
-    saved = {
-        "next_fire": services.next_fire,
-        "jobs_create": enqueue.jobs_create,
-        "_push": enqueue._push,
-        "job_transition": metrics.job_transition,
-    }
-    fire_mgr, sched_mgr = ScheduleFire.objects, Schedule.objects
-    services.next_fire = timed("next_fire", saved["next_fire"])
-    enqueue.jobs_create = timed("jobs_create", saved["jobs_create"])
-    enqueue._push = timed("push", saved["_push"])
-    metrics.job_transition = timed("metrics", saved["job_transition"])
-    fire_mgr.bulk_create = timed("fire_bulk_create", type(fire_mgr).bulk_create.__get__(fire_mgr))
-    real_update = unnest_bulk_update if probe else type(sched_mgr).bulk_update.__get__(sched_mgr)
-    sched_mgr.bulk_update = timed("bulk_update", real_update)
+    patches = [
+        (services, "next_fire", "next_fire"),
+        (db, "bulk_insert", lambda model, *_: f"insert {model.__name__}"),
+        (db, "bulk_update", "update"),
+        (enqueue, "_push", "push"),
+        (enqueue, "_count", "metrics"),
+    ]
+    saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patches]
+    for mod, name, key in patches:
+        setattr(mod, name, timed(key, getattr(mod, name)))
     connection.ensure_connection()
     connection._commit = timed("commit", connection._commit)
     try:
-        with connection.execute_wrapper(sql_timer):
+        with connection.execute_wrapper(select_timer):
             t0 = time.perf_counter()
             fired = services.scheduler_pass()
             total = time.perf_counter() - t0
     finally:
-        services.next_fire = saved["next_fire"]
-        enqueue.jobs_create = saved["jobs_create"]
-        enqueue._push = saved["_push"]
-        metrics.job_transition = saved["job_transition"]
-        del fire_mgr.bulk_create, sched_mgr.bulk_update, connection._commit
+        for mod, name, fn in saved:
+            setattr(mod, name, fn)
+        del connection._commit
     batches = max(-(-fired // settings.HQ_SCHEDULER_BATCH), 1)  # full batches; a last empty SELECT ends the pass
     ms = lambda s: s / batches * 1000  # noqa: E731 - per batch
     parts = [
-        ("due SELECT ... FOR UPDATE SKIP LOCKED (SQL)", ms(sql_t["select"]), ms(sql_t["select"])),
-        (f"next_fire() x{n // batches} (cron, Python)", ms(t_["next_fire"]), 0.0),
-        ("ScheduleFire bulk_create", ms(t_["fire_bulk_create"]), ms(sql_t["fire"])),
-        ("jobs_create: Job + JobEvent objects and INSERTs", ms(t_["jobs_create"]), ms(sql_t["job"] + sql_t["event"])),
-        (
-            "advance schedules: bulk_update (CASE WHEN) | probe: UPDATE FROM unnest",
-            ms(t_["bulk_update"]),
-            ms(sql_t["update"]),
-        ),
-        ("COMMIT", ms(t_["commit"]), ms(t_["commit"])),
-        ("Redis push after commit (EVALSHA per job, pipelined)", ms(t_["push"]), 0.0),
-        ("metrics.job_transition on_commit callbacks", ms(t_["metrics"]), 0.0),
+        ("due SELECT ... FOR UPDATE SKIP LOCKED, rows as tuples", ms(t_["select"])),
+        (f"next_fire() x{n // batches} (cron, cached per trigger and slot)", ms(t_["next_fire"])),
+        ("ScheduleFire INSERT ... unnest", ms(t_["insert ScheduleFire"])),
+        ("Job INSERT ... unnest", ms(t_["insert Job"])),
+        ("JobEvent INSERT ... unnest", ms(t_["insert JobEvent"])),
+        ("advance schedules: UPDATE ... FROM unnest", ms(t_["update"])),
+        ("COMMIT", ms(t_["commit"])),
+        ("Redis push after commit (batched Lua, pipelined)", ms(t_["push"])),
+        ("metrics on_commit callback", ms(t_["metrics"])),
     ]
-    accounted = sum(p[1] for p in parts)
-    parts.append(("rest: loop, JobSpec/ScheduleFire objects, hooks", ms(total) - accounted, ms(sql_t["other"])))
-    return {
-        "n": n,
-        "fired": fired,
-        "total_s": total,
-        "batches": batches,
-        "probe": probe,
-        "per_batch_ms": ms(total),
-        "parts": parts,
-    }
+    parts.append(("rest: loop, JobSpecs, column lists, hooks", ms(total) - sum(p[1] for p in parts)))
+    return {"n": n, "fired": fired, "total_s": total, "batches": batches, "per_batch_ms": ms(total), "parts": parts}
 
 
 # --- idle ------------------------------------------------------------------------------------
@@ -677,66 +650,21 @@ def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> t
     md += ["| machine | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in info.items()] + [""]
 
     verdicts: list[tuple[str, bool]] = []
-    b = res.get("burst")
-    if b and "error" not in b:
-        rows = [
-            ("schedules due in the same second (slot S)", f"{b['n']:,}"),
-            ("all fire rows stamped by: max(created_at) - S", f2(b["all_by_s"], 3, " s")),
-            ("first fire row stamped: min(created_at) - S", f2(b["first_at_s"], 3, " s")),
-            ("fire-row lag p50 / p99: created_at - slot", f"{f2(b['lag_p50'], 3)} / {f2(b['lag_p99'], 3)} s"),
-            ("all committed (visible to another connection) by", f2(b["visible_by_s"], 3, " s")),
-            ("committed lag p50 / p99 (20 ms polling)", f"{f2(b['visible_p50'], 3)} / {f2(b['visible_p99'], 3)} s"),
-            ("all pushed to Redis (zcard = N) by", f2(b["pushed_by_s"], 3, " s")),
-            ("passes that fired (from its log)", ", ".join(f"{x:,}" for x in b["passes"]) or "-"),
-            (
-                "batches x rows; median batch-to-batch time",
-                f"{b['batches']} x {'/'.join(str(x) for x in b['batch_rows'])}; {f2(b['batch_gap_ms'], 0)} ms",
-            ),
-            ("  per batch: stamping loop / fire INSERT / rest (median)", _steps(b["steps"])),
-            ("scheduler process CPU / PostgreSQL backends CPU", f"{f2(b['sched_cpu_s'])} / {f2(b['pg_cpu_s'])} s"),
-            ("fire jobs in PostgreSQL / entries in Redis queue", f"{b['jobs']:,} / {b['zcard']:,}"),
-        ]
-        w = max(len(r[0]) for r in rows)
-        lines += [f"Burst: ONE `runworker --scheduler-only`, {b['n']:,} schedules due at S"]
-        lines += [f"  {r[0]:<{w}}  {r[1]}" for r in rows]
-        md += ["## Burst", "", "| figure | value |", "|---|---:|"] + [f"| {r[0].strip()} | {r[1]} |" for r in rows]
-        verdicts += [(f"goal: burst {g}", ok) for g, ok in b["goals"].items()]
-        verdicts += [(f"check: burst {c}", ok) for c, ok in b["checks"].items()]
-        verdicts.append((f"(stricter, info) burst {b['strict'][0]}", b["strict"][1]))
-    elif b:
-        lines += [f"Burst: ERROR {b['error']}"]
-        md += ["## Burst", "", f"ERROR: {b['error']}"]
-        verdicts.append(("goal: burst ran", False))
+    for key in ("burst", "burst_distinct"):
+        verdicts += _render_burst(res.get(key), key.replace("_", " "), lines, md)
+        lines.append("")
 
-    p, q = res.get("profile"), res.get("probe")
+    p = res.get("profile")
     if p and "error" not in p:
-        q = q if q and "error" not in q else None
         head = (
             f"Where a batch's time goes (diagnostic): the same {p['n']:,} schedules due again, ONE in-process "
             f"scheduler_pass() with timers: {p['total_s']:.2f} s, {p['batches']} batches, "
             f"{p['per_batch_ms']:.0f} ms/batch"
         )
-        if q:
-            head += (
-                f"; probe with bulk_update swapped for one UPDATE ... FROM unnest() (this process only): "
-                f"{q['total_s']:.2f} s, {q['per_batch_ms']:.0f} ms/batch"
-            )
-        lines += [
-            "",
-            head,
-            f"  {'part, per batch (ms; SQL round trips in brackets)':<72} {'as-is':>16}"
-            + (f" {'probe':>16}" if q else ""),
-        ]
-        md += ["", "### Where a batch's time goes", "", head + ".", ""]
-        md += ["| part, per batch | as-is ms | of which SQL | " + ("probe ms | of which SQL |" if q else "")]
-        md += ["|---|---:|---:|" + ("---:|---:|" if q else "")]
-        for i, (name, tot, sq) in enumerate(p["parts"]):
-            qn, qt, qs = q["parts"][i] if q else ("", 0.0, 0.0)
-            label = name
-            lines.append(f"  {label:<72} {tot:8.1f} ({sq:5.1f})" + (f" {qt:8.1f} ({qs:5.1f})" if q else ""))
-            md.append(f"| {label} | {tot:.1f} | {sq:.1f} |" + (f" {qt:.1f} | {qs:.1f} |" if q else ""))
-        total_row = f"| total per batch | {p['per_batch_ms']:.1f} | |" + (f" {q['per_batch_ms']:.1f} | |" if q else "")
-        md.append(total_row)
+        lines += ["", head] + [f"  {name:<64} {ms_:8.1f} ms" for name, ms_ in p["parts"]]
+        md += ["", "### Where a batch's time goes", "", head + ".", "", "| part, per batch | ms |", "|---|---:|"]
+        md += [f"| {name} | {ms_:.1f} |" for name, ms_ in p["parts"]]
+        md.append(f"| total per batch | {p['per_batch_ms']:.1f} |")
     elif p:
         lines += ["", f"Profile: ERROR {p['error']}"]
 
@@ -849,11 +777,51 @@ def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> t
     return "\n".join(lines), md
 
 
+def _render_burst(b: dict | None, name: str, lines: list[str], md: list[str]) -> list[tuple[str, bool]]:
+    """Append one burst's figures to the text and markdown reports; return its verdicts."""
+    if not b:
+        return []
+    verdicts: list[tuple[str, bool]] = []
+    if "error" not in b:
+        rows = [
+            ("schedules due in the same second (slot S)", f"{b['n']:,}"),
+            ("all fire rows stamped by: max(created_at) - S", f2(b["all_by_s"], 3, " s")),
+            ("first fire row stamped: min(created_at) - S", f2(b["first_at_s"], 3, " s")),
+            ("fire-row lag p50 / p99: created_at - slot", f"{f2(b['lag_p50'], 3)} / {f2(b['lag_p99'], 3)} s"),
+            ("all committed (visible to another connection) by", f2(b["visible_by_s"], 3, " s")),
+            ("committed lag p50 / p99 (20 ms polling)", f"{f2(b['visible_p50'], 3)} / {f2(b['visible_p99'], 3)} s"),
+            ("all pushed to Redis (zcard = N) by", f2(b["pushed_by_s"], 3, " s")),
+            ("passes that fired (from its log)", ", ".join(f"{x:,}" for x in b["passes"]) or "-"),
+            (
+                "batches x rows; median batch-to-batch time",
+                f"{b['batches']} x {'/'.join(str(x) for x in b['batch_rows'])}; {f2(b['batch_gap_ms'], 0)} ms",
+            ),
+            ("  per batch: fire INSERT / rest (median)", _steps(b["steps"])),
+            ("scheduler process CPU / PostgreSQL backends CPU", f"{f2(b['sched_cpu_s'])} / {f2(b['pg_cpu_s'])} s"),
+            ("fire jobs in PostgreSQL / entries in Redis queue", f"{b['jobs']:,} / {b['zcard']:,}"),
+        ]
+        w = max(len(r[0]) for r in rows)
+        kind = "each with its own trigger" if b["distinct"] else "all with one trigger"
+        lines += [f"Burst ({name}): ONE `runworker --scheduler-only`, {b['n']:,} schedules due at S, {kind}"]
+        lines += [f"  {r[0]:<{w}}  {r[1]}" for r in rows]
+        md += [f"## Burst ({name}): {b['n']:,} schedules due at S, {kind}", "", "| figure | value |", "|---|---:|"] + [
+            f"| {r[0].strip()} | {r[1]} |" for r in rows
+        ]
+        verdicts += [(f"goal: {name} {g}", ok) for g, ok in b["goals"].items()]
+        verdicts += [(f"check: {name} {c}", ok) for c, ok in b["checks"].items()]
+        verdicts.append((f"(stricter, info) {name} {b['strict'][0]}", b["strict"][1]))
+    else:
+        lines += [f"Burst ({name}): ERROR {b['error']}"]
+        md += [f"## Burst ({name})", "", f"ERROR: {b['error']}"]
+        verdicts.append((f"goal: {name} ran", False))
+    return verdicts
+
+
 def _steps(steps: list[dict]) -> str:
     if not steps:
         return "-"
     med = lambda k: statistics.median([s[k] for s in steps if s[k] is not None] or [float("nan")]) * 1000  # noqa: E731
-    return f"{med('stamp_s'):.0f} / {med('fire_insert_s'):.0f} / {med('rest_s'):.0f} ms"
+    return f"{med('fire_insert_s'):.0f} / {med('rest_s'):.0f} ms"
 
 
 METHOD = """\
@@ -867,24 +835,21 @@ METHOD = """\
   channel), then N rows with next_fire_at = S (the whole second 2-3 s ahead) are inserted,
   ANALYZEd, and the scheduler is nudged as schedule_create would. From PostgreSQL afterwards:
   `max(schedules_schedulefire.created_at) - S` and `created_at - slot` per fire (nearest-rank
-  p50/p99). created_at is stamped by `_create_fires` in Python before the batch's INSERT, UPDATE
-  and COMMIT, so it is earlier than the moment a fire exists for anyone else: a poller thread (own
+  p50/p99). created_at is stamped once per batch by `_create_fires` in Python before the batch's
+  INSERTs, UPDATE and COMMIT, so it is earlier than the moment a fire exists for anyone else: a poller thread (own
   autocommit connection, every 20 ms) records when each fire row became visible and when the
   Redis zset `hqbenchsched:arq:queue:default` reached N (pushes happen after each batch's commit).
   Batches are told apart by their jobs' shared created_at (`jobs_create` stamps one `now` per
-  batch): per batch, "stamping loop" = last - first fire created_at, "fire INSERT" = jobs'
-  created_at - last fire created_at, "rest" = next batch's first fire - this batch's jobs' created_at
-  (Job + JobEvent INSERTs, bulk_update, COMMIT, Redis push, next SELECT and next_fire loop). CPU:
+  batch): per batch, "fire INSERT" = jobs' created_at - fire created_at, "rest" = next batch's
+  fire created_at - this batch's jobs' created_at (Job + JobEvent INSERTs, UPDATE, COMMIT, Redis
+  push, next SELECT and next_fire loop). CPU:
   utime+stime of the scheduler process and of the database's PostgreSQL backends, read from /proc
   just before S and right after the last fire became visible.
 - Where a batch's time goes: after the burst the same N schedules are set due (1 s ago) and ONE
-  `scheduler_pass()` runs in this process with timers wrapped around `services.next_fire`,
-  `ScheduleFire.objects.bulk_create`, `enqueue.jobs_create`, `Schedule.objects.bulk_update`, the
-  connection's COMMIT, `enqueue._push` and `metrics.job_transition`, plus
-  `connection.execute_wrapper` for each statement's round trip. Figures are per batch; "rest" is the
-  pass's total minus the timed parts. Then a probe of the suggested change: the same again with
-  `Schedule.objects.bulk_update` swapped, in this process only, for ONE `UPDATE schedules_schedule
-  ... FROM unnest(ids, next_fire_at, state, state_reason, updated_at)`. Nothing in schedules/ is edited.
+  `scheduler_pass()` runs in this process with timers wrapped (in this process only) around
+  `services.next_fire`, `hq.db.bulk_insert` (per model), `hq.db.bulk_update`, the connection's
+  COMMIT, `enqueue._push` and `enqueue._count`, plus `connection.execute_wrapper` for the due
+  SELECT. Figures are per batch; "rest" is the pass's total minus the timed parts.
 - Idle: the table is emptied, then grown to each N with next_fire_at 1-31 days ahead, then VACUUM
   ANALYZE. One iteration = `scheduler_pass()` + `next_due_at()` exactly as the scheduler side task
   calls them (minus the thread hop), wall clock in this process; median and p90 of the timed
@@ -932,26 +897,23 @@ def main() -> int:
         info = machine_info()
         log("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
 
-        log(f"burst: {args.burst:,} schedules due in one second, one runworker --scheduler-only")
-        try:
-            res["burst"] = b = run_burst(procs, fx, args.burst)
-            log(
-                f"  all stamped by S+{b['all_by_s']:.3f} s, lag p50 {b['lag_p50']:.3f} / p99 {b['lag_p99']:.3f} s; "
-                f"visible by S+{f2(b['visible_by_s'], 3)} s, pushed by S+{f2(b['pushed_by_s'], 3)} s; "
-                f"{b['batches']} batches, {b['batch_gap_ms']:.0f} ms apart"
-            )
-        except Exception as exc:  # noqa: BLE001
-            res["burst"] = {"error": f"{type(exc).__name__}: {exc}"}
-            log(f"  burst failed: {exc}")
+        for key, distinct in (("burst_distinct", True), ("burst", False)):
+            kind = "each with its own trigger" if distinct else "one trigger"
+            log(f"{key}: {args.burst:,} schedules due in one second ({kind}), one runworker --scheduler-only")
+            try:
+                res[key] = b = run_burst(procs, fx, args.burst, distinct=distinct)
+                log(
+                    f"  all stamped by S+{b['all_by_s']:.3f} s, lag p50 {b['lag_p50']:.3f} / "
+                    f"p99 {b['lag_p99']:.3f} s; visible by S+{f2(b['visible_by_s'], 3)} s, pushed by "
+                    f"S+{f2(b['pushed_by_s'], 3)} s; {b['batches']} batches, {b['batch_gap_ms']:.0f} ms apart"
+                )
+            except Exception as exc:  # noqa: BLE001
+                res[key] = {"error": f"{type(exc).__name__}: {exc}"}
+                log(f"  {key} failed: {exc}")
         if "error" not in res["burst"]:
             try:
                 res["profile"] = p = profile_pass(args.burst)
                 log(f"  in-process pass: {p['total_s']:.2f} s, {p['per_batch_ms']:.0f} ms per batch")
-                res["probe"] = q = profile_pass(args.burst, probe=True)
-                log(
-                    f"  probe (bulk_update -> UPDATE ... FROM unnest): {q['total_s']:.2f} s, "
-                    f"{q['per_batch_ms']:.0f} ms/batch"
-                )
             except Exception as exc:  # noqa: BLE001
                 res.setdefault("errors", {})["profile"] = f"{type(exc).__name__}: {exc}"
 
