@@ -168,6 +168,12 @@ class Worker(models.Model):
     queues = models.JSONField(default=list)
     concurrency = models.PositiveIntegerField(default=0)
     running = models.PositiveIntegerField(default=0, help_text="Jobs running at the last heartbeat.")
+    attempts = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="ARQ ids ('job:attempt') of the attempts in flight at the last heartbeat; null when the "
+        "worker does not report them. The reaper requeues a running job its live worker no longer has.",
+    )
     jobs_done = models.PositiveIntegerField(default=0, help_text="Attempts finished since start.")
     started_at = models.DateTimeField(default=clock.now)
     last_heartbeat_at = models.DateTimeField(default=clock.now)

@@ -615,24 +615,28 @@ def relay_pass(*, everything: bool = False, batch: int = 500) -> int:
 
 
 def worker_heartbeat(
-    *, worker_id: str, hostname: str, pid: int, queues: list[str], concurrency: int, running: int, jobs_done: int
+    *,
+    worker_id: str,
+    hostname: str,
+    pid: int,
+    queues: list[str],
+    concurrency: int,
+    running: int,
+    jobs_done: int,
+    attempts: list[str] | None = None,
+    seen_at: datetime | None = None,
 ) -> None:
-    """Record that a worker is alive."""
-    now = clock.now()
-    updated = Worker.objects.filter(pk=worker_id).update(
-        last_heartbeat_at=now, running=running, jobs_done=jobs_done, stopped_at=None
-    )
+    """Record that a worker is alive and, when given, which attempts it had in flight at `seen_at`.
+
+    `seen_at` is when the worker looked at its tasks (before this write): an attempt started
+    before it and missing from `attempts` is not running anywhere.
+    """
+    now = seen_at or clock.now()
+    fields = {"last_heartbeat_at": now, "running": running, "jobs_done": jobs_done, "attempts": attempts}
+    updated = Worker.objects.filter(pk=worker_id).update(stopped_at=None, **fields)
     if not updated:
         Worker.objects.create(
-            id=worker_id,
-            hostname=hostname,
-            pid=pid,
-            queues=queues,
-            concurrency=concurrency,
-            running=running,
-            jobs_done=jobs_done,
-            started_at=now,
-            last_heartbeat_at=now,
+            id=worker_id, hostname=hostname, pid=pid, queues=queues, concurrency=concurrency, started_at=now, **fields
         )
 
 
@@ -645,21 +649,44 @@ def backoff_s(base_s: float, attempt: int) -> float:
     return min(base_s * (2 ** max(attempt - 1, 0)), 3600.0) * random.uniform(0.5, 1.5)
 
 
-def reap_pass() -> int:
-    """Move the running jobs of dead workers (no heartbeat for 3 intervals) to their next attempt or `failed`."""
-    now = clock.now()
+def _lost_running_jobs(now: datetime) -> dict[UUID, str]:
+    """Running jobs nobody runs, with the reason: their worker died, or their live worker lacks them.
+
+    A worker is dead after 3 heartbeat intervals without one. A live worker reports the attempts
+    in flight when it beats; an attempt that started before that look and is missing from it lost
+    its task (a START whose reply never arrived, a FINISH that failed twice).
+    """
     cutoff = now - timedelta(seconds=3 * settings.HQ_HEARTBEAT_INTERVAL_S)
     Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__lt=cutoff).update(stopped_at=now)
-    live = Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=cutoff).values("id")
+    live = list(
+        Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=cutoff).values_list(
+            "id", "last_heartbeat_at", "attempts"
+        )
+    )
     # A job that started moments ago on a worker whose first heartbeat is in flight is not lost.
-    lost = Job.objects.filter(state=JobState.RUNNING, started_at__lt=cutoff).exclude(worker_id__in=live)
+    dead = Job.objects.filter(state=JobState.RUNNING, started_at__lt=cutoff).exclude(worker_id__in=[w[0] for w in live])
+    lost = {job_id: "worker lost (no heartbeat)" for job_id in dead.values_list("id", flat=True)[:500]}
+    for worker_id, seen_at, attempts in live:
+        if attempts is None:  # a worker that does not report its attempts
+            continue
+        in_flight = set(attempts)
+        running = Job.objects.filter(state=JobState.RUNNING, worker_id=worker_id, started_at__lt=seen_at)
+        for job_id, attempt in running.values_list("id", "attempts")[:500]:
+            if transport.arq_job_id(job_id, attempt) not in in_flight:
+                lost[job_id] = "attempt not in flight on its live worker (start or finish lost)"
+    return lost
+
+
+def reap_pass() -> int:
+    """Move running jobs that nobody runs (`_lost_running_jobs`) to their next attempt or `failed`."""
+    now = clock.now()
     reaped = 0
-    for job_id in lost.values_list("id", flat=True)[:500]:
+    for job_id, reason in _lost_running_jobs(now).items():
         with transaction.atomic():
             job = Job.objects.select_for_update(skip_locked=True).filter(pk=job_id, state=JobState.RUNNING).first()
             if job is None:
                 continue
-            detail = {"worker": job.worker_id, "reason": "worker lost (no heartbeat)"}
+            detail = {"worker": job.worker_id, "reason": reason}
             if job.cancel_requested_at:
                 moved = job_transition(
                     job_id=job.pk, move="cancel_running", kind="cancelled", detail=detail, finished_at=now, worker_id=""

@@ -30,7 +30,6 @@ from hq import redis as hq_redis
 ARQ_FUNCTION = "hq.run"
 
 
-
 @dataclass(frozen=True)
 class Push:
     """One attempt to hand to ARQ."""

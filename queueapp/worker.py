@@ -83,6 +83,25 @@ class Runtime:
     def running(self) -> int:
         return sum(len(w.tasks) for w in self.workers)
 
+    def heartbeat(self) -> dict[str, Any]:
+        """`services.worker_heartbeat`'s arguments: who we are and the attempts in flight now.
+
+        Taken on the event loop, so every attempt whose START was stamped before `seen_at` has
+        its task listed unless that task has ended.
+        """
+        attempts = sorted(arq_id for w in self.workers for arq_id, t in w.tasks.items() if not t.done())
+        return {
+            "worker_id": self.worker_id,
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "queues": self.queues,
+            "concurrency": self.concurrency,
+            "running": len(attempts),
+            "jobs_done": self.jobs_done,
+            "attempts": attempts,
+            "seen_at": clock.now(),
+        }
+
     async def sleep(self, seconds: float, wake: asyncio.Event | None = None) -> None:
         """Sleep until the timeout, a stop, or `wake` is set."""
         waits = [asyncio.ensure_future(self.stopping.wait())]
@@ -335,16 +354,7 @@ async def _listen_nudges(runtime: Runtime) -> None:
 async def _heartbeat(runtime: Runtime) -> None:
     while True:
         try:
-            await run_sync(
-                services.worker_heartbeat,
-                worker_id=runtime.worker_id,
-                hostname=runtime.hostname,
-                pid=runtime.pid,
-                queues=runtime.queues,
-                concurrency=runtime.concurrency,
-                running=runtime.running,
-                jobs_done=runtime.jobs_done,
-            )
+            await run_sync(services.worker_heartbeat, **runtime.heartbeat())
             metrics.worker_heartbeat()
         except DatabaseError as exc:
             logger.warning("heartbeat failed: %s", exc)
@@ -371,16 +381,7 @@ async def run_process(
             loop.add_signal_handler(sig, runtime.stopping.set)
     await store.open()
     runtime.redis = aioredis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
-    await run_sync(
-        services.worker_heartbeat,
-        worker_id=runtime.worker_id,
-        hostname=runtime.hostname,
-        pid=runtime.pid,
-        queues=queues,
-        concurrency=concurrency,
-        running=0,
-        jobs_done=0,
-    )
+    await run_sync(services.worker_heartbeat, **runtime.heartbeat())
     exit_code = 0
     background = [
         asyncio.create_task(_heartbeat(runtime), name="heartbeat"),

@@ -279,13 +279,55 @@ def test_heartbeat_and_workers_route(api, admin, procs):
     assert body["workers"][0]["queues"] == ["default"]
 
 
+def _reported(job_id, attempt: int = 1) -> bool:
+    """The running job's worker has beaten since and listed this attempt as in flight."""
+    j = job(job_id)
+    if j.state != "running":
+        return False
+    w = Worker.objects.get(pk=j.worker_id)
+    return w.last_heartbeat_at > j.started_at and f"{job_id}:{attempt}" in (w.attempts or [])
+
+
 def test_reaper_ignores_live_workers(api, member, procs):
     job_id = submit(api, member, function="tests.sleep", args={"seconds": 3})
     procs.worker()
-    wait_for(lambda: job(job_id).state == "running", timeout=30, what="the job to start")
+    wait_for(lambda: _reported(job_id), timeout=30, what="the worker to report the running attempt")
     Job.objects.filter(pk=job_id).update(started_at=clock.now() - timedelta(minutes=5))
     assert services.reap_pass() == 0
     wait_for(lambda: job(job_id).state == "succeeded", timeout=15, what="the job to finish")
+
+
+def test_reaper_requeues_a_running_job_its_live_worker_does_not_have(api, member, procs, burst):
+    """A START that committed but whose reply was lost leaves a row `running` under a live worker
+    that never runs it; the worker's heartbeat lists what it runs, so the reaper gives it back."""
+    from queueapp import transport
+
+    orphan = submit(api, member, function="tests.count")
+    transport.forget(orphan, 1, "default")  # the delivery the worker consumed and dropped
+    procs.worker("--without", "relay", "--without", "reaper")  # no re-push of the forgotten delivery
+    wait_for(lambda: Worker.objects.filter(stopped_at=None).exists(), timeout=30, what="the worker")
+    worker = Worker.objects.get(stopped_at=None)
+    held = submit(api, member, function="tests.sleep", args={"seconds": 30})
+    Job.objects.filter(pk=orphan).update(state="running", attempts=1, worker_id=worker.pk, started_at=clock.now())
+    wait_for(lambda: _reported(held), timeout=30, what="the worker to report the held attempt")
+    beat = Worker.objects.get(pk=worker.pk).last_heartbeat_at
+    assert job(orphan).started_at < beat and f"{orphan}:1" not in Worker.objects.get(pk=worker.pk).attempts
+
+    assert services.reap_pass() == 1  # the orphan only: the held job is in flight
+    o = job(orphan)
+    assert (o.state, o.worker_id, o.attempts) == ("queued", "", 1)
+    lost = o.events.get(kind="worker_lost")
+    assert lost.detail == {
+        "worker": worker.pk,
+        "reason": "attempt not in flight on its live worker (start or finish lost)",
+    }
+    assert job(held).state == "running"
+    assert services.reap_pass() == 0
+
+    burst()
+    o = job(orphan)
+    assert (o.state, o.attempts) == ("succeeded", 2)
+    assert runs(orphan) == 1  # the lost attempt never ran
 
 
 def test_arq_is_the_version_the_worker_subclass_is_pinned_to():
