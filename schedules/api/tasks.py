@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -94,6 +96,28 @@ def task_get(principal: Principal, task_id: Any) -> Schedule:
     return task
 
 
+# The engine names a task's trigger parts; this API's body calls them `schedule` and `timezone`.
+_TRIGGER_FIELDS = {
+    "trigger": "schedule",
+    "trigger.expr": "schedule",
+    "trigger.kind": "schedule",
+    "trigger.tz": "timezone",
+}
+
+
+@contextmanager
+def _task_fields() -> Iterator[None]:
+    """Report trigger errors under the body's own field names."""
+    try:
+        yield
+    except ValidationFailed as exc:
+        renamed: dict[str, Any] = {}
+        for name, problems in exc.fields.items():
+            renamed.setdefault(_TRIGGER_FIELDS.get(name, name), []).extend(problems)
+        exc.fields = renamed
+        raise
+
+
 def _check_action(name: str) -> None:
     action = actions.get(name)
     if action is None or action.surface != "tasks":
@@ -125,15 +149,16 @@ class TasksView(APIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         _check_action(v["action"])
-        task = services.schedule_create(
-            workspace=request.auth.workspace,
-            owner=request.auth.user,
-            name=v["name"],
-            trigger={"kind": "cron", "expr": v["schedule"], "tz": v["timezone"]},
-            action=v["action"],
-            args=v["args"],
-            active=v["enabled"],
-        )
+        with _task_fields():
+            task = services.schedule_create(
+                workspace=request.auth.workspace,
+                owner=request.auth.user,
+                name=v["name"],
+                trigger={"kind": "cron", "expr": v["schedule"], "tz": v["timezone"]},
+                action=v["action"],
+                args=v["args"],
+                active=v["enabled"],
+            )
         return Response(TaskOut(task).data, status=status.HTTP_201_CREATED)
 
 
@@ -167,7 +192,8 @@ class TaskView(APIView):
             }
         if "args" in v:
             changes["args"] = v["args"]
-        task = services.task_update(schedule=task, actor=request.auth.user, enabled=v.get("enabled"), **changes)
+        with _task_fields():
+            task = services.task_update(schedule=task, actor=request.auth.user, enabled=v.get("enabled"), **changes)
         return Response(TaskOut(task).data)
 
     @extend_schema(responses={204: None})
