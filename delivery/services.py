@@ -170,7 +170,7 @@ def delivery_attempt(*, delivery_id: uuid.UUID | str) -> AttemptResult:
     Raises NotFound for an unknown id.
     """
     with transaction.atomic():
-        delivery = Delivery.objects.select_for_update(skip_locked=True).filter(pk=delivery_id).first()
+        delivery = Delivery.objects.select_for_update(skip_locked=True, no_key=True).filter(pk=delivery_id).first()
         if delivery is None:
             if not Delivery.objects.filter(pk=delivery_id).exists():
                 raise NotFound("No such delivery.")

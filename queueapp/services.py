@@ -69,7 +69,7 @@ def job_transition(
     """
     spec = MOVES[move]
     now = clock.now()
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
     if job is None or job.state not in spec.sources:
         return None
     source = job.state
@@ -268,7 +268,7 @@ def _hitl_open(*, job: Job, fn: registry.JobFunction | None, requested_by: User 
 def _idempotent_match(
     workspace: Workspace, owner: User | None, key: str, fingerprint: str, now: datetime
 ) -> Job | None:
-    existing = Job.objects.select_for_update().filter(workspace=workspace, idempotency_key=key).first()
+    existing = Job.objects.select_for_update(no_key=True).filter(workspace=workspace, idempotency_key=key).first()
     if existing is None:
         return None
     if existing.created_at < now - timedelta(seconds=settings.HQ_IDEMPOTENCY_WINDOW_S):
@@ -307,7 +307,7 @@ def job_cancel(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Jo
                 state=HITLState.CANCELLED, decided_by=actor, decided_at=moved.updated_at, decided_via=via
             )
             return moved
-        current = Job.objects.select_for_update().get(pk=job.pk)
+        current = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
         if current.state != JobState.RUNNING:
             raise _conflict(current, "cancel")
         if current.cancel_requested_at is None:
@@ -344,7 +344,7 @@ def job_retry(*, job: Job, actor: User | None) -> Job:
     """
     now = clock.now()
     with transaction.atomic():
-        current = Job.objects.select_for_update().get(pk=job.pk)
+        current = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
         latest = current.hitl_requests.order_by("-created_at").first()
         gated = _needs_new_approval(current, latest)
         moved = job_transition(
@@ -446,8 +446,8 @@ def hitl_decide(
     now = clock.now()
     with transaction.atomic():
         # Lock order everywhere: the job, then its request (job_cancel, job_retry, expiry).
-        Job.objects.select_for_update().filter(pk=request.job_id).first()
-        hitl = HITLRequest.objects.select_for_update().get(pk=request.pk)
+        Job.objects.select_for_update(no_key=True).filter(pk=request.job_id).first()
+        hitl = HITLRequest.objects.select_for_update(no_key=True).get(pk=request.pk)
         if hitl.state == target:
             return hitl
         expired_now = hitl.state == HITLState.PENDING and hitl.expires_at <= now
@@ -533,9 +533,14 @@ def hitl_expire_due(*, batch: int = 500) -> int:
     expired = 0
     for hitl_id, job_id in due.values_list("id", "job_id")[:batch]:
         with transaction.atomic():
-            if Job.objects.select_for_update(skip_locked=True).filter(pk=job_id).values_list("pk").first() is None:
+            if (
+                Job.objects.select_for_update(skip_locked=True, no_key=True).filter(pk=job_id).values_list("pk").first()
+                is None
+            ):
                 continue
-            hitl = HITLRequest.objects.select_for_update().filter(pk=hitl_id, state=HITLState.PENDING).first()
+            hitl = (
+                HITLRequest.objects.select_for_update(no_key=True).filter(pk=hitl_id, state=HITLState.PENDING).first()
+            )
             if hitl is None:
                 continue
             _hitl_expire_locked(hitl, now)
@@ -601,7 +606,7 @@ def relay_pass(*, everything: bool = False, batch: int = 500) -> int:
             else:
                 rows = rows.filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now))
             picked = list(
-                rows.select_for_update(skip_locked=True)
+                rows.select_for_update(skip_locked=True, no_key=True)
                 .order_by("due_at")
                 .values_list("id", "attempts", "queue", "due_at")[:batch]
             )
@@ -683,7 +688,11 @@ def reap_pass() -> int:
     reaped = 0
     for job_id, reason in _lost_running_jobs(now).items():
         with transaction.atomic():
-            job = Job.objects.select_for_update(skip_locked=True).filter(pk=job_id, state=JobState.RUNNING).first()
+            job = (
+                Job.objects.select_for_update(skip_locked=True, no_key=True)
+                .filter(pk=job_id, state=JobState.RUNNING)
+                .first()
+            )
             if job is None:
                 continue
             detail = {"worker": job.worker_id, "reason": reason}

@@ -235,7 +235,7 @@ def _orm_start(job_id: str, attempt: int, worker_id: str) -> Started | None:
     close_old_connections()
     now = clock.now()
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id, attempts=attempt - 1).first()
+        job = Job.objects.select_for_update(no_key=True).filter(pk=job_id, attempts=attempt - 1).first()
         if job is None or not (job.state == "queued" or (job.state == "deferred" and job.due_at <= now)):
             return None
         paused = QueuePause.objects.filter(queue=job.queue).filter(

@@ -40,7 +40,7 @@ START_SQL = """
 WITH req AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS r(id, attempt)
 ), cur AS (
-    SELECT j.id, j.state FROM queueapp_job j JOIN req ON req.id = j.id ORDER BY j.id FOR UPDATE OF j
+    SELECT j.id, j.state FROM queueapp_job j JOIN req ON req.id = j.id ORDER BY j.id FOR NO KEY UPDATE OF j
 ), moved AS (
     UPDATE queueapp_job j
        SET state = 'running', attempts = j.attempts + 1, started_at = %(now)s,

@@ -141,7 +141,12 @@ def deliver_run(*, delivery_id: Any, fire_id: Any) -> str:
 
     result = delivery_services.delivery_attempt(delivery_id=delivery_id)
     with transaction.atomic():
-        fire = ScheduleFire.objects.select_for_update().select_related("schedule").filter(pk=fire_id).first()
+        fire = (
+            ScheduleFire.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("schedule")
+            .filter(pk=fire_id)
+            .first()
+        )
         if fire is None:
             return result.status
         if result.status == "retry":

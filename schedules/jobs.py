@@ -15,7 +15,6 @@ from schedules import services
 logger = logging.getLogger("hq.scheduler")
 
 
-
 @job_function(services.FIRE_FUNCTION, internal=True, max_tries=2, timeout=900, retry_backoff=1.0)
 def fire(ctx: JobContext) -> dict[str, Any]:
     """Run one schedule fire (engine-only)."""

@@ -69,7 +69,7 @@ def next_fire(trigger: dict[str, Any], after: datetime) -> datetime | None:
 
 
 def _check_plan(workspace: Workspace, adding: int = 1) -> None:
-    locked = Workspace.objects.select_for_update().select_related("plan").get(pk=workspace.pk)
+    locked = Workspace.objects.select_for_update(of=("self",), no_key=True).select_related("plan").get(pk=workspace.pk)
     current = Schedule.objects.filter(workspace=locked).exclude(state=ScheduleState.ARCHIVED).count()
     limit = locked.plan.max_schedules
     if current + adding > limit:
@@ -121,8 +121,13 @@ def schedule_create(
     return schedule
 
 
-def _locked(schedule: Schedule) -> Schedule:
-    return Schedule.objects.select_for_update().select_related("workspace", "owner").get(pk=schedule.pk)
+def _locked(schedule: Schedule | Any) -> Schedule:
+    """The schedule (or schedule id) re-read and locked: its row only, never its workspace or owner.
+
+    FOR NO KEY UPDATE: rows that reference it (fires, messages) can still be inserted meanwhile.
+    """
+    pk = schedule.pk if isinstance(schedule, Schedule) else schedule
+    return Schedule.objects.select_for_update(of=("self",), no_key=True).select_related("workspace", "owner").get(pk=pk)
 
 
 @transaction.atomic
@@ -220,7 +225,7 @@ def _cancel_pending_fires(s: Schedule, reason: str) -> int:
     from queueapp import services as queue_services
     from queueapp.models import Job
 
-    pending = list(ScheduleFire.objects.select_for_update().filter(schedule=s, status=FireStatus.PENDING))
+    pending = list(ScheduleFire.objects.select_for_update(no_key=True).filter(schedule=s, status=FireStatus.PENDING))
     for fire in pending:
         job = Job.objects.filter(pk=fire.job_id).first()
         if job is not None and job.state in ("queued", "deferred", "awaiting_approval"):
@@ -328,7 +333,7 @@ def scheduler_pass(*, batch: int | None = None) -> int:
         with transaction.atomic():
             due = [
                 _Due(*row)
-                for row in Schedule.objects.select_for_update(skip_locked=True)
+                for row in Schedule.objects.select_for_update(skip_locked=True, no_key=True)
                 .filter(state=ScheduleState.ACTIVE, next_fire_at__lte=now)
                 .order_by("next_fire_at")
                 .values_list(*_Due._fields)[:batch]
@@ -381,7 +386,7 @@ def fire_run(*, fire_id: Any, attempt: int = 1) -> str:
     """
     now = clock.now()
     with transaction.atomic():
-        fire = ScheduleFire.objects.select_for_update().filter(pk=fire_id).first()
+        fire = ScheduleFire.objects.select_for_update(no_key=True).filter(pk=fire_id).first()
         if fire is None:
             return "missing"
         if fire.status == FireStatus.RUNNING:
@@ -391,7 +396,7 @@ def fire_run(*, fire_id: Any, attempt: int = 1) -> str:
             return FireStatus.FAILED
         if fire.status != FireStatus.PENDING:
             return fire.status
-        s = Schedule.objects.select_for_update().select_related("workspace", "owner").get(pk=fire.schedule_id)
+        s = _locked(fire.schedule_id)
         runnable = s.state == ScheduleState.ACTIVE or (fire.manual and s.state == ScheduleState.PAUSED)
         if not runnable:
             fire.status, fire.error, fire.finished_at = FireStatus.SKIPPED, f"Schedule is {s.state}.", now
@@ -446,7 +451,7 @@ def finish_fire(fire: ScheduleFire, status: str, *, error: str = "", conversatio
         updates["last_run_conversation_id"] = conversation_id
     Schedule.objects.filter(pk=fire.schedule_id).update(**updates)
     if failed:
-        s = Schedule.objects.select_for_update().get(pk=fire.schedule_id)
+        s = Schedule.objects.select_for_update(no_key=True).get(pk=fire.schedule_id)
         threshold = settings.HQ_SCHEDULE_MAX_CONSECUTIVE_FAILURES
         if s.state == ScheduleState.ACTIVE and s.consecutive_failure_count >= threshold:
             schedule_pause(
