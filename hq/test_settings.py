@@ -24,7 +24,7 @@ HQ_HEARTBEAT_INTERVAL_S = 1.0  # dead after 3 s: short, yet not fooled by a load
 HQ_RELAY_GRACE_S = 1.0
 HQ_RELAY_INTERVAL_S = 0.2
 HQ_WORKER_POLL_S = float(os.environ.get("HQ_TEST_POLL_S", "0.05"))
-HQ_SHUTDOWN_GRACE_S = 2.0
+HQ_SHUTDOWN_GRACE_S = float(os.environ.get("HQ_TEST_GRACE_S", "2.0"))
 HQ_THROTTLE_RATE = "100000/min"
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 # Worker threads close their connections after each unit of work, so no session outlives a test.

@@ -70,6 +70,7 @@ class Runtime:
         self.worker_id = f"{self.hostname}:{self.pid}:{secrets.token_hex(3)}"
         self.workers: list[HQWorker] = []
         self.stopping = asyncio.Event()
+        self.finished = asyncio.Event()  # the drain is over: the last heartbeat may go
         self.relay_wake = asyncio.Event()
         self.events: dict[str, asyncio.Event] = {}
         self.jobs_done = 0
@@ -352,15 +353,25 @@ async def _listen_nudges(runtime: Runtime) -> None:
 
 
 async def _heartbeat(runtime: Runtime) -> None:
+    """Beat until the drain is over (`runtime.finished`), not just until a stop is asked for.
+
+    A draining worker still runs jobs for up to HQ_SHUTDOWN_GRACE_S, longer than the 3 intervals
+    after which a silent worker counts as dead; stopping the beats at SIGTERM let another worker's
+    reaper hand those jobs out again while they were still running here. The loop ends by itself
+    rather than being cancelled, so no beat is still being written after `worker_stopped`.
+    """
     while True:
         try:
             await run_sync(services.worker_heartbeat, **runtime.heartbeat())
             metrics.worker_heartbeat()
         except DatabaseError as exc:
             logger.warning("heartbeat failed: %s", exc)
-        if runtime.stopping.is_set():
+        if runtime.finished.is_set():
             return
-        await runtime.sleep(settings.HQ_HEARTBEAT_INTERVAL_S)
+        try:
+            await asyncio.wait_for(runtime.finished.wait(), settings.HQ_HEARTBEAT_INTERVAL_S)
+        except TimeoutError:
+            pass
 
 
 async def run_process(
@@ -394,7 +405,8 @@ async def run_process(
             exit_code = await _run_forever(runtime, side_tasks or {})
     finally:
         runtime.stopping.set()
-        for task in background:
+        runtime.finished.set()
+        for task in background[1:]:  # all but the heartbeat, which ends by itself
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         for w in runtime.workers:

@@ -222,6 +222,24 @@ def test_sigterm_drains_running_jobs(api, member, procs):
     assert Worker.objects.get(pk=j.events.get(kind="started").detail["worker"]).stopped_at is not None
 
 
+def test_a_draining_worker_keeps_beating_so_its_jobs_are_not_reaped(api, member, procs, worker_env):
+    """The grace period (10 s here) outlasts 3 heartbeat intervals (3 s): the worker must stay alive."""
+    job_id = submit(api, member, function="tests.sleep", args={"seconds": 6})
+    procs.env = {**worker_env, "HQ_TEST_GRACE_S": "10"}
+    proc = procs.worker("--without", "reaper")
+    wait_for(lambda: _reported(job_id), timeout=30, what="the worker to report the running attempt")
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 5  # past the 3 s after which a silent worker counts as dead
+    while time.monotonic() < deadline:
+        assert services.reap_pass() == 0
+        assert job(job_id).state == "running"
+        time.sleep(0.25)
+    assert proc.wait(timeout=30) == 0
+    j = job(job_id)
+    assert (j.state, j.attempts, runs(job_id)) == ("succeeded", 1, 1)
+    assert Worker.objects.get(pk=j.events.get(kind="started").detail["worker"]).stopped_at is not None
+
+
 def test_idle_worker_is_woken_by_the_nudge(api, member, procs, worker_env):
     # With a 30 s poll, only the pub/sub nudge can start the job within the wait below.
     procs.env = {**worker_env, "HQ_TEST_POLL_S": "30"}
