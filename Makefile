@@ -37,6 +37,7 @@ services:
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 ## bench: benchmarks with their baselines in the same run (not tests); writes bench/RESULTS-*.md
 bench: install

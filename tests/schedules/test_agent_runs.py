@@ -133,20 +133,32 @@ def test_teams_dm_and_channel_delivery(api, member, burst, msteams):
 def openai_agent(member, loopback, monkeypatch) -> Agent:
     monkeypatch.setenv("HQ_TEST_MODEL_KEY", "sk-test-secret")
     return Agent.objects.create(
-        workspace=member.workspace, name="gpt", backend="openai_compatible", base_url=f"{loopback.url}/v1",
-        model="test-model", api_key_env="HQ_TEST_MODEL_KEY", system_prompt="You are terse.",
+        workspace=member.workspace,
+        name="gpt",
+        backend="openai_compatible",
+        base_url=f"{loopback.url}/v1",
+        model="test-model",
+        api_key_env="HQ_TEST_MODEL_KEY",
+        system_prompt="You are terse.",
     )
 
 
 def completion(text: str) -> dict:
-    return {"id": "c1", "object": "chat.completion", "created": 1, "model": "test-model",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
+    return {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "test-model",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+    }
 
 
 def test_openai_compatible_agent(api, member, burst, loopback, monkeypatch, settings):
     agent = openai_agent(member, loopback, monkeypatch)
-    loopback.script(Reply(429, {"error": {"message": "slow down"}}, headers={"Retry-After": "0"}),
-                    Reply(200, completion("Revenue grew 4%.")))
+    loopback.script(
+        Reply(429, {"error": {"message": "slow down"}}, headers={"Retry-After": "0"}),
+        Reply(200, completion("Revenue grew 4%.")),
+    )
     sid = create(api, member, agent_id=str(agent.id))
     f = fire(api, member, sid, burst)
     assert f.status == "succeeded", f.error
@@ -154,8 +166,10 @@ def test_openai_compatible_agent(api, member, burst, loopback, monkeypatch, sett
     req = loopback.requests[1]
     assert req.path == "/v1/chat/completions" and req.headers["authorization"] == "Bearer sk-test-secret"
     assert req.json["model"] == "test-model"
-    assert req.json["messages"] == [{"role": "system", "content": "You are terse."},
-                                    {"role": "user", "content": "Summarise revenue."}]
+    assert req.json["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Summarise revenue."},
+    ]
     conv = Conversation.objects.get(pk=f.conversation_id)
     assert conv.messages.get(role="assistant").body == "Revenue grew 4%."
 

@@ -23,7 +23,6 @@ from tests.security import world as world_mod
 pytestmark = pytest.mark.django_db
 
 
-
 @pytest.fixture
 def w() -> world_mod.World:
     return world_mod.build()
