@@ -501,7 +501,7 @@ def profile_pass(n: int) -> dict:
     batches = max(-(-fired // settings.HQ_SCHEDULER_BATCH), 1)  # full batches; a last empty SELECT ends the pass
     ms = lambda s: s / batches * 1000  # noqa: E731 - per batch
     parts = [
-        ("due SELECT ... FOR UPDATE SKIP LOCKED, rows as tuples", ms(t_["select"])),
+        ("due SELECT ... FOR NO KEY UPDATE SKIP LOCKED, rows as tuples", ms(t_["select"])),
         (f"next_fire() x{n // batches} (cron, cached per trigger and slot)", ms(t_["next_fire"])),
         ("ScheduleFire INSERT ... unnest", ms(t_["insert ScheduleFire"])),
         ("Job INSERT ... unnest", ms(t_["insert Job"])),
@@ -554,7 +554,7 @@ def measure_idle(n: int, iters: int) -> dict:
         services.scheduler_pass()
         services.next_due_at()
     stmts = [x["sql"] for x in q.captured_queries]
-    due_sql = next(s for s in stmts if "FOR UPDATE" in s)
+    due_sql = next(s for s in stmts if "SKIP LOCKED" in s)
     min_sql = next(s for s in stmts if "MIN(" in s.upper())
     plans = {"due": explain(due_sql), "next_due_at": explain(min_sql)}
     return {
@@ -567,7 +567,7 @@ def measure_idle(n: int, iters: int) -> dict:
         "fired": fired,
         "statements": len(stmts),
         "statement_heads": [
-            "SELECT ... FOR UPDATE SKIP LOCKED" if "FOR UPDATE" in x else "SELECT MIN(...)" if "MIN(" in x else x[:8]
+            "SELECT ... SKIP LOCKED" if "SKIP LOCKED" in x else "SELECT MIN(...)" if "MIN(" in x else x[:8]
             for x in stmts
         ],
         "plans": plans,

@@ -321,7 +321,8 @@ def _create_fires(items: list[tuple[_Due, datetime, int, bool]]) -> list[uuid.UU
 def scheduler_pass(*, batch: int | None = None) -> int:
     """Fire every due active schedule once; return how many fires were written.
 
-    Rows are claimed with FOR UPDATE SKIP LOCKED and advanced in the same transaction that writes
+    Rows are claimed with FOR NO KEY UPDATE SKIP LOCKED (other schedulers skip them; inserts that
+    reference them do not wait) and advanced in the same transaction that writes
     their fire rows and jobs, so any number of schedulers fire each slot exactly once; the unique
     (schedule, slot) constraint is the last guard. After downtime only the latest missed slot
     fires, with the number skipped recorded.
