@@ -74,10 +74,14 @@ def queue_depth(*, workspace_id: Any) -> list[dict[str, Any]]:
     return out
 
 
-def workers_live() -> QuerySet[Worker]:
+def heartbeat_cutoff(now: datetime | None = None) -> datetime:
+    """A worker whose last heartbeat is older than this (three intervals) is dead."""
+    return (now or clock.now()) - timedelta(seconds=3 * settings.HQ_HEARTBEAT_INTERVAL_S)
+
+
+def workers_live(now: datetime | None = None) -> QuerySet[Worker]:
     """Workers whose heartbeat is recent (within three intervals)."""
-    cutoff = clock.now() - timedelta(seconds=3 * settings.HQ_HEARTBEAT_INTERVAL_S)
-    return Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=cutoff)
+    return Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=heartbeat_cutoff(now))
 
 
 def running_by_worker(*, workspace_id: Any) -> dict[str, int]:

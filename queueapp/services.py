@@ -20,7 +20,7 @@ from django.db.models import Exists, OuterRef, Q
 from hq import clock, metrics
 from hq.errors import Conflict, Forbidden, ValidationFailed
 from hq.models import Membership, User, Workspace
-from queueapp import registry, transport
+from queueapp import registry, selectors, transitions, transport
 from queueapp.models import (
     WAITING_STATES,
     DecidedVia,
@@ -654,6 +654,10 @@ def backoff_s(base_s: float, attempt: int) -> float:
     return min(base_s * (2 ** max(attempt - 1, 0)), 3600.0) * random.uniform(0.5, 1.5)
 
 
+_DEAD = "worker lost (no heartbeat)"
+_ORPHAN = "attempt not in flight on its live worker (start or finish lost)"
+
+
 def _lost_running_jobs(now: datetime) -> dict[UUID, str]:
     """Running jobs nobody runs, with the reason: their worker died, or their live worker lacks them.
 
@@ -661,24 +665,22 @@ def _lost_running_jobs(now: datetime) -> dict[UUID, str]:
     in flight when it beats; an attempt that started before that look and is missing from it lost
     its task (a START whose reply never arrived, a FINISH that failed twice).
     """
-    cutoff = now - timedelta(seconds=3 * settings.HQ_HEARTBEAT_INTERVAL_S)
+    cutoff = selectors.heartbeat_cutoff(now)
     Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__lt=cutoff).update(stopped_at=now)
-    live = list(
-        Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__gte=cutoff).values_list(
-            "id", "last_heartbeat_at", "attempts"
-        )
-    )
+    live = {
+        w: (seen_at, attempts)
+        for w, seen_at, attempts in selectors.workers_live(now).values_list("id", "last_heartbeat_at", "attempts")
+    }
+    running = Job.objects.filter(state=JobState.RUNNING)
     # A job that started moments ago on a worker whose first heartbeat is in flight is not lost.
-    dead = Job.objects.filter(state=JobState.RUNNING, started_at__lt=cutoff).exclude(worker_id__in=[w[0] for w in live])
-    lost = {job_id: "worker lost (no heartbeat)" for job_id in dead.values_list("id", flat=True)[:500]}
-    for worker_id, seen_at, attempts in live:
-        if attempts is None:  # a worker that does not report its attempts
-            continue
-        in_flight = set(attempts)
-        running = Job.objects.filter(state=JobState.RUNNING, worker_id=worker_id, started_at__lt=seen_at)
-        for job_id, attempt in running.values_list("id", "attempts")[:500]:
-            if transport.arq_job_id(job_id, attempt) not in in_flight:
-                lost[job_id] = "attempt not in flight on its live worker (start or finish lost)"
+    dead = running.filter(started_at__lt=cutoff).exclude(worker_id__in=list(live))
+    lost = dict.fromkeys(dead.values_list("id", flat=True)[:500], _DEAD)
+    reporting = [w for w, (_, attempts) in live.items() if attempts is not None]  # null: does not report
+    rows = running.filter(worker_id__in=reporting).values_list("id", "attempts", "worker_id", "started_at")
+    for job_id, attempt, worker_id, started_at in rows:
+        seen_at, attempts = live[worker_id]
+        if started_at < seen_at and transport.arq_job_id(job_id, attempt) not in attempts:
+            lost[job_id] = _ORPHAN
     return lost
 
 
@@ -695,33 +697,16 @@ def reap_pass() -> int:
             )
             if job is None:
                 continue
-            detail = {"worker": job.worker_id, "reason": reason}
+            why = "its worker stopped" if reason == _DEAD else "its worker no longer runs it"
+            error = f"Attempt {job.attempts} lost: {why}."
             if job.cancel_requested_at:
-                moved = job_transition(
-                    job_id=job.pk, move="cancel_running", kind="cancelled", detail=detail, finished_at=now, worker_id=""
-                )
-            elif job.attempts - job.tries_base < job.max_tries:
-                moved = job_transition(
-                    job_id=job.pk,
-                    move="requeue",
-                    kind="worker_lost",
-                    detail=detail,
-                    due_at=now,
-                    dispatched_at=None,
-                    worker_id="",
-                    error=f"Attempt {job.attempts} lost: its worker stopped.",
-                )
+                move, kind, fields = "cancel_running", "cancelled", {"finished_at": now}
+            elif transitions.tries_left(job.attempts, job.tries_base, job.max_tries):
+                move, kind, fields = "requeue", "worker_lost", {"due_at": now, "dispatched_at": None, "error": error}
             else:
-                moved = job_transition(
-                    job_id=job.pk,
-                    move="fail",
-                    kind="failed",
-                    detail=detail,
-                    finished_at=now,
-                    worker_id="",
-                    error=f"Attempt {job.attempts} lost: its worker stopped.",
-                )
-            if moved is not None:
+                move, kind, fields = "fail", "failed", {"finished_at": now, "error": error}
+            detail = {"worker": job.worker_id, "reason": reason}
+            if job_transition(job_id=job.pk, move=move, kind=kind, detail=detail, worker_id="", **fields) is not None:
                 reaped += 1
                 transaction.on_commit(partial(_forget, job.pk, job.attempts, job.queue), robust=True)
     return reaped

@@ -33,6 +33,12 @@ MOVES: dict[str, Move] = {
     "reject": Move(("awaiting_approval",), "rejected"),
 }
 
+
+def tries_left(attempts: int, tries_base: int, max_tries: int) -> bool:
+    """May a job that has made `attempts` attempts (`tries_base` of them before this run) try again?"""
+    return attempts - tries_base < max_tries
+
+
 # Start attempts, in one statement for a batch of deliveries: only from queued, or deferred and
 # due; never in a paused queue; only for the attempt number ARQ delivered. `cur` locks the rows in
 # id order (so two batches cannot deadlock) and reports the state each moved from.

@@ -176,7 +176,7 @@ class Runtime:
         move_when_retry: str = "retry_later",
         immediate: bool = False,
     ) -> Outcome:
-        if attempt - started.tries_base < started.max_tries:
+        if transitions.tries_left(attempt, started.tries_base, started.max_tries):
             now = clock.now()
             delay = 0.0 if immediate else services.backoff_s(started.retry_backoff_s, attempt - started.tries_base)
             due = now + timedelta(seconds=delay)

@@ -334,6 +334,7 @@ def test_reaper_requeues_a_running_job_its_live_worker_does_not_have(api, member
     assert services.reap_pass() == 1  # the orphan only: the held job is in flight
     o = job(orphan)
     assert (o.state, o.worker_id, o.attempts) == ("queued", "", 1)
+    assert o.error == "Attempt 1 lost: its worker no longer runs it."
     lost = o.events.get(kind="worker_lost")
     assert lost.detail == {
         "worker": worker.pk,
