@@ -108,11 +108,6 @@ class Job(models.Model):
     def __str__(self) -> str:
         return f"{self.function} {self.id} ({self.state})"
 
-    @property
-    def arq_id(self) -> str:
-        """The ARQ job id of the current attempt: `<job id>:<attempt>`."""
-        return f"{self.id}:{self.attempts}"
-
 
 class JobEvent(models.Model):
     """One entry in a job's timeline."""

@@ -137,6 +137,12 @@ def epoch_ms(later: str, earlier: str) -> str:
     return f"((julianday({later}) - julianday({earlier})) * 86400000.0)"
 
 
+def wait_ms_sql() -> str:
+    """SQL for a job's wait: start minus due, in milliseconds, never below 0 (`j` is the job)."""
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    return f"{greatest}({epoch_ms('j.started_at', 'j.due_at')}, 0)"
+
+
 def percentiles_sql(expr: str, condition: str = "TRUE") -> str:
     """SQL for p50/p95/p99 of `expr` over the rows matching `condition`, in one sort."""
     fractions = ",".join(str(f) for f in FRACTIONS)
@@ -225,9 +231,7 @@ def _job_windows(scope: Scope) -> dict[tuple[str, str | None], JobWindow]:
     inner, inner_params = subquery(
         scope.filter(rows), "queue", "function", "state", "due_at", "started_at", "finished_at"
     )
-    wait = f"GREATEST({epoch_ms('j.started_at', 'j.due_at')}, 0)"
-    if connection.vendor != "postgresql":
-        wait = f"MAX({epoch_ms('j.started_at', 'j.due_at')}, 0)"
+    wait = wait_ms_sql()
     run = epoch_ms("j.finished_at", "j.started_at")
     columns, params = [], []
     for name, seconds in WINDOWS:
@@ -453,9 +457,7 @@ def wait_series(scope: Scope, *, step_s: int, n: int) -> tuple[datetime, dict[st
     indexed; `started_at` is not, to keep the worker's hot path to the indexes it has)."""
     start = series_start(scope.now, step_s, n)
     rows = scope.filter(Job.objects.filter(started_at__isnull=False, state__in=OUTCOMES))
-    value = f"GREATEST({epoch_ms('j.started_at', 'j.due_at')}, 0)"
-    if connection.vendor != "postgresql":
-        value = f"MAX({epoch_ms('j.started_at', 'j.due_at')}, 0)"
+    value = wait_ms_sql()
     return start, bucket_percentiles(
         rows,
         time_field="finished_at",

@@ -156,9 +156,7 @@ def _validate_args(args: Any) -> None:
         )
 
 
-def job_submit(
-    *, workspace: Workspace, owner: User | None, submission: Submission, internal_ok: bool = False
-) -> tuple[Job, bool]:
+def job_submit(*, workspace: Workspace, owner: User | None, submission: Submission) -> tuple[Job, bool]:
     """Record a job and hand it to ARQ after commit. Returns (job, created).
 
     A job whose function requires approval, or submitted with `requires_approval`, is recorded
@@ -167,9 +165,7 @@ def job_submit(
     original job (created False) when the body matches, and 409 when it does not or when it
     belongs to another user.
     """
-    fn = registry.get_function(submission.function) if internal_ok else function_for_submit(submission.function)
-    if fn is None:
-        raise ValidationFailed(f"Unknown function '{submission.function}'.", code="unknown_function")
+    fn = function_for_submit(submission.function)
     _validate_args(submission.args)
     gated = fn.requires_approval or submission.requires_approval
     if len(submission.approval_reason) > MAX_TEXT_CHARS:
@@ -599,12 +595,8 @@ def relay_pass(*, everything: bool = False, batch: int = 500) -> int:
     pushed = 0
     while True:
         with transaction.atomic():
-            rows = jobs_due_unpaused()
-            if not everything:
-                cutoff = now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
-                rows = rows.filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
-            else:
-                rows = rows.filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now))
+            cutoff = now if everything else now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
+            rows = jobs_due_unpaused().filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
             picked = list(
                 rows.select_for_update(skip_locked=True, no_key=True)
                 .order_by("due_at")

@@ -56,11 +56,6 @@ async def reaper(runtime) -> None:  # noqa: ANN001
         await runtime.sleep(settings.HQ_HEARTBEAT_INTERVAL_S)
 
 
-def hitl_expiry_interval_s() -> float:
-    """The longest the expiry task sleeps (`HQ_HITL_EXPIRY_INTERVAL_S`)."""
-    return settings.HQ_HITL_EXPIRY_INTERVAL_S
-
-
 @side_task("hitl_expiry")
 async def hitl_expiry(runtime) -> None:  # noqa: ANN001
     """Expire pending HITL requests past `expires_at` (their jobs end `rejected`), without anyone asking.
@@ -70,7 +65,7 @@ async def hitl_expiry(runtime) -> None:  # noqa: ANN001
     """
     from queueapp.worker import run_sync
 
-    interval_s = hitl_expiry_interval_s()
+    interval_s = settings.HQ_HITL_EXPIRY_INTERVAL_S
     while not runtime.stopping.is_set():
         sleep_s = interval_s
         try:

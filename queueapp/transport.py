@@ -44,11 +44,6 @@ def arq_job_id(job_id: UUID | str, attempt: int) -> str:
     return f"{job_id}:{attempt}"
 
 
-def parse_arq_job_id(arq_id: str) -> tuple[str, int]:
-    job_id, _, attempt = arq_id.rpartition(":")
-    return job_id, int(attempt)
-
-
 def queue_key(queue: str) -> str:
     """The ARQ queue (a sorted set) of an HQ queue."""
     return hq_redis.key("arq", "queue", queue)
