@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -138,11 +139,20 @@ def schedule_update(
     description: Any = UNSET,
     trigger: Any = UNSET,
     args: Any = UNSET,
+    merge: Collection[str] = (),
 ) -> tuple[Schedule, bool]:
-    """Change only what is given; returns (schedule, trigger_changed). Archived: 409."""
+    """Change only what is given; returns (schedule, trigger_changed). Archived: 409.
+
+    merge: of "trigger" and "args", those given as only the keys to change; they are merged into
+    the row's values after it is locked, so two concurrent partial updates cannot undo each other.
+    """
     s = _locked(schedule)
     if s.state == ScheduleState.ARCHIVED:
         raise _conflict(s, "update")
+    if "trigger" in merge and trigger is not UNSET:
+        trigger = _merged(s.trigger, trigger)
+    if "args" in merge and args is not UNSET:
+        args = _merged(s.args, args)
     now = clock.now()
     fields = ["updated_at"]
     if name is not UNSET:
@@ -165,6 +175,13 @@ def schedule_update(
     s.save(update_fields=fields)
     transaction.on_commit(_notify, robust=True)
     return s, trigger_changed
+
+
+def _merged(current: Any, changes: Any) -> Any:
+    """`current` with `changes` applied key by key (a non-object on either side replaces it)."""
+    if isinstance(current, dict) and isinstance(changes, dict):
+        return {**current, **changes}
+    return changes
 
 
 # --- lifecycle -----------------------------------------------------------------------------------

@@ -291,10 +291,7 @@ class ScheduleView(APIView):
         s = schedule_mutable(request.auth, schedule_id)
         data = SchedulePatch(data=request.data)
         data.is_valid(raise_exception=True)
-        v = dict(data.validated_data)
-        if "args" in v:
-            v["args"] = {**s.args, **v["args"]}
-        s, trigger_changed = services.schedule_update(schedule=s, **v)
+        s, trigger_changed = services.schedule_update(schedule=s, merge=("args",), **data.validated_data)
         body: dict[str, Any] = {"ok": True}
         if trigger_changed:
             body["next_fire_at"] = UTCDateTimeField().to_representation(s.next_fire_at)

@@ -184,14 +184,11 @@ class TaskView(APIView):
         changes: dict[str, Any] = {}
         if "name" in v:
             changes["name"] = v["name"]
-        if "schedule" in v or "timezone" in v:
-            changes["trigger"] = {
-                "kind": "cron",
-                "expr": v.get("schedule", task.trigger.get("expr")),
-                "tz": v.get("timezone", task.trigger.get("tz")),
-            }
+        trigger = {key: v[name] for name, key in (("schedule", "expr"), ("timezone", "tz")) if name in v}
+        if trigger:
+            changes["trigger"], changes["merge"] = {"kind": "cron", **trigger}, ("trigger",)
         if "args" in v:
-            changes["args"] = v["args"]
+            changes["args"] = v["args"]  # a task's args are replaced whole
         with _task_fields():
             task = services.task_update(schedule=task, actor=request.auth.user, enabled=v.get("enabled"), **changes)
         return Response(TaskOut(task).data)

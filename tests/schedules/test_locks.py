@@ -76,3 +76,46 @@ def test_the_plan_check_does_not_block_submits(member, schedule):
         services._check_plan(member.workspace)  # held while a schedule is created or resumed
         assert submit_elsewhere(member) is None
     assert Job.objects.filter(function="hq.echo").count() == 1
+
+
+def test_concurrent_partial_patches_of_args_both_land(api, member):
+    """A PATCH of args merges into the row as it is once locked, not into what it read before."""
+    from rest_framework.test import APIClient
+
+    created = api.post(
+        "/v1/api/schedules",
+        {
+            "name": "digest",
+            "trigger": {"kind": "cron", "expr": "0 8 * * MON", "tz": "Europe/Stockholm"},
+            "prompt": "old prompt",
+            "deliver_to": {"kind": "web_inbox"},
+        },
+        format="json",
+        **member.headers,
+    )
+    assert created.status_code == 201, created.content
+    sid = created.json()["schedule"]["id"]
+    replies: list = []
+
+    def patch_prompt() -> None:
+        try:
+            replies.append(
+                APIClient().patch(
+                    f"/v1/api/schedules/{sid}", {"args": {"prompt": "new prompt"}}, format="json", **member.headers
+                )
+            )
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        s = services._locked(Schedule.objects.get(pk=sid))  # another writer holds the row...
+        s.args = {**s.args, "reset_each_fire": True}
+        s.save(update_fields=["args"])
+        t = threading.Thread(target=patch_prompt)
+        t.start()
+        t.join(1.0)  # ...while the PATCH reads the row and waits for the lock
+        assert t.is_alive(), "the PATCH must wait for the lock"
+    t.join(30)
+    assert replies and replies[0].status_code == 200, replies
+    args = Schedule.objects.get(pk=sid).args
+    assert (args["prompt"], args["reset_each_fire"]) == ("new prompt", True)
