@@ -396,7 +396,7 @@ def next_due_at() -> datetime | None:
 # --- the fire job ------------------------------------------------------------------------------
 
 
-def fire_run(*, fire_id: Any, attempt: int = 1) -> str:
+def fire_run(*, fire_id: Any) -> str:
     """Run one fire's action and record the outcome on the fire and the schedule; returns its status.
 
     A fire runs its action at most once: a fire found `running` (its worker died mid-action) is
@@ -479,7 +479,7 @@ def finish_fire(fire: ScheduleFire, status: str, *, error: str = "", conversatio
 
 def fire_job(ctx: Any) -> dict[str, Any]:
     """Queue function body: run the fire named in the job's args."""
-    return {"status": fire_run(fire_id=ctx.args["fire_id"], attempt=ctx.attempt)}
+    return {"status": fire_run(fire_id=ctx.args["fire_id"])}
 
 
 @transaction.atomic

@@ -431,7 +431,6 @@ class _Cron:
     """
 
     normalised: str
-    canonical: str
     day_or: bool
     minutes: tuple[int, ...]
     hours: tuple[int, ...]
@@ -489,14 +488,12 @@ def _parse_cron(expr: str) -> _Cron:
             "expr",
         )
     values = [_expand_cron_field(raw, spec) for raw, spec in zip(fields, _CRON_FIELDS, strict=True)]
-    canonical = " ".join("*" if f == "*" else ",".join(map(str, v)) for f, v in zip(fields, values, strict=True))
     # Vixie cron: a day field starting with '*' is unrestricted, and the two day
     # fields are OR-ed only when both are restricted.
     day_or = not (fields[2].startswith("*") or fields[4].startswith("*"))
     minutes, hours, days, months, weekdays = values
     cron = _Cron(
         " ".join(fields),
-        canonical,
         day_or,
         tuple(minutes),
         tuple(hours),

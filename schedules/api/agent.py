@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from hq.api.auth import Principal
 from hq.api.fields import UTCDateTimeField
-from hq.api.pagination import parse_page
+from hq.api.pagination import paginate
 from hq.api.permissions import require_admin
 from hq.api.schema import PAGE_PARAMETERS
 from hq.errors import Forbidden, NotFound, ValidationFailed
@@ -232,12 +232,7 @@ class SchedulesView(APIView):
             rows = rows.filter(state=state)
         elif not _bool(q.get("include_archived"), "include_archived"):
             rows = rows.exclude(state=ScheduleState.ARCHIVED)
-        limit, offset = parse_page(q)
-        total = rows.count()
-        page = rows.order_by("-created_at", "id")[offset : offset + limit]
-        return Response(
-            {"schedules": ScheduleOut(page, many=True).data, "total": total, "limit": limit, "offset": offset}
-        )
+        return paginate(self, request, rows.order_by("-created_at", "id"), ScheduleOut, "schedules")
 
     @extend_schema(
         request=ScheduleIn,
