@@ -27,6 +27,7 @@ from hq.errors import Forbidden, NotFound, ValidationFailed
 from hq.models import User
 from schedules import services
 from schedules.models import Schedule, ScheduleState
+from schedules.selectors import schedules_on, schedules_visible
 
 ACTION = "run_agent"
 
@@ -136,21 +137,17 @@ class ScheduleOut(serializers.Serializer):
         return data
 
 
-def _agent_schedules(principal: Principal):  # noqa: ANN202
-    return Schedule.objects.filter(workspace_id=principal.workspace_id, action=ACTION)
-
-
 def schedule_readable(principal: Principal, schedule_id: Any) -> Schedule:
     """Owner or admin may read; anyone else gets 404."""
-    s = _agent_schedules(principal).filter(pk=schedule_id).first()
-    if s is None or not (principal.is_admin or s.owner_id == principal.user.pk):
+    s = schedules_visible(principal, "agent").filter(pk=schedule_id).first()
+    if s is None:
         raise NotFound("No such schedule.")
     return s
 
 
 def schedule_mutable(principal: Principal, schedule_id: Any) -> Schedule:
     """Owner or admin may change; a member of the same workspace gets 403, anyone else 404."""
-    s = _agent_schedules(principal).filter(pk=schedule_id).first()
+    s = schedules_on(principal, "agent").filter(pk=schedule_id).first()
     if s is None:
         raise NotFound("No such schedule.")
     if not (principal.is_admin or s.owner_id == principal.user.pk):
@@ -213,7 +210,7 @@ class SchedulesView(APIView):
         owner = q.get("owner_user_id")
         if scope == "workspace" or (owner and owner != str(principal.user.pk)):
             require_admin(principal)
-        rows = _agent_schedules(principal)
+        rows = schedules_on(principal, "agent")
         if scope == "mine" and not owner:
             rows = rows.filter(owner_id=principal.user.pk)
         if owner:
@@ -348,7 +345,7 @@ class OwnersView(APIView):
     def get(self, request: Request) -> Response:
         require_admin(request.auth)
         counts = (
-            _agent_schedules(request.auth)
+            schedules_on(request.auth, "agent")
             .exclude(state=ScheduleState.ARCHIVED)
             .values("owner_id")
             .annotate(n=Count("id"))

@@ -18,6 +18,7 @@ from hq.api.pagination import paginate
 from hq.errors import NotFound, ValidationFailed
 from schedules import actions, services
 from schedules.models import Schedule, ScheduleState
+from schedules.selectors import schedules_visible
 
 
 class TaskIn(serializers.Serializer):
@@ -84,13 +85,8 @@ EXAMPLE = {
 }
 
 
-def tasks_visible(principal: Principal):  # noqa: ANN201
-    rows = Schedule.objects.filter(workspace_id=principal.workspace_id).exclude(action__in=actions.names("agent"))
-    return rows if principal.is_admin else rows.filter(owner_id=principal.user.pk)
-
-
 def task_get(principal: Principal, task_id: Any) -> Schedule:
-    task = tasks_visible(principal).filter(pk=task_id).first()
+    task = schedules_visible(principal, "tasks").filter(pk=task_id).first()
     if task is None:
         raise NotFound("No such scheduled task.")
     return task
@@ -137,7 +133,9 @@ class TasksView(APIView):
 
     @extend_schema(responses={200: TaskOut(many=True)})
     def get(self, request: Request) -> Response:
-        return paginate(self, request, tasks_visible(request.auth).order_by("-created_at", "id"), TaskOut, "tasks")
+        return paginate(
+            self, request, schedules_visible(request.auth, "tasks").order_by("-created_at", "id"), TaskOut, "tasks"
+        )
 
     @extend_schema(
         request=TaskIn,
