@@ -55,7 +55,8 @@ def _conflict(job: Job, action: str) -> JobStateConflict:
 
 def job_transition(
     *,
-    job_id: UUID | str,
+    job_id: UUID | str | None = None,
+    job: Job | None = None,
     move: str,
     kind: str | None = None,
     actor: User | None = None,
@@ -65,11 +66,13 @@ def job_transition(
     """Apply a move from `transitions.MOVES` as a conditional UPDATE plus a JobEvent.
 
     Returns the updated job, or None when the job is not in one of the move's source states
-    (someone else moved it first). Must run inside a transaction.
+    (someone else moved it first). Must run inside a transaction. Give `job` when the caller has
+    already locked and read the row in this transaction (the row is not read again), else `job_id`.
     """
     spec = MOVES[move]
     now = clock.now()
-    job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
+    if job is None:
+        job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
     if job is None or job.state not in spec.sources:
         return None
     source = job.state
@@ -88,7 +91,9 @@ def job_transition(
         at=now,
     )
     transaction.on_commit(partial(metrics.job_transition, job.queue, job.function, spec.target))
-    job.refresh_from_db()
+    job.state = spec.target  # the row as the UPDATE left it: every value set here is a plain one
+    for name, value in fields.items():
+        setattr(job, name, value)
     return job
 
 
@@ -297,13 +302,13 @@ def job_push(job: Job) -> None:
 def job_cancel(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Job:
     """Cancel a waiting job at once (and its pending HITL request); ask a running one to abort; 409 when finished."""
     with transaction.atomic():
-        moved = job_transition(job_id=job.pk, move="cancel", actor=actor, finished_at=clock.now())
+        current = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
+        moved = job_transition(job=current, move="cancel", actor=actor, finished_at=clock.now())
         if moved is not None:
             HITLRequest.objects.filter(job_id=job.pk, state=HITLState.PENDING).update(
                 state=HITLState.CANCELLED, decided_by=actor, decided_at=moved.updated_at, decided_via=via
             )
             return moved
-        current = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
         if current.state != JobState.RUNNING:
             raise _conflict(current, "cancel")
         if current.cancel_requested_at is None:
@@ -318,9 +323,9 @@ def job_cancel(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Jo
                 actor=actor,
                 at=now,
             )
+            current.cancel_requested_at = current.updated_at = now
             attempt = current.attempts
             transaction.on_commit(lambda: _abort(current.pk, attempt), robust=True)
-        current.refresh_from_db()
         return current
 
 
@@ -344,7 +349,7 @@ def job_retry(*, job: Job, actor: User | None) -> Job:
         latest = current.hitl_requests.order_by("-created_at").first()
         gated = _needs_new_approval(current, latest)
         moved = job_transition(
-            job_id=job.pk,
+            job=current,
             move="retry_gated" if gated else "retry",
             actor=actor,
             due_at=now,
@@ -442,15 +447,15 @@ def hitl_decide(
     now = clock.now()
     with transaction.atomic():
         # Lock order everywhere: the job, then its request (job_cancel, job_retry, expiry).
-        Job.objects.select_for_update(no_key=True).filter(pk=request.job_id).first()
+        job = Job.objects.select_for_update(no_key=True).get(pk=request.job_id)
         hitl = HITLRequest.objects.select_for_update(no_key=True).get(pk=request.pk)
         if hitl.state == target:
             return hitl
         expired_now = hitl.state == HITLState.PENDING and hitl.expires_at <= now
         if expired_now:
-            _hitl_expire_locked(hitl, now)
+            _hitl_expire_locked(hitl, now, job=job)
         elif hitl.state == HITLState.PENDING:
-            _hitl_apply(hitl, actor=actor, target=target, via=via, comment=comment, args=args, now=now)
+            _hitl_apply(hitl, job, actor=actor, target=target, via=via, comment=comment, args=args, now=now)
             return hitl
     # Outside the block, so an expiry found on the way is committed before the 409.
     raise HITLStateConflict(f"This request is {hitl.state}; it cannot be {target}.", detail={"state": hitl.state})
@@ -458,6 +463,7 @@ def hitl_decide(
 
 def _hitl_apply(
     hitl: HITLRequest,
+    job: Job,
     *,
     actor: User,
     target: str,
@@ -472,7 +478,7 @@ def _hitl_apply(
     if approved:
         detail["args_changed"] = run_args != hitl.args
         moved = job_transition(
-            job_id=hitl.job_id,
+            job=job,
             move="approve",
             kind="approved",
             actor=actor,
@@ -483,7 +489,7 @@ def _hitl_apply(
         )
     else:
         moved = job_transition(
-            job_id=hitl.job_id,
+            job=job,
             move="reject",
             kind="rejected",
             actor=actor,
@@ -492,9 +498,8 @@ def _hitl_apply(
             error=f"Rejected by {actor.label}." + (f" {comment}" if comment else ""),
         )
     if moved is None:
-        state = Job.objects.values_list("state", flat=True).get(pk=hitl.job_id)
         raise HITLStateConflict(
-            f"The job is {state}, not awaiting approval.", detail={"state": hitl.state, "job_state": state}
+            f"The job is {job.state}, not awaiting approval.", detail={"state": hitl.state, "job_state": job.state}
         )
     hitl.state, hitl.decided_by, hitl.decided_at, hitl.decided_via, hitl.comment = target, actor, now, via, comment
     hitl.approved_args = run_args if approved else None
@@ -503,10 +508,11 @@ def _hitl_apply(
         transaction.on_commit(partial(job_push, moved), robust=True)
 
 
-def _hitl_expire_locked(hitl: HITLRequest, now: datetime) -> None:
+def _hitl_expire_locked(hitl: HITLRequest, now: datetime, job: Job | None = None) -> None:
     """Expire a pending request whose job row is locked by the caller; its job ends `rejected`."""
     moved = job_transition(
         job_id=hitl.job_id,
+        job=job,
         move="reject",
         kind="approval_expired",
         detail={"hitl_request_id": str(hitl.pk), "expires_at": hitl.expires_at.isoformat()},
@@ -698,7 +704,7 @@ def reap_pass() -> int:
             else:
                 move, kind, fields = "fail", "failed", {"finished_at": now, "error": error}
             detail = {"worker": job.worker_id, "reason": reason}
-            if job_transition(job_id=job.pk, move=move, kind=kind, detail=detail, worker_id="", **fields) is not None:
+            if job_transition(job=job, move=move, kind=kind, detail=detail, worker_id="", **fields) is not None:
                 reaped += 1
                 transaction.on_commit(partial(_forget, job.pk, job.attempts, job.queue), robust=True)
     return reaped
