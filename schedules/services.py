@@ -335,6 +335,26 @@ def _create_fires(items: list[tuple[_Due, datetime, int, bool]]) -> list[uuid.UU
     return fire_ids
 
 
+def _not_yet_fired(items: list[tuple[_Due, datetime, int, bool]]) -> list[tuple[_Due, datetime, int, bool]]:
+    """Drop (schedule, slot) pairs that already have a scheduled fire, in one query.
+
+    A slot can come round twice when next_fire_at is set back to one that fired (a resume or an
+    edit computed on a host whose clock lags). Left in, the unique (schedule, slot) constraint
+    would abort the whole batch on every pass and stall every schedule in it.
+    """
+    if not items:
+        return items
+    fired = set(
+        ScheduleFire.objects.filter(
+            manual=False, schedule_id__in=[s.id for s, *_ in items], slot__in=[slot for _, slot, *_ in items]
+        ).values_list("schedule_id", "slot")
+    )
+    for s, slot, *_ in items:
+        if (s.id, slot) in fired:
+            logger.warning("schedule %s: slot %s already fired; not firing it again", s.id, slot.isoformat())
+    return [item for item in items if (item[0].id, item[1]) not in fired]
+
+
 def scheduler_pass(*, batch: int | None = None) -> int:
     """Fire every due active schedule once; return how many fires were written.
 
@@ -381,6 +401,7 @@ def scheduler_pass(*, batch: int | None = None) -> int:
                     state, reason = ScheduleState.ACTIVE, "" if nxt is not None else "The trigger has no further fires."
                 for column, value in zip(advanced, (nxt, state, reason, now), strict=True):
                     advanced[column].append(value)
+            items = _not_yet_fired(items)
             _create_fires(items)
             db.bulk_update(Schedule, [s.id for s in due], advanced)
         total += len(items)

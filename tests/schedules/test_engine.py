@@ -57,6 +57,26 @@ def test_pass_fires_due_once_and_advances(member, room):
     assert s.next_fire_at == triggers.next_fire_after(s.trigger, clock.now())
 
 
+def test_a_slot_that_already_fired_is_skipped_without_stalling_the_batch(member, room):
+    """The unique (schedule, slot) constraint guards a slot; the pass skips it rather than trip it."""
+    from django.db import IntegrityError, transaction
+
+    a = make(member, room, expr="0 0 * * *", due_ago_s=0)
+    slot = a.next_fire_at
+    assert services.scheduler_pass() == 1
+    first = ScheduleFire.objects.get(schedule=a)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ScheduleFire.objects.create(schedule=a, slot=slot, manual=False)
+    ScheduleFire.objects.create(schedule=a, slot=slot, manual=True)  # a manual fire may share the time
+    b = make(member, room, expr="0 0 * * *", due_ago_s=0)
+    Schedule.objects.filter(pk=a.pk).update(next_fire_at=slot)  # set back to a slot that fired
+    assert services.scheduler_pass() == 1  # b fires; a is not fired twice, and the batch commits
+    assert ScheduleFire.objects.filter(schedule=b, manual=False).count() == 1
+    assert list(ScheduleFire.objects.filter(schedule=a, manual=False)) == [first]
+    a.refresh_from_db()
+    assert a.state == "active" and a.next_fire_at > slot
+
+
 def test_downtime_fires_latest_missed_slot_once(member, room):
     s = make(member, room, expr="0 8 * * *", tz="Europe/Stockholm")
     week_ago = triggers.next_fire_after(s.trigger, clock.now() - timedelta(days=7, hours=1))
@@ -75,6 +95,28 @@ def test_corrupted_trigger_is_quarantined_and_the_loop_goes_on(member, room):
     assert services.scheduler_pass() == 1
     bad.refresh_from_db()
     assert bad.state == "quarantined" and bad.next_fire_at is None and "Trigger" in bad.state_reason
+    assert ScheduleFire.objects.get().schedule_id == good.pk
+
+
+@pytest.mark.parametrize(
+    ("field", "stored"),
+    [
+        ("trigger", "garbage"),
+        ("trigger", {}),
+        ("trigger", [1, 2]),
+        ("trigger", {"kind": "rrule", "expr": "FREQ=DAILY", "tz": "UTC"}),  # no dtstart
+        ("trigger", {"kind": "cron", "expr": "0 * * * *", "tz": "Mars/Olympus"}),
+        ("trigger", {"kind": "cron", "expr": ["0"], "tz": "UTC"}),
+        ("action", "gone_plugin.action"),
+    ],
+)
+def test_every_shape_of_corrupted_row_is_quarantined_and_the_pass_goes_on(member, room, field, stored):
+    bad = make(member, room, due_ago_s=0)
+    good = make(member, room, due_ago_s=0)
+    Schedule.objects.filter(pk=bad.pk).update(**{field: stored})
+    assert services.scheduler_pass() == 1
+    bad.refresh_from_db()
+    assert bad.state == "quarantined" and bad.next_fire_at is None and bad.state_reason
     assert ScheduleFire.objects.get().schedule_id == good.pk
 
 
