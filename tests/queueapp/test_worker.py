@@ -189,6 +189,27 @@ def test_worker_killed_mid_job_is_retried_by_another(api, member, procs, burst):
     ]
 
 
+def test_a_running_worker_reaps_a_dead_workers_job_by_itself(api, member, procs):
+    """No reap_pass from the test: the reaper side task of another runworker finds the lost job."""
+    job_id = submit(api, member, function="tests.sleep", args={"seconds": 60, "first_only": True}, max_tries=2)
+    victim = procs.worker("--without", "reaper")
+    wait_for(lambda: job(job_id).state == "running", timeout=30, what="the job to start")
+    dead_worker = job(job_id).worker_id
+    procs.worker()
+    rescuer_up = Worker.objects.filter(stopped_at=None).exclude(pk=dead_worker)
+    wait_for(rescuer_up.exists, timeout=30, what="the rescuer")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    wait_for(lambda: job(job_id).state == "succeeded", timeout=45, what="the rescuer to reap and rerun the job")
+    j = job(job_id)
+    assert (j.attempts, runs(job_id)) == (2, 2)
+    kinds = ["submitted", "started", "worker_lost", "started", "succeeded"]
+    assert list(j.events.values_list("kind", flat=True)) == kinds
+    second = j.events.filter(kind="started").order_by("at").last()
+    assert second.detail["worker"] != dead_worker
+    assert Worker.objects.get(pk=dead_worker).stopped_at is not None
+
+
 def test_lost_job_without_tries_left_fails(api, member, procs):
     job_id = submit(api, member, function="tests.sleep", args={"seconds": 60}, max_tries=1)
     victim = procs.worker("--without", "reaper")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from django.db.models import Count
 
 from hq import clock, messaging
 from hq.models import Plan, Room, RoomMessage
-from queueapp.models import Job
+from queueapp.models import Job, Worker
 from schedules import services, triggers
 from schedules.models import Schedule, ScheduleFire
 from tests.conftest import wait_for
@@ -178,6 +179,41 @@ def test_failures_pause_after_threshold(member, room, burst, settings):
     s.refresh_from_db()
     assert s.failure_count == 2 and s.consecutive_failure_count == 2
     assert s.state == "paused" and "2 consecutive failures" in s.state_reason
+
+
+@pytest.fixture
+def shifted_clock(procs):
+    """This process and its subprocesses 5 s before a minute boundary; restored afterwards."""
+    now = clock.now()
+    to_boundary = 60 - now.second - now.microsecond / 1e6
+    offset = to_boundary - 5 if to_boundary > 5 else to_boundary + 55
+    clock.set_offset(offset)
+    procs.env = {**procs.env, "HQ_CLOCK_OFFSET_S": str(offset), "HQ_SCHEDULER_MAX_SLEEP_S": "300"}
+    yield offset
+    clock.set_offset(0)
+
+
+def test_an_idle_scheduler_is_woken_by_a_change_and_fires_on_the_slot(api, member, room, procs, shifted_clock):
+    """No coarse tick: a scheduler asleep with nothing due (300 s cap) hears the new schedule, then
+    sleeps exactly until its slot."""
+    procs.worker("--scheduler-only")
+    wait_for(Worker.objects.exists, timeout=30, what="the scheduler")
+    time.sleep(0.5)  # its first pass found nothing: it is asleep for up to 300 s
+    body = {
+        "name": "every minute",
+        "schedule": "* * * * *",
+        "timezone": "UTC",
+        "action": "send_message",
+        "args": {"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "tick"}},
+    }
+    created = api.post("/v1/scheduled-tasks", body, format="json", **member.headers)
+    assert created.status_code == 201, created.content
+    slot = Schedule.objects.get(pk=created.json()["id"]).next_fire_at
+    assert 0 < (slot - clock.now()).total_seconds() < 6
+    wait_for(ScheduleFire.objects.exists, timeout=20, what="the fire")
+    fire = ScheduleFire.objects.get()
+    assert fire.slot == slot and not fire.manual
+    assert timedelta(0) <= fire.created_at - slot < timedelta(seconds=2), "fired on its slot, not on a tick"
 
 
 def test_two_scheduler_processes_fire_each_slot_once(member, room, procs):
