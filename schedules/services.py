@@ -122,6 +122,13 @@ def schedule_create(
     return schedule
 
 
+def _set_state(s: Schedule, state: str, reason: str, *, next_fire_at: datetime | None = None) -> None:
+    """Move a locked schedule to `state`; only an active one keeps a next fire (a database check)."""
+    s.state, s.state_reason, s.updated_at = state, reason[:2000], clock.now()
+    s.next_fire_at = next_fire_at if state == ScheduleState.ACTIVE else None
+    s.save(update_fields=["state", "next_fire_at", "state_reason", "updated_at"])
+
+
 def _locked(schedule: Schedule | Any) -> Schedule:
     """The schedule (or schedule id) re-read and locked: its row only, never its workspace or owner.
 
@@ -195,10 +202,7 @@ def schedule_pause(*, schedule: Schedule, actor: User | None, reason: str | None
         return s
     if s.state != ScheduleState.ACTIVE:
         raise _conflict(s, "pause")
-    s.state, s.next_fire_at = ScheduleState.PAUSED, None
-    s.state_reason = reason or f"Paused by {actor.label if actor else 'the system'}."
-    s.updated_at = clock.now()
-    s.save(update_fields=["state", "next_fire_at", "state_reason", "updated_at"])
+    _set_state(s, ScheduleState.PAUSED, reason or f"Paused by {actor.label if actor else 'the system'}.")
     return s
 
 
@@ -222,8 +226,7 @@ def schedule_resume(*, schedule: Schedule) -> Schedule:
                 detail={"state": s.state, "reason": str(exc)},
             ) from exc
         raise
-    s.state, s.next_fire_at, s.state_reason, s.updated_at = ScheduleState.ACTIVE, nxt, "", now
-    s.save(update_fields=["state", "next_fire_at", "state_reason", "updated_at"])
+    _set_state(s, ScheduleState.ACTIVE, "", next_fire_at=nxt)
     transaction.on_commit(_notify, robust=True)
     return s
 
@@ -259,9 +262,7 @@ def schedule_archive(*, schedule: Schedule, actor: User | None) -> Schedule:
     if s.state == ScheduleState.ARCHIVED:
         return s
     _cancel_pending_fires(s, "Schedule archived.")
-    s.state, s.next_fire_at, s.updated_at = ScheduleState.ARCHIVED, None, clock.now()
-    s.state_reason = f"Archived by {actor.label if actor else 'the system'}."
-    s.save(update_fields=["state", "next_fire_at", "state_reason", "updated_at"])
+    _set_state(s, ScheduleState.ARCHIVED, f"Archived by {actor.label if actor else 'the system'}.")
     return s
 
 
@@ -284,8 +285,7 @@ def schedule_delete(*, schedule: Schedule) -> None:
 
 def schedule_quarantine(s: Schedule, reason: str) -> None:
     """Park a schedule whose stored trigger or args no longer parse (the row must be locked)."""
-    s.state, s.next_fire_at, s.state_reason, s.updated_at = ScheduleState.QUARANTINED, None, reason[:2000], clock.now()
-    s.save(update_fields=["state", "next_fire_at", "state_reason", "updated_at"])
+    _set_state(s, ScheduleState.QUARANTINED, reason)
     logger.warning("schedule %s quarantined: %s", s.pk, reason)
 
 
