@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from hq import agents
@@ -17,8 +18,10 @@ MAX_QUERY_LIMIT = 100
 def room_create(
     *, workspace: Workspace, creator: User, name: str, member_ids: list[Any] | None = None, agent: Agent | None = None
 ) -> Room:
-    """Create a room; the creator is always a member; members must belong to the workspace."""
-    room = Room.objects.create(workspace=workspace, name=name, created_by=creator, agent=agent)
+    """Create a room; the creator is always a member; members must belong to the workspace.
+
+    Members are checked before the room is written, so a refused create leaves nothing behind.
+    """
     members = {creator.pk}
     if member_ids:
         found = set(
@@ -28,7 +31,9 @@ def room_create(
         if missing:
             raise ValidationFailed("Some members are not in this workspace.", fields={"members": sorted(missing)})
         members |= found
-    room.members.set(members)
+    with transaction.atomic():
+        room = Room.objects.create(workspace=workspace, name=name, created_by=creator, agent=agent)
+        room.members.set(members)
     return room
 
 

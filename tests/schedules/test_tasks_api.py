@@ -174,3 +174,12 @@ def test_rooms_and_notes_api(api, member):
     bad = api.post("/v1/notes/queries", {"name": "x", "filters": {"sql": "drop"}}, format="json", **member.headers)
     assert bad.status_code == 400
     assert not ScheduleFire.objects.exists()
+
+
+def test_room_with_an_unknown_member_is_refused_and_not_written(api, member):
+    from hq.models import Room
+
+    stranger = factories.caller()
+    resp = api.post("/v1/rooms", {"name": "r", "members": [str(stranger.user.pk)]}, format="json", **member.headers)
+    assert resp.status_code == 400 and list(resp.json()["error"]["fields"]) == ["members"]
+    assert not Room.objects.exists()
