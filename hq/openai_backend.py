@@ -6,6 +6,7 @@ when it is short, and records the error on the fire otherwise.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -28,9 +29,11 @@ class AgentRunError(RuntimeError):
 def _retry_after(exc: openai.APIStatusError) -> float | None:
     raw = exc.response.headers.get("retry-after") if exc.response is not None else None
     try:
-        return float(raw) if raw is not None else None
+        wait = float(raw) if raw is not None else None
     except ValueError:
         return None
+    # "-1", "nan" and "inf" parse as floats but are no wait: time.sleep would raise on them.
+    return wait if wait is not None and math.isfinite(wait) and wait >= 0 else None
 
 
 class OpenAICompatibleBackend:
