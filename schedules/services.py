@@ -58,7 +58,8 @@ def trigger_prepare(trigger: Any, *, now: datetime | None = None) -> dict[str, A
         return clean
     except triggers.TriggerError as exc:
         field = f"trigger.{exc.field}" if getattr(exc, "field", None) else "trigger"
-        raise ValidationFailed(f"Invalid trigger: {exc}", fields={field: [str(exc)]}, code="invalid_trigger") from exc
+        code = exc.code if isinstance(exc, triggers.TriggerTooExpensive) else "invalid_trigger"
+        raise ValidationFailed(f"Invalid trigger: {exc}", fields={field: [str(exc)]}, code=code) from exc
 
 
 def next_fire(trigger: dict[str, Any], after: datetime) -> datetime | None:

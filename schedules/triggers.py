@@ -51,6 +51,19 @@ Design choices (documented here because callers and users see them):
   time in ``tz``; date-only UNTIL and COUNT together with UNTIL are refused.
   Rules that could fire more often than once a minute (SECONDLY, more than one
   BYSECOND value) and rules that never produce an occurrence are refused.
+* cost: every rrule evaluation (the first occurrence at validation, each next
+  fire, the end of a COUNT rule) runs under a budget of
+  ``EVALUATION_BUDGET_S`` of this thread's CPU time and ``EVALUATION_MAX_WINDOWS``
+  scan windows; past it :class:`TriggerTooExpensive` is raised (the API answers
+  400 ``trigger_too_expensive``, the scheduler quarantines). Cheap structural
+  refusals come first and are cached per expression, so varying ``dtstart``
+  cannot make them cost more: an HOURLY or MINUTELY rule must match some day in
+  every calendar year (``every minute of Monday 29 February`` is a YEARLY
+  rule), and a sub-daily INTERVAL whose lattice never meets the allowed
+  weekday and time is refused outright. COUNT rules are never materialised:
+  only their last occurrence is found, by the same budgeted scan. Sub-daily
+  rules skip whole non-matching days with a cheap DAILY probe instead of
+  letting dateutil step through them.
 * tz: an IANA name loadable by :mod:`zoneinfo`. Fixed offsets (``UTC+3``,
   ``+03:00``, ``Etc/GMT-3``, ``EST``...) are refused because they cannot follow
   daylight-saving changes; ``UTC``, ``Etc/UTC`` and ``GMT`` are fine.
@@ -58,11 +71,13 @@ Design choices (documented here because callers and users see them):
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import itertools
 import math
 import re
+import time
 import zoneinfo
-from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -72,6 +87,7 @@ from dateutil import rrule as du
 
 __all__ = [
     "TriggerError",
+    "TriggerTooExpensive",
     "fire_times",
     "latest_fire_at_or_before",
     "next_fire_after",
@@ -83,9 +99,16 @@ __all__ = [
 CRON_EXPR_MAX_LEN = 256
 RRULE_EXPR_MAX_LEN = 1024
 TZ_NAME_MAX_LEN = 64
-RRULE_MAX_COUNT = 10_000
+RRULE_MAX_COUNT = 1000
 RRULE_MAX_INTERVAL = 10_000
 CATCH_UP_EXACT_LIMIT = 1000
+# The work one evaluation may do: CPU time of this thread (so a loaded machine does not turn a
+# cheap rule into a refused one) and scan windows (so the verdict does not depend on speed alone).
+EVALUATION_BUDGET_S = 0.025
+EVALUATION_MAX_WINDOWS = 4000
+# An HOURLY/MINUTELY rule must match some day in each of this many consecutive years (a full
+# cycle of weekdays against dates), else it is a yearly rule written at a sub-daily frequency.
+SUBDAILY_COVERAGE_YEARS = 28
 
 # Slots skipped inside one call can only come from a repeated (fall-back) hour,
 # i.e. a few hundred at most; the cap turns a logic error into an exception
@@ -105,6 +128,53 @@ class TriggerError(ValueError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+class TriggerTooExpensive(TriggerError):
+    """Evaluating the trigger would cost more than one evaluation's budget."""
+
+    code = "trigger_too_expensive"
+
+    def __init__(self, message: str, field: str | None = "expr") -> None:
+        super().__init__(message, field)
+
+
+class _Budget:
+    """The work left to one evaluation: CPU seconds of this thread and scan windows."""
+
+    def __init__(self) -> None:
+        self.deadline = time.thread_time() + EVALUATION_BUDGET_S
+        self.windows = EVALUATION_MAX_WINDOWS
+
+    def spend(self) -> None:
+        self.windows -= 1
+        if self.windows < 0 or time.thread_time() > self.deadline:
+            raise TriggerTooExpensive(
+                f"the rule is too expensive to evaluate: finding one occurrence takes more than "
+                f"{EVALUATION_MAX_WINDOWS} scan windows or {EVALUATION_BUDGET_S * 1000:.0f} ms; "
+                "use a coarser FREQ (e.g. YEARLY for a few dates a year) or fewer BY parts"
+            )
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("trigger_budget", default=None)
+
+
+class _evaluation:
+    """Run the enclosed code under one budget (nested uses share the outermost one)."""
+
+    def __enter__(self) -> None:
+        self._token = _budget.set(_Budget()) if _budget.get() is None else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _budget.reset(self._token)
+
+
+def _spend() -> None:
+    budget = _budget.get()
+    if budget is None:  # called outside a public entry point (tests of internals): a fresh budget
+        raise RuntimeError("rrule scanning must run inside _evaluation()")
+    budget.spend()
 
 
 def use_pinned_tzdata() -> None:
@@ -131,6 +201,11 @@ def validate_trigger(trigger: Mapping[str, Any]) -> dict[str, Any]:
     that has one) and nothing else. An rrule without ``dtstart`` is valid here
     because services fill it in at creation time, but it cannot be evaluated.
     """
+    with _evaluation():
+        return _validate(trigger)
+
+
+def _validate(trigger: Mapping[str, Any]) -> dict[str, Any]:
     kind, expr, tz = _required_fields(trigger)
     _load_zone(tz)
     if kind == "cron":
@@ -314,8 +389,13 @@ class _Plan:
     until: datetime | None = None  # UTC; fires after it do not happen
 
     def next_after(self, after: datetime) -> datetime | None:
+        """The first fire strictly after ``after``, found within one evaluation budget."""
         if self.until is not None and after >= self.until:
             return None
+        with _evaluation():
+            return self._next_after(after)
+
+    def _next_after(self, after: datetime) -> datetime | None:
         try:
             wall = _local_wall(after, self.zone)
             # Slots at or before ``wall`` map to instants <= after because the
@@ -329,6 +409,8 @@ class _Plan:
                     return fire
                 if skipped > _MAX_SKIPPED_SLOTS:
                     raise RuntimeError(f"no fire found after {after} within {_MAX_SKIPPED_SLOTS} slots")
+        except TriggerError:
+            raise
         except (OverflowError, ValueError):  # the next fire would be past year 9999
             return None
         return None
@@ -369,7 +451,8 @@ def _plan(trigger: Mapping[str, Any]) -> _Plan:
     dtstart = _parse_dtstart(trigger.get("dtstart"))
     if dtstart is None:
         raise TriggerError("an rrule trigger needs dtstart to be evaluated", "dtstart")
-    compiled = _compile_rrule(spec.normalised, dtstart)
+    with _evaluation():
+        compiled = _compile_rrule(spec.normalised, dtstart)
     until = _check_rrule_fires(compiled, zone)
     return _Plan(zone, compiled.slots_after, until)
 
@@ -679,14 +762,16 @@ class _CompiledRRule:
 
     spec: _RRuleSpec
     dtstart: datetime
-    rule: du.rrule
+    rule: du.rrule  # without COUNT and UNTIL: the unbounded lattice, safe to re-anchor
+    days: _DayFilter | None  # WEEKLY and finer: the day parts, applied here rather than by dateutil
     first: datetime
-    occurrences: tuple[datetime, ...] | None  # materialised COUNT rules
+    last: datetime | None  # COUNT rules: the COUNT-th occurrence
 
     def slots_after(self, wall: datetime) -> Iterator[datetime]:
-        if self.occurrences is not None:
-            return iter(self.occurrences[bisect_right(self.occurrences, wall) :])
-        return _rebased(self, wall).xafter(wall)
+        for slot in _scan(self.spec, self.dtstart, self.rule, self.days, wall):
+            if self.last is not None and slot > self.last:
+                return
+            yield slot
 
 
 def _rrule_error(message: str) -> TriggerError:
@@ -707,7 +792,12 @@ def _parse_rrule(expr: str) -> _RRuleSpec:
     parts = _split_rrule_parts(text)
     freq = _rrule_freq(parts)
     interval = _bounded_int(parts, "INTERVAL", 1, RRULE_MAX_INTERVAL) or 1
-    count = _bounded_int(parts, "COUNT", 1, RRULE_MAX_COUNT)
+    count = _bounded_int(parts, "COUNT", 1, None)
+    if count is not None and count > RRULE_MAX_COUNT:
+        raise TriggerTooExpensive(
+            f"COUNT may be at most {RRULE_MAX_COUNT}: finding where a COUNT rule ends costs work per "
+            "occurrence; bound a longer rule with UNTIL instead"
+        )
     until, until_is_utc = _rrule_until(parts)
     if count is not None and until is not None:
         raise _rrule_error("COUNT and UNTIL cannot be used together (RFC 5545)")
@@ -725,7 +815,11 @@ def _parse_rrule(expr: str) -> _RRuleSpec:
     _check_rfc_combinations(parts, freq)
     ordered = tuple((name, parts[name]) for name in _RRULE_PART_ORDER if name in parts)
     normalised = ";".join(f"{k}={v}" for k, v in ordered)
-    return _RRuleSpec(normalised, ordered, freq, interval, count, until, until_is_utc)
+    spec = _RRuleSpec(normalised, ordered, freq, interval, count, until, until_is_utc)
+    if not _day_filters_satisfiable(spec):
+        raise _rrule_error(f"rrule {normalised!r} never produces an occurrence: no date matches its day parts")
+    _check_subdaily_coverage(spec)
+    return spec
 
 
 def _split_rrule_parts(text: str) -> dict[str, str]:
@@ -755,12 +849,13 @@ def _rrule_freq(parts: Mapping[str, str]) -> int:
     return _FREQS[freq]
 
 
-def _bounded_int(parts: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+def _bounded_int(parts: Mapping[str, str], name: str, low: int, high: int | None) -> int | None:
     if name not in parts:
         return None
     raw = parts[name]
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise _rrule_error(f"{name} must be an integer between {low} and {high}, got {raw!r}")
+    if not raw.isdigit() or len(raw) > 9 or not low <= int(raw) <= (high or 10**9):
+        bounds = f"between {low} and {high}" if high else f"of at least {low}"
+        raise _rrule_error(f"{name} must be an integer {bounds}, got {raw!r}")
     return int(raw)
 
 
@@ -847,19 +942,42 @@ def _parse_dtstart(value: Any) -> datetime | None:
 
 @functools.lru_cache(maxsize=512)
 def _compile_rrule(normalised: str, dtstart: datetime) -> _CompiledRRule:
-    """Build the dateutil rule for (expr, dtstart) once and prove it ever fires."""
-    spec = _parse_rrule(normalised)
+    """Build the dateutil rule for (expr, dtstart) once and prove, within one budget, that it fires.
+
+    Refusals are remembered per (expr, dtstart) too, so asking again costs nothing.
+    """
+    key = (normalised, dtstart)
+    if key in _refused:
+        raise _refused[key]
     try:
-        rule = du.rrulestr(spec.dateutil_text(), dtstart=dtstart)
-        first = _first_occurrence(spec, rule.replace(count=None), dtstart)
-        occurrences = _materialise(rule) if spec.count is not None else None
+        return _compile_rrule_uncached(normalised, dtstart)
+    except TriggerError as exc:
+        if len(_refused) >= 1024:
+            _refused.pop(next(iter(_refused)))
+        _refused[key] = exc
+        raise
+
+
+_refused: dict[tuple[str, datetime], TriggerError] = {}
+
+
+def _compile_rrule_uncached(normalised: str, dtstart: datetime) -> _CompiledRRule:
+    spec = _parse_rrule(normalised)
+    _check_lattice(spec, dtstart)
+    _check_daily_phases(spec, dtstart)
+    try:
+        days = _day_filter(spec)
+        rule = du.rrulestr(_lattice_text(spec, days), dtstart=dtstart)
+        with _evaluation():
+            first = _first_occurrence(spec, rule, days, dtstart)
+            last = _nth_occurrence(spec, rule, days, dtstart, spec.count) if spec.count is not None else None
     except TriggerError:
         raise
     except (ValueError, TypeError, OverflowError, IndexError) as exc:
         raise _rrule_error(f"rrule cannot be evaluated: {exc}") from exc
     if first is None:
         raise _rrule_error(f"rrule {normalised!r} never produces an occurrence from dtstart {dtstart.isoformat()}")
-    return _CompiledRRule(spec, dtstart, rule, first, occurrences)
+    return _CompiledRRule(spec, dtstart, rule, days, first, last)
 
 
 def _check_rrule_fires(compiled: _CompiledRRule, zone: zoneinfo.ZoneInfo) -> datetime | None:
@@ -870,38 +988,271 @@ def _check_rrule_fires(compiled: _CompiledRRule, zone: zoneinfo.ZoneInfo) -> dat
     return until
 
 
-def _materialise(rule: du.rrule) -> tuple[datetime, ...]:
-    """All occurrences of a COUNT rule (COUNT is capped, so this is bounded)."""
-    found: list[datetime] = []
-    try:
-        found.extend(rule)
-    except (ValueError, OverflowError):  # ran into year 9999
-        pass
-    return tuple(found)
+def _first_occurrence(spec: _RRuleSpec, rule: du.rrule, days: _DayFilter | None, dtstart: datetime) -> datetime | None:
+    """First occurrence of the unbounded rule, or None if it never fires.
 
-
-def _first_occurrence(spec: _RRuleSpec, rule: du.rrule, dtstart: datetime) -> datetime | None:
-    """First occurrence of an unbounded rule, or None if it never fires.
-
-    dateutil only stops searching at year 9999, so a rule like 30 February would
-    spin for seconds. Instead: occurrences repeat exactly every
+    dateutil only stops searching at year 9999. Occurrences repeat exactly every
     lcm(INTERVAL, one 400-year cycle) FREQ units, so a rule fires at all iff it
-    fires within one such period; we search the *last* whole period before
-    year 9999, which bounds the work, and only then look for the real first
-    occurrence from dtstart, which is now known to exist.
+    fires within one such period; we search the *last* whole period before year
+    9999 first, and only then look for the real first occurrence from dtstart,
+    which is now known to exist. Both searches run under the evaluation budget.
     """
-    if not _day_filters_satisfiable(spec):
-        return None
     cycle = _UNITS_PER_400_YEARS[spec.freq]
     gcd = math.gcd(spec.interval, cycle)
     period_units = cycle * spec.interval // gcd
     period_years = 400 * spec.interval // gcd
     periods = max((_PROBE_HORIZON_YEAR - dtstart.year) // period_years - 1, 0)
-    probe_start = _advance(dtstart, spec.freq, periods * period_units)
-    found = _first_or_none(rule if periods == 0 else rule.replace(dtstart=probe_start))
-    if found is None or periods == 0:
-        return found
-    return _first_or_none(rule)
+    if periods:
+        probe_start = _advance(dtstart, spec.freq, periods * period_units)
+        if _first_from(spec, rule.replace(dtstart=probe_start), days, probe_start) is None:
+            return None
+    return _first_from(spec, rule, days, dtstart)
+
+
+def _first_from(spec: _RRuleSpec, rule: du.rrule, days: _DayFilter | None, dtstart: datetime) -> datetime | None:
+    try:
+        return next(_scan(spec, dtstart, rule, days, dtstart - timedelta(seconds=1)), None)
+    except TriggerError:
+        raise
+    except (ValueError, OverflowError):  # dateutil stepping past year 9999
+        return None
+
+
+def _nth_occurrence(
+    spec: _RRuleSpec, rule: du.rrule, days: _DayFilter | None, dtstart: datetime, n: int
+) -> datetime | None:
+    """The n-th occurrence from dtstart (the last one a COUNT rule fires), found without a list."""
+    last = None
+    try:
+        for seen, slot in enumerate(_scan(spec, dtstart, rule, days, dtstart - timedelta(seconds=1)), 1):
+            last = slot
+            if seen == n:
+                break
+    except TriggerError:
+        raise
+    except (ValueError, OverflowError):  # fewer than n occurrences before year 9999
+        pass
+    return last
+
+
+# Scan windows: the first one covers a couple of FREQ units; empty windows double up to a cap
+# chosen so that one window of dateutil's slowest stepping stays well inside the budget.
+_SPAN_FIRST = {
+    du.YEARLY: timedelta(days=2 * 366),
+    du.MONTHLY: timedelta(days=2 * 31),
+    du.WEEKLY: timedelta(weeks=2),
+    du.DAILY: timedelta(days=2),
+    du.HOURLY: timedelta(hours=2),
+    du.MINUTELY: timedelta(minutes=2),
+}
+_SPAN_MAX = {
+    du.YEARLY: timedelta(days=100 * 366),
+    du.MONTHLY: timedelta(days=40 * 366),
+    du.WEEKLY: timedelta(weeks=1024),
+    du.DAILY: timedelta(days=2048),
+    du.HOURLY: timedelta(days=64),
+    du.MINUTELY: timedelta(days=8),
+}
+_WALL_MAX = datetime(9999, 12, 31, 23, 59, 59)
+_DAY_PARTS = ("BYMONTH", "BYMONTHDAY", "BYYEARDAY", "BYDAY")
+
+
+def _scan(
+    spec: _RRuleSpec, dtstart: datetime, rule: du.rrule, days: _DayFilter | None, wall: datetime
+) -> Iterator[datetime]:
+    """The unbounded rule's occurrences strictly after ``wall``, window by budgeted window.
+
+    dateutil looks for its next occurrence without yielding, and checks ``until`` only on
+    days that pass its filters, so a rule whose days rarely match can step through centuries
+    in one call. Here the day filters of WEEKLY and finer rules are applied by ``days`` to a
+    ``rule`` that has none, so every dateutil step is a candidate and ``until`` bounds each
+    window; an HOURLY/MINUTELY rule jumps straight to the next matching day and scans one
+    day. MONTHLY and YEARLY rules keep their filters (BYSETPOS counts after them); their
+    search is bounded by the 400-year cycle: a few thousand periods at most.
+    """
+    span = spec.interval * _SPAN_FIRST[spec.freq]
+    lo = wall
+    while lo < _WALL_MAX:
+        _spend()
+        if days is not None and spec.freq in (du.HOURLY, du.MINUTELY):
+            day = days.next_on_or_after(lo.date())
+            if day is None:
+                return
+            hi = day + timedelta(days=1)
+            if day > lo:
+                lo = day - timedelta(seconds=1)  # occurrences are whole seconds: `day` itself is after lo
+            yield from _rebased(spec, dtstart, rule, lo).replace(until=hi).xafter(lo)
+        else:
+            hi = lo + span if _WALL_MAX - lo > span else _WALL_MAX
+            span = min(span * 2, max(_SPAN_MAX[spec.freq], spec.interval * _SPAN_FIRST[spec.freq]))
+            for slot in _rebased(spec, dtstart, rule, lo).replace(until=hi).xafter(lo):
+                if days is None or days.matches(slot.date()):
+                    yield slot
+        lo = hi
+
+
+@dataclass(frozen=True)
+class _DayFilter:
+    """The day-level BY parts of a WEEKLY or finer rule, as a predicate on dates."""
+
+    months: frozenset[int] | None
+    monthdays: frozenset[int] | None
+    yeardays: frozenset[int] | None
+    weekdays: frozenset[int] | None
+
+    def matches(self, day: date) -> bool:
+        if self.months is not None and day.month not in self.months:
+            return False
+        if self.weekdays is not None and day.weekday() not in self.weekdays:
+            return False
+        if self.monthdays is not None:
+            length = _days_in_month(day.year, day.month)
+            if day.day not in self.monthdays and day.day - length - 1 not in self.monthdays:
+                return False
+        if self.yeardays is not None:
+            n, length = day.timetuple().tm_yday, 366 if _is_leap(day.year) else 365
+            if n not in self.yeardays and n - length - 1 not in self.yeardays:
+                return False
+        return True
+
+    def next_on_or_after(self, day: date) -> datetime | None:
+        """Midnight of the first matching day from ``day`` on (None past year 9999)."""
+        for checked in itertools.count():
+            if self.matches(day):
+                return datetime.combine(day, datetime.min.time())
+            if day == date.max:
+                return None
+            day += timedelta(days=1)
+            if checked % 1024 == 1023:
+                _spend()
+        return None
+
+
+def _days_in_month(year: int, month: int) -> int:
+    return 29 if month == 2 and _is_leap(year) else (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[month - 1]
+
+
+def _is_leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def _day_filter(spec: _RRuleSpec) -> _DayFilter | None:
+    """The parts a WEEKLY-or-finer rule filters its days by (None when it has none, or BYSETPOS)."""
+    parts = dict(spec.parts)
+    names = ("BYMONTH",) if spec.freq == du.WEEKLY else _DAY_PARTS
+    if spec.freq in (du.YEARLY, du.MONTHLY) or "BYSETPOS" in parts or not any(p in parts for p in names):
+        return None
+
+    def values(name: str) -> frozenset[int] | None:
+        if name not in parts or name not in names:
+            return None
+        if name == "BYDAY":
+            return frozenset(_WEEKDAY_CODES.index(d[-2:]) for d in parts[name].split(","))
+        return frozenset(int(v) for v in parts[name].split(","))
+
+    return _DayFilter(values("BYMONTH"), values("BYMONTHDAY"), values("BYYEARDAY"), values("BYDAY"))
+
+
+def _lattice_text(spec: _RRuleSpec, days: _DayFilter | None) -> str:
+    """The rule for dateutil without COUNT, UNTIL and the day parts ``days`` applies instead."""
+    dropped = ("UNTIL", "COUNT")
+    if days is not None:
+        dropped += ("BYMONTH",) if spec.freq == du.WEEKLY else _DAY_PARTS
+    return spec.dateutil_text(without=dropped)
+
+
+def _check_subdaily_coverage(spec: _RRuleSpec) -> None:
+    """Refuse an HOURLY/MINUTELY rule whose day parts skip whole years (it is a yearly rule).
+
+    One first-matching-day-per-year probe over a full cycle of weekday/date alignments:
+    a handful of dateutil steps, however the rule is written.
+    """
+    parts = dict(spec.parts)
+    if spec.freq not in (du.HOURLY, du.MINUTELY) or not any(p in parts for p in _DAY_PARTS[:3]):
+        return
+    text = ";".join(
+        ["FREQ=YEARLY", "BYSETPOS=1", "BYHOUR=0", "BYMINUTE=0", "BYSECOND=0"]
+        + [f"{p}={parts[p]}" for p in _DAY_PARTS if p in parts]
+    )
+    start = datetime(2001, 1, 1)
+    until = datetime(2001 + SUBDAILY_COVERAGE_YEARS, 1, 1) - timedelta(seconds=1)
+    years = {d.year for d in du.rrulestr(text, dtstart=start).replace(until=until)}
+    if len(years) < SUBDAILY_COVERAGE_YEARS:
+        missing = min(set(range(2001, 2001 + SUBDAILY_COVERAGE_YEARS)) - years)
+        raise TriggerTooExpensive(
+            f"a FREQ={'HOURLY' if spec.freq == du.HOURLY else 'MINUTELY'} rule must match some day in every year, "
+            f"but its day parts match no day in {missing}: write rules for a few dates a year with FREQ=YEARLY"
+        )
+
+
+def _check_lattice(spec: _RRuleSpec, dtstart: datetime) -> None:
+    """Refuse a DAILY/HOURLY/MINUTELY INTERVAL that never lands on an allowed weekday and time.
+
+    Occurrences are dtstart + k * INTERVAL units; modulo a week (a day without BYDAY) they
+    only reach positions congruent to dtstart's modulo gcd(step, week). Every other BY part
+    only narrows the set further, so no allowed position on that lattice means no occurrence.
+    """
+    unit = {du.DAILY: 1440, du.HOURLY: 60, du.MINUTELY: 1}.get(spec.freq)
+    if unit is None or spec.interval == 1:
+        return
+    parts = dict(spec.parts)
+    period = 10080 if "BYDAY" in parts else 1440
+    gcd = math.gcd(spec.interval * unit, period)
+    if gcd == 1:
+        return
+    start = dtstart.hour * 60 + dtstart.minute + (dtstart.weekday() * 1440 if period == 10080 else 0)
+    start -= start % unit
+    days = [_WEEKDAY_CODES.index(d[-2:]) for d in parts["BYDAY"].split(",")] if "BYDAY" in parts else [0]
+    hours = _lattice_values(parts, "BYHOUR", 24) if unit < 1440 else [0]
+    minutes = _lattice_values(parts, "BYMINUTE", 60) if unit == 1 else [0]
+    for d in days:
+        for h in hours:
+            for m in minutes:
+                if (d * 1440 + h * 60 + m - start) % gcd == 0:
+                    return
+    raise _rrule_error(
+        f"rrule {spec.normalised!r} never produces an occurrence from dtstart {dtstart.isoformat()}: "
+        f"every INTERVAL={spec.interval} step misses the allowed weekdays and times"
+    )
+
+
+_WEEKDAY_CODES = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+
+
+def _check_daily_phases(spec: _RRuleSpec, dtstart: datetime) -> None:
+    """Refuse an HOURLY/MINUTELY rule with day parts that would fire on only some matching days.
+
+    With a step that does not divide a day, the lattice lands at other times each day; if on
+    some days it misses every allowed hour and minute, fires can be decades apart (every 11
+    minutes, but only at 23:59 on 28 February). So every matching day must see a fire: with
+    the coverage rule, a next fire is then never more than two years and a few steps away.
+    """
+    unit = {du.HOURLY: 60, du.MINUTELY: 1}.get(spec.freq)
+    parts = dict(spec.parts)
+    if unit is None or not any(p in parts for p in _DAY_PARTS):
+        return
+    step = spec.interval * unit
+    if step > 1440:
+        raise TriggerTooExpensive(
+            f"a FREQ={'HOURLY' if unit == 60 else 'MINUTELY'} rule with day parts cannot step more than a day "
+            f"(INTERVAL={spec.interval}): days it steps over never fire; use FREQ=DAILY"
+        )
+    minutes = _lattice_values(parts, "BYMINUTE", 60) if unit == 1 else [0]
+    allowed = {(h * 60 + m) % step for h in _lattice_values(parts, "BYHOUR", 24) for m in minutes}
+    start = dtstart.hour * 60 + dtstart.minute
+    start -= start % unit
+    g = math.gcd(1440, step)
+    missed = next(((start + j * g) % step for j in range(step // g) if (start + j * g) % step not in allowed), None)
+    if missed is not None:
+        raise TriggerTooExpensive(
+            f"with INTERVAL={spec.interval} the rule lands at different times each day and on some days "
+            "misses every allowed hour and minute, so fires could be years apart: make the INTERVAL divide "
+            "a day, widen BYHOUR/BYMINUTE, or use a DAILY rule"
+        )
+
+
+def _lattice_values(parts: Mapping[str, str], name: str, size: int) -> list[int]:
+    return [int(v) for v in parts[name].split(",")] if name in parts else list(range(size))
 
 
 def _day_filters_satisfiable(spec: _RRuleSpec) -> bool:
@@ -910,12 +1261,11 @@ def _day_filters_satisfiable(spec: _RRuleSpec) -> bool:
     For WEEKLY..MINUTELY the day-level parts mean the same thing in a YEARLY
     rule, which covers a 400-year cycle in 400 steps instead of ~146,000 days.
     """
-    day_parts = ("BYMONTH", "BYMONTHDAY", "BYYEARDAY", "BYDAY")
     parts = dict(spec.parts)
-    if spec.freq in (du.YEARLY, du.MONTHLY) or not any(p in parts for p in day_parts[1:]):
+    if spec.freq in (du.YEARLY, du.MONTHLY) or not any(p in parts for p in _DAY_PARTS[1:]):
         return True
     probe = ["FREQ=YEARLY", "BYHOUR=0", "BYMINUTE=0", "BYSECOND=0"]
-    text = ";".join(probe + [f"{p}={parts[p]}" for p in day_parts if p in parts])
+    text = ";".join(probe + [f"{p}={parts[p]}" for p in _DAY_PARTS if p in parts])
     return _first_or_none(du.rrulestr(text, dtstart=datetime(_PROBE_HORIZON_YEAR - 400, 1, 1))) is not None
 
 
@@ -945,7 +1295,7 @@ def _units_between(freq: int, start: datetime, end: datetime) -> int:
     return (end - start) // _FREQ_UNIT[freq]
 
 
-def _rebased(compiled: _CompiledRRule, wall: datetime) -> du.rrule:
+def _rebased(spec: _RRuleSpec, dtstart: datetime, rule: du.rrule, wall: datetime) -> du.rrule:
     """An equivalent rule anchored shortly before ``wall``, so dateutil need not replay from dtstart.
 
     A new dtstart a whole number of INTERVAL steps after the original sits on the
@@ -955,12 +1305,11 @@ def _rebased(compiled: _CompiledRRule, wall: datetime) -> du.rrule:
     without COUNT, which counts from the original dtstart. For YEARLY/MONTHLY we
     step back until the day exists in that month (31st, 29 February).
     """
-    spec, dtstart = compiled.spec, compiled.dtstart
     steps = _units_between(spec.freq, dtstart, wall) // spec.interval - 1
     for k in range(steps, max(steps - 400, 0), -1):
         try:
             anchor = _advance(dtstart, spec.freq, k * spec.interval)
         except ValueError:
             continue
-        return compiled.rule.replace(dtstart=anchor)
-    return compiled.rule
+        return rule.replace(dtstart=anchor)
+    return rule

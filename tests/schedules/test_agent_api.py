@@ -232,3 +232,24 @@ def test_tasks_and_agent_schedules_do_not_mix(api, member):
     sid = create(api, member).json()["schedule"]["id"]
     assert api.get(f"/v1/scheduled-tasks/{sid}", **member.headers).status_code == 404
     assert api.get("/v1/scheduled-tasks", **member.headers).json()["total"] == 0
+
+
+@pytest.mark.parametrize("dtstart", ["2999-01-01T00:00:00", "1900-01-01T00:00:00"])
+def test_a_trigger_too_expensive_to_evaluate_is_refused_at_once_and_changes_nothing(api, member, dtstart):
+    """Issue 13's rule answered 201 after 48 s of CPU; now 400 with the cost named, in a few ms."""
+    import time
+
+    expr = "FREQ=MINUTELY;INTERVAL=11;COUNT=10000;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO;BYHOUR=23;BYMINUTE=59"
+    create(api, member, trigger={"kind": "cron", "expr": "bad", "tz": "UTC"})  # warm the route's imports
+    for rule in (expr, expr.replace("COUNT=10000;", "")):
+        t0 = time.thread_time()
+        resp = create(api, member, trigger={"kind": "rrule", "tz": "UTC", "dtstart": dtstart, "expr": rule})
+        spent = time.thread_time() - t0
+        assert resp.status_code == 400, resp.content
+        err = resp.json()["error"]
+        assert err["code"] == "trigger_too_expensive" and list(err["fields"]) == ["trigger.expr"]
+        assert spent < 0.05  # CPU of this thread, request included
+    never = {"kind": "rrule", "tz": "UTC", "expr": "FREQ=MINUTELY;INTERVAL=7;BYDAY=MO;BYHOUR=23;BYMINUTE=59"}
+    resp = create(api, member, trigger=never)
+    assert resp.status_code == 400 and resp.json()["error"]["fields"].keys() == {"trigger.expr"}
+    assert not Schedule.objects.exists()

@@ -108,6 +108,16 @@ def test_corrupted_trigger_is_quarantined_and_the_loop_goes_on(member, room):
         ("trigger", {"kind": "rrule", "expr": "FREQ=DAILY", "tz": "UTC"}),  # no dtstart
         ("trigger", {"kind": "cron", "expr": "0 * * * *", "tz": "Mars/Olympus"}),
         ("trigger", {"kind": "cron", "expr": ["0"], "tz": "UTC"}),
+        # Stored before the cost rules: every minute of Monday 29 February would cost a minute of CPU.
+        (
+            "trigger",
+            {
+                "kind": "rrule",
+                "expr": "FREQ=MINUTELY;INTERVAL=11;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO;BYHOUR=23;BYMINUTE=59",
+                "tz": "UTC",
+                "dtstart": "1900-01-01T00:00:00",
+            },
+        ),
         ("action", "gone_plugin.action"),
     ],
 )
