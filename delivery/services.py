@@ -189,6 +189,21 @@ def delivery_attempt(*, delivery_id: uuid.UUID | str) -> AttemptResult:
         return _record(delivery, sent)
 
 
+@transaction.atomic
+def delivery_abandon(*, delivery_id: uuid.UUID | str, reason: str) -> bool:
+    """Give up a pending delivery without sending it (its source may no longer deliver).
+
+    It ends `failed` with `reason` as its last error; returns False when it was not pending.
+    """
+    delivery = Delivery.objects.select_for_update(no_key=True).filter(pk=delivery_id).first()
+    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+        return False
+    delivery.status, delivery.last_error, delivery.next_attempt_at = DeliveryStatus.FAILED, reason, None
+    delivery.updated_at = clock.now()
+    delivery.save(update_fields=["status", "last_error", "next_attempt_at", "updated_at"])
+    return True
+
+
 def _delivery_attempt_in_thread(*, delivery_id: uuid.UUID | str) -> AttemptResult:
     """Run one attempt in a pool thread, closing the thread's connection after (pool threads idle on)."""
     try:

@@ -6,8 +6,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.http import HttpRequest
+from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse
+from django.template.defaultfilters import pluralize
+from django.template.response import TemplateResponse
 
 from hq import services, tokens
 from hq.models import (
@@ -31,8 +36,38 @@ admin.site.site_title = "HQ"
 admin.site.index_title = "Jobs, approvals and schedules"
 
 
+class MembershipInlineForm(forms.ModelForm):
+    """A row of a workspace's members: its user is fixed once saved (ending it has consequences)."""
+
+    class Meta:
+        model = Membership
+        fields = ["user", "role"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.instance.pk and "user" in self.changed_data:
+            self.add_error(
+                "user",
+                "A membership's user cannot be swapped: delete this row (the member leaves the workspace) "
+                "and add a new one.",
+            )
+        return cleaned
+
+
+class MembershipFormSet(BaseInlineFormSet):
+    """Deleting a row ends the membership through `membership_end`, never a bare delete."""
+
+    actor: User | None = None
+
+    def delete_existing(self, obj: Membership, commit: bool = True) -> None:
+        if commit:
+            services.membership_end(membership=obj, actor=self.actor)
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
+    form = MembershipInlineForm
+    formset = MembershipFormSet
     extra = 0
     autocomplete_fields = ["user"]
 
@@ -50,6 +85,55 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "display_name", "password1", "password2")}),)
+    actions = ["deactivate_selected"]
+    deactivate_template = "admin/hq/user/deactivate_confirmation.html"
+
+    # Deactivating and deleting go through the services, so the user's schedules are quarantined
+    # and their pending approval requests expire whichever way it is done here.
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        deactivating = change and "is_active" in form.changed_data and not obj.is_active
+        super().save_model(request, obj, form, change)
+        if deactivating:
+            services.user_deactivate(user=obj, actor=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        services.user_delete(user=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for user in queryset:
+            services.user_delete(user=user, actor=request.user)
+
+    @admin.action(description="Deactivate selected users…", permissions=["change"])
+    def deactivate_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        users = list(queryset.prefetch_related("memberships__workspace"))
+        if request.POST.get("post"):
+            done = 0
+            for user in users:
+                if user.pk == request.user.pk:
+                    self.message_user(request, "You cannot deactivate yourself.", messages.ERROR)
+                    continue
+                services.user_deactivate(user=user, actor=request.user)
+                done += 1
+            if done:
+                self.message_user(
+                    request,
+                    f"Deactivated {done} user(s): their tokens stop working, their schedules are quarantined "
+                    "and their pending approval requests expired.",
+                    messages.SUCCESS,
+                )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Deactivate {len(users)} user{pluralize(users)}",
+            "users": users,
+            "action": "deactivate_selected",
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.deactivate_template, context)
 
 
 @admin.register(Plan)
@@ -70,6 +154,11 @@ class WorkspaceAdmin(admin.ModelAdmin):
         if not change and not obj.agents.filter(is_default=True).exists():
             services.agent_create_default(workspace=obj)
 
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if isinstance(formset, MembershipFormSet):
+            formset.actor = request.user
+        super().save_formset(request, form, formset, change)
+
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
@@ -77,6 +166,19 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "workspace"]
     search_fields = ["user__email", "workspace__slug"]
     autocomplete_fields = ["user", "workspace"]
+
+    # Ending a membership goes through `membership_end` (tokens revoked, schedules quarantined,
+    # approval requests expired); a saved membership's user and workspace never change.
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Membership | None = None) -> list[str]:
+        return ["user", "workspace"] if obj is not None else []
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        services.membership_end(membership=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for membership in queryset:
+            services.membership_end(membership=membership, actor=request.user)
 
 
 class TokenForm(forms.ModelForm):

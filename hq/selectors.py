@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hmac
+from enum import StrEnum
+
+from django.db.models import Exists, OuterRef
 
 from hq import tokens
-from hq.models import Membership, PersonalAccessToken
+from hq.models import Membership, PersonalAccessToken, User
 
 
 def token_find(*, clear: str) -> PersonalAccessToken | None:
@@ -24,3 +27,36 @@ def token_find(*, clear: str) -> PersonalAccessToken | None:
 def membership_role(*, user_id: object, workspace_id: object) -> str | None:
     """Return the user's role in the workspace, or None when not a member."""
     return Membership.objects.filter(user_id=user_id, workspace_id=workspace_id).values_list("role", flat=True).first()
+
+
+class Departure(StrEnum):
+    """Why a user may no longer act in a workspace."""
+
+    #: Their membership of the workspace ended.
+    LEFT = "left"
+    #: Their account was deactivated (`is_active` off): every workspace at once.
+    DEACTIVATED = "deactivated"
+    #: Their account is being deleted.
+    DELETED = "deleted"
+
+    def reason(self, who: str) -> str:
+        """The sentence shown where this departure stops something: `who` is "Owner", "The requester"..."""
+        if self is Departure.LEFT:
+            return f"{who} is no longer a member of the workspace."
+        return f"{who} was {self.value}."
+
+
+def member_departure(*, user_id: object, workspace_id: object) -> Departure | None:
+    """Why the user may not act in the workspace (deactivated, not a member, gone), or None when they may."""
+    row = (
+        User.objects.filter(pk=user_id)
+        .annotate(member=Exists(Membership.objects.filter(user_id=OuterRef("pk"), workspace_id=workspace_id)))
+        .values_list("is_active", "member")
+        .first()
+    )
+    if row is None:
+        return Departure.DELETED
+    is_active, member = row
+    if not is_active:
+        return Departure.DEACTIVATED
+    return None if member else Departure.LEFT

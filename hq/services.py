@@ -1,9 +1,12 @@
-"""Writes for tenancy, users, tokens and agents."""
+"""Writes for tenancy, users, tokens and agents, and what happens when a member leaves."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -13,6 +16,9 @@ from hq import clock, tokens
 from hq.errors import ValidationFailed
 from hq.models import Agent, Membership, PersonalAccessToken, Plan, User, Workspace
 from hq.scopes import ALL_SCOPES
+from hq.selectors import Departure
+
+logger = logging.getLogger("hq.members")
 
 DEFAULT_PLAN_NAME = "default"
 
@@ -66,6 +72,78 @@ def membership_set(*, user: User, workspace: Workspace, role: str | None = None)
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
+
+
+# --- members leaving ------------------------------------------------------------------------------
+
+
+class DepartureHook(Protocol):
+    """Stop what a departed user left running: `workspace_id` None means every workspace."""
+
+    def __call__(self, *, user: User, workspace_id: UUID | None, departure: Departure) -> object: ...
+
+
+_departure_hooks: list[DepartureHook] = []
+
+
+def on_member_departure(hook: DepartureHook) -> DepartureHook:
+    """Register a hook that every departure (membership ended, user deactivated or deleted) runs.
+
+    `hq` knows nothing of schedules or jobs: `schedules` and `queueapp` register theirs in
+    `AppConfig.ready()`. Hooks run inside the departure's transaction, so a hook that fails undoes
+    the departure; they must be idempotent (deactivating an inactive user runs them again).
+    """
+    if hook not in _departure_hooks:
+        _departure_hooks.append(hook)
+    return hook
+
+
+def _departed(*, user: User, workspace_id: UUID | None, departure: Departure) -> None:
+    for hook in list(_departure_hooks):
+        hook(user=user, workspace_id=workspace_id, departure=departure)
+
+
+@transaction.atomic
+def membership_end(*, membership: Membership, actor: User | None = None) -> bool:
+    """Remove a user from a workspace; returns False when the membership was already gone.
+
+    Their tokens for that workspace are revoked (re-adding them does not bring those back), and
+    every departure hook runs: their schedules there are quarantined, their pending approval
+    requests expire.
+    """
+    row = Membership.objects.select_for_update().select_related("user").filter(pk=membership.pk).first()
+    if row is None:
+        return False
+    row.delete()
+    PersonalAccessToken.objects.filter(
+        user_id=row.user_id, workspace_id=row.workspace_id, revoked_at__isnull=True
+    ).update(revoked_at=clock.now())
+    _departed(user=row.user, workspace_id=row.workspace_id, departure=Departure.LEFT)
+    logger.info("%s left workspace %s (removed by %s)", row.user.email, row.workspace_id, actor or "the system")
+    return True
+
+
+@transaction.atomic
+def user_deactivate(*, user: User, actor: User | None = None) -> User:
+    """Switch a user off in every workspace: logins and tokens stop, and every departure hook runs.
+
+    For a user who is already inactive (say, switched off by a raw update) the hooks run again,
+    so calling it mops up whatever that left running.
+    """
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    user.is_active = False
+    _departed(user=user, workspace_id=None, departure=Departure.DEACTIVATED)
+    logger.info("%s deactivated (by %s)", user.email, actor or "the system")
+    return user
+
+
+@transaction.atomic
+def user_delete(*, user: User, actor: User | None = None) -> None:
+    """Delete a user after every departure hook has run (their schedules go with them)."""
+    _departed(user=user, workspace_id=None, departure=Departure.DELETED)
+    email = user.email
+    user.delete()
+    logger.info("%s deleted (by %s)", email, actor or "the system")
 
 
 def scopes_validate(scopes: list[str] | None) -> list[str]:

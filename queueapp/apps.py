@@ -10,7 +10,11 @@ class QueueConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from queueapp import builtin, sidetasks  # noqa: F401  (registers functions and side tasks)
+        from hq.services import on_member_departure
+        from queueapp import builtin, services, sidetasks  # noqa: F401  (registers functions and side tasks)
+
+        # A member who leaves (or is deactivated) takes their pending approval requests with them.
+        on_member_departure(services.hitl_expire_departed)
 
         # Plugins: every installed app's `hq_plugin` module registers functions and actions.
         autodiscover_modules("hq_plugin")

@@ -20,6 +20,7 @@ from django.db.models import Exists, OuterRef, Q
 from hq import clock, metrics
 from hq.errors import Conflict, Forbidden, ValidationFailed
 from hq.models import Membership, User, Workspace
+from hq.selectors import Departure, member_departure
 from queueapp import registry, selectors, transitions, transport
 from queueapp.models import (
     WAITING_STATES,
@@ -431,7 +432,8 @@ def hitl_decide(
     The one service behind the API and the admin. Checks in order: who (403), the body (400),
     the state (409). Repeating the decision a request already has answers it unchanged; a
     request decided the other way, cancelled or expired (also one past `expires_at` that the
-    expiry task has not reached yet) is a 409 naming its state. Approve and reject racing on one
+    expiry task has not reached yet, or, for an approval, one whose requester or job owner has
+    left the workspace or been deactivated) is a 409 naming its state. Approve and reject racing on one
     request serialise on the job's row lock: exactly one wins.
     """
     if decision not in ("approve", "reject"):
@@ -451,9 +453,12 @@ def hitl_decide(
         hitl = HITLRequest.objects.select_for_update(no_key=True).get(pk=request.pk)
         if hitl.state == target:
             return hitl
-        expired_now = hitl.state == HITLState.PENDING and hitl.expires_at <= now
+        # An approval re-checks that the requester and the job's owner are still active members.
+        approving = hitl.state == HITLState.PENDING and target == HITLState.APPROVED
+        departed = _hitl_departure(hitl, job) if approving else ""
+        expired_now = hitl.state == HITLState.PENDING and (hitl.expires_at <= now or departed)
         if expired_now:
-            _hitl_expire_locked(hitl, now, job=job)
+            _hitl_expire_locked(hitl, now, job=job, why=departed)
         elif hitl.state == HITLState.PENDING:
             _hitl_apply(hitl, job, actor=actor, target=target, via=via, comment=comment, args=args, now=now)
             return hitl
@@ -508,21 +513,65 @@ def _hitl_apply(
         transaction.on_commit(partial(job_push, moved), robust=True)
 
 
-def _hitl_expire_locked(hitl: HITLRequest, now: datetime, job: Job | None = None) -> None:
-    """Expire a pending request whose job row is locked by the caller; its job ends `rejected`."""
+def _hitl_expire_locked(hitl: HITLRequest, now: datetime, job: Job | None = None, *, why: str = "") -> None:
+    """Expire a pending request whose job row is locked by the caller; its job ends `rejected`.
+
+    :param why: set when it expires early (its requester or owner left): recorded as the job's
+        error, in the event and as the request's comment.
+    """
+    detail = {"hitl_request_id": str(hitl.pk), "expires_at": hitl.expires_at.isoformat()}
+    if why:
+        detail["reason"] = why
     moved = job_transition(
         job_id=hitl.job_id,
         job=job,
         move="reject",
         kind="approval_expired",
-        detail={"hitl_request_id": str(hitl.pk), "expires_at": hitl.expires_at.isoformat()},
+        detail=detail,
         finished_at=now,
-        error="Nobody approved it before it expired.",
+        error=f"Expired unapproved: {why}" if why else "Nobody approved it before it expired.",
     )
     if moved is None:
         logger.warning("HITL request %s expired, but its job %s was not awaiting approval", hitl.pk, hitl.job_id)
     hitl.state, hitl.decided_at, hitl.decided_via = HITLState.EXPIRED, now, DecidedVia.SYSTEM
-    hitl.save(update_fields=["state", "decided_at", "decided_via"])
+    hitl.comment = why or hitl.comment
+    hitl.save(update_fields=["state", "decided_at", "decided_via", "comment"])
+
+
+def _hitl_departure(hitl: HITLRequest, job: Job) -> str:
+    """Why a pending request may no longer be approved: its requester or its job's owner left; else ""."""
+    for who, user_id in (("The requester", hitl.requested_by_id), ("The job's owner", job.owner_id)):
+        if user_id is not None:
+            departure = member_departure(user_id=user_id, workspace_id=hitl.workspace_id)
+            if departure is not None:
+                return departure.reason(who)
+    return ""
+
+
+def hitl_expire_departed(*, user: User, workspace_id: UUID | None, departure: Departure) -> int:
+    """Expire the pending requests a departed user asked for or whose job they own; their jobs end `rejected`.
+
+    A departure hook (`hq.services.on_member_departure`): `workspace_id` None means every workspace.
+    Uses the expiry's own transition, with the departure as the reason; returns how many expired.
+    """
+    rows = HITLRequest.objects.filter(Q(requested_by_id=user.pk) | Q(job__owner_id=user.pk), state=HITLState.PENDING)
+    if workspace_id is not None:
+        rows = rows.filter(workspace_id=workspace_id)
+    now = clock.now()
+    expired = 0
+    for hitl_id, job_id in rows.order_by("created_at").values_list("id", "job_id"):
+        with transaction.atomic():
+            # Lock order everywhere: the job, then its request.
+            job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
+            hitl = (
+                HITLRequest.objects.select_for_update(no_key=True).filter(pk=hitl_id, state=HITLState.PENDING).first()
+            )
+            if job is None or hitl is None:
+                continue
+            who = "The requester" if hitl.requested_by_id == user.pk else "The job's owner"
+            _hitl_expire_locked(hitl, now, job=job, why=departure.reason(who))
+            expired += 1
+    return expired
 
 
 def hitl_expire_due(*, batch: int = 500) -> int:

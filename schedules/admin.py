@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from hq import clock
 from hq.errors import HQError
@@ -25,6 +26,8 @@ def visible_workspaces(request: HttpRequest) -> QuerySet | None:
 
 
 RECENT_FIRES = 20
+#: The list shows this much of a state reason; the schedule's page shows all of it.
+REASON_CHARS = 120
 
 
 def may_operate(user: User, schedule: Schedule) -> bool:
@@ -98,6 +101,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         "workspace",
         "action",
         "state",
+        "reason",
         "next_fire_at",
         "last_fire_status",
         "fire_count",
@@ -140,6 +144,11 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # schedules are created through the API, where args are validated per action
+
+    @admin.display(description="state reason", ordering="state_reason")
+    def reason(self, obj: Schedule) -> str:
+        """Why it is paused or quarantined (who paused it, a bad trigger, an owner who left...), shortened."""
+        return Truncator(obj.state_reason).chars(REASON_CHARS) if obj.state_reason else "—"
 
     @admin.display(description="next fires (schedule's zone)")
     def upcoming(self, obj: Schedule) -> str:

@@ -134,11 +134,34 @@ def _deliver_spec(schedule: Schedule, fire: ScheduleFire, delivery_id: Any, dela
     )
 
 
+def _owner_departed_before_delivery(*, delivery_id: Any, fire_id: Any) -> bool:
+    """Deliver nothing for an owner who left the workspace or was deactivated since the fire ran:
+    the schedule is quarantined, the fire skipped and the delivery abandoned."""
+    from delivery import services as delivery_services
+    from schedules import services
+
+    with transaction.atomic():
+        fire = (
+            ScheduleFire.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("schedule")
+            .filter(pk=fire_id)
+            .first()
+        )
+        if fire is None or fire.status != FireStatus.RUNNING:
+            return False
+        reason = services.fire_stop_for_departed_owner(fire, outcome="Nothing was delivered.")
+        if reason:
+            delivery_services.delivery_abandon(delivery_id=delivery_id, reason=f"Not delivered: {reason}")
+    return bool(reason)
+
+
 def deliver_run(*, delivery_id: Any, fire_id: Any) -> str:
     """One delivery attempt; a retryable failure re-defers a new job instead of sleeping in a worker slot."""
     from delivery import services as delivery_services
     from schedules import services
 
+    if _owner_departed_before_delivery(delivery_id=delivery_id, fire_id=fire_id):
+        return "failed"
     result = delivery_services.delivery_attempt(delivery_id=delivery_id)
     with transaction.atomic():
         fire = (

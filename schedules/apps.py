@@ -9,4 +9,8 @@ class SchedulesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from schedules import agent_runs, builtin_actions, jobs  # noqa: F401
+        from hq.services import on_member_departure
+        from schedules import agent_runs, builtin_actions, jobs, services  # noqa: F401
+
+        # A member who leaves (or is deactivated) has their schedules quarantined with the reason.
+        on_member_departure(services.schedules_quarantine_departed)

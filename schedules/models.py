@@ -16,7 +16,8 @@ class ScheduleState(models.TextChoices):
     ACTIVE = "active", "Active"
     #: Stopped until resumed; no next fire.
     PAUSED = "paused", "Paused"
-    #: Its stored trigger or args no longer parse; the engine parked it (see state_reason).
+    #: Its stored trigger or args no longer parse, or its owner left the workspace or was deactivated;
+    #: the engine parked it (see state_reason).
     QUARANTINED = "quarantined", "Quarantined"
     #: Cancelled; never fires again; history kept.
     ARCHIVED = "archived", "Archived"

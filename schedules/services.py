@@ -18,6 +18,7 @@ from django.db.models import F, Min
 from hq import clock, db, metrics
 from hq.errors import Conflict, HQError, PaymentRequired, ValidationFailed
 from hq.models import User, Workspace
+from hq.selectors import Departure, member_departure
 from queueapp import enqueue, transport
 from schedules import actions, triggers
 from schedules.models import FireStatus, Schedule, ScheduleFire, ScheduleState
@@ -39,6 +40,29 @@ def _conflict(schedule: Schedule, action: str) -> ScheduleStateConflict:
     return ScheduleStateConflict(
         f"Cannot {action} a schedule that is {schedule.state}.", detail={"state": schedule.state}
     )
+
+
+class OwnerDeparted(Conflict):
+    """The schedule's owner is no longer an active member of its workspace."""
+
+    code = "owner_departed"
+
+
+def owner_departure(s: Schedule) -> str:
+    """Why the schedule may not run for its owner (left the workspace, deactivated), or "" when it may."""
+    departure = member_departure(user_id=s.owner_id, workspace_id=s.workspace_id)
+    return departure.reason("Owner") if departure else ""
+
+
+def _ensure_owner_present(s: Schedule, action: str) -> None:
+    """409 `owner_departed` when the owner is not an active member of the schedule's workspace."""
+    reason = owner_departure(s)
+    if reason:
+        raise OwnerDeparted(
+            f"Cannot {action} this schedule: {reason} Re-add the owner to the workspace (then resume it), "
+            "or archive it.",
+            detail={"state": s.state, "reason": reason},
+        )
 
 
 # --- triggers ----------------------------------------------------------------------------------
@@ -157,6 +181,7 @@ def schedule_update(
     s = _locked(schedule)
     if s.state == ScheduleState.ARCHIVED:
         raise _conflict(s, "update")
+    _ensure_owner_present(s, "update")
     if "trigger" in merge and trigger is not UNSET:
         trigger = _merged(s.trigger, trigger)
     if "args" in merge and args is not UNSET:
@@ -209,12 +234,16 @@ def schedule_pause(*, schedule: Schedule, actor: User | None, reason: str | None
 
 @transaction.atomic
 def schedule_resume(*, schedule: Schedule) -> Schedule:
-    """paused → active with a fresh next fire; a quarantined one only once its trigger and args validate."""
+    """paused → active with a fresh next fire; a quarantined one only once its trigger and args validate.
+
+    Either needs its owner to be an active member of the workspace (else 409 `owner_departed`).
+    """
     s = _locked(schedule)
     if s.state == ScheduleState.ACTIVE:
         return s
     if s.state == ScheduleState.ARCHIVED:
         raise _conflict(s, "resume")
+    _ensure_owner_present(s, "resume")
     now = clock.now()
     try:
         trigger = triggers.validate_trigger(s.trigger)
@@ -234,10 +263,11 @@ def schedule_resume(*, schedule: Schedule) -> Schedule:
 
 @transaction.atomic
 def schedule_fire_now(*, schedule: Schedule, actor: User | None) -> ScheduleFire:
-    """A manual fire now (active or paused); the cadence is unchanged."""
+    """A manual fire now (active or paused, owner an active member); the cadence is unchanged."""
     s = _locked(schedule)
     if s.state not in (ScheduleState.ACTIVE, ScheduleState.PAUSED):
         raise _conflict(s, "fire")
+    _ensure_owner_present(s, "fire")
     due = _Due(s.pk, s.workspace_id, s.owner_id, s.trigger, s.action, s.next_fire_at)
     return ScheduleFire.objects.get(pk=_create_fires([(due, clock.now(), 0, True)])[0])
 
@@ -285,9 +315,31 @@ def schedule_delete(*, schedule: Schedule) -> None:
 
 
 def schedule_quarantine(s: Schedule, reason: str) -> None:
-    """Park a schedule whose stored trigger or args no longer parse (the row must be locked)."""
+    """Park a schedule that may not run as it is: its stored trigger or args no longer parse, or its
+    owner left the workspace or was deactivated (the row must be locked)."""
     _set_state(s, ScheduleState.QUARANTINED, reason)
     logger.warning("schedule %s quarantined: %s", s.pk, reason)
+
+
+@transaction.atomic
+def schedules_quarantine_departed(*, user: User, workspace_id: uuid.UUID | None, departure: Departure) -> int:
+    """Quarantine every non-archived schedule of a departed owner (in one workspace, or all when None).
+
+    A departure hook (`hq.services.on_member_departure`). Pending fires are dropped as on archive;
+    the reason says why, and the schedules stay quarantined until someone resumes them (which
+    needs the owner back as an active member). Returns how many were quarantined.
+    """
+    rows = Schedule.objects.filter(owner_id=user.pk).exclude(state=ScheduleState.ARCHIVED)
+    if workspace_id is not None:
+        rows = rows.filter(workspace_id=workspace_id)
+    reason = departure.reason("Owner")
+    locked = list(rows.select_for_update(of=("self",), no_key=True).order_by("pk"))
+    for s in locked:
+        _cancel_pending_fires(s, f"Quarantined: {reason}")
+        schedule_quarantine(s, reason)
+    if locked:
+        transaction.on_commit(_notify, robust=True)
+    return len(locked)
 
 
 # --- the scheduler -----------------------------------------------------------------------------
@@ -421,6 +473,10 @@ def next_due_at() -> datetime | None:
 def fire_run(*, fire_id: Any) -> str:
     """Run one fire's action and record the outcome on the fire and the schedule; returns its status.
 
+    Before anything runs, the fire re-checks its schedule: its owner must still be an active
+    member of the workspace, its trigger and args must still validate; otherwise the schedule is
+    quarantined with the reason and the fire is skipped.
+
     A fire runs its action at most once: a fire found `running` (its worker died mid-action) is
     recorded as failed rather than run again, since actions post messages and must not double.
     """
@@ -443,10 +499,14 @@ def fire_run(*, fire_id: Any) -> str:
             fire.save(update_fields=["status", "error", "finished_at"])
             return FireStatus.SKIPPED
         try:
+            departed = owner_departure(s)
+            if departed:
+                raise OwnerDeparted(departed)
             triggers.validate_trigger(s.trigger)
             args = actions.validate_args(s.action, s.args, workspace=s.workspace, owner=s.owner)
         except (triggers.TriggerError, HQError) as exc:
-            schedule_quarantine(s, f"{'Trigger' if isinstance(exc, triggers.TriggerError) else 'Args'}: {exc}")
+            reason = str(exc) if isinstance(exc, OwnerDeparted) else f"{_quarantine_cause(exc)}: {exc}"
+            schedule_quarantine(s, reason)
             fire.status, fire.error, fire.finished_at = FireStatus.SKIPPED, f"Quarantined: {exc}", now
             fire.save(update_fields=["status", "error", "finished_at"])
             return FireStatus.SKIPPED
@@ -474,6 +534,26 @@ def fire_run(*, fire_id: Any) -> str:
             return FireStatus.RUNNING
         finish_fire(fire, FireStatus.SUCCEEDED, conversation_id=result.conversation_id)
     return FireStatus.SUCCEEDED
+
+
+def fire_stop_for_departed_owner(fire: ScheduleFire, *, outcome: str) -> str:
+    """Stop a running fire (locked by the caller) whose schedule's owner is no longer an active member.
+
+    The schedule is quarantined with the reason and the fire ends `skipped`; returns the reason,
+    or "" (nothing changed) while the owner is still an active member.
+    """
+    reason = owner_departure(fire.schedule)
+    if not reason:
+        return ""
+    s = _locked(fire.schedule_id)
+    if s.state != ScheduleState.ARCHIVED:
+        schedule_quarantine(s, reason)
+    finish_fire(fire, FireStatus.SKIPPED, error=f"Quarantined: {reason} {outcome}")
+    return reason
+
+
+def _quarantine_cause(exc: Exception) -> str:
+    return "Trigger" if isinstance(exc, triggers.TriggerError) else "Args"
 
 
 def finish_fire(fire: ScheduleFire, status: str, *, error: str = "", conversation_id: Any = None) -> None:
