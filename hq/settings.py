@@ -136,6 +136,10 @@ HQ_RELAY_GRACE_S = env.float("HQ_RELAY_GRACE_S", default=10.0)
 HQ_RELAY_INTERVAL_S = env.float("HQ_RELAY_INTERVAL_S", default=1.0)
 HQ_WORKER_POLL_S = env.float("HQ_WORKER_POLL_S", default=0.5)
 HQ_WORKER_CONCURRENCY = env.int("HQ_WORKER_CONCURRENCY", default=100)
+# Fair share: one workspace holds at most this share of a worker's slots per queue, and engine jobs
+# (schedule fires, deliveries) keep this many slots that ordinary jobs never take.
+HQ_WORKSPACE_SHARE = env.float("HQ_WORKSPACE_SHARE", default=0.5)
+HQ_ENGINE_RESERVED_SLOTS = env.int("HQ_ENGINE_RESERVED_SLOTS", default=4)
 HQ_SHUTDOWN_GRACE_S = env.float("HQ_SHUTDOWN_GRACE_S", default=25.0)
 HQ_HITL_EXPIRY_INTERVAL_S = env.float("HQ_HITL_EXPIRY_INTERVAL_S", default=30.0)
 HQ_IDEMPOTENCY_WINDOW_S = env.int("HQ_IDEMPOTENCY_WINDOW_S", default=24 * 3600)

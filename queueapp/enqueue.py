@@ -70,7 +70,10 @@ def jobs_create(specs: list[JobSpec]) -> list[uuid.UUID]:
     )
     n = len(ids)
     db.bulk_insert(JobEvent, {"job_id": ids, "kind": ["submitted"] * n, "to_state": states, "at": [now] * n})
-    pushes = [transport.Push(i, 1, fn.queue, d) for i, fn, d in zip(ids, fns, due, strict=True)]
+    pushes = [
+        transport.Push(i, 1, fn.queue, d, registry.fair_lane(fn.name, spec.workspace_id))
+        for i, fn, d, spec in zip(ids, fns, due, specs, strict=True)
+    ]
     transaction.on_commit(partial(_push, pushes), robust=True)
     counts = Counter((fn.queue, fn.name, state) for fn, state in zip(fns, states, strict=True))
     transaction.on_commit(partial(_count, counts))

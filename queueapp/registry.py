@@ -100,6 +100,16 @@ def get_function(name: str) -> JobFunction | None:
     return _functions.get(name)
 
 
+def fair_lane(function: str, workspace_id: UUID | str) -> str:
+    """The lane a job waits in for a worker slot: its workspace's, engine jobs apart ("s:").
+
+    Workers share their slots between lanes (`queueapp.transport.claim`), so one workspace cannot
+    hold every slot, and schedule fires and deliveries keep slots of their own.
+    """
+    fn = _functions.get(function)
+    return f"{'s' if fn is not None and fn.internal else 'u'}:{workspace_id}"
+
+
 def functions(*, include_internal: bool = False) -> list[JobFunction]:
     return sorted((f for f in _functions.values() if include_internal or not f.internal), key=lambda f: f.name)
 

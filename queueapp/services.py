@@ -291,7 +291,8 @@ def _idempotent_match(
 def job_push(job: Job) -> None:
     """Hand a waiting job's next attempt to ARQ; a failure is left to the relay."""
     try:
-        transport.push([transport.Push(job.id, job.attempts + 1, job.queue, job.due_at)])
+        lane = registry.fair_lane(job.function, job.workspace_id)
+        transport.push([transport.Push(job.id, job.attempts + 1, job.queue, job.due_at, lane)])
     except redis.RedisError as exc:
         logger.warning("push of job %s failed (%s); the relay will push it", job.id, exc)
         Job.objects.filter(pk=job.pk, state__in=WAITING_STATES).update(dispatched_at=None)
@@ -655,11 +656,11 @@ def relay_pass(*, everything: bool = False, batch: int = 500) -> int:
             picked = list(
                 rows.select_for_update(skip_locked=True, no_key=True)
                 .order_by("due_at")
-                .values_list("id", "attempts", "queue", "due_at")[:batch]
+                .values_list("id", "attempts", "queue", "due_at", "function", "workspace_id")[:batch]
             )
             if not picked:
                 return pushed
-            transport.push(transport.Push(i, a + 1, q, d) for i, a, q, d in picked)
+            transport.push(transport.Push(i, a + 1, q, d, registry.fair_lane(f, w)) for i, a, q, d, f, w in picked)
             Job.objects.filter(pk__in=[p[0] for p in picked]).update(dispatched_at=now)
             pushed += len(picked)
         if len(picked) < batch:

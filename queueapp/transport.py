@@ -32,12 +32,13 @@ ARQ_FUNCTION = "hq.run"
 
 @dataclass(frozen=True)
 class Push:
-    """One attempt to hand to ARQ."""
+    """One attempt to hand to ARQ, and the fair-share lane it waits in (`registry.fair_lane`)."""
 
     job_id: UUID | str
     attempt: int
     queue: str
     due_at: datetime
+    lane: str = ""
 
 
 def arq_job_id(job_id: UUID | str, attempt: int) -> str:
@@ -47,6 +48,21 @@ def arq_job_id(job_id: UUID | str, attempt: int) -> str:
 def queue_key(queue: str) -> str:
     """The ARQ queue (a sorted set) of an HQ queue."""
     return hq_redis.key("arq", "queue", queue)
+
+
+def lane_key(queue: str, lane: str = "") -> str:
+    """A lane's sorted set of waiting attempts (the prefix of all of them when `lane` is empty)."""
+    return hq_redis.key("arq", "lane", queue, lane)
+
+
+def lanes_key(queue: str) -> str:
+    """The lanes of a queue that hold waiting attempts, scored by their earliest due time."""
+    return hq_redis.key("arq", "lanes", queue)
+
+
+def lane_of_key(queue: str) -> str:
+    """Hash: waiting attempt -> its lane (an entry of the queue without one was pushed by older code)."""
+    return hq_redis.key("arq", "laneof", queue)
 
 
 def nudge_channel() -> str:
@@ -63,18 +79,31 @@ def _script_args(item: Push, now_ms: int) -> tuple[list[str], list]:
     arq_id = arq_job_id(item.job_id, item.attempt)
     score = max(int(item.due_at.timestamp() * 1000), 0)
     expires = max(score - now_ms, 0) + expires_extra_ms
-    keys = [job_key_prefix + arq_id, result_key_prefix + arq_id, queue_key(item.queue)]
-    return keys, [expires, _payload(item.job_id, item.attempt, now_ms), score, arq_id]
+    keys = [
+        job_key_prefix + arq_id,
+        result_key_prefix + arq_id,
+        queue_key(item.queue),
+        lane_key(item.queue, item.lane),
+        lanes_key(item.queue),
+        lane_of_key(item.queue),
+    ]
+    return keys, [expires, _payload(item.job_id, item.attempt, now_ms), score, arq_id, item.lane]
 
 
-# Many pushes in one script call: KEYS and ARGV hold 3 keys and 4 arguments per attempt.
+# Many pushes in one script call: KEYS and ARGV hold 6 keys and 5 arguments per attempt. ARQ's
+# queue keeps every attempt (ARQ's own bookkeeping and dedupe); the lane is HQ's fair-share index.
 _PUSH_MANY_LUA = """
 local pushed = 0
-for i = 0, #KEYS / 3 - 1 do
-  local job_key, result_key, queue = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
-  if redis.call('exists', job_key) == 0 and redis.call('exists', result_key) == 0 then
-    redis.call('psetex', job_key, ARGV[i * 4 + 1], ARGV[i * 4 + 2])
-    redis.call('zadd', queue, ARGV[i * 4 + 3], ARGV[i * 4 + 4])
+for i = 0, #KEYS / 6 - 1 do
+  local k, a = i * 6, i * 5
+  if redis.call('exists', KEYS[k + 1]) == 0 and redis.call('exists', KEYS[k + 2]) == 0 then
+    redis.call('psetex', KEYS[k + 1], ARGV[a + 1], ARGV[a + 2])
+    redis.call('zadd', KEYS[k + 3], ARGV[a + 3], ARGV[a + 4])
+    if ARGV[a + 5] ~= '' then
+      redis.call('zadd', KEYS[k + 4], ARGV[a + 3], ARGV[a + 4])
+      redis.call('zadd', KEYS[k + 5], 'LT', ARGV[a + 3], ARGV[a + 5])
+      redis.call('hset', KEYS[k + 6], ARGV[a + 4], ARGV[a + 5])
+    end
     pushed = pushed + 1
   end
 end
@@ -144,29 +173,108 @@ def abort(job_id: UUID | str, attempt: int, client: redis.Redis | None = None) -
 
 
 # ARQ's claim (Worker.start_jobs: due, still queued, not in progress elsewhere, then mark in
-# progress) for many ids in one round trip instead of four per id.
-_CLAIM_LUA = """
-local now, ttl, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local out = {}
-for i = 4, #ARGV do
-  local id = ARGV[i]
-  local score = redis.call('zscore', KEYS[1], id)
-  if score and tonumber(score) <= now and redis.call('exists', prefix .. id) == 0 then
-    redis.call('psetex', prefix .. id, ttl, '1')
+# progress), made fair: up to `free` attempts taken lane by lane. A lane is one workspace's jobs
+# ("u:<id>") or its engine jobs ("s:<id>", schedule fires and deliveries). Each pick goes to the
+# eligible lane with the fewest attempts running on this worker (engine lanes first, then the
+# lane waiting longest); a lane at `cap` is not eligible, nor is any "u:" lane once user lanes
+# hold `user_limit` slots, so engine jobs always find the slots kept for them. Attempts pushed
+# by older code (in ARQ's queue but in no lane) are taken after the lanes.
+_CLAIM_FAIR_LUA = """
+local now, ttl, ipfx, lpfx = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local free, cap, user_limit, user_running = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local running = {}
+for i = 9, #ARGV, 2 do running[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local lanes = redis.call('zrangebyscore', KEYS[2], '-inf', now, 'LIMIT', 0, 256)
+local out, done = {}, {}
+local function take(id, score, lane)
+  if redis.call('zscore', KEYS[1], id) and redis.call('exists', ipfx .. id) == 0 then
+    redis.call('psetex', ipfx .. id, ttl, '1')
     out[#out + 1] = id
     out[#out + 1] = score
+    out[#out + 1] = lane
+    return true
+  end
+  return false
+end
+while free > 0 do
+  local best, best_r, best_sys = nil, 0, false
+  for _, lane in ipairs(lanes) do
+    local r = running[lane] or 0
+    local sys = string.sub(lane, 1, 2) == 's:'
+    if not done[lane] and r < cap and (sys or user_running < user_limit) then
+      if best == nil or (sys and not best_sys) or (sys == best_sys and r < best_r) then
+        best, best_r, best_sys = lane, r, sys
+      end
+    end
+  end
+  if best == nil then break end
+  local lkey, taken = lpfx .. best, false
+  while not taken do
+    local head = redis.call('zrangebyscore', lkey, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+    if #head == 0 then break end
+    redis.call('zrem', lkey, head[1])
+    redis.call('hdel', KEYS[3], head[1])
+    taken = take(head[1], head[2], best)
+  end
+  local nxt = redis.call('zrange', lkey, 0, 0, 'WITHSCORES')
+  if #nxt == 0 then redis.call('zrem', KEYS[2], best) else redis.call('zadd', KEYS[2], nxt[2], best) end
+  if taken then
+    running[best] = best_r + 1
+    if not best_sys then user_running = user_running + 1 end
+    free = free - 1
+  else
+    done[best] = true
+  end
+end
+if free > 0 and user_running < user_limit then
+  local ids = redis.call('zrangebyscore', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 4 * free)
+  for i = 1, #ids, 2 do
+    if free == 0 or user_running >= user_limit then break end
+    if redis.call('hexists', KEYS[3], ids[i]) == 0 and take(ids[i], ids[i + 1], '') then
+      free, user_running = free - 1, user_running + 1
+    end
   end
 end
 return out
 """
 
 
-async def claim(client, queue: str, arq_ids: list[str], in_progress_ttl_ms: int) -> list[tuple[str, int]]:  # noqa: ANN001
-    """Mark the startable ones of `arq_ids` in progress for this worker; return (id, score) pairs."""
-    script = client.register_script(_CLAIM_LUA)
+@dataclass(frozen=True)
+class Share:
+    """How one worker shares its slots: at most `cap` per lane, `user_limit` for all user lanes."""
+
+    cap: int
+    user_limit: int
+    running: dict[str, int]
+
+
+async def claim(
+    client,  # noqa: ANN001 - redis.asyncio.Redis
+    queue: str,
+    free: int,
+    share: Share,
+    in_progress_ttl_ms: int,
+) -> list[tuple[str, int, str]]:
+    """Mark up to `free` startable attempts in progress, fairly; return (arq id, score, lane)."""
+    script = client.register_script(_CLAIM_FAIR_LUA)
     now_ms = int(time.time() * 1000)
-    got = await script(keys=[queue_key(queue)], args=[now_ms, in_progress_ttl_ms, in_progress_key_prefix, *arq_ids])
-    return [(_text(got[i]), int(float(got[i + 1]))) for i in range(0, len(got), 2)]
+    user_running = sum(n for lane, n in share.running.items() if not lane.startswith("s:"))
+    pairs = [v for lane, n in share.running.items() if n > 0 for v in (lane, n)]
+    got = await script(
+        keys=[queue_key(queue), lanes_key(queue), lane_of_key(queue)],
+        args=[
+            now_ms,
+            in_progress_ttl_ms,
+            in_progress_key_prefix,
+            lane_key(queue),
+            free,
+            share.cap,
+            share.user_limit,
+            user_running,
+            *pairs,
+        ],
+    )
+    return [(_text(got[i]), int(float(got[i + 1])), _text(got[i + 2])) for i in range(0, len(got), 3)]
 
 
 def _text(value: bytes | str) -> str:

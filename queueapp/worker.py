@@ -17,6 +17,7 @@ import signal
 import socket
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -205,7 +206,8 @@ class Runtime:
             return
         metrics.job_finished(started.queue, started.function, transitions.MOVES[outcome.move].target, run_s)
         if outcome.move in ("retry_later", "requeue") and self.redis is not None:
-            push = transport.Push(started.id, attempt + 1, started.queue, outcome.due_at)
+            lane = registry.fair_lane(started.function, started.workspace_id)
+            push = transport.Push(started.id, attempt + 1, started.queue, outcome.due_at, lane)
             try:
                 await transport.apush([push], self.redis)
             except redis.RedisError:
@@ -230,7 +232,7 @@ class HQWorker(Worker):
         self.runtime = runtime
         self.hq_queue = queue
         self.wake = asyncio.Event()
-        self._last_read = 0
+        self.lane_running: Counter[str] = Counter()
         super().__init__(
             functions=[
                 func(_arq_entry, name=transport.ARQ_FUNCTION, timeout=ARQ_TIMEOUT_S, max_tries=1, keep_result=0)
@@ -259,7 +261,6 @@ class HQWorker(Worker):
             self._pool = await create_pool(self.redis_settings, default_queue_name=self.queue_name)
         self.ctx["redis"] = self.pool
         while not self.runtime.stopping.is_set() or self.tasks:
-            self._last_read = 0
             # Cleared before polling, so a job that ends while we poll is not a lost wake-up.
             self.wake.clear()
             try:
@@ -272,8 +273,6 @@ class HQWorker(Worker):
                 logger.warning("worker for queue %s lost Redis (%s); retrying", self.hq_queue, exc)
                 await self.runtime.sleep(1.0)
                 continue
-            if self._last_read >= self.queue_read_limit and self.allow_pick_jobs:
-                continue  # a full page was read: there is more waiting, do not sleep
             if self.runtime.stopping.is_set() and not self.allow_pick_jobs:
                 await asyncio.sleep(0.05)
                 continue
@@ -287,33 +286,58 @@ class HQWorker(Worker):
         # The slot is free only now: look for the next job at once rather than after the poll delay.
         self.wake.set()
 
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """ARQ's start_jobs, claiming every free slot's worth of ids in one Redis call.
+    def share(self) -> transport.Share:
+        """This worker's fair-share limits (`HQ_WORKSPACE_SHARE`, `HQ_ENGINE_RESERVED_SLOTS`)."""
+        cap = max(1, int(settings.HQ_WORKSPACE_SHARE * self.max_jobs))
+        reserved = min(settings.HQ_ENGINE_RESERVED_SLOTS, self.max_jobs - 1)
+        return transport.Share(cap=cap, user_limit=self.max_jobs - reserved, running=dict(self.lane_running))
 
-        ARQ checks and marks each id with WATCH/EXISTS/ZSCORE/MULTI, four round trips a job; the
-        same checks run here in one Lua script per batch (`transport.claim`).
+    async def _poll_iteration(self) -> None:
+        """ARQ's poll with the read of its queue replaced by a fair claim across lanes."""
+        if self.allow_pick_jobs and self.job_counter < self.max_jobs:
+            await self.claim_fairly()
+        if self.allow_abort_jobs:
+            await self._cancel_aborted_jobs()
+        for arq_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[arq_id]
+                task.result()  # an error in run_job surfaces here, as in ARQ
+        await self.heart_beat()
+
+    async def claim_fairly(self) -> None:
+        """Take every free slot's worth of attempts in one Redis call (`transport.claim`).
+
+        ARQ reads the first due ids of its queue and checks each with four round trips, so one
+        workspace's flood at the head of the queue would hold every slot; the claim picks lane by
+        lane instead, and never gives one workspace more than its share of this worker's slots.
         """
-        self._last_read = len(job_ids)
-        ids = [j.decode() if isinstance(j, bytes) else j for j in job_ids]
+        free = 0
+        while self.job_counter + free < self.max_jobs and not self.sem.locked():
+            await self.sem.acquire()
+            free += 1
+        if not free:
+            return
         ttl_ms = int(self.in_progress_timeout_s * 1000)
-        while ids and self.allow_pick_jobs:
-            await self.sem.acquire()  # wait for one free slot, then take every free one
-            if self.job_counter >= self.max_jobs:
+        try:
+            claimed = await transport.claim(self.pool, self.hq_queue, free, self.share(), ttl_ms)
+        except BaseException:
+            claimed = []
+            raise
+        finally:
+            for _ in range(free - len(claimed)):
                 self.sem.release()
-                return
-            n = 1
-            while n < len(ids) and self.job_counter + n < self.max_jobs and not self.sem.locked():
-                await self.sem.acquire()
-                n += 1
-            batch, ids = ids[:n], ids[n:]
-            claimed = await transport.claim(self.pool, self.hq_queue, batch, ttl_ms)
-            for _ in range(n - len(claimed)):
-                self.sem.release()
-            for arq_id, score in claimed:
-                self.job_counter += 1
-                task = self.loop.create_task(self.run_job(arq_id, score))
-                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-                self.tasks[arq_id] = task
+        for arq_id, score, lane in claimed:
+            self.job_counter += 1
+            self.lane_running[lane] += 1
+            task = self.loop.create_task(self.run_job(arq_id, score))
+            task.add_done_callback(lambda _, lane=lane: self._slot_freed(lane))
+            self.tasks[arq_id] = task
+
+    def _slot_freed(self, lane: str) -> None:
+        self.lane_running[lane] -= 1
+        if not self.lane_running[lane]:
+            del self.lane_running[lane]
+        self._release_sem_dec_counter_on_complete()
 
     async def _drained(self) -> bool:
         if self.tasks and any(not t.done() for t in self.tasks.values()):
