@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from hq import tokens
-from hq.models import Membership, PersonalAccessToken
+from hq.models import Membership, PersonalAccessToken, User
 
 
 def token_find(*, clear: str) -> PersonalAccessToken | None:
@@ -24,3 +25,19 @@ def token_find(*, clear: str) -> PersonalAccessToken | None:
 def membership_role(*, user_id: object, workspace_id: object) -> str | None:
     """Return the user's role in the workspace, or None when not a member."""
     return Membership.objects.filter(user_id=user_id, workspace_id=workspace_id).values_list("role", flat=True).first()
+
+
+def staff_workspace_ids(*, user: User) -> list[Any] | None:
+    """Workspaces a user covers in the admin (the ops console): the one rule every admin page uses.
+
+    None (every workspace) for an active staff superuser; for other active staff, the workspaces
+    where they are an admin member; an empty list for everyone else. A plain `member` role gives
+    nothing here: in the API a member sees only their own jobs and conversations, so the admin,
+    which shows a workspace's rows whole, is for its admins.
+    """
+    if not (user.is_active and user.is_staff):
+        return []
+    if user.is_superuser:
+        return None
+    rows = Membership.objects.filter(user_id=user.pk, role=Membership.Role.ADMIN)
+    return list(rows.values_list("workspace_id", flat=True))

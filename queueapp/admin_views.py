@@ -1,9 +1,9 @@
 """Ops console pages beside the model admins: the dashboard (charts) and the live workers.
 
 Both are wrapped in `admin.site.admin_view` (staff only; anyone else goes to the admin login).
-Superusers see every workspace and may narrow to one; other staff see the workspaces they belong
-to. The pages are plain HTML with inline SVG charts and refresh themselves every 30 s: no
-JavaScript, nothing from the internet.
+Superusers see every workspace and may narrow to one; other staff see the workspaces they
+administer (`hq.selectors.staff_workspace_ids`, the rule of every admin page). The pages are plain
+HTML with inline SVG charts and refresh themselves every 30 s: no JavaScript, nothing from the internet.
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
+from hq.admin_scoping import request_workspace_ids
 from hq.models import Workspace
-from queueapp import observability, selectors
+from queueapp import observability
 
 REFRESH_S = 30
 
 
 def _scope(request: HttpRequest) -> tuple[list[Any] | None, Workspace | None, list[Workspace]]:
     """(workspace ids to show, the one chosen, the choices) for this staff user."""
-    ids = selectors.staff_workspace_ids(user=request.user)
+    ids = request_workspace_ids(request)
     choices = Workspace.objects.order_by("slug")
     if ids is not None:
         choices = choices.filter(pk__in=ids)
