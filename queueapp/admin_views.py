@@ -2,8 +2,9 @@
 
 Both are wrapped in `admin.site.admin_view` (staff only; anyone else goes to the admin login).
 Superusers see every workspace and may narrow to one; other staff see the workspaces they
-administer (`hq.selectors.staff_workspace_ids`, the rule of every admin page). The pages are plain
-HTML with inline SVG charts and refresh themselves every 30 s: no JavaScript, nothing from the internet.
+administer (`hq.selectors.staff_workspace_ids`, the rule of every admin page), and staff who
+administer none get the page with an explanation instead of numbers. The pages are plain HTML
+with inline SVG charts and refresh themselves every 30 s: no JavaScript, nothing from the internet.
 """
 
 from __future__ import annotations
@@ -51,12 +52,15 @@ def _context(request: HttpRequest, title: str) -> dict[str, Any]:
         "chosen": chosen,
         "choices": choices,
         "all_workspaces": ids is None,
+        "no_workspace": ids == [],
     }
 
 
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     """Charts and numbers: jobs per minute by outcome, wait times, depth, fire lag, HITL pending."""
     context = _context(request, "Ops dashboard")
+    if context["no_workspace"]:
+        return TemplateResponse(request, "admin/ops/dashboard.html", context)
     ids = context["workspace_ids"]
     scope = observability.Scope.of(ids)
     summary = observability.summary(workspace_ids=ids, now=scope.now)
@@ -78,6 +82,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
 def workers_view(request: HttpRequest) -> HttpResponse:
     """Live workers: last heartbeat, queues, and the jobs (of the workspaces shown) running on them."""
     context = _context(request, "Workers")
+    if context["no_workspace"]:
+        return TemplateResponse(request, "admin/ops/workers.html", context)
     workers = observability.workers_overview(workspace_ids=context["workspace_ids"])
     for row in workers:
         row["heartbeat_age_s"] = round((row["heartbeat_age_ms"] or 0) / 1000, 1)

@@ -311,3 +311,26 @@ def test_a_superuser_still_sees_and_mints_everywhere(two_tenants):
     )
     assert resp.status_code == 200 and "is not a member of this workspace" in resp.content.decode()
     assert not PersonalAccessToken.objects.filter(name="cross").exists()
+
+
+@pytest.mark.parametrize("role", [None, "member"])
+def test_staff_who_administer_no_workspace_see_nothing_and_the_dashboard_says_why(two_tenants, role):
+    a, _b, _staff, _client = two_tenants
+    user = User.objects.create_user("idle.staff@example.com", "pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.all())
+    if role:
+        hq_services.membership_set(user=user, workspace=a.workspace, role=role)
+    client = Client()
+    client.force_login(user)
+    for page in ("/admin/ops/dashboard/", "/admin/ops/workers/"):
+        resp = client.get(page)
+        assert resp.status_code == 200, page
+        text = resp.content.decode()
+        assert "you administer no workspace" in text and FOREIGN not in text, page
+    index = client.get("/admin/")
+    assert index.status_code == 200 and FOREIGN not in index.content.decode()
+    for model in REGISTERED:
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        assert client.get(url).status_code == 403, url
+    note = Note.objects.get(workspace=a.workspace)
+    assert client.get(f"/admin/hq/note/{note.pk}/change/").status_code in (302, 403, 404)
