@@ -175,6 +175,27 @@ class Walk:
             self.problems.append(problem)
 
 
+def field_errors(resp) -> dict[str, str]:
+    """A form page's errors by field name."""
+    found = re.findall(r'<ul class="errorlist" id="id_(\w+)_error">(.*?)</ul>', resp.content.decode(), re.S)
+    return {name: html.unescape(re.sub("<[^>]+>", " ", text)).strip() for name, text in found}
+
+
+def room_form(room: Room, **changes: object) -> dict[str, object]:
+    """The room change form as the browser posts it, with `changes`."""
+    data = {
+        "workspace": room.workspace_id,
+        "name": room.name,
+        "agent": room.agent_id or "",
+        "members": [u.pk for u in room.members.all()],
+        "created_at_0": "2026-01-01",
+        "created_at_1": "09:00:00",
+        "messages-TOTAL_FORMS": "0",
+        "messages-INITIAL_FORMS": "0",
+    }
+    return {**data, **changes}
+
+
 def filter_links(page: str) -> list[str]:
     match = re.search(r'<nav id="changelist-filter".*?</nav>', page, re.S)
     return sorted({html.unescape(h) for h in re.findall(r'href="(\?[^"]*)"', match.group(0))}) if match else []
@@ -252,8 +273,8 @@ def test_no_admin_form_saves_anything_into_another_workspace(two_tenants):
         {"user": User.objects.get(email="shared.person@example.com").pk, "workspace": a.workspace.pk, "name": "x"},
     ]
     for data in refused:
-        resp = client.post(tokens_url, data)
-        assert resp.status_code == 200 and "errorlist" in resp.content.decode(), data
+        errors = field_errors(client.post(tokens_url, data))
+        assert {"user", "workspace"} & set(errors), (data, errors)
     assert PersonalAccessToken.objects.count() == before, "a token was minted outside the staff user's workspaces"
     # The same form works inside the scope (so the refusals above are about the scope).
     resp = client.post(tokens_url, {"user": b.member.pk, "workspace": b.workspace.pk, "name": "fine"})
@@ -262,7 +283,7 @@ def test_no_admin_form_saves_anything_into_another_workspace(two_tenants):
 
     # Making oneself an admin of A, through either memberships page.
     resp = client.post("/admin/hq/membership/add/", {"user": staff.pk, "workspace": a.workspace.pk, "role": "admin"})
-    assert resp.status_code == 200 and "errorlist" in resp.content.decode()
+    assert "workspace" in field_errors(resp)
     assert not Membership.objects.filter(user=staff, workspace=a.workspace).exists()
     # Editing A's objects directly.
     note = Note.objects.get(workspace=a.workspace)
@@ -272,21 +293,15 @@ def test_no_admin_form_saves_anything_into_another_workspace(two_tenants):
     # A room of B given A's agent or A's user.
     room = Room.objects.get(workspace=b.workspace)
     agent = Agent.objects.get(workspace=a.workspace)
-    resp = client.post(
-        f"/admin/hq/room/{room.pk}/change/",
-        {
-            "workspace": b.workspace.pk,
-            "name": "renamed",
-            "agent": agent.pk,
-            "members": [a.member.pk],
-            "messages-TOTAL_FORMS": "0",
-            "messages-INITIAL_FORMS": "0",
-        },
-    )
-    assert resp.status_code == 200 and "errorlist" in resp.content.decode()
+    url = f"/admin/hq/room/{room.pk}/change/"
+    resp = client.post(url, room_form(room, name="renamed", agent=agent.pk, members=[a.member.pk]))
+    assert {"agent", "members"} <= set(field_errors(resp)), field_errors(resp)
     room.refresh_from_db()
     assert room.name == f"{OWN} room" and room.agent_id is None
     assert not room.members.filter(pk=a.member.pk).exists()
+    own_agent = Agent.objects.get(workspace=b.workspace)
+    assert client.post(url, room_form(room, name="renamed", agent=own_agent.pk)).status_code == 302
+    assert Room.objects.get(pk=room.pk).agent_id == own_agent.pk, "the same form works inside the workspace"
     # Users are read-only to staff who are not superusers (a user may be in other workspaces too).
     resp = client.post(f"/admin/hq/user/{b.member.pk}/change/", {"email": "taken@example.com", "is_superuser": "on"})
     assert resp.status_code in (302, 403)
@@ -309,8 +324,16 @@ def test_a_superuser_still_sees_and_mints_everywhere(two_tenants):
     resp = client.post(
         "/admin/hq/personalaccesstoken/add/", {"user": a.boss.pk, "workspace": b.workspace.pk, "name": "cross"}
     )
-    assert resp.status_code == 200 and "is not a member of this workspace" in resp.content.decode()
+    assert field_errors(resp) == {"user": f"{a.boss.email} is not a member of this workspace."}
     assert not PersonalAccessToken.objects.filter(name="cross").exists()
+    room = Room.objects.get(workspace=b.workspace)
+    agent = Agent.objects.get(workspace=a.workspace)
+    resp = client.post(f"/admin/hq/room/{room.pk}/change/", room_form(room, agent=agent.pk, members=[a.member.pk]))
+    assert field_errors(resp) == {
+        "agent": f"“{agent}” belongs to another workspace.",
+        "members": f"{a.member.email} is not a member of this workspace.",
+    }
+    assert Room.objects.get(pk=room.pk).agent_id is None
 
 
 @pytest.mark.parametrize("role", [None, "member"])
