@@ -1,34 +1,23 @@
 """Deliveries in the ops console: read-only, each with its attempts.
 
-A superuser sees every delivery; other staff see those of the workspaces they belong to.
+Scoped by `hq.admin_scoping`: a superuser sees every delivery, other staff those of the workspaces
+they administer; no Django model permissions are needed and nobody may add, change or delete.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
-from django.http import HttpRequest
 from django.utils.html import format_html
 
 from delivery.models import Delivery, DeliveryAttempt
-from hq.models import Membership
+from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
 
 
-class ReadOnlyMixin:
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class DeliveryAttemptInline(ReadOnlyMixin, admin.TabularInline):
+class DeliveryAttemptInline(WorkspaceScopedTabularInline):
+    workspace_path = "delivery__workspace"
+    model_permissions = False
     model = DeliveryAttempt
     extra = 0
     can_delete = False
@@ -38,7 +27,8 @@ class DeliveryAttemptInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class DeliveryAdmin(WorkspaceScopedAdmin):
+    model_permissions = False
     list_display = ["kind", "status", "attempts", "created_at", "source", "workspace", "next_attempt_at"]
     list_filter = ["kind", "status"]
     search_fields = ["=source_id", "=external_id"]
@@ -78,23 +68,6 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
-        rows = super().get_queryset(request)
-        if request.user.is_superuser:
-            return rows
-        return rows.filter(workspace_id__in=Membership.objects.filter(user_id=request.user.pk).values("workspace_id"))
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        user = request.user
-        if not (user.is_active and user.is_staff):
-            return False
-        if user.is_superuser or obj is None:
-            return True
-        return Membership.objects.filter(user_id=user.pk, workspace_id=obj.workspace_id).exists()
 
     @admin.display(description="source")
     def source(self, obj: Delivery) -> str:

@@ -1,4 +1,9 @@
-"""Admin pages for tenancy, users, tokens and agents."""
+"""Admin pages for tenancy, users, tokens and agents, each scoped by `hq.admin_scoping`.
+
+Staff who are not superusers see the workspaces they administer: their users (read-only: a user
+may belong to other workspaces too), memberships, tokens, agents, rooms, notes, stored queries and
+conversations. Plans and groups apply to every workspace and are for superusers.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
@@ -15,6 +22,7 @@ from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 
 from hq import services, tokens
+from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
 from hq.models import (
     Agent,
     Conversation,
@@ -64,16 +72,32 @@ class MembershipFormSet(BaseInlineFormSet):
             services.membership_end(membership=obj, actor=self.actor)
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(WorkspaceScopedTabularInline):
     model = Membership
     form = MembershipInlineForm
     formset = MembershipFormSet
     extra = 0
     autocomplete_fields = ["user"]
+    users_must_be_members = False  # this is what makes them members
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(WorkspaceScopedAdmin, BaseGroupAdmin):
+    """Groups of model permissions apply across workspaces: superusers only."""
+
+    workspace_path = None
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(WorkspaceScopedAdmin, BaseUserAdmin):
+    """Users who share a workspace with the staff user; only superusers add, edit or delete users,
+    since a user may belong to workspaces the staff user does not administer (and a staff user
+    must not be able to edit their own flags)."""
+
+    workspace_path = "memberships__workspace"
     ordering = ["email"]
     list_display = ["email", "display_name", "is_staff", "is_superuser", "is_active", "date_joined"]
     list_filter = ["is_staff", "is_superuser", "is_active"]
@@ -85,6 +109,26 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "display_name", "password1", "password2")}),)
+    staff_fieldsets = (
+        (None, {"fields": ("email",)}),
+        ("Profile", {"fields": ("display_name",)}),
+        ("Status", {"fields": ("is_active", "is_staff", "last_login", "date_joined")}),
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None and not request.user.is_superuser:
+            return self.staff_fieldsets  # no password hash, no permissions
+        return super().get_fieldsets(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
     actions = ["deactivate_selected"]
     deactivate_template = "admin/hq/user/deactivate_confirmation.html"
 
@@ -137,17 +181,30 @@ class UserAdmin(BaseUserAdmin):
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(WorkspaceScopedAdmin):
+    """Plans apply across workspaces: superusers only."""
+
+    workspace_path = None
     list_display = ["name", "max_schedules"]
     search_fields = ["name"]
 
 
 @admin.register(Workspace)
-class WorkspaceAdmin(admin.ModelAdmin):
+class WorkspaceAdmin(WorkspaceScopedAdmin):
+    """The workspaces the staff user administers; only superusers create them or change their plan."""
+
+    workspace_path = "id"
     list_display = ["slug", "name", "locale", "plan", "created_at"]
     list_filter = ["plan"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else [*fields, "plan"]
 
     def save_model(self, request: HttpRequest, obj: Workspace, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -161,7 +218,8 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(WorkspaceScopedAdmin):
+    users_must_be_members = False  # this is what makes them members
     list_display = ["user", "workspace", "role", "created_at"]
     list_filter = ["role", "workspace"]
     search_fields = ["user__email", "workspace__slug"]
@@ -195,7 +253,11 @@ class TokenForm(forms.ModelForm):
 
 
 @admin.register(PersonalAccessToken)
-class TokenAdmin(admin.ModelAdmin):
+class TokenAdmin(WorkspaceScopedAdmin):
+    """Tokens of the workspaces the staff user administers. A new token's workspace must be one of
+    those and its user a member of it (the form refuses anything else, whatever was posted); a
+    token's user and workspace never change afterwards."""
+
     form = TokenForm
     list_display = ["prefix", "user", "workspace", "name", "created_at", "expires_at", "revoked_at", "last_used_at"]
     list_filter = ["workspace", "revoked_at"]
@@ -203,6 +265,10 @@ class TokenAdmin(admin.ModelAdmin):
     readonly_fields = ["prefix", "token_hash", "created_at", "last_used_at"]
     autocomplete_fields = ["user", "workspace"]
     actions = ["revoke"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if obj is None else [*fields, "user", "workspace"]
 
     def save_model(self, request: HttpRequest, obj: PersonalAccessToken, form: Any, change: bool) -> None:
         obj.scopes = services.scopes_validate(form.cleaned_data.get("scopes") or [])
@@ -229,13 +295,14 @@ class TokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(WorkspaceScopedAdmin):
     list_display = ["name", "workspace", "backend", "model", "enabled", "is_default"]
     list_filter = ["backend", "enabled", "is_default", "workspace"]
     search_fields = ["name", "workspace__slug"]
 
 
-class RoomMessageInline(admin.TabularInline):
+class RoomMessageInline(WorkspaceScopedTabularInline):
+    workspace_path = "room__workspace"
     model = RoomMessage
     extra = 0
     fields = ["created_at", "kind", "author", "agent", "msgtype", "body"]
@@ -244,7 +311,7 @@ class RoomMessageInline(admin.TabularInline):
 
 
 @admin.register(Room)
-class RoomAdmin(admin.ModelAdmin):
+class RoomAdmin(WorkspaceScopedAdmin):
     list_display = ["name", "workspace", "agent", "created_at"]
     list_filter = ["workspace"]
     search_fields = ["name"]
@@ -253,19 +320,20 @@ class RoomAdmin(admin.ModelAdmin):
 
 
 @admin.register(Note)
-class NoteAdmin(admin.ModelAdmin):
+class NoteAdmin(WorkspaceScopedAdmin):
     list_display = ["title", "workspace", "author", "created_at"]
     list_filter = ["workspace"]
     search_fields = ["title", "body"]
 
 
 @admin.register(StoredQuery)
-class StoredQueryAdmin(admin.ModelAdmin):
+class StoredQueryAdmin(WorkspaceScopedAdmin):
     list_display = ["name", "workspace", "owner", "created_at"]
     search_fields = ["name"]
 
 
-class ConversationMessageInline(admin.TabularInline):
+class ConversationMessageInline(WorkspaceScopedTabularInline):
+    workspace_path = "conversation__workspace"
     model = ConversationMessage
     extra = 0
     fields = ["created_at", "role", "agent", "body", "fire_id"]
@@ -273,7 +341,7 @@ class ConversationMessageInline(admin.TabularInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(WorkspaceScopedAdmin):
     list_display = ["title", "owner", "workspace", "schedule_id", "updated_at"]
     list_filter = ["workspace"]
     search_fields = ["title", "owner__email", "schedule_id"]

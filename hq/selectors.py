@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from enum import StrEnum
+from typing import Any
 
 from django.db.models import Exists, OuterRef
 
@@ -60,3 +61,19 @@ def member_departure(*, user_id: object, workspace_id: object) -> Departure | No
     if not is_active:
         return Departure.DEACTIVATED
     return None if member else Departure.LEFT
+
+
+def staff_workspace_ids(*, user: User) -> list[Any] | None:
+    """Workspaces a user covers in the admin (the ops console): the one rule every admin page uses.
+
+    None (every workspace) for an active staff superuser; for other active staff, the workspaces
+    where they are an admin member; an empty list for everyone else. A plain `member` role gives
+    nothing here: in the API a member sees only their own jobs and conversations, so the admin,
+    which shows a workspace's rows whole, is for its admins.
+    """
+    if not (user.is_active and user.is_staff):
+        return []
+    if user.is_superuser:
+        return None
+    rows = Membership.objects.filter(user_id=user.pk, role=Membership.Role.ADMIN)
+    return list(rows.values_list("workspace_id", flat=True))

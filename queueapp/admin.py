@@ -1,9 +1,9 @@
 """The ops console: HITL approvals, jobs with their timelines, queue pauses and workers.
 
 Every page here is read-only; changes go through the same services the API uses. Staff need no
-Django model permissions: a superuser sees everything, other staff the rows of the workspaces
-they belong to, and deciding, retrying or cancelling needs the admin role in the row's workspace
-(checked again by the services).
+Django model permissions; the scope is `hq.admin_scoping`'s: a superuser sees everything, other
+staff the rows of the workspaces they administer, where they may also decide, retry and cancel
+(the services check again).
 """
 
 from __future__ import annotations
@@ -24,17 +24,10 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from hq import clock
+from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
 from hq.errors import HQError
-from hq.models import Membership, User
-from queueapp import selectors, services
+from queueapp import services
 from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobEvent, QueuePause, Worker
-
-
-def _console_user(user: User) -> bool:
-    """Staff who may open the console: superusers, and staff who belong to a workspace."""
-    return bool(
-        user.is_active and user.is_staff and (user.is_superuser or Membership.objects.filter(user_id=user.pk).exists())
-    )
 
 
 def _pretty_json(value: Any) -> str:
@@ -45,38 +38,10 @@ def _pre(value: Any) -> str:
     return format_html('<pre class="hq-json">{}</pre>', _pretty_json(value))
 
 
-class WorkspaceScopedAdmin(admin.ModelAdmin):
-    """A read-only page showing a staff user the rows of their workspaces (all for a superuser)."""
+class ConsoleAdmin(WorkspaceScopedAdmin):
+    """A read-only console page: no Django model permissions needed, the workspace scope applies."""
 
-    workspace_field = "workspace_id"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        rows = super().get_queryset(request)
-        ids = selectors.staff_workspace_ids(user=request.user)
-        return rows if ids is None else rows.filter(**{f"{self.workspace_field}__in": ids})
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _console_user(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if not _console_user(request.user):
-            return False
-        ids = selectors.staff_workspace_ids(user=request.user)
-        return obj is None or ids is None or getattr(obj, self.workspace_field) in ids
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_operate_permission(self, request: HttpRequest) -> bool:
-        """May run the page's actions: a superuser, or staff who are admin of some workspace."""
-        ids = selectors.staff_workspace_ids(user=request.user, admin_only=True)
-        return _console_user(request.user) and (ids is None or bool(ids))
+    model_permissions = False
 
 
 # --- HITL requests ----------------------------------------------------------------------------------
@@ -92,7 +57,7 @@ class DecisionForm(forms.Form):
 
 
 @admin.register(HITLRequest)
-class HITLRequestAdmin(WorkspaceScopedAdmin):
+class HITLRequestAdmin(ConsoleAdmin):
     list_display = ["function", "state", "workspace", "requested_by", "age", "expires_at", "decided_by", "job_link"]
     list_filter = ["state", "function", ("requested_by", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["id", "job__id", "job__correlation_id"]
@@ -247,9 +212,11 @@ class HITLRequestAdmin(WorkspaceScopedAdmin):
 # --- jobs ---------------------------------------------------------------------------------------------
 
 
-class JobEventInline(admin.TabularInline):
+class JobEventInline(WorkspaceScopedTabularInline):
     """The job's timeline."""
 
+    workspace_path = "job__workspace"
+    model_permissions = False
     model = JobEvent
     fields = ["at", "kind", "from_state", "to_state", "attempt", "actor", "detail_pretty"]
     readonly_fields = fields
@@ -263,21 +230,9 @@ class JobEventInline(admin.TabularInline):
     def detail_pretty(self, obj: JobEvent) -> str:
         return _pre(obj.detail) if obj.detail else "—"
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _console_user(request.user)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Job)
-class JobAdmin(WorkspaceScopedAdmin):
+class JobAdmin(ConsoleAdmin):
     list_display = ["id", "function", "queue", "state", "owner", "workspace", "attempts", "created_at", "finished_at"]
     list_filter = [
         "state",
@@ -344,10 +299,9 @@ class JobAdmin(WorkspaceScopedAdmin):
 
     def _run(self, request: HttpRequest, queryset: QuerySet, verb: str, call: Any) -> None:
         """Apply `call` to each job the user administers; every refusal is reported, none skipped silently."""
-        admin_of = selectors.staff_workspace_ids(user=request.user, admin_only=True)
         done = 0
         for job in queryset:
-            if admin_of is not None and job.workspace_id not in admin_of:
+            if not self.covers(request, job):
                 self.message_user(request, f"Job {job.pk}: you are not an admin of its workspace.", messages.ERROR)
                 continue
             try:
@@ -363,31 +317,17 @@ class JobAdmin(WorkspaceScopedAdmin):
 
 
 @admin.register(QueuePause)
-class QueuePauseAdmin(WorkspaceScopedAdmin):
+class QueuePauseAdmin(ConsoleAdmin):
     list_display = ["queue", "workspace", "paused_by", "paused_at"]
     list_filter = ["queue"]
     list_select_related = ["workspace", "paused_by"]
 
 
 @admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
+class WorkerAdmin(ConsoleAdmin):
     """Live and stopped worker processes: infrastructure shared by all workspaces, for superusers."""
 
+    workspace_path = None
     list_display = ["id", "hostname", "pid", "queues", "concurrency", "running", "jobs_done", "last_heartbeat_at"]
     list_filter = [("stopped_at", admin.EmptyFieldListFilter)]
     search_fields = ["id", "hostname"]
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_active and request.user.is_superuser
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.is_active and request.user.is_superuser
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -1,9 +1,10 @@
 """Ops console pages beside the model admins: the dashboard (charts) and the live workers.
 
 Both are wrapped in `admin.site.admin_view` (staff only; anyone else goes to the admin login).
-Superusers see every workspace and may narrow to one; other staff see the workspaces they belong
-to. The pages are plain HTML with inline SVG charts and refresh themselves every 30 s: no
-JavaScript, nothing from the internet.
+Superusers see every workspace and may narrow to one; other staff see the workspaces they
+administer (`hq.selectors.staff_workspace_ids`, the rule of every admin page), and staff who
+administer none get the page with an explanation instead of numbers. The pages are plain HTML
+with inline SVG charts and refresh themselves every 30 s: no JavaScript, nothing from the internet.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
+from hq.admin_scoping import request_workspace_ids
 from hq.models import Workspace
-from queueapp import observability, selectors
+from queueapp import observability
 
 REFRESH_S = 30
 
 
 def _scope(request: HttpRequest) -> tuple[list[Any] | None, Workspace | None, list[Workspace]]:
     """(workspace ids to show, the one chosen, the choices) for this staff user."""
-    ids = selectors.staff_workspace_ids(user=request.user)
+    ids = request_workspace_ids(request)
     choices = Workspace.objects.order_by("slug")
     if ids is not None:
         choices = choices.filter(pk__in=ids)
@@ -50,12 +52,15 @@ def _context(request: HttpRequest, title: str) -> dict[str, Any]:
         "chosen": chosen,
         "choices": choices,
         "all_workspaces": ids is None,
+        "no_workspace": ids == [],
     }
 
 
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     """Charts and numbers: jobs per minute by outcome, wait times, depth, fire lag, HITL pending."""
     context = _context(request, "Ops dashboard")
+    if context["no_workspace"]:
+        return TemplateResponse(request, "admin/ops/dashboard.html", context)
     ids = context["workspace_ids"]
     scope = observability.Scope.of(ids)
     summary = observability.summary(workspace_ids=ids, now=scope.now)
@@ -77,6 +82,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
 def workers_view(request: HttpRequest) -> HttpResponse:
     """Live workers: last heartbeat, queues, and the jobs (of the workspaces shown) running on them."""
     context = _context(request, "Workers")
+    if context["no_workspace"]:
+        return TemplateResponse(request, "admin/ops/workers.html", context)
     workers = observability.workers_overview(workspace_ids=context["workspace_ids"])
     for row in workers:
         row["heartbeat_age_s"] = round((row["heartbeat_age_ms"] or 0) / 1000, 1)

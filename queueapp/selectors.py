@@ -11,7 +11,6 @@ from django.db.models import Count, Min, Q, QuerySet
 from hq import clock
 from hq.api.auth import Principal
 from hq.errors import NotFound
-from hq.models import Membership, User
 from queueapp.models import HITLRequest, HITLState, Job, JobState, QueuePause, Worker
 
 
@@ -115,14 +114,3 @@ def hitl_next_expiry() -> datetime | None:
     return (
         HITLRequest.objects.filter(state=HITLState.PENDING).order_by("expires_at").values_list("expires_at", flat=True)
     ).first()
-
-
-def staff_workspace_ids(*, user: User, admin_only: bool = False) -> list[Any] | None:
-    """Workspaces a staff user covers in the admin: None (all) for a superuser, else their memberships
-    (only those where they are admin with `admin_only`)."""
-    if user.is_superuser:
-        return None
-    rows = Membership.objects.filter(user=user)
-    if admin_only:
-        rows = rows.filter(role=Membership.Role.ADMIN)
-    return list(rows.values_list("workspace_id", flat=True))

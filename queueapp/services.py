@@ -20,7 +20,7 @@ from django.db.models import Exists, OuterRef, Q
 from hq import clock, metrics
 from hq.errors import Conflict, Forbidden, ValidationFailed
 from hq.models import Membership, User, Workspace
-from hq.selectors import Departure, member_departure
+from hq.selectors import Departure, member_departure, staff_workspace_ids
 from queueapp import registry, selectors, transitions, transport
 from queueapp.models import (
     WAITING_STATES,
@@ -399,19 +399,14 @@ class SelfApproval(Forbidden):
     default_message = "You asked for this call; someone else must decide it."
 
 
-def _is_workspace_admin(user: User, workspace_id: Any) -> bool:
-    return Membership.objects.filter(user=user, workspace_id=workspace_id, role=Membership.Role.ADMIN).exists()
-
-
 def hitl_ensure_may_decide(*, request: HITLRequest, actor: User, via: str) -> None:
     """403 unless `actor` may decide `request` through `via`; never the requester.
 
     Over the API the caller already holds `hitl:approve` in the request's workspace (the view
     checks the scope and the workspace); in the admin, a superuser or a staff admin of it.
     """
-    if via == DecidedVia.ADMIN and not (
-        actor.is_superuser or (actor.is_staff and _is_workspace_admin(actor, request.workspace_id))
-    ):
+    covered = staff_workspace_ids(user=actor) if via == DecidedVia.ADMIN else None  # the admin's one rule
+    if covered is not None and request.workspace_id not in covered:
         raise Forbidden("Only superusers and staff admins of the workspace may decide.", code="admin_required")
     if via == DecidedVia.API and not Membership.objects.filter(user=actor, workspace_id=request.workspace_id).exists():
         raise Forbidden("You are not a member of this workspace.")

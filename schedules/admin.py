@@ -1,4 +1,9 @@
-"""Schedules in the ops console: owner filter, lifecycle actions through the services, recent fires."""
+"""Schedules in the ops console: owner filter, lifecycle actions through the services, recent fires.
+
+Scoped by `hq.admin_scoping` (a superuser sees every schedule, other staff those of the workspaces
+they administer), with Django's model permissions on top: `view_schedule` to see, `change_schedule`
+to edit the name and description and to run the actions.
+"""
 
 from __future__ import annotations
 
@@ -12,31 +17,15 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from hq import clock
+from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
 from hq.errors import HQError
-from hq.models import Membership, User
+from hq.models import User
 from schedules import services, triggers
 from schedules.models import Schedule, ScheduleFire
-
-
-def visible_workspaces(request: HttpRequest) -> QuerySet | None:
-    """None for a superuser (everything); else the workspaces the staff user belongs to."""
-    if request.user.is_superuser:
-        return None
-    return request.user.memberships.values("workspace_id")
-
 
 RECENT_FIRES = 20
 #: The list shows this much of a state reason; the schedule's page shows all of it.
 REASON_CHARS = 120
-
-
-def may_operate(user: User, schedule: Schedule) -> bool:
-    """The API's rule for lifecycle changes: a superuser, the schedule's owner, or an admin of its workspace."""
-    if user.is_superuser or schedule.owner_id == user.pk:
-        return True
-    return Membership.objects.filter(
-        user_id=user.pk, workspace_id=schedule.workspace_id, role=Membership.Role.ADMIN
-    ).exists()
 
 
 class OwnerFilter(admin.SimpleListFilter):
@@ -46,11 +35,7 @@ class OwnerFilter(admin.SimpleListFilter):
     parameter_name = "owner"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        rows = Schedule.objects.all()
-        scope = visible_workspaces(request)
-        if scope is not None:
-            rows = rows.filter(workspace_id__in=scope)
-        owner_ids = rows.values("owner_id").distinct()
+        owner_ids = model_admin.scope_rows(request, Schedule.objects.all()).values("owner_id").distinct()
         return [(str(u.pk), u.label) for u in User.objects.filter(pk__in=owner_ids).order_by("display_name", "email")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
@@ -69,7 +54,8 @@ class DestinationFilter(admin.SimpleListFilter):
         return queryset.filter(args__deliver_to__kind=self.value()) if self.value() else queryset
 
 
-class FireInline(admin.TabularInline):
+class FireInline(WorkspaceScopedTabularInline):
+    workspace_path = "schedule__workspace"
     model = ScheduleFire
     extra = 0
     can_delete = False
@@ -94,7 +80,7 @@ class FireInline(admin.TabularInline):
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(WorkspaceScopedAdmin):
     list_display = [
         "name",
         "owner",
@@ -137,11 +123,6 @@ class ScheduleAdmin(admin.ModelAdmin):
     inlines = [FireInline]
     actions = ["pause", "resume", "fire_now", "archive"]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        rows = super().get_queryset(request)
-        scope = visible_workspaces(request)
-        return rows if scope is None else rows.filter(workspace_id__in=scope)
-
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # schedules are created through the API, where args are validated per action
 
@@ -171,8 +152,8 @@ class ScheduleAdmin(admin.ModelAdmin):
     def _apply(self, request: HttpRequest, queryset: QuerySet, verb: str, fn: Any) -> None:
         done, refused = 0, []
         for schedule in queryset:
-            if not may_operate(request.user, schedule):
-                refused.append(f"{schedule.name}: only its owner or an admin of its workspace may change it.")
+            if not self.covers(request, schedule):
+                refused.append(f"{schedule.name}: only an admin of its workspace may change it.")
                 continue
             try:
                 fn(schedule)
@@ -184,18 +165,18 @@ class ScheduleAdmin(admin.ModelAdmin):
         for line in refused:
             self.message_user(request, line, level=messages.ERROR)
 
-    @admin.action(description="Pause selected schedules")
+    @admin.action(description="Pause selected schedules", permissions=["change"])
     def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._apply(request, queryset, "Paused", lambda s: services.schedule_pause(schedule=s, actor=request.user))
 
-    @admin.action(description="Resume selected schedules")
+    @admin.action(description="Resume selected schedules", permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._apply(request, queryset, "Resumed", lambda s: services.schedule_resume(schedule=s))
 
-    @admin.action(description="Fire selected schedules now")
+    @admin.action(description="Fire selected schedules now", permissions=["change"])
     def fire_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._apply(request, queryset, "Fired", lambda s: services.schedule_fire_now(schedule=s, actor=request.user))
 
-    @admin.action(description="Archive (cancel) selected schedules")
+    @admin.action(description="Archive (cancel) selected schedules", permissions=["change"])
     def archive(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._apply(request, queryset, "Archived", lambda s: services.schedule_archive(schedule=s, actor=request.user))

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def staff_client(*, superuser: bool = False, workspace=None) -> Client:
     user = User.objects.create_user(f"staff{uuid.uuid4().hex[:8]}@example.com", is_staff=True, is_superuser=superuser)
     if workspace is not None:
-        hq_services.membership_set(user=user, workspace=workspace, role="member")
+        hq_services.membership_set(user=user, workspace=workspace, role="admin")
     client = Client()
     client.force_login(user)
     return client

@@ -58,7 +58,7 @@ def busy(admin):
 
 
 def test_dashboard__renders_charts_for_staff_of_the_workspace(admin, busy):
-    page = client_for(staff(admin.workspace, role="member")).get(DASHBOARD)
+    page = client_for(staff(admin.workspace)).get(DASHBOARD)
     assert page.status_code == 200
     html = page.content.decode()
     assert '<meta http-equiv="refresh" content="30">' in html
@@ -151,13 +151,12 @@ def test_job_actions__retry_and_cancel_through_the_services(admin, member):
     assert failed.state == "queued" and waiting.state == "cancelled"
     assert JobEvent.objects.filter(job=failed, kind="retry", actor=ops, from_state="failed").exists()
     assert JobEvent.objects.filter(job=waiting, kind="cancel", actor=ops, to_state="cancelled").exists()
-    # staff who administer some workspace, but only belong to this one, are refused, and told so
+    # staff who administer some workspace, but only belong to this one, do not even see its jobs
     elsewhere_admin = staff(factories.workspace())
     hq_services.membership_set(user=elsewhere_admin, workspace=admin.workspace, role="member")
-    resp = client_for(elsewhere_admin).post(
-        changelist, {"action": "cancel_selected", "_selected_action": [str(failed.pk)]}, follow=True
-    )
-    assert "you are not an admin of its workspace" in resp.content.decode()
+    elsewhere = client_for(elsewhere_admin)
+    assert str(failed.pk) not in elsewhere.get(changelist).content.decode()
+    elsewhere.post(changelist, {"action": "cancel_selected", "_selected_action": [str(failed.pk)]})
     assert Job.objects.get(pk=failed.pk).state == "queued"
 
 
@@ -195,8 +194,8 @@ def test_schedule_actions__through_the_services_with_the_api_rules(admin, member
     bystander = staff(admin.workspace, role="member")
     bystander.user_permissions.set(Permission.objects.filter(codename__in=["view_schedule", "change_schedule"]))
     changelist = "/admin/schedules/schedule/"
-    resp = client_for(bystander).post(changelist, {"action": "pause", "_selected_action": [str(s.pk)]}, follow=True)
-    assert "only its owner or an admin of its workspace may change it" in resp.content.decode()
+    resp = client_for(bystander).post(changelist, {"action": "pause", "_selected_action": [str(s.pk)]})
+    assert resp.status_code == 403, "a plain member administers no workspace"
     assert Schedule.objects.get(pk=s.pk).state == "active"
     ops = staff(admin.workspace, role=Membership.Role.ADMIN)
     ops.user_permissions.set(Permission.objects.filter(codename__in=["view_schedule", "change_schedule"]))

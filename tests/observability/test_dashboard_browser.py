@@ -1,5 +1,6 @@
-"""A real browser (Debian's headless chromium) opens the ops dashboard from the admin index; the
-screenshot is saved as test-artifacts/dashboard.png (git-ignored) for a person to look at.
+"""A real browser (Debian's headless chromium) opens the ops dashboard from the admin index, then
+the token form and the notes list, which show the staff user's own workspace only; the screenshots
+are saved under test-artifacts/ (git-ignored) for a person to look at.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (`make system-deps`); without them the test fails
 with that instruction (the `browser` fixture), it is never skipped.
@@ -10,10 +11,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from django.contrib.auth.models import Permission
 
-from hq import clock
+from hq import clock, messaging
 from hq import services as hq_services
 from hq.models import Membership, User
+from tests import factories
 from tests.observability.helpers import fire, hitl, job, schedule
 from tests.queueapp.test_admin_browser import ARTIFACTS, WAIT_S, browser  # noqa: F401 - the shared fixture
 
@@ -51,7 +54,24 @@ def _a_busy_day(caller) -> None:
         fire(s, now, created_ago_s=hour * 3600 + 30, status="succeeded", lag_ms=int(rng.lognormvariate(5, 0.6)))
 
 
-def test_staff_opens_the_dashboard_from_the_admin_index(live_server, browser, member):  # noqa: F811
+def _autocomplete_choices(driver) -> list[str] | bool:
+    """The labels the open autocomplete offers, once its answer has come (False until then)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, ".select2-results__option[role=option]")
+        labels = [o.text for o in found if "loading-results" not in (o.get_attribute("class") or "")]
+    except StaleElementReferenceException:
+        return False
+    return labels or False
+
+
+def test_staff_opens_the_dashboard_from_the_admin_index_and_sees_only_their_workspace(  # noqa: F811
+    live_server,
+    browser,  # noqa: F811
+    member,
+):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -80,3 +100,39 @@ def test_staff_opens_the_dashboard_from_the_admin_index(live_server, browser, me
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1400, min(max(height + 140, 1000), 4000))  # + the window's own frame
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+
+    # The same staff user, holding every model permission, on the hq pages: their workspace only.
+    ops.user_permissions.set(Permission.objects.all())
+    other = factories.caller(admin=True, email="umbra.boss@example.com")
+    messaging.note_create(workspace=other.workspace, author=other.user, title="umbra: acquisition plans")
+    messaging.note_create(workspace=member.workspace, author=member.user, title="Release checklist")
+    second = factories.workspace("second-of-ops")
+    hq_services.membership_set(user=ops, workspace=second, role=Membership.Role.ADMIN)
+    messaging.note_create(workspace=second, author=ops, title="On-call rota")
+    browser.set_window_size(1280, 800)
+    browser.get(f"{live_server.url}/admin/hq/personalaccesstoken/add/")
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#id_user + .select2 .select2-selection"))).click()
+    offered = sorted(wait.until(_autocomplete_choices))  # the users' labels
+    assert offered == sorted([str(ops), str(member.user)]), offered  # not umbra.boss, of the other workspace
+    workspaces = browser.find_element(By.ID, "id_workspace").get_attribute("outerHTML")
+    assert other.workspace.slug not in workspaces
+    browser.save_screenshot(str(ARTIFACTS / "token-add-scoped.png"))
+    browser.get(f"{live_server.url}/admin/hq/note/")
+    rows = wait.until(ec.presence_of_element_located((By.ID, "result_list"))).text
+    assert "Release checklist" in rows and "On-call rota" in rows and "umbra" not in browser.page_source
+    workspace_filter = browser.find_element(By.ID, "changelist-filter").text
+    assert member.workspace.slug in workspace_filter and "second-of-ops" in workspace_filter
+    assert other.workspace.slug not in workspace_filter
+    browser.save_screenshot(str(ARTIFACTS / "notes-scoped.png"))
+
+    # Staff who administer no workspace: the dashboard says why it is empty (it answered 500 once).
+    idle = User.objects.create_user(email="idle@example.com", password="a-long-test-password", is_staff=True)
+    hq_services.membership_set(user=idle, workspace=member.workspace)  # a plain member: not enough
+    browser.delete_all_cookies()
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/ops/dashboard/")
+    browser.find_element(By.ID, "id_username").send_keys(idle.email)
+    browser.find_element(By.ID, "id_password").send_keys("a-long-test-password")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    empty = wait.until(ec.presence_of_element_located((By.ID, "ops-no-workspace"))).text
+    assert "you administer no workspace" in empty
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-no-workspace.png"))

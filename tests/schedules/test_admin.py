@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 
 from hq import messaging
+from hq import services as hq_services
 from hq.models import User
 from schedules import services
 from schedules.models import Schedule, ScheduleFire
@@ -82,6 +83,8 @@ def test_staff_see_only_their_workspaces_and_non_staff_are_refused(member):
     staff.user_permissions.set(Permission.objects.filter(codename__in=["view_schedule", "change_schedule"]))
     client = Client()
     client.force_login(staff)
+    assert client.get(CHANGELIST).status_code == 403, "a plain member administers no workspace"
+    hq_services.membership_set(user=staff, workspace=member.workspace, role="admin")
     html = client.get(CHANGELIST).content.decode()
     assert "visible-one" in html and "hidden-one" not in html
     plain = factories.caller().user
