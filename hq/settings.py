@@ -139,6 +139,10 @@ HQ_WORKER_CONCURRENCY = env.int("HQ_WORKER_CONCURRENCY", default=100)
 # Fair share: one workspace holds at most this share of a worker's slots per queue, and engine jobs
 # (schedule fires, deliveries) keep this many slots that ordinary jobs never take.
 HQ_WORKSPACE_SHARE = env.float("HQ_WORKSPACE_SHARE", default=0.5)
+# The queues clients may name on submit (besides those registered functions use); runworker's default.
+HQ_QUEUES = env.list("HQ_QUEUES", default=["default"])
+# The longest `hq.sleep` a workspace member may submit (admins: up to its 3600 s limit).
+HQ_MEMBER_SLEEP_MAX_S = env.float("HQ_MEMBER_SLEEP_MAX_S", default=60.0)
 HQ_ENGINE_RESERVED_SLOTS = env.int("HQ_ENGINE_RESERVED_SLOTS", default=4)
 HQ_SHUTDOWN_GRACE_S = env.float("HQ_SHUTDOWN_GRACE_S", default=25.0)
 HQ_HITL_EXPIRY_INTERVAL_S = env.float("HQ_HITL_EXPIRY_INTERVAL_S", default=30.0)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
+
 
 @dataclass
 class JobContext:
@@ -29,6 +31,9 @@ class JobContext:
 
 
 JobCallable = Callable[[JobContext], Any] | Callable[[JobContext], Awaitable[Any]]
+#: Checks a submit's args before the job is recorded: (args, caller is a workspace admin) ->
+#: problems by args key (empty when fine).
+ArgsCheck = Callable[[dict[str, Any], bool], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class JobFunction:
     approval_ttl_s: int = 24 * 3600
     internal: bool = False
     description: str = ""
+    check_args: ArgsCheck | None = None
 
     @property
     def is_async(self) -> bool:
@@ -64,6 +70,7 @@ def job_function(
     retry_backoff: float = 2.0,
     approval_ttl: int = 24 * 3600,
     internal: bool = False,
+    check_args: ArgsCheck | None = None,
 ) -> Callable[[JobCallable], JobCallable]:
     """Register a job function under `name`.
 
@@ -73,6 +80,7 @@ def job_function(
     :param retry_backoff: base seconds of the exponential backoff between attempts.
     :param approval_ttl: seconds an approval request stays open before it expires.
     :param internal: hidden from /functions and refused on submit (engine jobs).
+    :param check_args: refuses a submit's args with 400 before anything is recorded.
     """
 
     def register(fn: JobCallable) -> JobCallable:
@@ -90,6 +98,7 @@ def job_function(
             approval_ttl_s=approval_ttl,
             internal=internal,
             description=(inspect.getdoc(fn) or "").split("\n")[0],
+            check_args=check_args,
         )
         return fn
 
@@ -108,6 +117,11 @@ def fair_lane(function: str, workspace_id: UUID | str) -> str:
     """
     fn = _functions.get(function)
     return f"{'s' if fn is not None and fn.internal else 'u'}:{workspace_id}"
+
+
+def queues_allowed() -> list[str]:
+    """The queues a submit may name: `HQ_QUEUES` and every registered function's own queue."""
+    return sorted({*settings.HQ_QUEUES, *(f.queue for f in _functions.values())})
 
 
 def functions(*, include_internal: bool = False) -> list[JobFunction]:

@@ -20,7 +20,7 @@ from django.db.models import Exists, OuterRef, Q
 from hq import clock, metrics
 from hq.errors import Conflict, Forbidden, ValidationFailed
 from hq.models import Membership, User, Workspace
-from hq.selectors import Departure, member_departure, staff_workspace_ids
+from hq.selectors import Departure, member_departure, membership_role, staff_workspace_ids
 from queueapp import registry, selectors, transitions, transport
 from queueapp.models import (
     WAITING_STATES,
@@ -162,6 +162,16 @@ def _validate_args(args: Any) -> None:
         )
 
 
+def _check_queue(queue: str | None) -> None:
+    allowed = registry.queues_allowed()
+    if queue and queue not in allowed:
+        raise ValidationFailed(
+            f"Unknown queue '{queue}': no worker takes jobs from it. Queues: {', '.join(allowed)}.",
+            fields={"queue": [f"Must be one of: {', '.join(allowed)}."]},
+            code="unknown_queue",
+        )
+
+
 def job_submit(*, workspace: Workspace, owner: User | None, submission: Submission) -> tuple[Job, bool]:
     """Record a job and hand it to ARQ after commit. Returns (job, created).
 
@@ -173,6 +183,15 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
     """
     fn = function_for_submit(submission.function)
     _validate_args(submission.args)
+    _check_queue(submission.queue)
+    if fn.check_args is not None:
+        admin = owner is None or membership_role(user_id=owner.pk, workspace_id=workspace.pk) == Membership.Role.ADMIN
+        problems = fn.check_args(submission.args, admin)
+        if problems:
+            raise ValidationFailed(
+                f"Invalid args for {fn.name}: " + " ".join(problems.values()),
+                fields={f"args.{key}": [message] for key, message in problems.items()},
+            )
     gated = fn.requires_approval or submission.requires_approval
     if len(submission.approval_reason) > MAX_TEXT_CHARS:
         raise ValidationFailed(

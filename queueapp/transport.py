@@ -24,6 +24,7 @@ from arq.constants import (
     result_key_prefix,
 )
 
+from hq import clock
 from hq import redis as hq_redis
 
 #: The one ARQ function every HQ job runs through; it dispatches to the registry.
@@ -39,6 +40,11 @@ class Push:
     queue: str
     due_at: datetime
     lane: str = ""
+
+
+def clock_ms() -> int:
+    """Now on HQ's clock (`hq.clock`), the one due times are written in, as epoch milliseconds."""
+    return int(clock.now().timestamp() * 1000)
 
 
 def arq_job_id(job_id: UUID | str, attempt: int) -> str:
@@ -139,7 +145,7 @@ def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
     if not items:
         return 0
     client = client or hq_redis.client()
-    now_ms = int(time.time() * 1000)
+    now_ms = clock_ms()
     pipe = client.pipeline(transaction=False)
     script = client.register_script(_PUSH_MANY_LUA)
     calls = _script_calls(items, now_ms)
@@ -155,7 +161,7 @@ async def apush(items: Iterable[Push], client) -> int:  # noqa: ANN001 - redis.a
     items = list(items)
     if not items:
         return 0
-    now_ms = int(time.time() * 1000)
+    now_ms = clock_ms()
     script = client.register_script(_PUSH_MANY_LUA)
     pushed = 0
     for keys, args in _script_calls(items, now_ms):
@@ -257,7 +263,7 @@ async def claim(
 ) -> list[tuple[str, int, str]]:
     """Mark up to `free` startable attempts in progress, fairly; return (arq id, score, lane)."""
     script = client.register_script(_CLAIM_FAIR_LUA)
-    now_ms = int(time.time() * 1000)
+    now_ms = clock_ms()
     user_running = sum(n for lane, n in share.running.items() if not lane.startswith("s:"))
     pairs = [v for lane, n in share.running.items() if n > 0 for v in (lane, n)]
     got = await script(

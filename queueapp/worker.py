@@ -342,7 +342,7 @@ class HQWorker(Worker):
     async def _drained(self) -> bool:
         if self.tasks and any(not t.done() for t in self.tasks.values()):
             return False
-        return await transport.startable_count(self.hq_queue, self.pool, int(time.time() * 1000)) == 0
+        return await transport.startable_count(self.hq_queue, self.pool, transport.clock_ms()) == 0
 
     async def stop_picking(self) -> None:
         self.allow_pick_jobs = False

@@ -124,6 +124,21 @@ def procs(worker_env):
     p.stop_all()
 
 
+def shift_clock_before_minute(procs: Procs, lead_s: float) -> float:
+    """Shift this process's clock, and its subprocesses', to `lead_s` seconds before a minute boundary.
+
+    The caller restores it with `clock.set_offset(0)`. Returns the offset in seconds.
+    """
+    from hq import clock
+
+    now = clock.now()
+    to_boundary = 60 - now.second - now.microsecond / 1e6
+    offset = to_boundary - lead_s if to_boundary > lead_s else to_boundary + 60 - lead_s
+    clock.set_offset(offset)
+    procs.env = {**procs.env, "HQ_CLOCK_OFFSET_S": str(offset), "HQ_SCHEDULER_MAX_SLEEP_S": "300"}
+    return offset
+
+
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
     """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

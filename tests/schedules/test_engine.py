@@ -14,7 +14,7 @@ from hq.models import Plan, Room, RoomMessage
 from queueapp.models import Job, Worker
 from schedules import services, triggers
 from schedules.models import Schedule, ScheduleFire
-from tests.conftest import wait_for
+from tests.conftest import shift_clock_before_minute, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -194,12 +194,7 @@ def test_failures_pause_after_threshold(member, room, burst, settings):
 @pytest.fixture
 def shifted_clock(procs):
     """This process and its subprocesses 5 s before a minute boundary; restored afterwards."""
-    now = clock.now()
-    to_boundary = 60 - now.second - now.microsecond / 1e6
-    offset = to_boundary - 5 if to_boundary > 5 else to_boundary + 55
-    clock.set_offset(offset)
-    procs.env = {**procs.env, "HQ_CLOCK_OFFSET_S": str(offset), "HQ_SCHEDULER_MAX_SLEEP_S": "300"}
-    yield offset
+    yield shift_clock_before_minute(procs, 5)
     clock.set_offset(0)
 
 

@@ -17,7 +17,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--queue", action="append", dest="queues", help="Queue to work (repeatable); default: default."
+            "--queue", action="append", dest="queues", help="Queue to work (repeatable); default: HQ_QUEUES."
         )
         parser.add_argument("--burst", action="store_true", help="Push and run what is due, then exit.")
         parser.add_argument("--concurrency", type=int, default=None, help="Jobs run at once per queue.")
@@ -32,7 +32,7 @@ class Command(BaseCommand):
         only, without = set(options["only"]), set(options["without"])
         if options["without_scheduler"]:
             without.add("scheduler")
-        queues = options["queues"] or ["default"]
+        queues = options["queues"] or list(settings.HQ_QUEUES)
         if options["scheduler_only"]:
             only, queues = {"scheduler"}, []
         if options["no_jobs"]:
