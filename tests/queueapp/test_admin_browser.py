@@ -15,6 +15,7 @@ from hq import services as hq_services
 from hq.models import Membership, User
 from queueapp import services
 from queueapp.models import HITLRequest, Job
+from tests.hq.member_admin_flow import ops_deactivates_a_user_and_sees_their_schedules_quarantined
 from tests.plugin.hq_plugin import runs
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -104,3 +105,6 @@ def test_staff_approves_in_the_admin_with_a_click_and_the_job_runs(live_server, 
     browser.get(f"{live_server.url}/admin/queueapp/job/{job.pk}/change/")
     timeline = wait.until(ec.presence_of_element_located((By.ID, "events-group"))).text
     assert "approved" in timeline and "succeeded" in timeline
+
+    # Second part, same live server and browser: a superuser deactivates the requester.
+    ops_deactivates_a_user_and_sees_their_schedules_quarantined(live_server, browser, member)

@@ -1,6 +1,9 @@
 """A real browser (Debian's headless chromium) deactivates a user from the admin's user list; their
 schedules then show as quarantined, with the reason, in the schedules list.
 
+DECISIONS allows two browser tests sharing one live server, so this flow runs as the second part
+of `tests/queueapp/test_admin_browser.py`'s console test rather than as a test of its own.
+
 Screenshots of the confirmation page and the schedules list are saved under test-artifacts/
 (git-ignored). Needs /usr/bin/chromium and /usr/bin/chromedriver (`make system-deps`); without them
 the test fails with that instruction (the `browser` fixture), it is never skipped.
@@ -8,26 +11,24 @@ the test fails with that instruction (the `browser` fixture), it is never skippe
 
 from __future__ import annotations
 
-import pytest
-
 from hq import messaging
 from hq.models import User
 from schedules import services
 from schedules.models import Schedule
-from tests.queueapp.test_admin_browser import ARTIFACTS, WAIT_S, browser  # noqa: F401 - the shared fixture
-
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 REASON = "Owner was deactivated."
 
 
-def test_ops_deactivates_a_user_and_sees_their_schedules_quarantined(live_server, browser, member):  # noqa: F811
+def ops_deactivates_a_user_and_sees_their_schedules_quarantined(live_server, browser, member) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
+    from tests.queueapp.test_admin_browser import ARTIFACTS, WAIT_S
+
     wait = WebDriverWait(browser, WAIT_S)
-    User.objects.create_superuser("ops@example.com", "a-long-test-password")
+    browser.delete_all_cookies()  # a new session: the superuser, who alone changes users
+    User.objects.create_superuser("root@example.com", "a-long-test-password")
     room = messaging.room_create(workspace=member.workspace, creator=member.user, name="general")
     services.schedule_create(
         workspace=member.workspace,
@@ -47,7 +48,7 @@ def test_ops_deactivates_a_user_and_sees_their_schedules_quarantined(live_server
     )
 
     browser.get(f"{live_server.url}/admin/login/?next=/admin/hq/user/")
-    browser.find_element(By.ID, "id_username").send_keys("ops@example.com")
+    browser.find_element(By.ID, "id_username").send_keys("root@example.com")
     browser.find_element(By.ID, "id_password").send_keys("a-long-test-password")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     wait.until(ec.presence_of_element_located((By.ID, "result_list")))
