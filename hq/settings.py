@@ -167,7 +167,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["hq.api.permissions.HasScopes"],
     "DEFAULT_THROTTLE_CLASSES": ["hq.api.throttling.TokenRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["hq.api.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "hq.api.pagination.LimitOffset",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "hq.api.errors.exception_handler",
