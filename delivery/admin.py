@@ -5,7 +5,6 @@ A superuser sees every delivery; other staff see those of the workspaces they be
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib import admin
@@ -14,6 +13,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from delivery.models import Delivery, DeliveryAttempt
+from hq.display import pretty_json
 from hq.models import Membership
 
 
@@ -102,4 +102,4 @@ class DeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="destination")
     def destination_pretty(self, obj: Delivery) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.destination, indent=2, ensure_ascii=False))
+        return format_html("<pre>{}</pre>", pretty_json(obj.destination, sort_keys=False))

@@ -7,9 +7,15 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.forms.fields import InvalidJSONInput, JSONString
 from django.http import HttpRequest
 
 from hq import services, tokens
+from hq.display import clip_json
+from hq.errors import HQError
+from hq.jsonguard import load_json
 from hq.models import (
     Agent,
     Conversation,
@@ -29,6 +35,41 @@ from hq.scopes import ALL_SCOPES
 admin.site.site_header = "HQ ops console"
 admin.site.site_title = "HQ"
 admin.site.index_title = "Jobs, approvals and schedules"
+
+
+class GuardedJSONField(forms.JSONField):
+    """The admin's JSON inputs pass the same input guard as API bodies (hq.jsonguard).
+
+    Django's own field calls `json.loads` on whatever is typed: 50,000 nested brackets raised
+    RecursionError (a 500) and a NUL reached PostgreSQL. Stored values are shown clipped at the
+    guard's depth, so an old over-deep row still renders.
+    """
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or value in self.empty_values or not isinstance(value, str):
+            return super().to_python(value)
+        try:
+            converted = load_json(value, subject="The value")
+        except HQError as exc:
+            raise ValidationError(exc.message, code="invalid", params={"value": value}) from exc
+        return JSONString(converted) if isinstance(converted, str) else converted
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if self.disabled or data is None:
+            return super().bound_data(data, initial)
+        try:
+            return load_json(data)
+        except HQError:
+            return InvalidJSONInput(data)
+
+    def prepare_value(self, value: Any) -> Any:
+        return value if isinstance(value, InvalidJSONInput) else super().prepare_value(clip_json(value))
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return super().has_changed(clip_json(initial), data)
+
+
+GUARDED_JSON = {models.JSONField: {"form_class": GuardedJSONField}}
 
 
 class MembershipInline(admin.TabularInline):
@@ -152,6 +193,7 @@ class RoomAdmin(admin.ModelAdmin):
 
 @admin.register(Note)
 class NoteAdmin(admin.ModelAdmin):
+    formfield_overrides = GUARDED_JSON
     list_display = ["title", "workspace", "author", "created_at"]
     list_filter = ["workspace"]
     search_fields = ["title", "body"]
@@ -159,6 +201,7 @@ class NoteAdmin(admin.ModelAdmin):
 
 @admin.register(StoredQuery)
 class StoredQueryAdmin(admin.ModelAdmin):
+    formfield_overrides = GUARDED_JSON
     list_display = ["name", "workspace", "owner", "created_at"]
     search_fields = ["name"]
 

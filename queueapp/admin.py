@@ -8,7 +8,6 @@ they belong to, and deciding, retrying or cancelling needs the admin role in the
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
@@ -24,6 +23,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from hq import clock
+from hq.display import json_text_attr, pretty_json, stored_json, with_json_text
 from hq.errors import HQError
 from hq.models import Membership, User
 from queueapp import selectors, services
@@ -37,12 +37,20 @@ def _console_user(user: User) -> bool:
     )
 
 
-def _pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+def _json_shown(obj: Any, field: str) -> str | None:
+    """A JSON field as the admin shows it (None when NULL); from its stored text when the row came
+    through `with_json_text`, so a value of any depth renders (hq.display)."""
+    attr = json_text_attr(field)
+    if hasattr(obj, attr):
+        text = getattr(obj, attr)
+        return None if text is None else stored_json(text)
+    value = getattr(obj, field)
+    return None if value is None else pretty_json(value)
 
 
-def _pre(value: Any) -> str:
-    return format_html('<pre class="hq-json">{}</pre>', _pretty_json(value))
+def _pre(obj: Any, field: str) -> str:
+    shown = _json_shown(obj, field)
+    return "—" if shown is None else format_html('<pre class="hq-json">{}</pre>', shown)
 
 
 class WorkspaceScopedAdmin(admin.ModelAdmin):
@@ -120,6 +128,9 @@ class HITLRequestAdmin(WorkspaceScopedAdmin):
     change_form_template = "admin/queueapp/hitlrequest/change_form.html"
     confirmation_template = "admin/queueapp/hitlrequest/decide_confirmation.html"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_json_text(super().get_queryset(request), "args", "approved_args")
+
     def get_ordering(self, request: HttpRequest) -> list:
         """Pending first, then oldest first."""
         pending_first = Case(
@@ -138,11 +149,11 @@ class HITLRequestAdmin(WorkspaceScopedAdmin):
 
     @admin.display(description="Arguments (as requested)")
     def args_pretty(self, obj: HITLRequest) -> str:
-        return _pre(obj.args)
+        return _pre(obj, "args")
 
     @admin.display(description="Arguments (as approved)")
     def approved_args_pretty(self, obj: HITLRequest) -> str:
-        return _pre(obj.approved_args) if obj.approved_args is not None else "—"
+        return _pre(obj, "approved_args")
 
     # Actions on selected rows: a confirmation page first, like `delete_selected`.
 
@@ -181,7 +192,7 @@ class HITLRequestAdmin(WorkspaceScopedAdmin):
             "opts": self.opts,
             "title": f"{'Approve' if decision == 'approve' else 'Reject'} {len(rows)} HITL request{pluralize(rows)}",
             "decision": decision,
-            "rows": [{"obj": hitl, "args_json": _pretty_json(hitl.args)} for hitl in rows],
+            "rows": [{"obj": hitl, "args_json": _json_shown(hitl, "args")} for hitl in rows],
             "form": form,
             "action": action,
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
@@ -259,9 +270,12 @@ class JobEventInline(admin.TabularInline):
     verbose_name = "event"
     verbose_name_plural = "Timeline"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_json_text(super().get_queryset(request), "detail")
+
     @admin.display(description="Detail")
     def detail_pretty(self, obj: JobEvent) -> str:
-        return _pre(obj.detail) if obj.detail else "—"
+        return "—" if getattr(obj, json_text_attr("detail"), None) == "{}" else _pre(obj, "detail")
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return _console_user(request.user)
@@ -321,13 +335,16 @@ class JobAdmin(WorkspaceScopedAdmin):
     ]
     readonly_fields = fields
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_json_text(super().get_queryset(request), "args", "result")
+
     @admin.display(description="Arguments")
     def args_pretty(self, obj: Job) -> str:
-        return _pre(obj.args)
+        return _pre(obj, "args")
 
     @admin.display(description="Result")
     def result_pretty(self, obj: Job) -> str:
-        return _pre(obj.result) if obj.result is not None else "—"
+        return _pre(obj, "result")
 
     @admin.action(description="Retry selected jobs", permissions=["operate"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:

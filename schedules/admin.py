@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from hq import clock
+from hq.display import json_text_attr, stored_json, with_json_text
 from hq.errors import HQError
 from hq.models import Membership, User
 from schedules import services, triggers
@@ -114,7 +115,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         "owner",
         "action",
         "trigger",
-        "args",
+        "args_json",
         "state",
         "state_reason",
         "next_fire_at",
@@ -134,12 +135,18 @@ class ScheduleAdmin(admin.ModelAdmin):
     actions = ["pause", "resume", "fire_now", "archive"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        rows = super().get_queryset(request)
+        # args are the client's (an agent schedule's prompt and extras): read as stored text, so a
+        # row of any depth renders. The trigger is normalised on every write, so always flat.
+        rows = with_json_text(super().get_queryset(request), "args")
         scope = visible_workspaces(request)
         return rows if scope is None else rows.filter(workspace_id__in=scope)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # schedules are created through the API, where args are validated per action
+
+    @admin.display(description="args")
+    def args_json(self, obj: Schedule) -> str:
+        return format_html('<pre class="hq-json">{}</pre>', stored_json(getattr(obj, json_text_attr("args"))))
 
     @admin.display(description="next fires (schedule's zone)")
     def upcoming(self, obj: Schedule) -> str:
