@@ -31,6 +31,7 @@ from queueapp.models import (
     JobState,
     QueuePause,
     Worker,
+    validate_queue_name,
 )
 from queueapp.transitions import MOVES
 
@@ -172,6 +173,8 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
     """
     fn = function_for_submit(submission.function)
     _validate_args(submission.args)
+    if submission.queue:
+        validate_queue_name(submission.queue)
     gated = fn.requires_approval or submission.requires_approval
     if len(submission.approval_reason) > MAX_TEXT_CHARS:
         raise ValidationFailed(
@@ -552,12 +555,14 @@ def hitl_expire_due(*, batch: int = 500) -> int:
 
 def queue_pause(*, queue: str, workspace: Workspace | None, actor: User | None) -> QueuePause:
     """Pause a queue for one workspace (or all, when None): jobs are accepted, none start."""
+    validate_queue_name(queue)
     pause, _ = QueuePause.objects.get_or_create(queue=queue, workspace=workspace, defaults={"paused_by": actor})
     return pause
 
 
 def queue_resume(*, queue: str, workspace: Workspace | None) -> bool:
     """Resume a queue; the relay pushes what waited. Returns False when it was not paused."""
+    validate_queue_name(queue)
     deleted, _ = QueuePause.objects.filter(queue=queue, workspace=workspace).delete()
     if deleted:
         now = clock.now()
