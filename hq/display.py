@@ -84,6 +84,17 @@ def stored_json(text: str) -> str:
         return text[:RAW_SHOWN_CHARS]
 
 
+def clipped_note(text: str) -> str:
+    """What to say above a stored value that `stored_json` clips; "" when nothing is left out."""
+    depth = json_depth(text)
+    if depth <= MAX_JSON_DEPTH:
+        return ""
+    return (
+        f"Nested {depth:,} levels deep, more than the {MAX_JSON_DEPTH} the API accepts: "
+        f"levels below {MAX_JSON_DEPTH} are not shown."
+    )
+
+
 def json_text_attr(field: str) -> str:
     """The attribute `with_json_text` puts a field's stored text under."""
     return f"{field}_stored_text"

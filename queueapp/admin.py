@@ -23,7 +23,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from hq import clock
-from hq.display import json_text_attr, pretty_json, stored_json, with_json_text
+from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, with_json_text
 from hq.errors import HQError
 from hq.models import Membership, User
 from queueapp import selectors, services
@@ -37,20 +37,25 @@ def _console_user(user: User) -> bool:
     )
 
 
-def _json_shown(obj: Any, field: str) -> str | None:
-    """A JSON field as the admin shows it (None when NULL); from its stored text when the row came
-    through `with_json_text`, so a value of any depth renders (hq.display)."""
+def _json_shown(obj: Any, field: str) -> tuple[str, str] | None:
+    """(indented JSON, a note when levels were left out) for a JSON field, None when NULL; from its
+    stored text when the row came through `with_json_text`, so a value of any depth renders."""
     attr = json_text_attr(field)
     if hasattr(obj, attr):
         text = getattr(obj, attr)
-        return None if text is None else stored_json(text)
+        return None if text is None else (stored_json(text), clipped_note(text))
     value = getattr(obj, field)
-    return None if value is None else pretty_json(value)
+    return None if value is None else (pretty_json(value), "")
 
 
 def _pre(obj: Any, field: str) -> str:
     shown = _json_shown(obj, field)
-    return "—" if shown is None else format_html('<pre class="hq-json">{}</pre>', shown)
+    if shown is None:
+        return "—"
+    text, note = shown
+    return format_html(
+        '{}<pre class="hq-json">{}</pre>', format_html('<p class="help">{}</p>', note) if note else "", text
+    )
 
 
 class WorkspaceScopedAdmin(admin.ModelAdmin):
@@ -192,7 +197,7 @@ class HITLRequestAdmin(WorkspaceScopedAdmin):
             "opts": self.opts,
             "title": f"{'Approve' if decision == 'approve' else 'Reject'} {len(rows)} HITL request{pluralize(rows)}",
             "decision": decision,
-            "rows": [{"obj": hitl, "args_json": _json_shown(hitl, "args")} for hitl in rows],
+            "rows": [self._confirmation_row(hitl) for hitl in rows],
             "form": form,
             "action": action,
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
@@ -203,6 +208,11 @@ class HITLRequestAdmin(WorkspaceScopedAdmin):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.confirmation_template, context)
+
+    @staticmethod
+    def _confirmation_row(hitl: HITLRequest) -> dict[str, Any]:
+        args, note = _json_shown(hitl, "args") or ("null", "")
+        return {"obj": hitl, "args_json": args, "args_note": note}
 
     # Buttons on a request's page: the same confirmation, for one request.
 

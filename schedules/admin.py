@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from hq import clock
-from hq.display import json_text_attr, stored_json, with_json_text
+from hq.display import clipped_note, json_text_attr, stored_json, with_json_text
 from hq.errors import HQError
 from hq.models import Membership, User
 from schedules import services, triggers
@@ -146,7 +146,13 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="args")
     def args_json(self, obj: Schedule) -> str:
-        return format_html('<pre class="hq-json">{}</pre>', stored_json(getattr(obj, json_text_attr("args"))))
+        text = getattr(obj, json_text_attr("args"))
+        note = clipped_note(text)
+        return format_html(
+            '{}<pre class="hq-json">{}</pre>',
+            format_html('<p class="help">{}</p>', note) if note else "",
+            stored_json(text),
+        )
 
     @admin.display(description="next fires (schedule's zone)")
     def upcoming(self, obj: Schedule) -> str:
