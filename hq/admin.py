@@ -32,10 +32,6 @@ from hq.models import (
 )
 from hq.scopes import ALL_SCOPES
 
-admin.site.site_header = "HQ ops console"
-admin.site.site_title = "HQ"
-admin.site.index_title = "Jobs, approvals and schedules"
-
 
 class GuardedJSONField(forms.JSONField):
     """The admin's JSON inputs pass the same input guard as API bodies (hq.jsonguard).

@@ -25,7 +25,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "hq.apps.HQAdminConfig",  # django.contrib.admin with HQ's site (throttled login)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
