@@ -16,33 +16,9 @@ from hq.jsonguard import MAX_JSON_DEPTH, json_depth
 from queueapp.models import HITLRequest, Job
 from tests.security import test_bad_input as bad
 from tests.security import world as world_mod
+from tests.security.content_types import ACCEPTED, REFUSED
 
 pytestmark = pytest.mark.django_db
-
-#: Content types the parser takes as JSON (the security matrix and the schema fuzz use these too).
-ACCEPTED = [
-    "application/json",
-    "application/json; charset=utf-8",
-    "Application/JSON; charset=UTF8",
-    "application/*",
-    "*/*",
-    "*/json",
-    "*/*; q=0.1",
-]
-#: Refused with 415: JSON-like types DRF does not match, other types, a non-UTF-8 charset, none.
-REFUSED = [
-    "application/vnd.api+json",
-    "application/merge-patch+json",
-    "text/json",
-    "text/plain",
-    "application/x-www-form-urlencoded",
-    "multipart/form-data; boundary=xyz",
-    "application/json; charset=utf-16",
-    "application/json; charset=latin-1",
-    "application/json, text/plain",
-    "*",
-    "",
-]
 
 
 @pytest.fixture
