@@ -37,8 +37,8 @@ class GuardedJSONField(forms.JSONField):
     """The admin's JSON inputs pass the same input guard as API bodies (hq.jsonguard).
 
     Django's own field calls `json.loads` on whatever is typed: 50,000 nested brackets raised
-    RecursionError (a 500) and a NUL reached PostgreSQL. Stored values are shown clipped at the
-    guard's depth, so an old over-deep row still renders.
+    RecursionError, and a NUL or a lone surrogate was refused by PostgreSQL; both were a 500.
+    Stored values are shown clipped at the guard's depth, so an old over-deep row still renders.
     """
 
     def to_python(self, value: Any) -> Any:
