@@ -6,13 +6,12 @@ they administer; no Django model permissions are needed and nobody may add, chan
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import admin
 from django.utils.html import format_html
 
 from delivery.models import Delivery, DeliveryAttempt
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
+from hq.display import pretty_json
 
 
 class DeliveryAttemptInline(WorkspaceScopedTabularInline):
@@ -75,4 +74,4 @@ class DeliveryAdmin(WorkspaceScopedAdmin):
 
     @admin.display(description="destination")
     def destination_pretty(self, obj: Delivery) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.destination, indent=2, ensure_ascii=False))
+        return format_html("<pre>{}</pre>", pretty_json(obj.destination, sort_keys=False))

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 from django.conf import settings
 
+from delivery.destinations import teams_id_problem
 from delivery.models import AttemptOutcome
 from delivery.sending import NotConfigured, SendResult, clip, from_http_status, unreachable
 
@@ -71,8 +72,15 @@ def message_text(header: str, body: str) -> str:
 
 
 def activities_url(service_url: str, conversation_id: str) -> str:
-    """Return the activities URL of a conversation; the id is one quoted path segment."""
-    return f"{service_url.rstrip('/')}/v3/conversations/{quote(conversation_id, safe='')}/activities"
+    """Return the activities URL of a conversation; the id is one percent-encoded path segment.
+
+    A segment that is empty, `.` or `..` would be resolved into another path: refused (ValueError)
+    even though validated ids never are one.
+    """
+    segment = quote(conversation_id, safe="")
+    if segment in ("", ".", ".."):
+        raise ValueError(f"{conversation_id!r} cannot be a conversation id in a URL path")
+    return f"{service_url.rstrip('/')}/v3/conversations/{segment}/activities"
 
 
 class TeamsSender:
@@ -144,6 +152,12 @@ class TeamsSender:
     def send(self, *, destination: dict[str, Any], header: str, body: str) -> SendResult:
         """Send once; external_id is the activity id. A 401 drops the token and asks for a retry."""
         activity: dict[str, Any] = {"type": "message", "textFormat": "markdown", "text": message_text(header, body)}
+        # Checked again here: a delivery recorded before the ids' formats were enforced may hold
+        # anything (`..` once passed), and the id goes into the URL path.
+        fields = ("team_id", "channel_id") if destination["kind"] == "teams_channel" else ("conversation_id",)
+        for name in fields:
+            if problem := teams_id_problem(name, destination.get(name)):
+                return SendResult(AttemptOutcome.FAILED, error=clip(f"Not sent: {name} {problem}"))
         if destination["kind"] == "teams_channel":
             conversation_id = destination["channel_id"]
             activity["channelData"] = {

@@ -15,7 +15,10 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import QuerySet
+from django.forms.fields import InvalidJSONInput, JSONString
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import pluralize
@@ -23,6 +26,9 @@ from django.template.response import TemplateResponse
 
 from hq import services, tokens
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
+from hq.display import clip_json
+from hq.errors import HQError
+from hq.jsonguard import load_json
 from hq.models import (
     Agent,
     Conversation,
@@ -39,9 +45,40 @@ from hq.models import (
 )
 from hq.scopes import ALL_SCOPES
 
-admin.site.site_header = "HQ ops console"
-admin.site.site_title = "HQ"
-admin.site.index_title = "Jobs, approvals and schedules"
+
+class GuardedJSONField(forms.JSONField):
+    """The admin's JSON inputs pass the same input guard as API bodies (hq.jsonguard).
+
+    Django's own field calls `json.loads` on whatever is typed: 50,000 nested brackets raised
+    RecursionError, and a NUL or a lone surrogate was refused by PostgreSQL; both were a 500.
+    Stored values are shown clipped at the guard's depth, so an old over-deep row still renders.
+    """
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or value in self.empty_values or not isinstance(value, str):
+            return super().to_python(value)
+        try:
+            converted = load_json(value, subject="The value")
+        except HQError as exc:
+            raise ValidationError(exc.message, code="invalid", params={"value": value}) from exc
+        return JSONString(converted) if isinstance(converted, str) else converted
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if self.disabled or data is None:
+            return super().bound_data(data, initial)
+        try:
+            return load_json(data)
+        except HQError:
+            return InvalidJSONInput(data)
+
+    def prepare_value(self, value: Any) -> Any:
+        return value if isinstance(value, InvalidJSONInput) else super().prepare_value(clip_json(value))
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return super().has_changed(clip_json(initial), data)
+
+
+GUARDED_JSON = {models.JSONField: {"form_class": GuardedJSONField}}
 
 
 class MembershipInlineForm(forms.ModelForm):
@@ -321,6 +358,7 @@ class RoomAdmin(WorkspaceScopedAdmin):
 
 @admin.register(Note)
 class NoteAdmin(WorkspaceScopedAdmin):
+    formfield_overrides = GUARDED_JSON
     list_display = ["title", "workspace", "author", "created_at"]
     list_filter = ["workspace"]
     search_fields = ["title", "body"]
@@ -328,6 +366,7 @@ class NoteAdmin(WorkspaceScopedAdmin):
 
 @admin.register(StoredQuery)
 class StoredQueryAdmin(WorkspaceScopedAdmin):
+    formfield_overrides = GUARDED_JSON
     list_display = ["name", "workspace", "owner", "created_at"]
     search_fields = ["name"]
 

@@ -8,7 +8,6 @@ staff the rows of the workspaces they administer, where they may also decide, re
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
@@ -25,17 +24,31 @@ from django.utils.timesince import timesince
 
 from hq import clock
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
+from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, with_json_text
 from hq.errors import HQError
 from queueapp import services
 from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobEvent, QueuePause, Worker
 
 
-def _pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+def _json_shown(obj: Any, field: str) -> tuple[str, str] | None:
+    """(indented JSON, a note when levels were left out) for a JSON field, None when NULL; from its
+    stored text when the row came through `with_json_text`, so a value of any depth renders."""
+    attr = json_text_attr(field)
+    if hasattr(obj, attr):
+        text = getattr(obj, attr)
+        return None if text is None else (stored_json(text), clipped_note(text))
+    value = getattr(obj, field)
+    return None if value is None else (pretty_json(value), "")
 
 
-def _pre(value: Any) -> str:
-    return format_html('<pre class="hq-json">{}</pre>', _pretty_json(value))
+def _pre(obj: Any, field: str) -> str:
+    shown = _json_shown(obj, field)
+    if shown is None:
+        return "—"
+    text, note = shown
+    return format_html(
+        '{}<pre class="hq-json">{}</pre>', format_html('<p class="help">{}</p>', note) if note else "", text
+    )
 
 
 class ConsoleAdmin(WorkspaceScopedAdmin):
@@ -85,6 +98,9 @@ class HITLRequestAdmin(ConsoleAdmin):
     change_form_template = "admin/queueapp/hitlrequest/change_form.html"
     confirmation_template = "admin/queueapp/hitlrequest/decide_confirmation.html"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_json_text(super().get_queryset(request), "args", "approved_args")
+
     def get_ordering(self, request: HttpRequest) -> list:
         """Pending first, then oldest first."""
         pending_first = Case(
@@ -103,11 +119,11 @@ class HITLRequestAdmin(ConsoleAdmin):
 
     @admin.display(description="Arguments (as requested)")
     def args_pretty(self, obj: HITLRequest) -> str:
-        return _pre(obj.args)
+        return _pre(obj, "args")
 
     @admin.display(description="Arguments (as approved)")
     def approved_args_pretty(self, obj: HITLRequest) -> str:
-        return _pre(obj.approved_args) if obj.approved_args is not None else "—"
+        return _pre(obj, "approved_args")
 
     # Actions on selected rows: a confirmation page first, like `delete_selected`.
 
@@ -146,7 +162,7 @@ class HITLRequestAdmin(ConsoleAdmin):
             "opts": self.opts,
             "title": f"{'Approve' if decision == 'approve' else 'Reject'} {len(rows)} HITL request{pluralize(rows)}",
             "decision": decision,
-            "rows": [{"obj": hitl, "args_json": _pretty_json(hitl.args)} for hitl in rows],
+            "rows": [self._confirmation_row(hitl) for hitl in rows],
             "form": form,
             "action": action,
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
@@ -157,6 +173,11 @@ class HITLRequestAdmin(ConsoleAdmin):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.confirmation_template, context)
+
+    @staticmethod
+    def _confirmation_row(hitl: HITLRequest) -> dict[str, Any]:
+        args, note = _json_shown(hitl, "args") or ("null", "")
+        return {"obj": hitl, "args_json": args, "args_note": note}
 
     # Buttons on a request's page: the same confirmation, for one request.
 
@@ -226,9 +247,12 @@ class JobEventInline(WorkspaceScopedTabularInline):
     verbose_name = "event"
     verbose_name_plural = "Timeline"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_json_text(super().get_queryset(request), "detail")
+
     @admin.display(description="Detail")
     def detail_pretty(self, obj: JobEvent) -> str:
-        return _pre(obj.detail) if obj.detail else "—"
+        return "—" if getattr(obj, json_text_attr("detail"), None) == "{}" else _pre(obj, "detail")
 
 
 @admin.register(Job)
@@ -276,13 +300,16 @@ class JobAdmin(ConsoleAdmin):
     ]
     readonly_fields = fields
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_json_text(super().get_queryset(request), "args", "result")
+
     @admin.display(description="Arguments")
     def args_pretty(self, obj: Job) -> str:
-        return _pre(obj.args)
+        return _pre(obj, "args")
 
     @admin.display(description="Result")
     def result_pretty(self, obj: Job) -> str:
-        return _pre(obj.result) if obj.result is not None else "—"
+        return _pre(obj, "result")
 
     @admin.action(description="Retry selected jobs", permissions=["operate"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.conf import settings
@@ -9,6 +10,20 @@ from django.db import models
 from django.db.models import Q
 
 from hq import clock
+from hq.errors import ValidationFailed
+
+#: A queue name, the whole string: a lower-case letter or digit, then up to 63 lower-case letters,
+#: digits, `_`, `.` or `-` (64 at most, the column's length). Anchored with \A and \Z, never `$`,
+#: which also matches before a trailing newline: "secq\n" was once stored as a name.
+QUEUE_NAME = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,63}\Z")
+QUEUE_NAME_RULE = "1 to 64 characters: lower-case letters, digits, _ . - (starting with a letter or digit)."
+
+
+def validate_queue_name(name: object) -> str:
+    """Return `name` if it is a valid queue name, else raise ValidationFailed (400) on `queue`."""
+    if isinstance(name, str) and QUEUE_NAME.fullmatch(name):
+        return name
+    raise ValidationFailed(f"Invalid queue name. {QUEUE_NAME_RULE}", fields={"queue": [QUEUE_NAME_RULE]})
 
 
 class JobState(models.TextChoices):

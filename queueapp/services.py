@@ -32,6 +32,7 @@ from queueapp.models import (
     JobState,
     QueuePause,
     Worker,
+    validate_queue_name,
 )
 from queueapp.transitions import MOVES
 
@@ -163,8 +164,12 @@ def _validate_args(args: Any) -> None:
 
 
 def _check_queue(queue: str | None) -> None:
+    """A submit's queue: a well-formed name (`validate_queue_name`) that some worker takes jobs from."""
+    if not queue:
+        return
+    validate_queue_name(queue)
     allowed = registry.queues_allowed()
-    if queue and queue not in allowed:
+    if queue not in allowed:
         raise ValidationFailed(
             f"Unknown queue '{queue}': no worker takes jobs from it. Queues: {', '.join(allowed)}.",
             fields={"queue": [f"Must be one of: {', '.join(allowed)}."]},
@@ -616,12 +621,14 @@ def hitl_expire_due(*, batch: int = 500) -> int:
 
 def queue_pause(*, queue: str, workspace: Workspace | None, actor: User | None) -> QueuePause:
     """Pause a queue for one workspace (or all, when None): jobs are accepted, none start."""
+    validate_queue_name(queue)
     pause, _ = QueuePause.objects.get_or_create(queue=queue, workspace=workspace, defaults={"paused_by": actor})
     return pause
 
 
 def queue_resume(*, queue: str, workspace: Workspace | None) -> bool:
     """Resume a queue; the relay pushes what waited. Returns False when it was not paused."""
+    validate_queue_name(queue)
     deleted, _ = QueuePause.objects.filter(queue=queue, workspace=workspace).delete()
     if deleted:
         now = clock.now()

@@ -18,6 +18,7 @@ from django.utils.text import Truncator
 
 from hq import clock
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
+from hq.display import clipped_note, json_text_attr, stored_json, with_json_text
 from hq.errors import HQError
 from hq.models import User
 from schedules import services, triggers
@@ -104,7 +105,7 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
         "owner",
         "action",
         "trigger",
-        "args",
+        "args_json",
         "state",
         "state_reason",
         "next_fire_at",
@@ -123,6 +124,11 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
     inlines = [FireInline]
     actions = ["pause", "resume", "fire_now", "archive"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # args are the client's (an agent schedule's prompt and extras): read as stored text, so a
+        # row of any depth renders. The trigger is normalised on every write, so always flat.
+        return with_json_text(super().get_queryset(request), "args")
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # schedules are created through the API, where args are validated per action
 
@@ -130,6 +136,16 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
     def reason(self, obj: Schedule) -> str:
         """Why it is paused or quarantined (who paused it, a bad trigger, an owner who left...), shortened."""
         return Truncator(obj.state_reason).chars(REASON_CHARS) if obj.state_reason else "—"
+
+    @admin.display(description="args")
+    def args_json(self, obj: Schedule) -> str:
+        text = getattr(obj, json_text_attr("args"))
+        note = clipped_note(text)
+        return format_html(
+            '{}<pre class="hq-json">{}</pre>',
+            format_html('<p class="help">{}</p>', note) if note else "",
+            stored_json(text),
+        )
 
     @admin.display(description="next fires (schedule's zone)")
     def upcoming(self, obj: Schedule) -> str:

@@ -2,82 +2,22 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
-import redis
-from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
-from rest_framework.settings import api_settings
 
-from hq import clock
-from hq import redis as hq_redis
-from hq.errors import Throttled, Unauthenticated
+from hq import auth_failures, clock
+from hq.auth_failures import client_ip, parse_rate
+from hq.errors import Unauthenticated
 from hq.models import PersonalAccessToken, User, Workspace
 from hq.selectors import membership_role, token_find
 
-logger = logging.getLogger(__name__)
+__all__ = ["LAST_USED_RESOLUTION", "Principal", "TokenAuthentication", "client_ip", "parse_rate"]
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
-_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """Parse '1200/min' into (requests, window seconds)."""
-    count, _, unit = rate.partition("/")
-    return int(count), _UNITS[unit.strip().lower()]
-
-
-def client_ip(request: Request) -> str:
-    """The caller's address: REMOTE_ADDR, or the entry `NUM_PROXIES` trusted proxies appended to
-    X-Forwarded-For when that DRF setting is set (never a client-supplied header otherwise)."""
-    remote = request.META.get("REMOTE_ADDR") or "unknown"
-    proxies = api_settings.NUM_PROXIES
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
-    if proxies and forwarded:
-        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-        if hops:
-            return hops[-min(proxies, len(hops))]
-    return remote
-
-
-class AuthFailures:
-    """Failed authentications per client IP in fixed windows in Redis; fails open when Redis is away."""
-
-    def __init__(self, ip: str) -> None:
-        self.limit, self.window = parse_rate(getattr(settings, "HQ_AUTH_FAILURE_RATE", "30/min"))
-        now = time.time()
-        bucket = int(now // self.window)
-        self.retry_after_s = max(1, int((bucket + 1) * self.window - now) + 1)
-        self.name = hq_redis.key("authfail", ip, str(bucket))
-
-    def exceeded(self) -> bool:
-        try:
-            count = hq_redis.client().get(self.name)
-        except redis.RedisError:
-            logger.warning("auth failure throttle skipped: Redis unavailable")
-            return False
-        return int(count or 0) >= self.limit
-
-    def record(self) -> None:
-        try:
-            pipe = hq_redis.client().pipeline()
-            pipe.incr(self.name)
-            pipe.expire(self.name, self.window + 1)
-            pipe.execute()
-        except redis.RedisError:
-            logger.warning("auth failure not counted: Redis unavailable")
-
-    def refuse(self) -> Throttled:
-        return Throttled(
-            "Too many failed authentications from this address; try again later.",
-            code="auth_throttled",
-            detail={"retry_after_s": self.retry_after_s},
-        )
 
 
 @dataclass(frozen=True)
@@ -104,9 +44,10 @@ class Principal:
 class TokenAuthentication(BaseAuthentication):
     """Read `Authorization: Bearer hq_pat_...`; 401 for a missing, unknown, expired or revoked token.
 
-    Each refused credential counts against the client IP; past `HQ_AUTH_FAILURE_RATE` failures
-    in a window, every request from that IP that presents a credential gets 429 (before any
-    lookup) until the window ends.
+    Each refused credential counts against the client address in the one failure counter
+    (hq.auth_failures, shared with the admin login and /metrics); past `HQ_AUTH_FAILURE_RATE`
+    failures in a window, every request from that address that presents a credential gets 429
+    (before any lookup) until the window ends.
     """
 
     keyword = "bearer"
@@ -115,13 +56,14 @@ class TokenAuthentication(BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
-        failures = AuthFailures(client_ip(request))
-        if failures.exceeded():
-            raise failures.refuse()
+        key = auth_failures.address(client_ip(request))
+        wait = auth_failures.exceeded(key)
+        if wait is not None:
+            raise auth_failures.refusal(wait)
         try:
             return self._authenticate(header)
         except Unauthenticated:
-            failures.record()
+            auth_failures.record(key)
             raise
 
     def _authenticate(self, header: str) -> tuple[User, Principal]:

@@ -71,6 +71,14 @@ _DRF_CODES = {
 }
 
 
+def _unsupported_media_type_message(exc: drf.APIException, context: dict) -> str:
+    request = context.get("request")
+    content_type = (getattr(request, "content_type", "") or "").strip()
+    if not content_type:
+        return "The request has a body but no Content-Type; send JSON with 'Content-Type: application/json'."
+    return f"Bodies are JSON: send 'Content-Type: application/json' (not {content_type[:100]!r})."
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """Map HQ, DRF and Django errors to the envelope; anything else stays a 500 (logged)."""
     headers: dict[str, str] = {}
@@ -100,6 +108,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         message = str(exc.detail) if not isinstance(exc.detail, dict | list) else "Request refused."
         if code == "malformed_json":
             message = f"The body is not valid JSON: {exc.detail}"
+        elif code == "unsupported_media_type":
+            message = _unsupported_media_type_message(exc, context)
         body = envelope(code, message)
         if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
             headers["WWW-Authenticate"] = 'Bearer realm="hq"'

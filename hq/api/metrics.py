@@ -10,7 +10,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from hq import clock, metrics
+from hq import auth_failures, clock, metrics
 from hq.api.errors import envelope
 from hq.models import Membership
 from hq.selectors import membership_role, token_find
@@ -37,8 +37,22 @@ def scraper_allowed(header: str) -> bool:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Every HQ metric, for Prometheus; no workspace or user labels, so any admin PAT may scrape."""
-    if not scraper_allowed(request.META.get("HTTP_AUTHORIZATION", "")):
+    """Every HQ metric, for Prometheus; no workspace or user labels, so any admin PAT may scrape.
+
+    A refused credential counts in the one failure counter (hq.auth_failures) against the
+    client's address, as an API token does; past the limit, a scrape that presents a credential
+    gets 429 before any check.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    key = auth_failures.address_of(request)
+    if header and (wait := auth_failures.exceeded(key)) is not None:
+        refusal = auth_failures.refusal(wait)
+        response = JsonResponse(envelope(refusal.code, refusal.message, detail=refusal.detail), status=429)
+        response["Retry-After"] = str(wait)
+        return response
+    if not scraper_allowed(header):
+        if header:
+            auth_failures.record(key)
         response = JsonResponse(
             envelope(
                 "unauthenticated",

@@ -5,15 +5,19 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from hq.api.fields import JSONObjectField, UTCDateTimeField
-from queueapp.models import HITLRequest, Job, JobEvent
-
-QUEUE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+from queueapp.models import QUEUE_NAME, QUEUE_NAME_RULE, HITLRequest, Job, JobEvent
 
 
 class JobSubmitIn(serializers.Serializer):
     function = serializers.CharField(max_length=200, help_text="A registered function (see /v1/queue/functions).")
     args = JSONObjectField(required=False, default=dict, help_text="Keyword arguments: a JSON object.")
-    queue = serializers.RegexField(QUEUE_NAME, required=False, help_text="Default: the function's queue.")
+    queue = serializers.RegexField(
+        QUEUE_NAME,
+        required=False,
+        trim_whitespace=False,  # "mail\n" is refused, as in the pause route, not quietly taken as "mail"
+        help_text=f"Default: the function's queue. {QUEUE_NAME_RULE}",
+        error_messages={"invalid": QUEUE_NAME_RULE},
+    )
     correlation_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True, default=None)
     defer_until = UTCDateTimeField(required=False, allow_null=True, default=None)

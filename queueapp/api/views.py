@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -16,11 +15,9 @@ from rest_framework.views import APIView
 from hq.api.fields import iso
 from hq.api.pagination import paginate
 from hq.api.permissions import require_admin
-from hq.errors import ValidationFailed
 from queueapp import observability, registry, selectors, services
 from queueapp.api.filters import HITLFilter, JobFilter
 from queueapp.api.serializers import (
-    QUEUE_NAME,
     DepthOut,
     FunctionOut,
     HITLApproveIn,
@@ -202,8 +199,6 @@ class QueuePauseView(APIView):
     @extend_schema(request=None, responses={200: QueueStateOut})
     def post(self, request: Request, queue: str) -> Response:
         require_admin(request.auth)
-        if not re.match(QUEUE_NAME, queue):
-            raise ValidationFailed("Invalid queue name.", fields={"queue": ["Lower-case letters, digits, _ . -"]})
         if self.resume:
             services.queue_resume(queue=queue, workspace=request.auth.workspace)
         else:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from delivery import services
-from delivery.models import DeliveryStatus
-from delivery.teams import TEXT_MAX_BYTES, message_text
+from delivery.models import Delivery, DeliveryStatus
+from delivery.teams import TEXT_MAX_BYTES, activities_url, message_text
 from tests.loopback import Reply
 
 pytestmark = pytest.mark.django_db
 
 TOKEN = Reply(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "tok-1"})
 SENT = Reply(201, {"id": "1:activity-42"})
-TEAMS_DM = {"kind": "teams_dm", "conversation_id": "a:1Xyz/abc;messageid=9"}
+TEAMS_DM = {"kind": "teams_dm", "conversation_id": "a:1Xyz-_abc;messageid=9"}
 TEAMS_CHANNEL = {"kind": "teams_channel", "team_id": "19:team@thread.tacv2", "channel_id": "19:chan@thread.tacv2"}
 TOKEN_PATH = "/oauth2/v2.0/token"
 
@@ -38,8 +38,8 @@ def test_teams_dm__token_then_activity(msteams, make_delivery):
         "client_secret": "app-secret-1",
         "scope": "https://api.botframework.com/.default",
     }
-    # The id is one path segment: ":", "/" and ";" are quoted.
-    assert activity.path == "/teams/v3/conversations/a%3A1Xyz%2Fabc%3Bmessageid%3D9/activities"
+    # The id is one path segment: ":", ";" and "=" are quoted.
+    assert activity.path == "/teams/v3/conversations/a%3A1Xyz-_abc%3Bmessageid%3D9/activities"
     assert activity.headers["authorization"] == "Bearer tok-1"
     assert activity.json == {
         "type": "message",
@@ -135,6 +135,34 @@ def test_teams__400_fails_at_once_with_the_reason(msteams, make_delivery):
     delivery.refresh_from_db()
     assert (delivery.status, delivery.last_error) == (DeliveryStatus.FAILED, "BadArgument: Unknown activity type")
     assert attempts(delivery) == [(1, "failed", 400, "BadArgument: Unknown activity type", None)]
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        {"kind": "teams_dm", "conversation_id": ".."},
+        {"kind": "teams_dm", "conversation_id": "."},
+        {"kind": "teams_dm", "conversation_id": "a:1/../../v3/x"},
+        {"kind": "teams_channel", "team_id": "19:team@thread.tacv2", "channel_id": ".."},
+    ],
+)
+def test_teams__a_stored_bad_id_fails_without_a_request(msteams, make_delivery, destination):
+    """A delivery recorded before the ids' formats were enforced is refused by the sender too: `..`
+    would have been resolved into another URL path."""
+    msteams.script(TOKEN, SENT)
+    delivery = make_delivery(TEAMS_DM)
+    Delivery.objects.filter(pk=delivery.pk).update(destination=destination, kind=destination["kind"])
+
+    result = services.delivery_attempt(delivery_id=delivery.id)
+
+    assert result.status == "failed" and "Not sent" in result.error and "Teams id" in result.error
+    assert msteams.requests == []
+
+
+@pytest.mark.parametrize("conversation_id", ["", ".", ".."])
+def test_activities_url__never_a_dot_segment(conversation_id):
+    with pytest.raises(ValueError):
+        activities_url("https://smba.example/teams", conversation_id)
 
 
 def test_teams__401_drops_the_token_and_retries_once(msteams, make_delivery):

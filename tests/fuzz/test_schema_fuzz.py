@@ -1,7 +1,9 @@
 """Schemathesis against HQ's own OpenAPI schema, in process, for every operation.
 
 Every operation gets positive and negative examples (HQ_FUZZ_EXAMPLES each) as a workspace admin
-holding every scope, with path parameters that often address real objects. Checks: no 5xx, every
+holding every scope, with path parameters that often address real objects, and each body sent
+with one of the Content-Types the parser accepts (`application/json`, `application/*`, `*/*`...),
+drawn per example. Checks: no 5xx, every
 4xx is the error envelope, status codes, content types, headers and bodies match the schema, and
 an operation that answers 2xx with the token refuses the same request without it.
 """
@@ -21,6 +23,7 @@ from drf_spectacular.generators import SchemaGenerator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.core import NOT_SET
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -32,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
 
 from hq.api.schema import AutoSchema
 from tests.security import world as world_mod
+from tests.security.content_types import ACCEPTED
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.django_db]
 
@@ -203,8 +207,10 @@ def test_operation(api_schema, world, method, path, mode):
     checks = [*CHECKS, ignored_auth] if mode is GenerationMode.POSITIVE else CHECKS
 
     @settings(settings.get_profile(PROFILE), max_examples=EXAMPLES, database=None)
-    @given(case=op.as_strategy(generation_mode=mode), use_real=st.integers(0, 3))
-    def run(case: Any, use_real: int) -> None:
+    @given(
+        case=op.as_strategy(generation_mode=mode), use_real=st.integers(0, 3), content_type=st.sampled_from(ACCEPTED)
+    )
+    def run(case: Any, use_real: int, content_type: str) -> None:
         if use_real and case.path_parameters:
             for name in case.path_parameters:
                 if name in real:
@@ -212,8 +218,11 @@ def test_operation(api_schema, world, method, path, mode):
         fixup = FIXUPS.get((method, path))
         if use_real and fixup and mode is GenerationMode.POSITIVE and isinstance(case.body, dict):
             fixup(case.body, world)
-        response = case.call(headers=headers)
-        case.validate_response(response, checks=checks, headers=headers)
+        sent = headers
+        if case.body is not NOT_SET and case.media_type == "application/json":
+            sent = {**headers, "Content-Type": content_type}
+        response = case.call(headers=sent)
+        case.validate_response(response, checks=checks, headers=sent)
         assert_envelope(response)
 
     run()

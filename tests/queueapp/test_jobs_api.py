@@ -224,3 +224,49 @@ def test_pause_resume__workspace_scoped(api, admin):
     api.post("/v1/queue/queues/default/resume", **admin.headers)
     assert not QueuePause.objects.exists()
     assert api.post("/v1/queue/queues/Bad!/pause", **admin.headers).status_code in (400, 404)
+
+
+NAME_64 = "q" * 64
+BAD_NAMES = [
+    "secq%0A",  # "secq\n": `re.match` with `$` once took it, and it was stored
+    "secq%0D%0A",
+    f"{NAME_64}%0A",  # 65 characters: once a 500 (too long for the column)
+    "q" * 65,
+    "Default",
+    "-lead",
+    ".",
+    "..",
+    "a%20b",
+    "caf%C3%A9",
+]
+
+
+@pytest.mark.parametrize("action", ["pause", "resume"])
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_pause_resume__a_bad_queue_name_is_400_and_stores_nothing(api, admin, name, action):
+    resp = api.post(f"/v1/queue/queues/{name}/{action}", **admin.headers)
+    assert resp.status_code in (400, 404), resp.content  # 404: ".." and "." are resolved away by the URL
+    if resp.status_code == 400:
+        error = resp.json()["error"]
+        assert error["code"] == "invalid" and "queue" in error["fields"], error
+    assert not QueuePause.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["a", "0", NAME_64, "mail.out-2_b"])
+def test_pause__the_allowed_names(api, admin, name):
+    resp = api.post(f"/v1/queue/queues/{name}/pause", **admin.headers)
+    assert resp.status_code == 200 and resp.json() == {"queue": name, "paused": True}
+    assert QueuePause.objects.get().queue == name
+
+
+@pytest.mark.parametrize("name", ["secq\n", f"{NAME_64}\n", "q" * 65, "Mail", ""])
+def test_submit__a_bad_queue_name_is_400(api, member, name):
+    resp = submit(api, member, queue=name)
+    assert resp.status_code == 400, resp.content
+    assert "queue" in resp.json()["error"]["fields"]
+    assert not Job.objects.exists()
+
+
+def test_submit__a_queue_name_is_taken_as_given(api, member):
+    resp = submit(api, member, queue=NAME_64)
+    assert resp.status_code == 202 and Job.objects.get().queue == NAME_64

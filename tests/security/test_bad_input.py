@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 
 from hq.api.fields import UTCIsoDateTimeFilter
-from hq.api.middleware import MAX_JSON_DEPTH
+from hq.jsonguard import MAX_JSON_DEPTH
 from hq.models import Note, Room, RoomMessage, StoredQuery
 from queueapp.models import HITLRequest, Job
 from schedules.models import Schedule

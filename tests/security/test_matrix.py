@@ -1,5 +1,8 @@
 """Every API route × every kind of caller → the status DECISIONS "Who may do what" gives.
 
+Routes that take a body run once per Content-Type the parser accepts (tests/security/
+content_types.py): `application/*` or `*/*` must get exactly what `application/json` gets.
+
 Callers, in the order the checks run: no token, a bad token, a revoked one, an expired one (401);
 a token without the route's scope (403 naming it, before any lookup); an admin of another
 workspace addressing this workspace's objects (404); a member of this workspace (403 on admin-only
@@ -27,6 +30,7 @@ from schedules import services as schedule_services
 from schedules.models import Schedule, ScheduleFire
 from tests import factories
 from tests.security import world as world_mod
+from tests.security.content_types import ACCEPTED
 
 pytestmark = pytest.mark.django_db
 
@@ -160,8 +164,16 @@ def _token(caller: factories.Caller, **changes: Any) -> str:
     return issued.clear
 
 
-@pytest.mark.parametrize("route", ROUTES, ids=[f"{r.id}{'?' + str(r.query) if r.query else ''}" for r in ROUTES])
-def test_route_answers_each_caller(api, route: Route):
+CASES = [(route, ct) for route in ROUTES for ct in (ACCEPTED if route.body else ACCEPTED[:1])]
+
+
+def _case_id(route: Route, content_type: str) -> str:
+    query = f"?{route.query}" if route.query else ""
+    return f"{route.id}{query}" + ("" if content_type == ACCEPTED[0] else f" [{content_type}]")
+
+
+@pytest.mark.parametrize(("route", "content_type"), CASES, ids=[_case_id(r, ct) for r, ct in CASES])
+def test_route_answers_each_caller(api, route: Route, content_type: str):
     w = world_mod.build()
     if route.prepare:
         route.prepare(w)
@@ -175,7 +187,7 @@ def test_route_answers_each_caller(api, route: Route):
         if route.query:
             url = f"{url}?{'&'.join(f'{k}={v}' for k, v in route.query.items())}"
         data = "" if body is None else json.dumps(body)
-        resp = api.generic(route.method, url, data, "application/json", **headers)
+        resp = api.generic(route.method, url, data, content_type, **headers)
         if resp.status_code != expected:
             problems.append(f"{who}: expected {expected}, got {resp.status_code} {resp.content[:200]!r}")
         elif resp.status_code >= 400:

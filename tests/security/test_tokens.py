@@ -131,8 +131,8 @@ def test_failures_from_one_ip_are_throttled(api, member, three_per_minute):
     assert api.get("/v1/me", REMOTE_ADDR="10.0.0.2", **member.headers).status_code == 200
     assert api.get("/v1/me", REMOTE_ADDR="10.0.0.2", **BAD).status_code == 401
     window = str(int(time.time() // 60))
-    assert int(hq_redis.client().get(hq_redis.key("authfail", "127.0.0.1", window))) == 3
-    assert int(hq_redis.client().get(hq_redis.key("authfail", "10.0.0.2", window))) == 1
+    assert int(hq_redis.client().get(hq_redis.key("authfail", "address", "127.0.0.1", window))) == 3
+    assert int(hq_redis.client().get(hq_redis.key("authfail", "address", "10.0.0.2", window))) == 1
 
 
 @pytest.mark.parametrize(
