@@ -58,7 +58,7 @@ def browser():
     driver.quit()
 
 
-def test_staff_approves_in_the_admin_with_a_click_and_the_job_runs(live_server, browser, burst, member):
+def test_staff_approves_in_the_admin_with_a_click_and_the_job_runs(live_server, browser, burst, member, settings):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -108,3 +108,11 @@ def test_staff_approves_in_the_admin_with_a_click_and_the_job_runs(live_server, 
 
     # Second part, same live server and browser: a superuser deactivates the requester.
     ops_deactivates_a_user_and_sees_their_schedules_quarantined(live_server, browser, member)
+
+    # Issue 13's admin pages: stored JSON deeper than the guard, indented args, paused sign-in (last:
+    # it pauses sign-in from this address).
+    from tests.security import admin_browser_flows as flows
+
+    flows.deep_stored_json_renders_clipped(live_server, browser)
+    flows.a_schedule_page_shows_its_args_indented(live_server, browser)
+    flows.sign_in_is_paused_after_failures_with_a_clear_message(live_server, browser, settings)

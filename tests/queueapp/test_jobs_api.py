@@ -267,6 +267,7 @@ def test_submit__a_bad_queue_name_is_400(api, member, name):
     assert not Job.objects.exists()
 
 
-def test_submit__a_queue_name_is_taken_as_given(api, member):
+def test_submit__a_queue_name_is_taken_as_given(api, member, settings):
+    settings.HQ_QUEUES = ["default", NAME_64]  # a queue some worker serves
     resp = submit(api, member, queue=NAME_64)
     assert resp.status_code == 202 and Job.objects.get().queue == NAME_64

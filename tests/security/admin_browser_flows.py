@@ -2,46 +2,43 @@
 once sign-in is paused after failures, and a job and a schedule whose stored JSON is deeper than
 the input guard allows. Screenshots go to test-artifacts/ (git-ignored) for a person to look at.
 
-Needs /usr/bin/chromium and /usr/bin/chromedriver (`make system-deps`); without them the test fails
-with that instruction (the `browser` fixture), it is never skipped.
+DECISIONS allows two browser tests sharing one live server: these flows run inside
+`tests/queueapp/test_admin_browser.py`'s console test, each in a session of its own.
 """
 
 from __future__ import annotations
 
 import time
 
-import pytest
-
 from hq.display import CLIPPED
 from hq.models import User
-from tests.queueapp.test_admin_browser import ARTIFACTS, WAIT_S, browser  # noqa: F401 - the shared fixture
+from tests.queueapp.test_admin_browser import ARTIFACTS, WAIT_S
 from tests.security import world as world_mod
 from tests.security.test_admin_json import store_deep_rows
-
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "a-long-test-password"
 
 
-def _sign_in(browser, url: str, email: str, password: str) -> None:  # noqa: F811
+def _sign_in(browser, url: str, email: str, password: str) -> None:
     from selenium.webdriver.common.by import By
 
+    browser.delete_all_cookies()
     browser.get(url)
     browser.find_element(By.ID, "id_username").send_keys(email)
     browser.find_element(By.ID, "id_password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
 
 
-def test_sign_in_is_paused_after_failures_with_a_clear_message(live_server, browser, settings):  # noqa: F811
+def sign_in_is_paused_after_failures_with_a_clear_message(live_server, browser, settings) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    settings.HQ_AUTH_FAILURE_RATE = "3/min"
-    if time.time() % 60 > 50:  # stay inside one fixed window
-        time.sleep(60 - time.time() % 60 + 0.1)
+    settings.HQ_AUTH_FAILURE_RATE = "3/hour"
+    if time.time() % 3600 > 3590:  # stay inside one fixed window
+        time.sleep(3600 - time.time() % 3600 + 0.1)
     wait = WebDriverWait(browser, WAIT_S)
-    ops = User.objects.create_superuser("ops@example.com", PASSWORD)
+    ops = User.objects.create_superuser("locked@example.com", PASSWORD)
     login = f"{live_server.url}/admin/login/?next=/admin/"
     for _ in range(3):
         _sign_in(browser, login, ops.email, "not-the-password")
@@ -56,7 +53,7 @@ def test_sign_in_is_paused_after_failures_with_a_clear_message(live_server, brow
     assert "/admin/login/" in browser.current_url  # the right password did not sign in
 
 
-def test_deep_stored_json_renders_clipped(live_server, browser):  # noqa: F811
+def deep_stored_json_renders_clipped(live_server, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -64,7 +61,7 @@ def test_deep_stored_json_renders_clipped(live_server, browser):  # noqa: F811
     wait = WebDriverWait(browser, WAIT_S)
     w = world_mod.build()
     store_deep_rows(w)
-    ops = User.objects.create_superuser("ops@example.com", PASSWORD)
+    ops = User.objects.create_superuser("deep@example.com", PASSWORD)
     _sign_in(
         browser, f"{live_server.url}/admin/login/?next=/admin/queueapp/job/{w.job.pk}/change/", ops.email, PASSWORD
     )
@@ -83,14 +80,14 @@ def test_deep_stored_json_renders_clipped(live_server, browser):  # noqa: F811
     browser.save_screenshot(str(ARTIFACTS / "admin-schedule-deep-args.png"))
 
 
-def test_a_schedule_page_shows_its_args_indented(live_server, browser):  # noqa: F811
+def a_schedule_page_shows_its_args_indented(live_server, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, WAIT_S)
     w = world_mod.build()
-    ops = User.objects.create_superuser("ops@example.com", PASSWORD)
+    ops = User.objects.create_superuser("args@example.com", PASSWORD)
     _sign_in(
         browser,
         f"{live_server.url}/admin/login/?next=/admin/schedules/schedule/{w.task.pk}/change/",
