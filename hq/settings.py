@@ -77,6 +77,16 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# PostgreSQL connections per process: Django's psycopg pool holds at most HQ_DB_POOL_MAX for all the
+# threads of one process (a web server process, runworker's ORM threads), however many requests it
+# serves; runworker holds HQ_WORKER_DB_POOL_MAX more for starting and finishing attempts. A thread
+# that finds them all busy waits up to HQ_DB_POOL_TIMEOUT_S, then gets an error (503 on the API).
+# HQ_DB_POOL_MAX=0 turns the pool off: one connection per thread, kept CONN_MAX_AGE seconds.
+HQ_DB_POOL_MAX = env.int("HQ_DB_POOL_MAX", default=8)
+HQ_DB_POOL_TIMEOUT_S = env.float("HQ_DB_POOL_TIMEOUT_S", default=5.0)
+HQ_WORKER_DB_POOL_MAX = env.int("HQ_WORKER_DB_POOL_MAX", default=4)
+# Seconds a client is told to wait (Retry-After) when the API answers 503 for the database.
+HQ_UNAVAILABLE_RETRY_AFTER_S = env.int("HQ_UNAVAILABLE_RETRY_AFTER_S", default=2)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serves `make run` without PostgreSQL: WAL and a busy timeout let the web server and
     # one worker share the file.
@@ -94,6 +104,18 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "application_name", env.str("HQ_DB_APPLICATION_NAME", default="hq")
     )
+    if HQ_DB_POOL_MAX > 0:
+        # One connection is kept open; more are opened on demand up to the maximum and closed after
+        # ten idle minutes. Each is checked when handed out (CONN_HEALTH_CHECKS), so one killed by
+        # PostgreSQL is replaced rather than failing a request. Pooled connections are returned at
+        # the end of each request, which is what CONN_MAX_AGE=0 means here (Django requires it).
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "name": "hq-django",
+            "min_size": 1,
+            "max_size": HQ_DB_POOL_MAX,
+            "timeout": HQ_DB_POOL_TIMEOUT_S,
+        }
 
 AUTH_USER_MODEL = "hq.User"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
