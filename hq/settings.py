@@ -144,7 +144,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = HQ_MAX_BODY_BYTES
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Prefix for every Redis key and pub/sub channel HQ owns (pub/sub ignores db numbers).
 HQ_REDIS_PREFIX = env.str("HQ_REDIS_PREFIX", default="hq:")
+# Every Redis command (connecting included) gives up after HQ_REDIS_TIMEOUT_S; after a failure the
+# process skips Redis for HQ_REDIS_BACKOFF_S, so a stopped Redis costs a request one timeout at most.
 HQ_REDIS_TIMEOUT_S = env.float("HQ_REDIS_TIMEOUT_S", default=0.5)
+HQ_REDIS_BACKOFF_S = env.float("HQ_REDIS_BACKOFF_S", default=1.0)
 
 HQ_THROTTLE_RATE = env.str("HQ_THROTTLE_RATE", default="1200/min")
 # Failed authentications per client IP; past it, 429 until the window ends (fails open without Redis).
