@@ -107,3 +107,13 @@ class ServiceUnavailable(HQError):
     status_code = 503
     code = "unavailable"
     default_message = "A backing service is unavailable."
+
+
+class DependencyUnavailable(ServiceUnavailable):
+    """PostgreSQL or Redis did not answer, or had no connection to spare: try again shortly."""
+
+    def __init__(self, dependency: str, retry_after_s: int) -> None:
+        super().__init__(
+            f"The {dependency} is not available right now; try again in a few seconds.",
+            detail={"dependency": dependency, "retry_after_s": retry_after_s},
+        )

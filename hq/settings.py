@@ -235,5 +235,6 @@ HQ_METRICS_FLUSH_S = env.float("HQ_METRICS_FLUSH_S", default=1.0)
 HQ_RETENTION_DAYS = env.float("HQ_RETENTION_DAYS", default=30.0)
 HQ_RETENTION_INTERVAL_S = env.float("HQ_RETENTION_INTERVAL_S", default=3600.0)
 HQ_RETENTION_BATCH = env.int("HQ_RETENTION_BATCH", default=1000)
-# First in the chain, so every request is counted by route and status, 413s included.
-MIDDLEWARE = ["hq.api.metrics.RequestMetricsMiddleware", *MIDDLEWARE]
+# First in the chain, so every request is counted by route and status, 413s and 503s included; the
+# next one turns a database or Redis outage anywhere inside it into 503, never 500.
+MIDDLEWARE = ["hq.api.metrics.RequestMetricsMiddleware", "hq.api.middleware.DependencyErrorMiddleware", *MIDDLEWARE]
