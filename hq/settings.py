@@ -104,17 +104,23 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "application_name", env.str("HQ_DB_APPLICATION_NAME", default="hq")
     )
+    # A connection attempt to an address that drops packets gives up after this, not the OS's minutes.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
     if HQ_DB_POOL_MAX > 0:
         # One connection is kept open; more are opened on demand up to the maximum and closed after
         # ten idle minutes. Each is checked when handed out (CONN_HEALTH_CHECKS), so one killed by
         # PostgreSQL is replaced rather than failing a request. Pooled connections are returned at
         # the end of each request, which is what CONN_MAX_AGE=0 means here (Django requires it).
+        # While PostgreSQL refuses, the pool retries 1, 2, 4 s apart; giving up after 5 s (instead of
+        # psycopg's 5 minutes, where the waits grow to 2 minutes) lets the next request start a
+        # fresh attempt, so service resumes within seconds of PostgreSQL's return.
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "name": "hq-django",
             "min_size": 1,
             "max_size": HQ_DB_POOL_MAX,
             "timeout": HQ_DB_POOL_TIMEOUT_S,
+            "reconnect_timeout": 5.0,
         }
 
 AUTH_USER_MODEL = "hq.User"

@@ -135,7 +135,13 @@ class PgStore:
         # than two, since each flush carries every start or finish that arrived meanwhile. A dropped
         # connection is found by `_fetch`, which retries once on a fresh one.
         self.pool = AsyncConnectionPool(
-            kwargs=params, min_size=1, max_size=self.max_size, timeout=self.timeout_s, name="hq-worker", open=False
+            kwargs=params,
+            min_size=1,
+            max_size=self.max_size,
+            timeout=self.timeout_s,
+            reconnect_timeout=5.0,  # as the web's pool (hq.settings): back within seconds of PostgreSQL
+            name="hq-worker",
+            open=False,
         )
         await self.pool.open(wait=True, timeout=30)
 

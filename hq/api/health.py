@@ -24,7 +24,8 @@ def _database_check() -> str | None:
     except DatabaseError as exc:
         cause = exc.__cause__
         if cause is not None and cause.__class__.__name__ == "PoolTimeout":
-            return f"no connection free within {settings.HQ_DB_POOL_TIMEOUT_S:g} s"
+            # PostgreSQL refusing or unreachable, or every pooled connection busy
+            return f"no connection within {settings.HQ_DB_POOL_TIMEOUT_S:g} s"
         return f"unreachable ({exc.__class__.__name__})"
 
 
