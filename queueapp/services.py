@@ -155,7 +155,10 @@ def function_for_submit(name: str) -> registry.JobFunction:
     return fn
 
 
-def _validate_args(args: Any) -> None:
+def _validate_args(args: Any, fn: registry.JobFunction | None, admin: Callable[[], bool]) -> None:
+    """The args a job of `fn` may run with: a JSON object within the size limit that the function's
+    own check (`check_args`) accepts; `admin` answers, when asked, whether the caller administers
+    the workspace. The one check for submits and for args an approver corrects."""
     if not isinstance(args, dict):
         raise ValidationFailed("args must be a JSON object.", fields={"args": ["Must be a JSON object."]})
     size = len(json.dumps(args, separators=(",", ":")).encode())
@@ -163,6 +166,12 @@ def _validate_args(args: Any) -> None:
         raise ValidationFailed(
             f"args is {size} bytes; the limit is {MAX_ARGS_BYTES}.",
             fields={"args": [f"At most {MAX_ARGS_BYTES} bytes of JSON."]},
+        )
+    problems = fn.check_args(args, admin()) if fn is not None and fn.check_args is not None else {}
+    if problems:
+        raise ValidationFailed(
+            f"Invalid args for {fn.name}: " + " ".join(problems.values()),  # type: ignore[union-attr]
+            fields={f"args.{key}": [message] for key, message in problems.items()},
         )
 
 
@@ -193,15 +202,8 @@ def _prepare(
     args depend on it.
     """
     fn = function_for_submit(submission.function)
-    _validate_args(submission.args)
+    _validate_args(submission.args, fn, admin)
     _check_queue(submission.queue)
-    if fn.check_args is not None:
-        problems = fn.check_args(submission.args, admin())
-        if problems:
-            raise ValidationFailed(
-                f"Invalid args for {fn.name}: " + " ".join(problems.values()),
-                fields={f"args.{key}": [message] for key, message in problems.items()},
-            )
     gated = fn.requires_approval or submission.requires_approval
     if len(submission.approval_reason) > MAX_TEXT_CHARS:
         raise ValidationFailed(
@@ -580,7 +582,11 @@ def hitl_decide(
     if args is not None:
         if decision == "reject":
             raise ValidationFailed("Only an approval takes args.", fields={"args": ["Not with reject."]})
-        _validate_args(args)
+        _validate_args(
+            args,
+            registry.get_function(request.function),
+            lambda: actor.is_superuser or _is_admin(request.workspace, actor),
+        )
     target = HITLState.APPROVED if decision == "approve" else HITLState.REJECTED
     now = clock.now()
     with transaction.atomic():
