@@ -46,13 +46,7 @@ def test_a_flood_from_one_workspace_leaves_slots_for_others_and_for_fires(api, p
             assert job.first_started_at - job.created_at < timedelta(seconds=1)
 
         # A schedule due at the next minute fires on its slot and its job starts within a second.
-        body = {
-            "name": "every minute",
-            "schedule": "* * * * *",
-            "timezone": "UTC",
-            "action": "send_message",
-            "args": {"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "tick"}},
-        }
+        body = factories.every_minute_task(room.id)
         created = api.post("/v1/scheduled-tasks", body, format="json", **other.headers)
         assert created.status_code == 201, created.content
         slot = Schedule.objects.get(pk=created.json()["id"]).next_fire_at
