@@ -488,6 +488,31 @@ def hq_submit(n: int) -> float:
     return time.perf_counter() - t0
 
 
+def hq_submit_many(n: int, per_call: int = 1000) -> float:
+    from queueapp.services import Submission, jobs_submit_many
+
+    ws, user = bench_principal()
+    t0 = time.perf_counter()
+    for start in range(0, n, per_call):
+        batch = [Submission(function="hq.noop", args={"i": i}) for i in range(start, min(start + per_call, n))]
+        jobs_submit_many(workspace=ws, owner=user, submissions=batch)
+    return time.perf_counter() - t0
+
+
+def api_batches(port: int, token: str, calls: int, per_call: int, concurrency: int) -> dict:
+    """`calls` batch submits of `per_call` jobs each; jobs/s counts only jobs committed (202)."""
+    body = json.dumps({"jobs": [{"function": "hq.noop", "args": {"i": i}} for i in range(per_call)]}).encode()
+    out = api_load(port, token, calls, concurrency, ("POST", "/v1/queue/jobs/batch", body))
+    out["jobs_per_s"] = calls * per_call / out["elapsed_s"]
+    return out
+
+
+def transport_queue_key() -> str:
+    from queueapp import transport
+
+    return transport.queue_key("default")
+
+
 def sql_one(query: str, params: tuple = ()):  # noqa: ANN201
     from django.db import connection
 
@@ -567,12 +592,12 @@ class ApiClient:
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.connects = 0
 
-    def post(self) -> tuple[int, bytes]:
+    def post(self, method: str = "POST", path: str = "/v1/queue/jobs", body: bytes | None = None) -> tuple[int, bytes]:
         for attempt in (1, 2):
             if self.conn.sock is None:
                 self.connects += 1
             try:
-                self.conn.request("POST", "/v1/queue/jobs", self.BODY, self.headers)
+                self.conn.request(method, path, self.BODY if body is None and method == "POST" else body, self.headers)
                 r = self.conn.getresponse()
                 return r.status, r.read()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
@@ -605,7 +630,10 @@ def start_gunicorn(procs: Procs) -> tuple[subprocess.Popen, int]:
     return p, port
 
 
-def api_load(port: int, token: str, m: int, concurrency: int) -> dict:
+def api_load(
+    port: int, token: str, m: int, concurrency: int, request: tuple = ("POST", "/v1/queue/jobs", None), ok: int = 202
+) -> dict:
+    """`m` requests (`request` = method, path, body) from `concurrency` keep-alive client threads."""
     left = [m]
     lock = threading.Lock()
     lat: list[float] = []
@@ -620,9 +648,9 @@ def api_load(port: int, token: str, m: int, concurrency: int) -> dict:
                     break
                 left[0] -= 1
             t = time.perf_counter()
-            status, _ = c.post()
+            status, _ = c.post(*request)
             mine.append(time.perf_counter() - t)
-            if status != 202:
+            if status != ok:
                 bad.append(status)
         with lock:
             lat.extend(mine)
@@ -902,6 +930,31 @@ def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> t
             f"{ha['rps'] / ba['rate']:.2f}x",
         ),
         ("  HQ POST latency p50 / p99 (ms)", "", f"{fmt(ha['p50'])} / {fmt(ha['p99'])}", ""),
+        (
+            "  floor: authenticated GET /v1/me, same server and clients (/s); POST / floor",
+            "",
+            fmt(res["floor"]["rps"]),
+            f"{ha['rps'] / res['floor']['rps']:.2f}x",
+        ),
+        (
+            f"Batch submit, {res['batch']['per_call']:,} jobs per POST /v1/queue/jobs/batch (jobs/s)",
+            fmt(ba["rate"]),
+            fmt(res["batch"]["jobs_per_s"]),
+            f"{res['batch']['jobs_per_s'] / ba['rate']:.2f}x",
+        ),
+        ("  batch call latency p50 / p99 (ms)", "", f"{fmt(res['batch']['p50'])} / {fmt(res['batch']['p99'])}", ""),
+        (
+            "In-process submit, one thread (enqueue_job x16 vs job_submit /s)",
+            fmt(ba["rate"]),
+            fmt(res["inproc"]["single"]),
+            f"{res['inproc']['single'] / ba['rate']:.2f}x",
+        ),
+        (
+            "In-process jobs_submit_many, 1,000 per call (/s)",
+            fmt(ba["rate"]),
+            fmt(res["inproc"]["many"]),
+            f"{res['inproc']['many'] / ba['rate']:.2f}x",
+        ),
         ("Enqueue->start latency p50 (ms)", fmt(bl["p50"]), fmt(hl["p50"]), f"{hl['p50'] / bl['p50']:.3f}x"),
         ("Enqueue->start latency p99 (ms)", fmt(bl["p99"]), fmt(hl["p99"]), f"{hl['p99'] / bl['p99']:.3f}x"),
         (
@@ -1066,6 +1119,28 @@ def main() -> int:
         )
         if a["errors"] or count != args.requests:
             raise RuntimeError(f"API phase: {a['errors']} errors {a['statuses']}, {count} jobs recorded")
+        log(f"floor: {args.requests} authenticated GET /v1/me at concurrency {CLIENTS}")
+        res["floor"] = f = api_load(port, token, args.requests, CLIENTS, ("GET", "/v1/me", None), ok=200)
+        log(f"  {f['rps']:.0f} req/s, p50 {f['p50']:.1f} ms; POST / floor {a['rps'] / f['rps']:.2f}x")
+
+        reset_state()
+        calls, per_call = (5, 1000) if args.quick else (20, 1000)
+        log(f"HQ batch: {calls} POST /v1/queue/jobs/batch of {per_call} jobs, 2 clients")
+        res["batch"] = bt = api_batches(port, token, calls, per_call, 2)
+        bt["per_call"] = per_call
+        (count,) = sql_one("SELECT count(*) FROM queueapp_job")
+        (pushed,) = (redis_client().zcard(transport_queue_key()),)
+        log(f"  {bt['jobs_per_s']:.0f} jobs/s, call p50 {bt['p50']:.0f} ms; recorded {count}, pushed {pushed}")
+        if bt["errors"] or count != calls * per_call or pushed != count:
+            raise RuntimeError(f"batch: {bt['errors']} errors {bt['statuses']}, {count} recorded, {pushed} pushed")
+
+        reset_state()
+        n_single, n_many = (300, 5000) if args.quick else (args.requests, 20_000)
+        log(f"HQ in-process: job_submit x{n_single} on one thread, jobs_submit_many x{n_many}")
+        res["inproc"] = {"single": n_single / hq_submit(n_single)}
+        reset_state()
+        res["inproc"]["many"] = n_many / hq_submit_many(n_many)
+        log(f"  job_submit {res['inproc']['single']:.0f}/s, jobs_submit_many {res['inproc']['many']:.0f}/s")
 
         log(f"bare ARQ enqueue->start: {args.rate}/s for {args.seconds} s, default poll_delay")
         res["bare_latency"] = bl = bare_latency(procs, tmp, args.rate, args.seconds)

@@ -481,7 +481,8 @@ def profile_pass(n: int) -> dict:
         (services, "next_fire", "next_fire"),
         (db, "bulk_insert", lambda model, *_: f"insert {model.__name__}"),
         (db, "bulk_update", "update"),
-        (enqueue, "_push", "push"),
+        (enqueue, "jobs_insert", "insert jobs"),
+        (enqueue, "push", "push"),
         (enqueue, "_count", "metrics"),
     ]
     saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patches]
@@ -504,8 +505,7 @@ def profile_pass(n: int) -> dict:
         ("due SELECT ... FOR NO KEY UPDATE SKIP LOCKED, rows as tuples", ms(t_["select"])),
         (f"next_fire() x{n // batches} (cron, cached per trigger and slot)", ms(t_["next_fire"])),
         ("ScheduleFire INSERT ... unnest", ms(t_["insert ScheduleFire"])),
-        ("Job INSERT ... unnest", ms(t_["insert Job"])),
-        ("JobEvent INSERT ... unnest", ms(t_["insert JobEvent"])),
+        ("Job + JobEvent INSERT ... unnest, one statement", ms(t_["insert jobs"])),
         ("advance schedules: UPDATE ... FROM unnest", ms(t_["update"])),
         ("COMMIT", ms(t_["commit"])),
         ("Redis push after commit (batched Lua, pipelined)", ms(t_["push"])),
@@ -848,7 +848,7 @@ METHOD = """\
 - Where a batch's time goes: after the burst the same N schedules are set due (1 s ago) and ONE
   `scheduler_pass()` runs in this process with timers wrapped (in this process only) around
   `services.next_fire`, `hq.db.bulk_insert` (per model), `hq.db.bulk_update`, the connection's
-  COMMIT, `enqueue._push` and `enqueue._count`, plus `connection.execute_wrapper` for the due
+  COMMIT, `enqueue.push` and `enqueue._count`, plus `connection.execute_wrapper` for the due
   SELECT. Figures are per batch; "rest" is the pass's total minus the timed parts.
 - Idle: the table is emptied, then grown to each N with next_fire_at 1-31 days ahead, then VACUUM
   ANALYZE. One iteration = `scheduler_pass()` + `next_due_at()` exactly as the scheduler side task

@@ -166,7 +166,11 @@ class WorkspaceScoped(BaseModelAdmin):
             workspace_id = workspace.pk
         if workspace_id is None:
             return
-        for name in form.changed_data:
+        # Moving an object to another workspace re-checks every relation, not only those changed.
+        names = list(form.fields) if "workspace" in form.changed_data else form.changed_data
+        for name in names:
+            if name == "workspace" or name not in data:
+                continue
             value = data.get(name)
             items = list(value) if isinstance(value, QuerySet | list | tuple) else [value]
             for item in items:

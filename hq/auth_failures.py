@@ -60,6 +60,13 @@ def address_of(request: Any) -> Key:
     return address(client_ip(request))
 
 
+def credential(presented: str) -> Key:
+    """Failures of credentials that start alike (a token's first characters after the scheme): a
+    client retrying one bad token is throttled wherever it runs from. Stored hashed."""
+    secret = presented.split()[-1] if presented.split() else ""
+    return ("credential", hashlib.sha256(secret[:16].encode("utf-8", "surrogatepass")).hexdigest()[:32])
+
+
 def username(name: str) -> Key:
     """Failures for one admin login name, from any address; case and surrounding spaces ignored.
     Stored hashed: Redis never holds the names people typed."""

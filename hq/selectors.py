@@ -6,18 +6,28 @@ import hmac
 from enum import StrEnum
 from typing import Any
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Subquery
 
 from hq import tokens
 from hq.models import Membership, PersonalAccessToken, User
 
 
 def token_find(*, clear: str) -> PersonalAccessToken | None:
-    """Return the token row whose hash matches, with user and workspace loaded, or None."""
+    """Return the token row whose hash matches, with user and workspace loaded, or None.
+
+    The same query reads the user's role in the token's workspace into `token.member_role` (None
+    when not a member), so checking a request's token is one round trip.
+    """
     if not clear.startswith(tokens.TOKEN_PREFIX) or len(clear) > 200:
         return None
     digest = tokens.hash_token(clear)
-    token = PersonalAccessToken.objects.select_related("user", "workspace").filter(token_hash=digest).first()
+    role = Membership.objects.filter(user_id=OuterRef("user_id"), workspace_id=OuterRef("workspace_id")).values("role")
+    token = (
+        PersonalAccessToken.objects.select_related("user", "workspace")
+        .annotate(member_role=Subquery(role[:1]))
+        .filter(token_hash=digest)
+        .first()
+    )
     # The lookup is by an indexed hash; compare again in constant time so equality is never
     # decided by a short-circuiting string compare.
     if token is None or not hmac.compare_digest(token.token_hash, digest):

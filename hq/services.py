@@ -130,8 +130,8 @@ def user_deactivate(*, user: User, actor: User | None = None) -> User:
     For a user who is already inactive (say, switched off by a raw update) the hooks run again,
     so calling it mops up whatever that left running.
     """
-    User.objects.filter(pk=user.pk).update(is_active=False)
     user.is_active = False
+    user.save(update_fields=["is_active"])
     _departed(user=user, workspace_id=None, departure=Departure.DEACTIVATED)
     logger.info("%s deactivated (by %s)", user.email, actor or "the system")
     return user

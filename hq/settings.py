@@ -158,6 +158,8 @@ HQ_REDIS_BACKOFF_S = env.float("HQ_REDIS_BACKOFF_S", default=1.0)
 HQ_THROTTLE_RATE = env.str("HQ_THROTTLE_RATE", default="1200/min")
 # Failed authentications per client IP; past it, 429 until the window ends (fails open without Redis).
 HQ_AUTH_FAILURE_RATE = env.str("HQ_AUTH_FAILURE_RATE", default="30/min")
+# A valid token is remembered per process this long: a revocation elsewhere takes effect within it.
+HQ_AUTH_CACHE_S = env.float("HQ_AUTH_CACHE_S", default=5.0)
 HQ_DEFAULT_MAX_SCHEDULES = env.int("HQ_DEFAULT_MAX_SCHEDULES", default=50)
 HQ_DEFAULT_LOCALE = env.str("HQ_DEFAULT_LOCALE", default="en-US")
 

@@ -1,20 +1,178 @@
-"""Bulk enqueue for engine jobs (schedule fires): one INSERT for many jobs, one push after commit."""
+"""The one place that writes new jobs: one statement for the rows and their events, one push.
+
+Every way a job comes to exist goes through `jobs_insert`: a client's submit (`services.job_submit`),
+a batch of submits (`services.jobs_submit_many`) and engine jobs such as schedule fires
+(`jobs_create`). On PostgreSQL the job rows and their `submitted` events are written by a single
+`INSERT ... SELECT FROM unnest()` statement with the events' INSERT chained to it, so even one
+submit is one round trip and needs no transaction of its own; the push to ARQ is one pipelined
+Redis call after commit, and a push that fails is the relay's (the rows keep `dispatched_at`).
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 import redis
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 
 from hq import clock, db, metrics
 from queueapp import registry, transport
-from queueapp.models import Job, JobEvent, JobState
+from queueapp.models import WAITING_STATES, Job, JobEvent, JobState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class NewJob:
+    """A job about to be written: every column a new row sets, plus its `submitted` event's detail.
+
+    It reads like a fresh `Job` (no attempt yet), so the API renders it without a query.
+    """
+
+    workspace_id: Any
+    function: str
+    args: dict[str, Any]
+    queue: str
+    state: str
+    due_at: datetime
+    created_at: datetime
+    max_tries: int
+    timeout_s: int
+    retry_backoff_s: float
+    owner_id: Any = None
+    correlation_id: str = ""
+    idempotency_key: str | None = None
+    idempotency_hash: str = ""
+    dispatched_at: datetime | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # What a fresh row holds; here so a NewJob renders like a Job.
+    attempts: int = 0
+    tries_base: int = 0
+    result: Any = None
+    error: str = ""
+    worker_id: str = ""
+    cancel_requested_at: datetime | None = None
+    started_at: datetime | None = None
+    first_started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def updated_at(self) -> datetime:
+        return self.created_at
+
+    @property
+    def pk(self) -> uuid.UUID:
+        return self.id
+
+    def as_job(self) -> Job:
+        """The row as a `Job` instance, as if just read back (no query)."""
+        job = Job(**{name: getattr(self, name) for name in _JOB_COLUMNS}, updated_at=self.created_at)
+        job._state.adding = False
+        job._state.db = "default"
+        return job
+
+    @property
+    def waiting(self) -> bool:
+        """Queued or deferred: pushed to ARQ once written (a gated job waits for its decision)."""
+        return self.state in (JobState.QUEUED, JobState.DEFERRED)
+
+
+# The Job columns a NewJob sets; every other column takes its model default.
+_JOB_COLUMNS = (
+    "id",
+    "workspace_id",
+    "owner_id",
+    "function",
+    "args",
+    "queue",
+    "state",
+    "correlation_id",
+    "idempotency_key",
+    "idempotency_hash",
+    "max_tries",
+    "timeout_s",
+    "retry_backoff_s",
+    "due_at",
+    "created_at",
+    "dispatched_at",
+)
+
+
+def new_job(
+    fn: registry.JobFunction,
+    *,
+    workspace_id: Any,
+    args: dict[str, Any],
+    now: datetime,
+    due_at: datetime | None = None,
+    gated: bool = False,
+    **fields: Any,
+) -> NewJob:
+    """A new job of `fn` with the function's defaults; `fields` overrides them (queue, max_tries...).
+
+    Its state follows from the rest: awaiting approval when gated, deferred when due later, else
+    queued; a job that will be pushed is marked dispatched now (the relay's grace starts).
+    """
+    due = max(due_at or now, now)
+    state = JobState.AWAITING_APPROVAL if gated else JobState.DEFERRED if due > now else JobState.QUEUED
+    defaults: dict[str, Any] = {
+        "queue": fn.queue,
+        "max_tries": fn.max_tries,
+        "timeout_s": fn.timeout_s,
+        "retry_backoff_s": fn.retry_backoff_s,
+        "dispatched_at": None if gated else now,
+    }
+    defaults.update({k: v for k, v in fields.items() if v is not None or k in ("idempotency_key", "owner_id")})
+    if due > now and not gated:
+        defaults.setdefault("detail", {"due_at": due.isoformat()})
+    return NewJob(
+        workspace_id=workspace_id, function=fn.name, args=args, state=state, due_at=due, created_at=now, **defaults
+    )
+
+
+def jobs_insert(jobs: Sequence[NewJob], *, actor_id: Any = None) -> None:
+    """Write the jobs and their `submitted` events, then push the waiting ones after commit.
+
+    Inside a transaction the push waits for its commit (the outbox pattern); outside one the
+    statement commits by itself and the push follows at once.
+    """
+    if not jobs:
+        return
+    columns = {name: [getattr(j, name) for j in jobs] for name in _JOB_COLUMNS}
+    n = len(jobs)
+    events = {
+        "job_id": columns["id"],
+        "kind": ["submitted"] * n,
+        "to_state": columns["state"],
+        "actor_id": [actor_id] * n,
+        "detail": [j.detail for j in jobs],
+        "at": columns["created_at"],
+    }
+    if connection.vendor == "postgresql":
+        job_sql, job_params = db.insert_sql(Job, columns)
+        event_sql, event_params = db.insert_sql(JobEvent, events)
+        db.execute_binary(f"WITH new_jobs AS ({job_sql} RETURNING 1) {event_sql}", [*job_params, *event_params])
+    else:
+        with transaction.atomic():
+            db.bulk_insert(Job, columns)
+            db.bulk_insert(JobEvent, events)
+    pushes = [
+        transport.Push(j.id, 1, j.queue, j.due_at, registry.fair_lane(j.function, j.workspace_id))
+        for j in jobs
+        if j.waiting
+    ]
+    if pushes:
+        transaction.on_commit(partial(push, pushes), robust=True)
+    counts = Counter((j.queue, j.function, j.state) for j in jobs)
+    transaction.on_commit(partial(_count, counts))
 
 
 @dataclass
@@ -39,45 +197,26 @@ def jobs_create(specs: list[JobSpec]) -> list[uuid.UUID]:
     if not specs:
         return []
     now = clock.now()
-    fns = []
+    jobs = []
     for spec in specs:
         fn = registry.get_function(spec.function)
         if fn is None:
             raise ValueError(f"Unknown job function {spec.function!r}")
-        fns.append(fn)
-    due = [max(spec.due_at or now, now) for spec in specs]
-    states = [JobState.DEFERRED if d > now else JobState.QUEUED for d in due]
-    ids = [spec.id for spec in specs]
-    db.bulk_insert(
-        Job,
-        {
-            "id": ids,
-            "workspace_id": [spec.workspace_id for spec in specs],
-            "owner_id": [spec.owner_id for spec in specs],
-            "function": [fn.name for fn in fns],
-            "args": [spec.args for spec in specs],
-            "queue": [fn.queue for fn in fns],
-            "state": states,
-            "correlation_id": [spec.correlation_id for spec in specs],
-            "max_tries": [fn.max_tries for fn in fns],
-            "timeout_s": [fn.timeout_s for fn in fns],
-            "retry_backoff_s": [fn.retry_backoff_s for fn in fns],
-            "due_at": due,
-            "created_at": [now] * len(specs),
-            "updated_at": [now] * len(specs),
-            "dispatched_at": [now] * len(specs),
-        },
-    )
-    n = len(ids)
-    db.bulk_insert(JobEvent, {"job_id": ids, "kind": ["submitted"] * n, "to_state": states, "at": [now] * n})
-    pushes = [
-        transport.Push(i, 1, fn.queue, d, registry.fair_lane(fn.name, spec.workspace_id))
-        for i, fn, d, spec in zip(ids, fns, due, specs, strict=True)
-    ]
-    transaction.on_commit(partial(_push, pushes), robust=True)
-    counts = Counter((fn.queue, fn.name, state) for fn, state in zip(fns, states, strict=True))
-    transaction.on_commit(partial(_count, counts))
-    return ids
+        jobs.append(
+            new_job(
+                fn,
+                workspace_id=spec.workspace_id,
+                args=spec.args,
+                now=now,
+                due_at=spec.due_at,
+                owner_id=spec.owner_id,
+                correlation_id=spec.correlation_id,
+                id=spec.id,
+                detail={},
+            )
+        )
+    jobs_insert(jobs)
+    return [j.id for j in jobs]
 
 
 def _count(counts: Counter[tuple[str, str, str]]) -> None:
@@ -85,9 +224,13 @@ def _count(counts: Counter[tuple[str, str, str]]) -> None:
         metrics.job_transition(queue, function, state, n)
 
 
-def _push(pushes: list[transport.Push]) -> None:
+def push(pushes: list[transport.Push]) -> None:
+    """Hand new attempts to ARQ; when Redis is away, mark them undispatched for the relay's next pass."""
     try:
         transport.push(pushes)
-    except redis.RedisError:
-        # Rows keep dispatched_at; the relay re-pushes them once the grace period has passed.
-        pass
+    except redis.RedisError as exc:
+        logger.warning("push of %d job(s) failed (%s); the relay will push them", len(pushes), exc)
+        try:
+            Job.objects.filter(pk__in=[p.job_id for p in pushes], state__in=WAITING_STATES).update(dispatched_at=None)
+        except DatabaseError:
+            pass  # they keep dispatched_at: the relay re-pushes them after its grace period

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import random
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -21,7 +24,7 @@ from hq import clock, metrics
 from hq.errors import Conflict, Forbidden, ValidationFailed
 from hq.models import Membership, User, Workspace
 from hq.selectors import Departure, member_departure, membership_role, staff_workspace_ids
-from queueapp import registry, selectors, transitions, transport
+from queueapp import enqueue, registry, selectors, transitions, transport
 from queueapp.models import (
     WAITING_STATES,
     DecidedVia,
@@ -152,7 +155,10 @@ def function_for_submit(name: str) -> registry.JobFunction:
     return fn
 
 
-def _validate_args(args: Any) -> None:
+def _validate_args(args: Any, fn: registry.JobFunction | None, admin: Callable[[], bool]) -> None:
+    """The args a job of `fn` may run with: a JSON object within the size limit that the function's
+    own check (`check_args`) accepts; `admin` answers, when asked, whether the caller administers
+    the workspace. The one check for submits and for args an approver corrects."""
     if not isinstance(args, dict):
         raise ValidationFailed("args must be a JSON object.", fields={"args": ["Must be a JSON object."]})
     size = len(json.dumps(args, separators=(",", ":")).encode())
@@ -160,6 +166,12 @@ def _validate_args(args: Any) -> None:
         raise ValidationFailed(
             f"args is {size} bytes; the limit is {MAX_ARGS_BYTES}.",
             fields={"args": [f"At most {MAX_ARGS_BYTES} bytes of JSON."]},
+        )
+    problems = fn.check_args(args, admin()) if fn is not None and fn.check_args is not None else {}
+    if problems:
+        raise ValidationFailed(
+            f"Invalid args for {fn.name}: " + " ".join(problems.values()),  # type: ignore[union-attr]
+            fields={f"args.{key}": [message] for key, message in problems.items()},
         )
 
 
@@ -177,26 +189,21 @@ def _check_queue(queue: str | None) -> None:
         )
 
 
-def job_submit(*, workspace: Workspace, owner: User | None, submission: Submission) -> tuple[Job, bool]:
-    """Record a job and hand it to ARQ after commit. Returns (job, created).
+def _is_admin(workspace: Workspace, owner: User | None) -> bool:
+    return owner is None or membership_role(user_id=owner.pk, workspace_id=workspace.pk) == Membership.Role.ADMIN
 
-    A job whose function requires approval, or submitted with `requires_approval`, is recorded
-    `awaiting_approval` with its HITL request in the same transaction and is not pushed.
-    An idempotency key seen in this workspace within `HQ_IDEMPOTENCY_WINDOW_S` returns the
-    original job (created False) when the body matches, and 409 when it does not or when it
-    belongs to another user.
+
+def _prepare(
+    *, workspace: Workspace, owner: User | None, submission: Submission, now: datetime, admin: Callable[[], bool]
+) -> enqueue.NewJob:
+    """Check one submission against the registry and the rules; return the row it would write.
+
+    `admin` answers (once, lazily) whether the caller is a workspace admin, for functions whose
+    args depend on it.
     """
     fn = function_for_submit(submission.function)
-    _validate_args(submission.args)
+    _validate_args(submission.args, fn, admin)
     _check_queue(submission.queue)
-    if fn.check_args is not None:
-        admin = owner is None or membership_role(user_id=owner.pk, workspace_id=workspace.pk) == Membership.Role.ADMIN
-        problems = fn.check_args(submission.args, admin)
-        if problems:
-            raise ValidationFailed(
-                f"Invalid args for {fn.name}: " + " ".join(problems.values()),
-                fields={f"args.{key}": [message] for key, message in problems.items()},
-            )
     gated = fn.requires_approval or submission.requires_approval
     if len(submission.approval_reason) > MAX_TEXT_CHARS:
         raise ValidationFailed(
@@ -207,7 +214,6 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
             "A job that waits for approval cannot also be deferred: it is queued when approved.",
             fields={"defer_until" if submission.defer_until else "defer_by_seconds": ["Not with approval."]},
         )
-    now = clock.now()
     if submission.defer_until and submission.defer_by_seconds is not None:
         raise ValidationFailed(
             "Give defer_until or defer_by_seconds, not both.",
@@ -223,63 +229,84 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
         due_at = max(submission.defer_until, now)
     elif submission.defer_by_seconds:
         due_at = now + timedelta(seconds=submission.defer_by_seconds)
-    fingerprint = submission.fingerprint()
+    return enqueue.new_job(
+        fn,
+        workspace_id=workspace.pk,
+        args=submission.args,
+        now=now,
+        due_at=due_at,
+        gated=gated,
+        owner_id=owner.pk if owner else None,
+        queue=submission.queue or None,
+        correlation_id=submission.correlation_id or "",
+        idempotency_key=submission.idempotency_key or None,
+        idempotency_hash=submission.fingerprint(),
+        max_tries=submission.max_tries or None,
+        timeout_s=submission.timeout_seconds or None,
+    )
 
+
+def job_submit(*, workspace: Workspace, owner: User | None, submission: Submission) -> tuple[Job, bool]:
+    """Record a job and hand it to ARQ after commit. Returns (job, created).
+
+    A job whose function requires approval, or submitted with `requires_approval`, is recorded
+    `awaiting_approval` with its HITL request in the same transaction and is not pushed.
+    An idempotency key seen in this workspace within `HQ_IDEMPOTENCY_WINDOW_S` returns the
+    original job (created False) when the body matches, and 409 when it does not or when it
+    belongs to another user.
+    """
+    now = clock.now()
+    job = _prepare(
+        workspace=workspace, owner=owner, submission=submission, now=now, admin=lambda: _is_admin(workspace, owner)
+    )
+    if job.waiting and not job.idempotency_key:
+        enqueue.jobs_insert([job], actor_id=job.owner_id)  # one statement: no transaction of its own
+        return job.as_job(), True
     for _ in range(3):
         try:
             with transaction.atomic():
-                if submission.idempotency_key:
-                    existing = _idempotent_match(workspace, owner, submission.idempotency_key, fingerprint, now)
+                if job.idempotency_key:
+                    existing = _idempotent_match(workspace, owner, job.idempotency_key, job.idempotency_hash, now)
                     if existing is not None:
                         return existing, False
-                job = Job.objects.create(
-                    workspace=workspace,
-                    owner=owner,
-                    function=fn.name,
-                    args=submission.args,
-                    queue=submission.queue or fn.queue,
-                    state=_initial_state(gated, due_at, now),
-                    correlation_id=submission.correlation_id or "",
-                    idempotency_key=submission.idempotency_key or None,
-                    idempotency_hash=fingerprint,
-                    max_tries=submission.max_tries or fn.max_tries,
-                    timeout_s=submission.timeout_seconds or fn.timeout_s,
-                    retry_backoff_s=fn.retry_backoff_s,
-                    due_at=due_at,
-                    created_at=now,
-                    updated_at=now,
-                    dispatched_at=None if gated else now,
-                )
-                detail: dict[str, Any] = {"due_at": due_at.isoformat()} if due_at > now else {}
-                if gated:
-                    hitl = _hitl_open(
-                        job=job, fn=fn, requested_by=submission.requested_by or owner, reason=submission.approval_reason
-                    )
-                    detail["hitl_request_id"] = str(hitl.pk)
-                JobEvent.objects.create(
-                    job=job, kind="submitted", to_state=job.state, actor=owner, at=now, detail=detail
-                )
-                if not gated:
-                    transaction.on_commit(partial(job_push, job), robust=True)
-                transaction.on_commit(partial(metrics.job_transition, job.queue, job.function, job.state))
-                return job, True
+                _write_with_requests([job], submission_of={job.id: submission}, owner=owner)
+                return job.as_job(), True
         except IntegrityError:
             # Two requests raced on one idempotency key; the loser re-reads the winner's job.
             continue
     raise Conflict("Could not record the job; try again.", code="idempotency_race")
 
 
-def _initial_state(gated: bool, due_at: datetime, now: datetime) -> str:
-    if gated:
-        return JobState.AWAITING_APPROVAL
-    return JobState.DEFERRED if due_at > now else JobState.QUEUED
+def _write_with_requests(
+    jobs: list[enqueue.NewJob], *, submission_of: dict[Any, Submission], owner: User | None
+) -> None:
+    """Write jobs, and for each gated one its HITL request, in the caller's transaction."""
+    requests = {}
+    for job in jobs:
+        if job.state == JobState.AWAITING_APPROVAL:
+            requests[job.id] = uuid.uuid4()
+            job.detail = {"hitl_request_id": str(requests[job.id])}
+    enqueue.jobs_insert(jobs, actor_id=owner.pk if owner else None)
+    for job in jobs:
+        if job.id in requests:
+            submission = submission_of[job.id]
+            _hitl_open(
+                job=job.as_job(),
+                fn=registry.get_function(job.function),
+                requested_by=submission.requested_by or owner,
+                reason=submission.approval_reason,
+                id=requests[job.id],
+            )
 
 
-def _hitl_open(*, job: Job, fn: registry.JobFunction | None, requested_by: User | None, reason: str) -> HITLRequest:
+def _hitl_open(
+    *, job: Job, fn: registry.JobFunction | None, requested_by: User | None, reason: str, id: Any = None
+) -> HITLRequest:
     """Record the pending request of a job that now waits in `awaiting_approval`."""
     now = clock.now()
     ttl_s = fn.approval_ttl_s if fn else registry.JobFunction.approval_ttl_s
     return HITLRequest.objects.create(
+        id=id or uuid.uuid4(),
         workspace_id=job.workspace_id,
         job=job,
         function=job.function,
@@ -295,6 +322,14 @@ def _idempotent_match(
     workspace: Workspace, owner: User | None, key: str, fingerprint: str, now: datetime
 ) -> Job | None:
     existing = Job.objects.select_for_update(no_key=True).filter(workspace=workspace, idempotency_key=key).first()
+    return _idempotent_check(existing, owner, fingerprint, now)
+
+
+def _idempotent_check(existing: Job | None, owner: User | None, fingerprint: str, now: datetime) -> Job | None:
+    """The job a submit with this key replays (its row locked by the caller), or None to record anew.
+
+    409 when the key is another user's, or was used with a different body within the window.
+    """
     if existing is None:
         return None
     if existing.created_at < now - timedelta(seconds=settings.HQ_IDEMPOTENCY_WINDOW_S):
@@ -312,14 +347,97 @@ def _idempotent_match(
     return existing
 
 
+MAX_BATCH = 1000
+
+
+def jobs_submit_many(
+    *, workspace: Workspace, owner: User | None, submissions: list[Submission]
+) -> list[tuple[Job | enqueue.NewJob, bool]]:
+    """Record up to MAX_BATCH jobs at once, all or none: (job, created) per submission, in order.
+
+    Each submission is checked as `job_submit` checks it; any refusal refuses the whole batch with
+    400 naming each bad item (`jobs.3.args`). The new rows and their events are one statement,
+    their pushes one pipelined Redis call. An idempotency key behaves as on a single submit: a
+    replay returns the original job (created False), within the batch too; a conflict is 409 with
+    the item's `index` and nothing is recorded.
+    """
+    if not 1 <= len(submissions) <= MAX_BATCH:
+        raise ValidationFailed(
+            f"A batch holds 1 to {MAX_BATCH} jobs; this one has {len(submissions)}.",
+            fields={"jobs": [f"Give 1 to {MAX_BATCH} jobs."]},
+        )
+    now = clock.now()
+    admin = functools.cache(lambda: _is_admin(workspace, owner))
+    jobs: list[enqueue.NewJob] = []
+    errors: dict[str, list[str]] = {}
+    for i, submission in enumerate(submissions):
+        try:
+            jobs.append(_prepare(workspace=workspace, owner=owner, submission=submission, now=now, admin=admin))
+        except ValidationFailed as exc:
+            for field, messages in (exc.fields or {"": [exc.message]}).items():
+                errors[f"jobs.{i}.{field}".rstrip(".")] = messages
+    if errors:
+        first, messages = next(iter(errors.items()))
+        raise ValidationFailed(
+            f"{len({k.split('.')[1] for k in errors})} of {len(submissions)} jobs are invalid; nothing was "
+            f"recorded. {first}: {messages[0]}",
+            fields=errors,
+        )
+    submission_of = {job.id: submission for job, submission in zip(jobs, submissions, strict=True)}
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                results = _replays_and_fresh(workspace, owner, jobs, now)
+                _write_with_requests(
+                    [job for job, created in results if created], submission_of=submission_of, owner=owner
+                )
+                return results
+        except IntegrityError:
+            continue  # raced another request on an idempotency key: read again
+    raise Conflict("Could not record the jobs; try again.", code="idempotency_race")
+
+
+def _replays_and_fresh(
+    workspace: Workspace, owner: User | None, jobs: list[enqueue.NewJob], now: datetime
+) -> list[tuple[Job | enqueue.NewJob, bool]]:
+    keys = [job.idempotency_key for job in jobs if job.idempotency_key]
+    existing = {}
+    if keys:
+        rows = Job.objects.select_for_update(no_key=True).filter(workspace=workspace, idempotency_key__in=keys)
+        existing = {row.idempotency_key: row for row in rows}
+    results: list[tuple[Job | enqueue.NewJob, bool]] = []
+    first_of: dict[str, enqueue.NewJob] = {}
+    for index, job in enumerate(jobs):
+        key = job.idempotency_key
+        try:
+            if key in first_of:  # the same key earlier in this batch
+                earlier = first_of[key]
+                if earlier.idempotency_hash != job.idempotency_hash:
+                    raise Conflict(
+                        "This idempotency key was used with a different request body.",
+                        code="idempotency_conflict",
+                        detail={"job_id": str(earlier.id)},
+                    )
+                results.append((earlier, False))
+                continue
+            replayed = _idempotent_check(existing.get(key), owner, job.idempotency_hash, now) if key else None
+        except Conflict as exc:
+            exc.detail = {**(exc.detail or {}), "index": index}
+            exc.fields = {f"jobs.{index}.idempotency_key": [exc.message]}
+            raise
+        if replayed is not None:
+            results.append((replayed, False))
+            continue
+        if key:
+            first_of[key] = job
+        results.append((job, True))
+    return results
+
+
 def job_push(job: Job) -> None:
     """Hand a waiting job's next attempt to ARQ; a failure is left to the relay."""
-    try:
-        lane = registry.fair_lane(job.function, job.workspace_id)
-        transport.push([transport.Push(job.id, job.attempts + 1, job.queue, job.due_at, lane)])
-    except redis.RedisError as exc:
-        logger.warning("push of job %s failed (%s); the relay will push it", job.id, exc)
-        Job.objects.filter(pk=job.pk, state__in=WAITING_STATES).update(dispatched_at=None)
+    lane = registry.fair_lane(job.function, job.workspace_id)
+    enqueue.push([transport.Push(job.id, job.attempts + 1, job.queue, job.due_at, lane)])
 
 
 # --- client actions --------------------------------------------------------------------------
@@ -464,7 +582,11 @@ def hitl_decide(
     if args is not None:
         if decision == "reject":
             raise ValidationFailed("Only an approval takes args.", fields={"args": ["Not with reject."]})
-        _validate_args(args)
+        _validate_args(
+            args,
+            registry.get_function(request.function),
+            lambda: actor.is_superuser or _is_admin(request.workspace, actor),
+        )
     target = HITLState.APPROVED if decision == "approve" else HITLState.REJECTED
     now = clock.now()
     with transaction.atomic():

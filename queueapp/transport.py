@@ -61,9 +61,10 @@ def lane_key(queue: str, lane: str = "") -> str:
     return hq_redis.key("arq", "lane", queue, lane)
 
 
-def lanes_key(queue: str) -> str:
-    """The lanes of a queue that hold waiting attempts, scored by their earliest due time."""
-    return hq_redis.key("arq", "lanes", queue)
+def lanes_key(queue: str, kind: str = "u") -> str:
+    """The lanes of a queue that hold waiting attempts, scored by their earliest due time: engine
+    lanes ("s") and job lanes ("u") apart, so any number of busy workspaces cannot hide a fire."""
+    return hq_redis.key("arq", "lanes", queue, kind)
 
 
 def lane_of_key(queue: str) -> str:
@@ -90,7 +91,7 @@ def _script_args(item: Push, now_ms: int) -> tuple[list[str], list]:
         result_key_prefix + arq_id,
         queue_key(item.queue),
         lane_key(item.queue, item.lane),
-        lanes_key(item.queue),
+        lanes_key(item.queue, item.lane[:1] or "u"),
         lane_of_key(item.queue),
     ]
     return keys, [expires, _payload(item.job_id, item.attempt, now_ms), score, arq_id, item.lane]
@@ -191,6 +192,9 @@ local free, cap, user_limit, user_running = tonumber(ARGV[5]), tonumber(ARGV[6])
 local running = {}
 for i = 9, #ARGV, 2 do running[ARGV[i]] = tonumber(ARGV[i + 1]) end
 local lanes = redis.call('zrangebyscore', KEYS[2], '-inf', now, 'LIMIT', 0, 256)
+for _, lane in ipairs(redis.call('zrangebyscore', KEYS[3], '-inf', now, 'LIMIT', 0, 256)) do
+  lanes[#lanes + 1] = lane
+end
 local out, done = {}, {}
 local function take(id, score, lane)
   if redis.call('zscore', KEYS[1], id) and redis.call('exists', ipfx .. id) == 0 then
@@ -219,11 +223,11 @@ while free > 0 do
     local head = redis.call('zrangebyscore', lkey, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
     if #head == 0 then break end
     redis.call('zrem', lkey, head[1])
-    redis.call('hdel', KEYS[3], head[1])
+    redis.call('hdel', KEYS[4], head[1])
     taken = take(head[1], head[2], best)
   end
-  local nxt = redis.call('zrange', lkey, 0, 0, 'WITHSCORES')
-  if #nxt == 0 then redis.call('zrem', KEYS[2], best) else redis.call('zadd', KEYS[2], nxt[2], best) end
+  local nxt, index = redis.call('zrange', lkey, 0, 0, 'WITHSCORES'), best_sys and KEYS[2] or KEYS[3]
+  if #nxt == 0 then redis.call('zrem', index, best) else redis.call('zadd', index, nxt[2], best) end
   if taken then
     running[best] = best_r + 1
     if not best_sys then user_running = user_running + 1 end
@@ -236,7 +240,7 @@ if free > 0 and user_running < user_limit then
   local ids = redis.call('zrangebyscore', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 4 * free)
   for i = 1, #ids, 2 do
     if free == 0 or user_running >= user_limit then break end
-    if redis.call('hexists', KEYS[3], ids[i]) == 0 and take(ids[i], ids[i + 1], '') then
+    if redis.call('hexists', KEYS[4], ids[i]) == 0 and take(ids[i], ids[i + 1], '') then
       free, user_running = free - 1, user_running + 1
     end
   end
@@ -267,7 +271,7 @@ async def claim(
     user_running = sum(n for lane, n in share.running.items() if not lane.startswith("s:"))
     pairs = [v for lane, n in share.running.items() if n > 0 for v in (lane, n)]
     got = await script(
-        keys=[queue_key(queue), lanes_key(queue), lane_of_key(queue)],
+        keys=[queue_key(queue), lanes_key(queue, "s"), lanes_key(queue, "u"), lane_of_key(queue)],
         args=[
             now_ms,
             in_progress_ttl_ms,

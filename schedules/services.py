@@ -246,7 +246,7 @@ def schedule_resume(*, schedule: Schedule) -> Schedule:
     _ensure_owner_present(s, "resume")
     now = clock.now()
     try:
-        trigger = triggers.validate_trigger(s.trigger)
+        trigger = triggers.validate_trigger(s.trigger, stored=True)
         actions.validate_args(s.action, s.args, workspace=s.workspace, owner=s.owner)
         nxt = next_fire(trigger, now)
     except (triggers.TriggerError, HQError) as exc:
@@ -502,7 +502,7 @@ def fire_run(*, fire_id: Any) -> str:
             departed = owner_departure(s)
             if departed:
                 raise OwnerDeparted(departed)
-            triggers.validate_trigger(s.trigger)
+            triggers.validate_trigger(s.trigger, stored=True)
             args = actions.validate_args(s.action, s.args, workspace=s.workspace, owner=s.owner)
         except (triggers.TriggerError, HQError) as exc:
             reason = str(exc) if isinstance(exc, OwnerDeparted) else f"{_quarantine_cause(exc)}: {exc}"

@@ -76,6 +76,7 @@ import functools
 import itertools
 import math
 import re
+import threading
 import time
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping
@@ -99,12 +100,14 @@ __all__ = [
 CRON_EXPR_MAX_LEN = 256
 RRULE_EXPR_MAX_LEN = 1024
 TZ_NAME_MAX_LEN = 64
-RRULE_MAX_COUNT = 1000
+RRULE_MAX_COUNT = 1000  # for new and changed triggers
+RRULE_MAX_STORED_COUNT = 10_000  # what triggers stored before the cost rules may still hold
 RRULE_MAX_INTERVAL = 10_000
 CATCH_UP_EXACT_LIMIT = 1000
 # The work one evaluation may do: CPU time of this thread (so a loaded machine does not turn a
 # cheap rule into a refused one) and scan windows (so the verdict does not depend on speed alone).
-EVALUATION_BUDGET_S = 0.025
+EVALUATION_BUDGET_S = 0.025  # validating a new or changed trigger
+FIRE_BUDGET_S = 0.25  # evaluating a stored one: ten times the room, so a slower moment never quarantines
 EVALUATION_MAX_WINDOWS = 4000
 # An HOURLY/MINUTELY rule must match some day in each of this many consecutive years (a full
 # cycle of weekdays against dates), else it is a yearly rule written at a sub-daily frequency.
@@ -142,8 +145,9 @@ class TriggerTooExpensive(TriggerError):
 class _Budget:
     """The work left to one evaluation: CPU seconds of this thread and scan windows."""
 
-    def __init__(self) -> None:
-        self.deadline = time.thread_time() + EVALUATION_BUDGET_S
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.thread_time() + seconds
         self.windows = EVALUATION_MAX_WINDOWS
 
     def spend(self) -> None:
@@ -151,7 +155,7 @@ class _Budget:
         if self.windows < 0 or time.thread_time() > self.deadline:
             raise TriggerTooExpensive(
                 f"the rule is too expensive to evaluate: finding one occurrence takes more than "
-                f"{EVALUATION_MAX_WINDOWS} scan windows or {EVALUATION_BUDGET_S * 1000:.0f} ms; "
+                f"{EVALUATION_MAX_WINDOWS} scan windows or {self.seconds * 1000:.0f} ms; "
                 "use a coarser FREQ (e.g. YEARLY for a few dates a year) or fewer BY parts"
             )
 
@@ -160,10 +164,13 @@ _budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("trigge
 
 
 class _evaluation:
-    """Run the enclosed code under one budget (nested uses share the outermost one)."""
+    """Run the enclosed code under one budget of `seconds` (nested uses share the outermost one)."""
+
+    def __init__(self, seconds: float = FIRE_BUDGET_S) -> None:
+        self.seconds = seconds
 
     def __enter__(self) -> None:
-        self._token = _budget.set(_Budget()) if _budget.get() is None else None
+        self._token = _budget.set(_Budget(self.seconds)) if _budget.get() is None else None
 
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:
@@ -194,23 +201,30 @@ def use_pinned_tzdata() -> None:
 # --------------------------------------------------------------------------- #
 
 
-def validate_trigger(trigger: Mapping[str, Any]) -> dict[str, Any]:
+def validate_trigger(trigger: Mapping[str, Any], *, stored: bool = False) -> dict[str, Any]:
     """Check ``trigger`` and return a normalised copy.
 
     The copy has ``kind``, ``expr`` and ``tz`` (plus ``dtstart`` for an rrule
     that has one) and nothing else. An rrule without ``dtstart`` is valid here
     because services fill it in at creation time, but it cannot be evaluated.
+    ``stored`` re-checks a trigger saved earlier (a fire, a resume): it gets the
+    fire-time budget and the COUNT limit that was in force when it was saved.
     """
-    with _evaluation():
-        return _validate(trigger)
+    with _evaluation(FIRE_BUDGET_S if stored else EVALUATION_BUDGET_S):
+        return _validate(trigger, stored)
 
 
-def _validate(trigger: Mapping[str, Any]) -> dict[str, Any]:
+def _validate(trigger: Mapping[str, Any], stored: bool) -> dict[str, Any]:
     kind, expr, tz = _required_fields(trigger)
     _load_zone(tz)
     if kind == "cron":
         return {"kind": "cron", "expr": _parse_cron(expr).normalised, "tz": tz}
     spec = _parse_rrule(expr)
+    if not stored and spec.count is not None and spec.count > RRULE_MAX_COUNT:
+        raise TriggerTooExpensive(
+            f"COUNT may be at most {RRULE_MAX_COUNT}: finding where a COUNT rule ends costs work per "
+            "occurrence; bound a longer rule with UNTIL instead"
+        )
     result: dict[str, Any] = {"kind": "rrule", "expr": spec.normalised, "tz": tz}
     dtstart = _parse_dtstart(trigger.get("dtstart"))
     if dtstart is not None:
@@ -778,8 +792,33 @@ def _rrule_error(message: str) -> TriggerError:
     return TriggerError(message, "expr")
 
 
-@functools.lru_cache(maxsize=1024)
 def _parse_rrule(expr: str) -> _RRuleSpec:
+    """A syntactically and structurally valid rule, or the refusal; both remembered per expression.
+
+    Every check here depends on the expression alone, so a refusal is as cacheable as an answer
+    (it is kept as its class, message and field and raised afresh, never as the old exception).
+    """
+    with _refusals_lock:
+        refused = _refusals.get(expr)
+    if refused is not None:
+        cls, message, field = refused
+        raise cls(message, field)
+    try:
+        return _parse_rrule_cached(expr)
+    except TriggerError as exc:
+        with _refusals_lock:
+            if len(_refusals) >= 1024:
+                _refusals.clear()
+            _refusals[expr] = (type(exc), exc.message, exc.field)
+        raise
+
+
+_refusals: dict[str, tuple[type[TriggerError], str, str | None]] = {}
+_refusals_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_rrule_cached(expr: str) -> _RRuleSpec:
     text = expr.strip().upper()
     if not text:
         raise _rrule_error("rrule expression is empty")
@@ -792,12 +831,7 @@ def _parse_rrule(expr: str) -> _RRuleSpec:
     parts = _split_rrule_parts(text)
     freq = _rrule_freq(parts)
     interval = _bounded_int(parts, "INTERVAL", 1, RRULE_MAX_INTERVAL) or 1
-    count = _bounded_int(parts, "COUNT", 1, None)
-    if count is not None and count > RRULE_MAX_COUNT:
-        raise TriggerTooExpensive(
-            f"COUNT may be at most {RRULE_MAX_COUNT}: finding where a COUNT rule ends costs work per "
-            "occurrence; bound a longer rule with UNTIL instead"
-        )
+    count = _bounded_int(parts, "COUNT", 1, RRULE_MAX_STORED_COUNT)
     until, until_is_utc = _rrule_until(parts)
     if count is not None and until is not None:
         raise _rrule_error("COUNT and UNTIL cannot be used together (RFC 5545)")
@@ -942,23 +976,8 @@ def _parse_dtstart(value: Any) -> datetime | None:
 
 @functools.lru_cache(maxsize=512)
 def _compile_rrule(normalised: str, dtstart: datetime) -> _CompiledRRule:
-    """Build the dateutil rule for (expr, dtstart) once and prove, within one budget, that it fires.
-
-    Refusals are remembered per (expr, dtstart) too, so asking again costs nothing.
-    """
-    key = (normalised, dtstart)
-    if key in _refused:
-        raise _refused[key]
-    try:
-        return _compile_rrule_uncached(normalised, dtstart)
-    except TriggerError as exc:
-        if len(_refused) >= 1024:
-            _refused.pop(next(iter(_refused)))
-        _refused[key] = exc
-        raise
-
-
-_refused: dict[tuple[str, datetime], TriggerError] = {}
+    """Build the dateutil rule for (expr, dtstart) once and prove, within one budget, that it fires."""
+    return _compile_rrule_uncached(normalised, dtstart)
 
 
 def _compile_rrule_uncached(normalised: str, dtstart: datetime) -> _CompiledRRule:
@@ -1075,12 +1094,13 @@ def _scan(
     while lo < _WALL_MAX:
         _spend()
         if days is not None and spec.freq in (du.HOURLY, du.MINUTELY):
-            day = days.next_on_or_after(lo.date())
+            # One matching day at a time: (lo, end of that day]. Occurrences are whole seconds, so
+            # the day's midnight is after `day - 1 s` and the next day's is not before `hi`.
+            day = days.next_on_or_after((lo + timedelta(seconds=1)).date())
             if day is None:
                 return
-            hi = day + timedelta(days=1)
-            if day > lo:
-                lo = day - timedelta(seconds=1)  # occurrences are whole seconds: `day` itself is after lo
+            lo = max(lo, day - timedelta(seconds=1))
+            hi = day + timedelta(days=1) - timedelta(seconds=1)
             yield from _rebased(spec, dtstart, rule, lo).replace(until=hi).xafter(lo)
         else:
             hi = lo + span if _WALL_MAX - lo > span else _WALL_MAX
@@ -1170,13 +1190,9 @@ def _check_subdaily_coverage(spec: _RRuleSpec) -> None:
     parts = dict(spec.parts)
     if spec.freq not in (du.HOURLY, du.MINUTELY) or not any(p in parts for p in _DAY_PARTS[:3]):
         return
-    text = ";".join(
-        ["FREQ=YEARLY", "BYSETPOS=1", "BYHOUR=0", "BYMINUTE=0", "BYSECOND=0"]
-        + [f"{p}={parts[p]}" for p in _DAY_PARTS if p in parts]
-    )
     start = datetime(2001, 1, 1)
     until = datetime(2001 + SUBDAILY_COVERAGE_YEARS, 1, 1) - timedelta(seconds=1)
-    years = {d.year for d in du.rrulestr(text, dtstart=start).replace(until=until)}
+    years = {d.year for d in _days_probe(spec, start, first_of_year=True).replace(until=until)}
     if len(years) < SUBDAILY_COVERAGE_YEARS:
         missing = min(set(range(2001, 2001 + SUBDAILY_COVERAGE_YEARS)) - years)
         raise TriggerTooExpensive(
@@ -1264,9 +1280,18 @@ def _day_filters_satisfiable(spec: _RRuleSpec) -> bool:
     parts = dict(spec.parts)
     if spec.freq in (du.YEARLY, du.MONTHLY) or not any(p in parts for p in _DAY_PARTS[1:]):
         return True
-    probe = ["FREQ=YEARLY", "BYHOUR=0", "BYMINUTE=0", "BYSECOND=0"]
-    text = ";".join(probe + [f"{p}={parts[p]}" for p in _DAY_PARTS if p in parts])
-    return _first_or_none(du.rrulestr(text, dtstart=datetime(_PROBE_HORIZON_YEAR - 400, 1, 1))) is not None
+    return _first_or_none(_days_probe(spec, datetime(_PROBE_HORIZON_YEAR - 400, 1, 1))) is not None
+
+
+def _days_probe(spec: _RRuleSpec, start: datetime, first_of_year: bool = False) -> du.rrule:
+    """A YEARLY rule over the days a WEEKLY-or-finer rule's day parts allow, at midnight.
+
+    Day-level parts mean the same in a YEARLY rule, which walks a 400-year cycle in 400 steps
+    instead of ~146,000 days; `first_of_year` keeps one day a year (BYSETPOS=1).
+    """
+    parts = dict(spec.parts)
+    head = ["FREQ=YEARLY", *(["BYSETPOS=1"] if first_of_year else []), "BYHOUR=0", "BYMINUTE=0", "BYSECOND=0"]
+    return du.rrulestr(";".join(head + [f"{p}={parts[p]}" for p in _DAY_PARTS if p in parts]), dtstart=start)
 
 
 def _first_or_none(rule: du.rrule) -> datetime | None:

@@ -41,3 +41,14 @@ def caller(
     services.membership_set(user=user, workspace=ws, role=Membership.Role.ADMIN if admin else "member")
     issued = services.token_create(user=user, workspace=ws, scopes=scopes)
     return Caller(user=user, workspace=ws, token=issued.clear)
+
+
+def every_minute_task(room_id: object, *, name: str = "every minute", text: str = "tick") -> dict:
+    """The body of a scheduled task that posts `text` to a room every minute (UTC)."""
+    return {
+        "name": name,
+        "schedule": "* * * * *",
+        "timezone": "UTC",
+        "action": "send_message",
+        "args": {"room_id": str(room_id), "content": {"msgtype": "swp.text", "body": text}},
+    }

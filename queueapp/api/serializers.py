@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+from typing import Any
+
 from rest_framework import serializers
 
-from hq.api.fields import JSONObjectField, UTCDateTimeField
+from hq.api.fields import JSONObjectField, UTCDateTimeField, iso
 from queueapp.models import QUEUE_NAME, QUEUE_NAME_RULE, HITLRequest, Job, JobEvent
 
 
@@ -42,6 +46,150 @@ class JobSubmitIn(serializers.Serializer):
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         return value
+
+
+class JobBatchIn(serializers.Serializer):
+    jobs = JobSubmitIn(many=True, help_text="1 to 1,000 submissions, each as POST /v1/queue/jobs takes it.")
+
+
+# --- the submit body, parsed without DRF's field machinery ---------------------------------------
+#
+# `JobSubmitIn` above describes the body (the schema, the docs); `submit_parse` applies the same
+# rules about twenty times faster, which is what lets one request carry 1,000 jobs. A test feeds
+# both the same bodies and compares their verdicts field by field.
+
+_REQUIRED, _NULL, _BLANK = "This field is required.", "This field may not be null.", "This field may not be blank."
+_TRUE = {True, "1", "true", "True", "TRUE", "t", "T", "y", "Y", "yes", "Yes", "YES", "on", "On", "ON"}
+_FALSE = {False, "0", "false", "False", "FALSE", "f", "F", "n", "N", "no", "No", "NO", "off", "Off", "OFF"}
+
+
+class _Refused(Exception):
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _text(value: object, *, max_length: int, blank: bool, trim: bool = True) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _Refused("Not a valid string.")
+    text = str(value).strip() if trim else str(value)
+    if not text and not blank:
+        raise _Refused(_BLANK)
+    if len(text) > max_length:
+        raise _Refused(f"Ensure this field has no more than {max_length} characters.")
+    return text
+
+
+def _integer(value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or (isinstance(value, str) and len(value) > 1000):
+        raise _Refused("A valid integer is required.")
+    try:
+        number = float(value) if isinstance(value, str | float) else value
+        if not isinstance(number, int | float) or number != int(number):
+            raise ValueError
+        result = int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise _Refused("A valid integer is required.") from None
+    return _bounded(result, low, high)
+
+
+def _number(value: object, low: float, high: float) -> float:
+    if isinstance(value, bool) or (isinstance(value, str) and len(value) > 1000):
+        raise _Refused("A valid number is required.")
+    try:
+        result = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise _Refused("A valid number is required.") from None
+    if result != result or result in (float("inf"), float("-inf")):
+        raise _Refused("A valid number is required.")
+    return _bounded(result, low, high)
+
+
+def _bounded(value: Any, low: float, high: float) -> Any:
+    if value < low:
+        raise _Refused(f"Ensure this value is greater than or equal to {low}.")
+    if value > high:
+        raise _Refused(f"Ensure this value is less than or equal to {high}.")
+    return value
+
+
+def _boolean(value: object) -> bool:
+    try:
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+    except TypeError:  # unhashable
+        pass
+    raise _Refused("Must be a valid boolean.")
+
+
+def _datetime(value: object) -> datetime:
+    field = UTCDateTimeField()
+    try:
+        return field.run_validation(value)
+    except serializers.ValidationError as exc:
+        raise _Refused(str(exc.detail[0])) from None
+
+
+def _object(value: object) -> dict:
+    if not isinstance(value, dict):
+        raise _Refused("Must be a JSON object.")
+    return value
+
+
+def _queue(value: object) -> str:
+    text = _text(value, max_length=64, blank=False, trim=False)
+    if not re.fullmatch(QUEUE_NAME, text):
+        raise _Refused(QUEUE_NAME_RULE)
+    return text
+
+
+# body key -> (Submission field, parser, default when absent, null allowed)
+_SUBMIT_RULES: dict[str, tuple[str, Any, Any, bool]] = {
+    "function": ("function", lambda v: _text(v, max_length=200, blank=False), _REQUIRED, False),
+    "args": ("args", _object, dict, False),
+    "queue": ("queue", _queue, None, False),
+    "correlation_id": ("correlation_id", lambda v: _text(v, max_length=200, blank=True), "", False),
+    "idempotency_key": ("idempotency_key", lambda v: _text(v, max_length=200, blank=False), None, True),
+    "defer_until": ("defer_until", _datetime, None, True),
+    "defer_by_seconds": ("defer_by_seconds", lambda v: _number(v, 0, 365 * 86400), None, True),
+    "max_tries": ("max_tries", lambda v: _integer(v, 1, 25), None, True),
+    "timeout_seconds": ("timeout_seconds", lambda v: _integer(v, 1, 7 * 86400), None, True),
+    "require_approval": ("requires_approval", _boolean, False, False),
+    "approval_reason": ("approval_reason", lambda v: _text(v, max_length=2000, blank=True), "", False),
+}
+
+
+def submit_parse(body: object) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """(`services.Submission` keyword arguments, errors by field) for one submit body.
+
+    The rules are `JobSubmitIn`'s: unknown keys are ignored, a body that is not an object is
+    refused as a whole (`non_field_errors`).
+    """
+    if not isinstance(body, dict):
+        kind = "list" if isinstance(body, list) else type(body).__name__
+        return {}, {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {kind}."]}
+    values: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for key, (name, parse, default, nullable) in _SUBMIT_RULES.items():
+        if key not in body:
+            if default is _REQUIRED:
+                errors[key] = [_REQUIRED]
+            else:
+                values[name] = default() if callable(default) else default
+            continue
+        value = body[key]
+        if value is None:
+            if nullable:
+                values[name] = None
+            else:
+                errors[key] = [_NULL]
+            continue
+        try:
+            values[name] = parse(value)
+        except _Refused as exc:
+            errors[key] = [exc.message]
+    return values, errors
 
 
 def _ms(a, b) -> int | None:  # noqa: ANN001
@@ -100,6 +248,36 @@ class JobOut(serializers.ModelSerializer):
 
     def get_run_ms(self, job: Job) -> int | None:
         return _ms(job.started_at, job.finished_at)
+
+    def to_representation(self, job: Job) -> dict:
+        """The fields above, written out: DRF builds and walks a field object per value, which was a
+        fifth of a submit's CPU. The declared fields still describe the shape for the schema."""
+        return {
+            "id": str(job.id),
+            "workspace_id": str(job.workspace_id),
+            "owner_id": str(job.owner_id) if job.owner_id else None,
+            "function": job.function,
+            "args": job.args,
+            "queue": job.queue,
+            "state": job.state,
+            "correlation_id": job.correlation_id,
+            "idempotency_key": job.idempotency_key,
+            "attempts": job.attempts,
+            "max_tries": job.max_tries,
+            "timeout_seconds": job.timeout_s,
+            "due_at": iso(job.due_at),
+            "result": job.result,
+            "error": job.error,
+            "cancel_requested_at": iso(job.cancel_requested_at),
+            "created_at": iso(job.created_at),
+            "dispatched_at": iso(job.dispatched_at),
+            "started_at": iso(job.started_at),
+            "first_started_at": iso(job.first_started_at),
+            "finished_at": iso(job.finished_at),
+            "updated_at": iso(job.updated_at),
+            "wait_ms": self.get_wait_ms(job),
+            "run_ms": self.get_run_ms(job),
+        }
 
 
 class JobEventOut(serializers.ModelSerializer):
@@ -199,3 +377,14 @@ class HITLApproveIn(HITLRejectIn):
         if value is not None and not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         return value
+
+
+class JobBatchItemOut(JobOut):
+    replayed = serializers.BooleanField(help_text="An idempotent replay: the job recorded earlier with this key.")
+
+    class Meta(JobOut.Meta):
+        fields = [*JobOut.Meta.fields, "replayed"]
+
+
+class JobBatchOut(serializers.Serializer):
+    jobs = JobBatchItemOut(many=True, help_text="The jobs, in the order submitted.")

@@ -23,11 +23,14 @@ from queueapp.api.serializers import (
     HITLApproveIn,
     HITLRejectIn,
     HITLRequestOut,
+    JobBatchIn,
+    JobBatchOut,
     JobEventOut,
     JobOut,
     JobSubmitIn,
     QueueStateOut,
     WorkerOut,
+    submit_parse,
 )
 from queueapp.models import Job
 
@@ -47,6 +50,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         "retrieve": "queue:read",
         "events": "queue:read",
         "create": "queue:write",
+        "batch": "queue:write",
         "cancel": "queue:write",
         "retry": "queue:write",
     }
@@ -71,14 +75,44 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         ],
     )
     def create(self, request: Request) -> Response:
-        data = JobSubmitIn(data=request.data)
-        data.is_valid(raise_exception=True)
+        values, errors = submit_parse(request.data)
+        if errors:
+            raise serializers.ValidationError(errors)
         job, created = services.job_submit(
-            workspace=request.auth.workspace,
-            owner=request.auth.user,
-            submission=services.Submission(**data.validated_data),
+            workspace=request.auth.workspace, owner=request.auth.user, submission=services.Submission(**values)
         )
         return Response(JobOut(job).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        request=JobBatchIn,
+        responses={
+            202: OpenApiResponse(JobBatchOut, description="Recorded (replays flagged `replayed`)."),
+            200: OpenApiResponse(JobBatchOut, description="Every job was an idempotent replay."),
+        },
+    )
+    @action(detail=False, methods=["post"], url_path="batch")
+    def batch(self, request: Request) -> Response:
+        body = request.data
+        items = body.get("jobs") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise serializers.ValidationError({"jobs": ["A list of 1 to 1000 job submissions is required."]})
+        if not 1 <= len(items) <= services.MAX_BATCH:
+            raise serializers.ValidationError({"jobs": [f"Give 1 to {services.MAX_BATCH} jobs; got {len(items)}."]})
+        submissions, errors = [], {}
+        for index, item in enumerate(items):
+            values, problems = submit_parse(item)
+            errors.update({f"jobs.{index}.{key}": messages for key, messages in problems.items()})
+            submissions.append(values)
+        if errors:
+            raise serializers.ValidationError(errors)
+        results = services.jobs_submit_many(
+            workspace=request.auth.workspace,
+            owner=request.auth.user,
+            submissions=[services.Submission(**values) for values in submissions],
+        )
+        out = [{**JobOut(job).data, "replayed": not created} for job, created in results]
+        fresh = any(created for _, created in results)
+        return Response({"jobs": out}, status=status.HTTP_202_ACCEPTED if fresh else status.HTTP_200_OK)
 
     @extend_schema(request=None, responses={200: JobOut})
     @action(detail=True, methods=["post"])

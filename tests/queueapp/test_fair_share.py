@@ -46,13 +46,7 @@ def test_a_flood_from_one_workspace_leaves_slots_for_others_and_for_fires(api, p
             assert job.first_started_at - job.created_at < timedelta(seconds=1)
 
         # A schedule due at the next minute fires on its slot and its job starts within a second.
-        body = {
-            "name": "every minute",
-            "schedule": "* * * * *",
-            "timezone": "UTC",
-            "action": "send_message",
-            "args": {"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "tick"}},
-        }
+        body = factories.every_minute_task(room.id)
         created = api.post("/v1/scheduled-tasks", body, format="json", **other.headers)
         assert created.status_code == 201, created.content
         slot = Schedule.objects.get(pk=created.json()["id"]).next_fire_at
@@ -94,3 +88,18 @@ def test_members_sleep_briefly_and_only_on_known_queues(api, member, admin):
     err = resp.json()["error"]
     assert err["code"] == "unknown_queue" and list(err["fields"]) == ["queue"]
     assert Job.objects.count() == 1  # only the admin's hour-long sleep
+
+
+def test_an_approver_cannot_stretch_a_members_sleep_past_their_own_limit(api, member, admin):
+    body = {"function": "hq.sleep", "args": {"seconds": 5}, "require_approval": True}
+    resp = api.post("/v1/queue/jobs", body, format="json", **member.headers)
+    assert resp.status_code == 202, resp.content
+    request_id = api.get("/v1/queue/hitl", **admin.headers).json()["requests"][0]["id"]
+    approver = factories.caller(ws=member.workspace)  # a member holding hitl:approve (every scope)
+    url = f"/v1/queue/hitl/{request_id}/approve"
+    resp = api.post(url, {"args": {"seconds": 3600}}, format="json", **approver.headers)
+    assert resp.status_code == 400 and list(resp.json()["error"]["fields"]) == ["args.seconds"]
+    assert Job.objects.get().state == "awaiting_approval"
+    resp = api.post(url, {"args": {"seconds": 3600}}, format="json", **admin.headers)
+    assert resp.status_code == 200, resp.content
+    assert Job.objects.get().args == {"seconds": 3600}

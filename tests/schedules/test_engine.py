@@ -14,6 +14,7 @@ from hq.models import Plan, Room, RoomMessage
 from queueapp.models import Job, Worker
 from schedules import services, triggers
 from schedules.models import Schedule, ScheduleFire
+from tests import factories
 from tests.conftest import shift_clock_before_minute, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -204,13 +205,7 @@ def test_an_idle_scheduler_is_woken_by_a_change_and_fires_on_the_slot(api, membe
     procs.worker("--scheduler-only")
     wait_for(Worker.objects.exists, timeout=30, what="the scheduler")
     time.sleep(0.5)  # its first pass found nothing: it is asleep for up to 300 s
-    body = {
-        "name": "every minute",
-        "schedule": "* * * * *",
-        "timezone": "UTC",
-        "action": "send_message",
-        "args": {"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "tick"}},
-    }
+    body = factories.every_minute_task(room.id)
     created = api.post("/v1/scheduled-tasks", body, format="json", **member.headers)
     assert created.status_code == 201, created.content
     slot = Schedule.objects.get(pk=created.json()["id"]).next_fire_at

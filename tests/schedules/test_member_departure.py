@@ -44,13 +44,7 @@ def agent_schedule(api, caller) -> str:
 def scheduled_task(api, caller) -> str:
     """An every-minute send_message task in a room of the caller, created through the API."""
     room = messaging.room_create(workspace=caller.workspace, creator=caller.user, name="general")
-    body = {
-        "name": "Standup reminder",
-        "schedule": "* * * * *",
-        "timezone": "UTC",
-        "action": "send_message",
-        "args": {"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "Standup!"}},
-    }
+    body = factories.every_minute_task(room.id, name="Standup reminder", text="Standup!")
     resp = api.post("/v1/scheduled-tasks", body, format="json", **caller.headers)
     assert resp.status_code == 201, resp.content
     return resp.json()["id"]

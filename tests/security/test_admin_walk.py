@@ -334,6 +334,10 @@ def test_a_superuser_still_sees_and_mints_everywhere(two_tenants):
         "members": f"{a.member.email} is not a member of this workspace.",
     }
     assert Room.objects.get(pk=room.pk).agent_id is None
+    # Moving a room to another workspace re-checks what it already holds: its members stay behind.
+    resp = client.post(f"/admin/hq/room/{room.pk}/change/", room_form(room, workspace=a.workspace.pk))
+    assert "members" in field_errors(resp), field_errors(resp)
+    assert Room.objects.get(pk=room.pk).workspace_id == b.workspace.pk
 
 
 @pytest.mark.parametrize("role", [None, "member"])

@@ -98,6 +98,7 @@ ROUTES = [
     # queue
     R("GET", "/v1/queue/jobs", "queue:read", 200, 200),
     R("POST", "/v1/queue/jobs", "queue:write", 202, 202, body=lambda w: {"function": "hq.echo", "args": {}}),
+    R("POST", "/v1/queue/jobs/batch", "queue:write", 202, 202, body=lambda w: {"jobs": [{"function": "hq.echo"}]}),
     R("GET", "/v1/queue/jobs/{job_id}", "queue:read", 200, 404, other=404),
     R("GET", "/v1/queue/jobs/{job_id}/events", "queue:read", 200, 404, other=404),
     R("POST", "/v1/queue/jobs/{job_id}/cancel", "queue:write", 200, 404, other=404),

@@ -122,17 +122,29 @@ def test_failures_from_one_ip_are_throttled(api, member, three_per_minute):
     error = resp.json()["error"]
     assert error["code"] == "auth_throttled" and 1 <= error["detail"]["retry_after_s"] <= 61
     assert 1 <= int(resp["Retry-After"]) <= 61
-    # The address is refused before any lookup: a valid token waits too, spoofed forwarding or not.
-    assert api.get("/v1/me", **member.headers).status_code == 429
-    assert api.get("/v1/me", HTTP_X_FORWARDED_FOR="10.9.9.9", **member.headers).status_code == 429
+    # A valid token is never refused by the failure throttle: one broken client behind a shared
+    # address must not lock out everyone there (issue 14); spoofed forwarding changes nothing.
+    assert api.get("/v1/me", **member.headers).status_code == 200
+    assert api.get("/v1/me", HTTP_X_FORWARDED_FOR="10.9.9.9", **BAD).status_code == 429
     # Requests without credentials are not what the throttle counts: still 401.
     assert api.get("/v1/me").status_code == 401
     # Another address is not affected.
     assert api.get("/v1/me", REMOTE_ADDR="10.0.0.2", **member.headers).status_code == 200
-    assert api.get("/v1/me", REMOTE_ADDR="10.0.0.2", **BAD).status_code == 401
+    other_bad = {"HTTP_AUTHORIZATION": "Bearer hq_pat_" + "z" * 43}  # BAD itself is throttled everywhere
+    assert api.get("/v1/me", REMOTE_ADDR="10.0.0.2", **other_bad).status_code == 401
     window = str(int(time.time() // 60))
     assert int(hq_redis.client().get(hq_redis.key("authfail", "address", "127.0.0.1", window))) == 3
     assert int(hq_redis.client().get(hq_redis.key("authfail", "address", "10.0.0.2", window))) == 1
+
+
+def test_one_bad_token_is_throttled_from_any_address(api, member, three_per_minute):
+    """Failures count per credential too: a client retrying one bad token from many addresses."""
+    for n in range(3):
+        assert api.get("/v1/me", REMOTE_ADDR=f"10.0.1.{n}", **BAD).status_code == 401
+    assert api.get("/v1/me", REMOTE_ADDR="10.0.1.9", **BAD).status_code == 429
+    other = {"HTTP_AUTHORIZATION": "Bearer hq_pat_" + "y" * 43}
+    assert api.get("/v1/me", REMOTE_ADDR="10.0.1.9", **other).status_code == 401
+    assert api.get("/v1/me", REMOTE_ADDR="10.0.1.9", **member.headers).status_code == 200
 
 
 @pytest.mark.parametrize(
