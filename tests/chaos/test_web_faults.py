@@ -300,3 +300,41 @@ def _requests(port: int, token: str, total: int, clients: int = 8, per_connectio
     for t in threads:
         t.join()
     return statuses
+
+
+# --- the web's Redis client ----------------------------------------------------------------------
+
+
+def test_a_frozen_redis_costs_one_timeout_then_fails_fast(redis_server, settings):
+    """The first call waits HQ_REDIS_TIMEOUT_S; the next ones fail at once until HQ_REDIS_BACKOFF_S
+    has passed, when one call tries again; once Redis answers, calls go through again."""
+    import redis
+
+    from hq import redis as hq_redis
+
+    settings.REDIS_URL, settings.HQ_REDIS_TIMEOUT_S, settings.HQ_REDIS_BACKOFF_S = redis_server.url, 0.3, 1.0
+    hq_redis.reset()
+    try:
+        client = hq_redis.client()
+        assert client.ping() and hq_redis.check() is None
+        redis_server.freeze()
+        t0 = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            client.ping()
+        assert time.monotonic() - t0 >= 0.3
+        t0 = time.monotonic()
+        for _ in range(20):
+            with pytest.raises(redis.ConnectionError, match="Redis skipped"):
+                client.incr(hq_redis.key("x"))
+        assert time.monotonic() - t0 < 0.3, "paused: no call waits for a timeout"
+        assert hq_redis.check() == "no answer within 0.3 s"
+        redis_server.thaw()
+        time.sleep(1.1)  # the pause is over: the next call goes to Redis, which answers now
+        assert client.incr(hq_redis.key("x")) == 1
+        assert hq_redis.check() is None
+        with pytest.raises(redis.ResponseError):
+            client.hincrby(hq_redis.key("x"), "f", 1)  # a command's own error is an answer
+        assert client.get(hq_redis.key("x")) == b"1"
+    finally:
+        redis_server.thaw()
+        hq_redis.reset()
