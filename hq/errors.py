@@ -112,8 +112,11 @@ class ServiceUnavailable(HQError):
 class DependencyUnavailable(ServiceUnavailable):
     """PostgreSQL or Redis did not answer, or had no connection to spare: try again shortly."""
 
+    NAMES = {"database": "The database", "redis": "Redis"}
+
     def __init__(self, dependency: str, retry_after_s: int) -> None:
+        name = self.NAMES.get(dependency, dependency)
         super().__init__(
-            f"The {dependency} is not available right now; try again in a few seconds.",
+            f"{name} is not available right now; try again in {retry_after_s} s.",
             detail={"dependency": dependency, "retry_after_s": retry_after_s},
         )

@@ -143,10 +143,16 @@ def worker_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     children: list[subprocess.Popen] = []
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
+    # SIGTERM (a supervisor, `kill`) stops everything as Ctrl-C does: the worker drains first.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         env["DATABASE_URL"] = database_url()
         env["REDIS_URL"] = redis_url(children)

@@ -83,7 +83,7 @@ def _unsupported_media_type_message(exc: drf.APIException, context: dict) -> str
 
 
 def dependency_of(exc: BaseException | None) -> str | None:
-    """ "database" or "redis" when `exc` says that dependency is away or out of connections, else None.
+    """Return "database" or "redis" when `exc` says that one is away or out of connections, else None.
 
     PostgreSQL unreachable, refusing connections ("too many clients"), a pool with no connection to
     spare within `HQ_DB_POOL_TIMEOUT_S`, a connection lost mid-request, a statement cancelled or a

@@ -91,14 +91,38 @@ class Process:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, timeout: float = 30) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+    def group(self) -> list[int]:
+        """The live (not zombie) processes of its process group: it and everything it started."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
             try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid and fields[0] != "Z":  # after the name: state, ppid, pgrp
+                pids.append(int(entry))
+        return pids
+
+    def stop(self, timeout: float = 40) -> None:
+        """SIGTERM to the leader, which stops its own children; wait until the whole group is gone
+        (nothing of it may still write while the test database is flushed), SIGKILL after `timeout`."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            if not self.group():
+                break
+            time.sleep(0.1)
+        else:
+            try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]

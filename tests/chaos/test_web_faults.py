@@ -222,6 +222,7 @@ def test_make_run_serves_thousands_of_requests_with_flat_connections(worker_env,
             "HQ_REDIS_PREFIX": f"hqtest:{worker}:",
             "HQ_PLUGINS": "tests.plugin",
             "HQ_THROTTLE_RATE": "1000000/min",
+            "HQ_SHUTDOWN_GRACE_S": "2",
         }
     )
     log = tmp_path / "make-run.log"
@@ -253,7 +254,7 @@ def test_make_run_serves_thousands_of_requests_with_flat_connections(worker_env,
         assert all(1 <= n <= maximum for n in counts), counts
     finally:
         proc.stop()
-    assert proc.proc.returncode in (0, -15), proc.output()
+    assert proc.proc.returncode == 0, proc.output()  # SIGTERM stops make run as Ctrl-C does
 
 
 def _line(log: Path, pattern: str) -> str:

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
+from hq import redis as hq_redis
 from hq.models import User
 from queueapp.models import Job
 
@@ -93,6 +94,29 @@ def test_a_database_error_inside_middleware_is_503(settings, member, database_aw
     assert_unavailable(client.get("/v1/me", **member.headers))
     resp = Client(raise_request_exception=False).get("/admin/login/")
     assert resp.status_code == 503 and b"Service unavailable" in resp.content
+
+
+class RedisLookupMiddleware:
+    """A middleware that needs Redis (as a plugin's session or rate store would)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        hq_redis.client().get(hq_redis.key("plugin", "x"))
+        return self.get_response(request)
+
+
+def test_redis_away_under_code_that_needs_it_is_503_naming_redis(settings, member, closed_port):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.hq.test_unavailable.RedisLookupMiddleware"]
+    settings.REDIS_URL = f"redis://127.0.0.1:{closed_port}/1"
+    hq_redis.reset()
+    try:
+        resp = APIClient(raise_request_exception=False).get("/v1/me", **member.headers)
+    finally:
+        hq_redis.reset()
+    assert_unavailable(resp, dependency="redis")
+    assert resp.json()["error"]["message"].startswith("Redis is not available")
 
 
 def test_readyz_names_the_database(database_away):
