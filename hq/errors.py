@@ -107,3 +107,16 @@ class ServiceUnavailable(HQError):
     status_code = 503
     code = "unavailable"
     default_message = "A backing service is unavailable."
+
+
+class DependencyUnavailable(ServiceUnavailable):
+    """PostgreSQL or Redis did not answer, or had no connection to spare: try again shortly."""
+
+    NAMES = {"database": "The database", "redis": "Redis"}
+
+    def __init__(self, dependency: str, retry_after_s: int) -> None:
+        name = self.NAMES.get(dependency, dependency)
+        super().__init__(
+            f"{name} is not available right now; try again in {retry_after_s} s.",
+            detail={"dependency": dependency, "retry_after_s": retry_after_s},
+        )

