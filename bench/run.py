@@ -10,10 +10,13 @@ Phases (each baseline runs right before its HQ counterpart, so they share the ma
   3. HQ drain: N `hq.noop` jobs through `queueapp.services.job_submit`, drained by one
      `manage.py runworker --burst --concurrency 100`. Drain time = min(first_started_at) ->
      max(finished_at) of the Job rows. Checks: all succeeded, one `started` event per job.
-  4. API: gunicorn (2 sync workers) + 16 keep-alive client threads POSTing {"function":"hq.noop"}
-     M times; compared with `enqueue_job` from asyncio at concurrency 16.
+  4. API: the production server (granian WSGI, as `make run` and docker-compose start it) + 16
+     keep-alive client threads POSTing {"function":"hq.noop"} M times, then GET /v1/me M times (the
+     floor: the same stack doing nothing); compared with `enqueue_job` from asyncio at concurrency
+     16. Then 1,000-job batches through POST /v1/queue/jobs/batch from 2 clients, and in-process
+     `job_submit` (one thread) and `jobs_submit_many` (1,000 per call).
   5. enqueue->start latency at a steady rate: HQ = first_started_at - created_at (PostgreSQL)
-     with a long-running `manage.py runworker`, jobs POSTed through gunicorn; bare ARQ = on_job_start
+     with a long-running `manage.py runworker`, jobs POSTed through that server; bare ARQ = on_job_start
      time - job.enqueue_time with ARQ's default poll_delay (0.5 s).
 Results: printed and written to bench/RESULTS-queue.md. Misses are reported, never an exit code.
 """
@@ -365,7 +368,7 @@ def machine_info() -> dict[str, str]:
         pg = cur.fetchone()[0]
     import arq
     import django
-    import gunicorn
+    import granian
 
     return {
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
@@ -376,7 +379,7 @@ def machine_info() -> dict[str, str]:
         "redis": str(redis_client().info("server")["redis_version"]),
         "arq": getattr(arq, "VERSION", "?"),
         "django": django.get_version(),
-        "gunicorn": gunicorn.__version__,
+        "granian": granian.__version__,
         "code": code_state(),
     }
 
@@ -611,10 +614,20 @@ class ApiClient:
         self.conn.close()
 
 
-def start_gunicorn(procs: Procs) -> tuple[subprocess.Popen, int]:
+def _run_script():  # noqa: ANN202 - scripts/run.py, the one place that says how HQ is served
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hq_run_script", ROOT / "scripts" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def start_web(procs: Procs) -> tuple[subprocess.Popen, int]:
+    """The production web server, started as `make run` and docker-compose start it (granian)."""
     port = free_port()
-    argv = [str(VENV_BIN / "gunicorn"), "hq.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
-    p = procs.start("gunicorn", argv, env_for())
+    run = _run_script()
+    p = procs.start("web", run.web_server_argv("127.0.0.1", port), run.web_env(env_for()))
 
     def up() -> bool:
         try:
@@ -626,7 +639,7 @@ def start_gunicorn(procs: Procs) -> tuple[subprocess.Popen, int]:
         except OSError:
             return False
 
-    wait_for(up, 30, "gunicorn", step=0.1, proc=p)
+    wait_for(up, 30, "the web server", step=0.1, proc=p)
     return p, port
 
 
@@ -721,7 +734,7 @@ def hq_latency(procs: Procs, port: int, token: str, rate: float, seconds: float)
     worker = procs.start("hq-worker", [PY, "manage.py", "runworker", "--concurrency", str(CONCURRENCY)], env_for())
     try:
         wait_for(lambda: r.pubsub_numsub(PREFIX + "nudge")[0][1] >= 1, 30, "runworker to subscribe", proc=worker)
-        api_paced(port, token, rate, 0.4)  # warm-up, not measured (gunicorn's workers, the worker's pool)
+        api_paced(port, token, rate, 0.4)  # warm-up, not measured (the server's workers, the worker's pool)
         time.sleep(0.5)
         rows = api_paced(port, token, rate, seconds)
         ids = [x["id"] for x in rows if x["id"]]
@@ -1036,16 +1049,17 @@ METHOD = """\
   Correctness: every job `succeeded`, `started` JobEvents == N, no job with more than one.
   CPU: a sampler thread reads /proc every 20 ms (utime+stime of the worker process, of Redis, and
   of every PostgreSQL backend connected to hq_bench) and charges what was spent inside the window.
-- **API throughput.** gunicorn `hq.wsgi -w 2` (sync workers, DEBUG=0), 16 client threads each with
-  an `http.client` keep-alive connection (reopened when gunicorn closes it) POSTing
-  `{"function":"hq.noop"}` to /v1/queue/jobs; 64 warm-up requests first (not counted); rate =
-  M / elapsed, latency = request send -> response read per request. No worker runs meanwhile.
-  gunicorn's sync workers close every connection, so each request opens one (counted in the log).
-  The client threads share the 2 cores with gunicorn, PostgreSQL and Redis.
+- **API throughput.** The production server (`scripts/run.py`'s `web_server_argv`: granian WSGI,
+  2 processes x 5 threads, DEBUG=0), 16 client threads each with an `http.client` keep-alive
+  connection POSTing `{"function":"hq.noop"}` to /v1/queue/jobs; 64 warm-up requests first (not
+  counted); rate = M / elapsed, latency = request send -> response read per request. No worker
+  runs meanwhile. The floor is the same M requests as authenticated GET /v1/me. Batches: 20 POSTs
+  of 1,000 jobs from 2 clients; jobs/s counts jobs committed, and the run checks every one was
+  recorded and pushed. The client threads share the 2 cores with the server, PostgreSQL and Redis.
   Baseline: M `enqueue_job` calls from 16 asyncio coroutines in one process.
 - **Enqueue->start latency.** Jobs arrive at a steady rate on an absolute schedule for the given
   seconds. HQ: `manage.py runworker` (not burst, all side tasks) already subscribed to its nudge
-  channel; POSTs through the same gunicorn (4 sender threads); latency = first_started_at - created_at
+  channel; POSTs through the same server (4 sender threads); latency = first_started_at - created_at
   (both from PostgreSQL, stamped by the service in the request and by the worker's START SQL);
   also shown from the client's send time. Bare ARQ: `bench/arq_worker.py serve`, ARQ's default
   poll_delay 0.5 s, max_jobs 100; latency = `on_job_start` time - the job's `enqueue_time`.
@@ -1107,10 +1121,10 @@ def main() -> int:
         log(f"  {args.requests / s:.0f} enqueues/s")
 
         reset_state()
-        gunicorn, port = start_gunicorn(procs)
+        web, port = start_web(procs)
         api_load(port, token, 64, CLIENTS)  # warm-up
         reset_state()
-        log(f"HQ API: {args.requests} POSTs at concurrency {CLIENTS} to gunicorn -w 2 on port {port}")
+        log(f"HQ API: {args.requests} POSTs at concurrency {CLIENTS} to the production server on port {port}")
         res["api"] = a = api_load(port, token, args.requests, CLIENTS)
         (count,) = sql_one("SELECT count(*) FROM queueapp_job")
         log(
@@ -1152,7 +1166,7 @@ def main() -> int:
             f"  p50 {hl['p50']:.1f} ms, p99 {hl['p99']:.1f} ms over {hl['n']} jobs "
             f"(achieved {hl['achieved_rate']:.1f}/s; from client send p50 {hl['client_p50']:.1f} ms)"
         )
-        procs.stop(gunicorn)
+        procs.stop(web)
 
         if args.profile:
             log(f"profile: HQ drain of {args.jobs} jobs under {'py-spy' if py_spy else 'cProfile'}")

@@ -79,15 +79,16 @@ def _text(value: object, *, max_length: int, blank: bool, trim: bool = True) -> 
     return text
 
 
+_DECIMAL_ZEROS = re.compile(r"\.0*\s*$")
+
+
 def _integer(value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or (isinstance(value, str) and len(value) > 1000):
+    """As DRF's IntegerField: the text of the value, less a trailing ".0", must be an integer."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or len(str(value)) > 1000:
         raise _Refused("A valid integer is required.")
     try:
-        number = float(value) if isinstance(value, str | float) else value
-        if not isinstance(number, int | float) or number != int(number):
-            raise ValueError
-        result = int(number)
-    except (TypeError, ValueError, OverflowError):
+        result = int(_DECIMAL_ZEROS.sub("", str(value)))
+    except ValueError:
         raise _Refused("A valid integer is required.") from None
     return _bounded(result, low, high)
 

@@ -23,6 +23,7 @@ values = st.one_of(
     st.booleans(),
     st.integers(min_value=-(10**6), max_value=10**9),
     st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e20, 3.0, -0.0, 2.5]),
     st.text(max_size=8),
     st.sampled_from(
         [
@@ -39,6 +40,11 @@ values = st.one_of(
             "3.0",
             "3.5",
             "1e3",
+            "1E0",
+            " 3",
+            "3 ",
+            "0x10",
+            "1_000",
             "nan",
             "true",
             "no",
