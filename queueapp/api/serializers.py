@@ -72,6 +72,11 @@ def _text(value: object, *, max_length: int, blank: bool, trim: bool = True) -> 
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise _Refused("Not a valid string.")
     text = str(value).strip() if trim else str(value)
+    if "\x00" in text:
+        raise _Refused("Null characters are not allowed.")
+    surrogate = next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
+    if surrogate is not None:
+        raise _Refused(f"Surrogate characters are not allowed: U+{ord(surrogate):X}.")
     if not text and not blank:
         raise _Refused(_BLANK)
     if len(text) > max_length:

@@ -53,6 +53,8 @@ values = st.one_of(
             "2026-01-01T00:00:00",
             "2026-01-01T00:00:00+01:00",
             "yesterday",
+            "a\x00b",
+            "\ud800",
         ]
     ),
     st.lists(st.integers(), max_size=2),
