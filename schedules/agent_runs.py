@@ -134,6 +134,16 @@ def _deliver_spec(schedule: Schedule, fire: ScheduleFire, delivery_id: Any, dela
     )
 
 
+def _locked_fire(fire_id: Any) -> ScheduleFire | None:
+    """The fire (with its schedule), row-locked for the caller's transaction; None when gone."""
+    return (
+        ScheduleFire.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("schedule")
+        .filter(pk=fire_id)
+        .first()
+    )
+
+
 def _owner_departed_before_delivery(*, delivery_id: Any, fire_id: Any) -> bool:
     """Deliver nothing for an owner who left the workspace or was deactivated since the fire ran:
     the schedule is quarantined, the fire skipped and the delivery abandoned."""
@@ -141,12 +151,7 @@ def _owner_departed_before_delivery(*, delivery_id: Any, fire_id: Any) -> bool:
     from schedules import services
 
     with transaction.atomic():
-        fire = (
-            ScheduleFire.objects.select_for_update(of=("self",), no_key=True)
-            .select_related("schedule")
-            .filter(pk=fire_id)
-            .first()
-        )
+        fire = _locked_fire(fire_id)
         if fire is None or fire.status != FireStatus.RUNNING:
             return False
         reason = services.fire_stop_for_departed_owner(fire, outcome="Nothing was delivered.")
@@ -164,12 +169,7 @@ def deliver_run(*, delivery_id: Any, fire_id: Any) -> str:
         return "failed"
     result = delivery_services.delivery_attempt(delivery_id=delivery_id)
     with transaction.atomic():
-        fire = (
-            ScheduleFire.objects.select_for_update(of=("self",), no_key=True)
-            .select_related("schedule")
-            .filter(pk=fire_id)
-            .first()
-        )
+        fire = _locked_fire(fire_id)
         if fire is None:
             return result.status
         if result.status == "retry":

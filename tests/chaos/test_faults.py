@@ -181,7 +181,12 @@ def test_worker_killed_in_the_middle_of_many_jobs(api, member, procs, burst):
     victim = procs.worker("--without", "reaper", "--concurrency", "50")
     everything = retried + final
     wait_for(
-        lambda: Job.objects.filter(pk__in=everything, state="running").count() == 16,
+        # Running in PostgreSQL and inside their bodies: START commits just before a body begins,
+        # and a kill in between would (rightly) run that body only once.
+        lambda: (
+            Job.objects.filter(pk__in=everything, state="running").count() == 16
+            and all(runs(i) >= 1 for i in everything)
+        ),
         timeout=30,
         what="all 16 jobs running",
     )
