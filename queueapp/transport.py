@@ -8,6 +8,7 @@ duplicate, and ARQ keeps no results (`keep_result=0`): results live in PostgreSQ
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import time
 from collections.abc import Iterable
@@ -117,6 +118,7 @@ end
 return pushed
 """
 PUSH_CHUNK = 500
+_PUSH_MANY_SHA = hashlib.sha1(_PUSH_MANY_LUA.encode()).hexdigest()
 
 
 def _script_calls(items: list[Push], now_ms: int) -> list[tuple[list[str], list]]:
@@ -147,14 +149,22 @@ def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
         return 0
     client = client or hq_redis.client()
     now_ms = clock_ms()
-    pipe = client.pipeline(transaction=False)
-    script = client.register_script(_PUSH_MANY_LUA)
     calls = _script_calls(items, now_ms)
-    for keys, args in calls:
-        script(keys=keys, args=args, client=pipe)
-    for queue in _due_queues(items, now_ms):
-        pipe.publish(nudge_channel(), queue)
-    return sum(int(r) for r in pipe.execute()[: len(calls)])
+    for attempt in (1, 2):
+        # EVALSHA straight away: a registered script in a pipeline asks SCRIPT EXISTS first, a
+        # second round trip on every push. A server that lacks the script (restarted) gets it once.
+        pipe = client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(_PUSH_MANY_SHA, len(keys), *keys, *args)
+        for queue in _due_queues(items, now_ms):
+            pipe.publish(nudge_channel(), queue)
+        try:
+            return sum(int(r) for r in pipe.execute()[: len(calls)])
+        except redis.exceptions.NoScriptError:
+            if attempt == 2:
+                raise
+            client.script_load(_PUSH_MANY_LUA)
+    raise AssertionError("unreachable")
 
 
 async def apush(items: Iterable[Push], client) -> int:  # noqa: ANN001 - redis.asyncio.Redis

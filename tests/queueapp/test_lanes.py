@@ -70,3 +70,12 @@ def test_a_taken_attempt_is_not_taken_again_and_a_finished_one_is_dropped_from_i
     hq_redis.client().zrem(transport.queue_key("default"), second)
     assert claim(5) == []
     assert hq_redis.client().zcard(transport.lane_key("default", "u:a")) == 0
+
+
+def test_a_push_reloads_its_script_on_a_redis_that_lost_it():
+    """push() sends EVALSHA without asking first; a restarted Redis has no scripts, and gets it once."""
+    from hq import redis as hq_redis
+
+    hq_redis.client().script_flush()
+    (pushed,) = push("u:a", 1)
+    assert [i for i, _, _ in claim(1)] == [pushed]
