@@ -240,7 +240,8 @@ def _prepare(
         queue=submission.queue or None,
         correlation_id=submission.correlation_id or "",
         idempotency_key=submission.idempotency_key or None,
-        idempotency_hash=submission.fingerprint(),
+        # Only a key is ever compared with it: no hash (a JSON dump and a SHA-256) for the rest.
+        idempotency_hash=submission.fingerprint() if submission.idempotency_key else "",
         max_tries=submission.max_tries or None,
         timeout_s=submission.timeout_seconds or None,
     )
