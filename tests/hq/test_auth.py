@@ -103,3 +103,22 @@ def test_token__other_workspace_token_sees_its_own_workspace(api):
     b = factories.caller()
     assert api.get("/v1/me", **a.headers).json()["workspace_id"] == str(a.workspace.id)
     assert api.get("/v1/me", **b.headers).json()["workspace_id"] == str(b.workspace.id)
+
+
+def test_auth__a_cached_token_check_costs_no_query(api, member, django_assert_num_queries):
+    assert api.get("/v1/me", **member.headers).status_code == 200  # a miss: one query, then cached
+    with django_assert_num_queries(0):
+        assert api.get("/v1/me", **member.headers).status_code == 200
+
+
+def test_auth__a_revocation_made_elsewhere_takes_effect_within_the_cache_time(api, member, settings):
+    """Another process revoking (here: a bare UPDATE, which empties no cache) is seen within HQ_AUTH_CACHE_S."""
+    import time
+
+    settings.HQ_AUTH_CACHE_S = 0.5
+    assert api.get("/v1/me", **member.headers).status_code == 200
+    PersonalAccessToken.objects.filter(user=member.user).update(revoked_at=clock.now())
+    assert api.get("/v1/me", **member.headers).status_code == 200  # still trusted, as documented
+    time.sleep(0.6)
+    resp = api.get("/v1/me", **member.headers)
+    assert resp.status_code == 401 and _err(resp)["code"] == "token_revoked"
