@@ -14,28 +14,31 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from typing import Any
 
 import redis
 from django.conf import settings
 from rest_framework.settings import api_settings
 
-from hq import redis as hq_redis
 from hq.errors import Throttled
+from hq.ratewindow import FixedWindow, parse_rate
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "address",
+    "address_of",
+    "client_ip",
+    "credential",
+    "exceeded",
+    "parse_rate",
+    "record",
+    "refusal",
+    "username",
+]
+
 #: (kind, identifier): what a failure is counted against.
 Key = tuple[str, str]
-
-_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """Parse '1200/min' into (requests, window seconds)."""
-    count, _, unit = rate.partition("/")
-    return int(count), _UNITS[unit.strip().lower()]
 
 
 def client_ip(request: Any) -> str:
@@ -73,39 +76,28 @@ def username(name: str) -> Key:
     return ("username", hashlib.sha256(name.strip().lower().encode()).hexdigest()[:32])
 
 
-def _window() -> tuple[int, int, int]:
-    """(limit, window seconds, current bucket) from HQ_AUTH_FAILURE_RATE."""
-    limit, seconds = parse_rate(settings.HQ_AUTH_FAILURE_RATE)
-    return limit, seconds, int(time.time() // seconds)
-
-
-def _name(key: Key, bucket: int) -> str:
-    return hq_redis.key("authfail", key[0], key[1], str(bucket))
+def _window() -> FixedWindow:
+    return FixedWindow("authfail", settings.HQ_AUTH_FAILURE_RATE)
 
 
 def exceeded(*keys: Key) -> int | None:
     """Seconds until the window ends if any key has reached the limit; None when the caller may try."""
-    limit, seconds, bucket = _window()
+    window = _window()
+    bucket = window.bucket()
     try:
-        counts = hq_redis.client().mget([_name(k, bucket) for k in keys])
+        counts = window.counts(list(keys))
     except redis.RedisError:
         logger.warning("auth failure throttle skipped: Redis unavailable")
         return None
-    if all(int(count or 0) < limit for count in counts):
+    if all(count < window.limit for count in counts):
         return None
-    return max(1, int((bucket + 1) * seconds - time.time()) + 1)
+    return max(1, int(window.retry_after(bucket)) + 1)
 
 
 def record(*keys: Key) -> None:
     """Count one failed authentication against each key."""
-    _, seconds, bucket = _window()
     try:
-        pipe = hq_redis.client().pipeline()
-        for key in keys:
-            name = _name(key, bucket)
-            pipe.incr(name)
-            pipe.expire(name, seconds + 1)
-        pipe.execute()
+        _window().add(list(keys))
     except redis.RedisError:
         logger.warning("auth failure not counted: Redis unavailable")
 
