@@ -32,6 +32,7 @@ import math
 import os
 import platform
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -491,6 +492,52 @@ def hq_submit(n: int) -> float:
     return time.perf_counter() - t0
 
 
+def pg_floor(tmp: Path, rows: int, seconds: int = 3) -> float | None:
+    """Rows/s of the bare INSERT of `rows` jobs and their events, one statement and one commit per
+    transaction, on one connection (pgbench, prepared, a C client): what PostgreSQL alone allows
+    `job_submit` (rows=1) and `jobs_submit_many` (rows=1000) on this machine. None without pgbench."""
+    pgbench = shutil.which("pgbench")
+    if not pgbench:
+        return None
+    ws, user = bench_principal()
+    script = tmp / f"insert-{rows}.sql"
+    script.write_text(
+        "WITH j AS (INSERT INTO queueapp_job (id, workspace_id, owner_id, function, args, queue, state,"
+        " correlation_id, idempotency_hash, max_tries, timeout_s, retry_backoff_s, due_at, created_at, updated_at,"
+        " dispatched_at, attempts, tries_base, error, worker_id, result)"
+        f" SELECT gen_random_uuid(), '{ws.pk}', '{user.pk}', 'hq.noop', '{{}}', 'default', 'queued', '', '', 1, 300,"
+        f" 2.0, now(), now(), now(), now(), 0, 0, '', '', NULL FROM generate_series(1, {rows}) RETURNING id)"
+        " INSERT INTO queueapp_jobevent (job_id, kind, from_state, to_state, attempt, actor_id, detail, at)"
+        f" SELECT id, 'submitted', '', 'queued', 0, '{user.pk}', '{{}}', now() FROM j;\n"
+    )
+    out = subprocess.run(
+        [
+            pgbench,
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            "1",
+            "-T",
+            str(seconds),
+            "-f",
+            str(script),
+            DB_NAME,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    tps = re.search(r"tps = ([0-9.]+)", out.stdout)
+    if not tps:
+        log(f"pgbench failed: {out.stderr.strip()[-300:]}")
+    return float(tps.group(1)) * rows if tps else None
+
+
 def hq_submit_many(n: int, per_call: int = 1000) -> float:
     from queueapp.services import Submission, jobs_submit_many
 
@@ -669,7 +716,7 @@ def api_load(
             lat.extend(mine)
 
     threads = [threading.Thread(target=run, args=(c,)) for c in clients]
-    t0 = time.perf_counter()
+    t0, wall0 = time.perf_counter(), time.time()
     for t in threads:
         t.start()
     for t in threads:
@@ -681,6 +728,7 @@ def api_load(
     return {
         "n": m,
         "elapsed_s": elapsed,
+        "window": (wall0, wall0 + elapsed),
         "rps": m / elapsed,
         "p50": pct(ms, 50),
         "p99": pct(ms, 99),
@@ -893,6 +941,11 @@ def run_profile(procs: Procs, tmp: Path, n: int, py_spy: str | None) -> dict:
 # --- report ----------------------------------------------------------------------------------
 
 
+def fmt_cpu(cpu: dict) -> str:
+    parts = (("server", "worker"), ("PostgreSQL", "pg"), ("Redis", "redis"), ("client", "client"))
+    return " / ".join(f"{label} {cpu[key]:.0f}" for label, key in parts)
+
+
 def fmt(x: float, nd: int = 1) -> str:
     return f"{x:,.{nd}f}"
 
@@ -943,6 +996,8 @@ def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> t
             f"{ha['rps'] / ba['rate']:.2f}x",
         ),
         ("  HQ POST latency p50 / p99 (ms)", "", f"{fmt(ha['p50'])} / {fmt(ha['p99'])}", ""),
+        ("  CPU per POST (us): web server / PostgreSQL / Redis / client threads", "", fmt_cpu(ha["cpu_us"]), ""),
+        ("  CPU per floor GET (us), same columns", "", fmt_cpu(res["floor"]["cpu_us"]), ""),
         (
             "  floor: authenticated GET /v1/me, same server and clients (/s); POST / floor",
             "",
@@ -967,6 +1022,12 @@ def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> t
             fmt(ba["rate"]),
             fmt(res["inproc"]["many"]),
             f"{res['inproc']['many'] / ba['rate']:.2f}x",
+        ),
+        (
+            "  PostgreSQL alone: the bare job+event INSERT, one connection (pgbench), 1 / 1,000 rows per commit (/s)",
+            "",
+            " / ".join(fmt(v) if v else "-" for v in (res["pg_floor"]["single"], res["pg_floor"]["many"])),
+            "",
         ),
         ("Enqueue->start latency p50 (ms)", fmt(bl["p50"]), fmt(hl["p50"]), f"{hl['p50'] / bl['p50']:.3f}x"),
         ("Enqueue->start latency p99 (ms)", fmt(bl["p99"]), fmt(hl["p99"]), f"{hl['p99'] / bl['p99']:.3f}x"),
@@ -1047,12 +1108,17 @@ METHOD = """\
   relay pass are outside both windows; the whole process wall time is shown for reference.
   Pauses: gaps of more than 100 ms between consecutive first_started_at values inside the window.
   Correctness: every job `succeeded`, `started` JobEvents == N, no job with more than one.
+  PostgreSQL alone: pgbench (a C client, prepared) runs the bare INSERT of the job rows and their
+  events for 3 s on one connection, one commit per statement, 1 row and 1,000 rows per statement:
+  the most `job_submit` and `jobs_submit_many` could reach on this machine's PostgreSQL and disk.
   CPU: a sampler thread reads /proc every 20 ms (utime+stime of the worker process, of Redis, and
   of every PostgreSQL backend connected to hq_bench) and charges what was spent inside the window.
 - **API throughput.** The production server (`scripts/run.py`'s `web_server_argv`: granian WSGI,
   2 processes x 5 threads, DEBUG=0), 16 client threads each with an `http.client` keep-alive
   connection POSTing `{"function":"hq.noop"}` to /v1/queue/jobs; 64 warm-up requests first (not
-  counted); rate = M / elapsed, latency = request send -> response read per request. No worker
+  counted); rate = M / elapsed, latency = request send -> response read per request. CPU per
+  request: the sampler's /proc readings of the server's processes, hq_bench's PostgreSQL backends,
+  Redis and this process (the client threads) inside each phase, divided by M. No worker
   runs meanwhile. The floor is the same M requests as authenticated GET /v1/me. Batches: 20 POSTs
   of 1,000 jobs from 2 clients; jobs/s counts jobs committed, and the run checks every one was
   recorded and pushed. The client threads share the 2 cores with the server, PostgreSQL and Redis.
@@ -1125,6 +1191,9 @@ def main() -> int:
         api_load(port, token, 64, CLIENTS)  # warm-up
         reset_state()
         log(f"HQ API: {args.requests} POSTs at concurrency {CLIENTS} to the production server on port {port}")
+        web_cpu = CpuSampler(web.pid)
+        web_cpu.groups["client"] = {os.getpid()}  # the client threads (and this sampler)
+        web_cpu.start()
         res["api"] = a = api_load(port, token, args.requests, CLIENTS)
         (count,) = sql_one("SELECT count(*) FROM queueapp_job")
         log(
@@ -1135,6 +1204,11 @@ def main() -> int:
             raise RuntimeError(f"API phase: {a['errors']} errors {a['statuses']}, {count} jobs recorded")
         log(f"floor: {args.requests} authenticated GET /v1/me at concurrency {CLIENTS}")
         res["floor"] = f = api_load(port, token, args.requests, CLIENTS, ("GET", "/v1/me", None), ok=200)
+        web_cpu.stop()
+        for phase in (a, f):
+            spent = web_cpu.between(*phase["window"])
+            phase["cpu_us"] = {k: spent.get(k, 0.0) / phase["n"] * 1e6 for k in ("worker", "pg", "redis", "client")}
+        log(f"  CPU per request (us) POST {fmt_cpu(a['cpu_us'])}; floor {fmt_cpu(f['cpu_us'])}")
         log(f"  {f['rps']:.0f} req/s, p50 {f['p50']:.1f} ms; POST / floor {a['rps'] / f['rps']:.2f}x")
 
         reset_state()
@@ -1155,6 +1229,10 @@ def main() -> int:
         reset_state()
         res["inproc"]["many"] = n_many / hq_submit_many(n_many)
         log(f"  job_submit {res['inproc']['single']:.0f}/s, jobs_submit_many {res['inproc']['many']:.0f}/s")
+        reset_state()
+        res["pg_floor"] = {"single": pg_floor(tmp, 1), "many": pg_floor(tmp, 1000)}
+        reset_state()
+        log(f"  PostgreSQL alone (pgbench, the bare INSERT): {res['pg_floor']}")
 
         log(f"bare ARQ enqueue->start: {args.rate}/s for {args.seconds} s, default poll_delay")
         res["bare_latency"] = bl = bare_latency(procs, tmp, args.rate, args.seconds)
