@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time the observability summary over a million jobs (`.venv/bin/python bench/summary_bench.py`).
 
-Setup: PostgreSQL database `hq_bench_summary` (dropped and created, migrated), 10 workspaces, then
+Setup: PostgreSQL database `hq_bench_summary` (or `--database`; dropped and created, migrated), 10 workspaces, then
 1,000,000 jobs spread over 30 days in one `INSERT ... SELECT FROM generate_series` (a realistic mix:
 ~95 % finished, the rest queued, deferred, awaiting approval or running; 4 queues, 8 functions;
 one workspace holds 40 %) written in time order as a live table is, 500 schedules and 100,000
@@ -159,11 +159,19 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1_000_000, help="Jobs to insert (default 1,000,000).")
     parser.add_argument("--runs", type=int, default=5, help="Timed runs per case (median reported).")
     parser.add_argument("--keep", action="store_true", help="Keep the database afterwards.")
+    parser.add_argument(
+        "--database",
+        default=DB,
+        help=f"Database to drop, create and fill (default {DB}); never DATABASE_URL's, which the bench would drop.",
+    )
     args = parser.parse_args()
+    db = args.database
+    if not db.replace("_", "").isalnum():
+        parser.error("--database takes letters, digits and underscores only")
 
-    admin_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-    admin_sql(f"CREATE DATABASE {DB}")
-    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB}"
+    admin_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    admin_sql(f"CREATE DATABASE {db}")
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db}"
     os.environ.setdefault("DEBUG", "1")
     os.environ["DJANGO_SETTINGS_MODULE"] = "hq.settings"
     sys.path.insert(0, str(ROOT))
@@ -171,7 +179,7 @@ def main() -> int:
 
     django.setup()
     try:
-        print(f"Setting up {DB} with {args.jobs:,} jobs...", flush=True)
+        print(f"Setting up {db} with {args.jobs:,} jobs...", flush=True)
         ids = setup_database(args.jobs)
         results = {}
         for label, scope in (("one workspace (API, 40 % of jobs)", ids[:1]), ("all workspaces (superuser)", None)):
@@ -191,7 +199,7 @@ def main() -> int:
 
         connections.close_all()
         if not args.keep:
-            admin_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+            admin_sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 if __name__ == "__main__":

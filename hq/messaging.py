@@ -1,18 +1,31 @@
-"""Rooms, room messages, notes and stored queries: writes and reads used by the API and schedule actions."""
+"""Rooms, room messages, notes and stored queries: the writes the API and schedule actions make.
+
+The reads are `hq.messaging_selectors`; the ones schedule actions use are importable from here too.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
 
 from hq import agents
-from hq.errors import NotFound, ValidationFailed
+from hq.errors import ValidationFailed
+from hq.messaging_selectors import MAX_QUERY_LIMIT, notes_matching, room_agent, room_for_member
 from hq.models import Agent, Membership, Note, Room, RoomMessage, StoredQuery, User, Workspace
 
-MAX_QUERY_LIMIT = 100
+__all__ = [
+    "MAX_QUERY_LIMIT",
+    "format_query_results",
+    "message_post",
+    "note_create",
+    "notes_matching",
+    "room_agent",
+    "room_create",
+    "room_engage_ai",
+    "room_for_member",
+    "stored_query_create",
+]
 
 
 def room_create(
@@ -37,18 +50,6 @@ def room_create(
     return room
 
 
-def rooms_visible(*, workspace_id: Any, user: User) -> QuerySet[Room]:
-    return Room.objects.filter(workspace_id=workspace_id, members=user)
-
-
-def room_for_member(*, workspace_id: Any, user_id: Any, room_id: Any) -> Room:
-    """The room, when `user_id` is a member of it in this workspace; else NotFound."""
-    room = Room.objects.filter(workspace_id=workspace_id, pk=room_id, members__pk=user_id).first()
-    if room is None:
-        raise NotFound("No such room (or you are not a member).")
-    return room
-
-
 def message_post(
     *,
     room: Room,
@@ -62,19 +63,6 @@ def message_post(
     return RoomMessage.objects.create(
         room=room, body=body, msgtype=msgtype, kind=kind, author=author, agent=agent, schedule_id=schedule_id
     )
-
-
-def room_agent(room: Room, agent_id: Any = None) -> Agent:
-    """The agent to engage: `agent_id`, else the room's, else the workspace default."""
-    if agent_id:
-        agent = Agent.objects.filter(workspace_id=room.workspace_id, pk=agent_id).first()
-        if agent is None:
-            raise NotFound("No such agent.")
-    else:
-        agent = room.agent or agents.default_agent(room.workspace_id)
-    if agent is None or not agent.enabled:
-        raise ValidationFailed("No enabled agent for this room.", code="no_default_agent")
-    return agent
 
 
 def room_engage_ai(
@@ -107,34 +95,6 @@ def note_create(
 
 def stored_query_create(*, workspace: Workspace, owner: User, name: str, filters: dict[str, Any]) -> StoredQuery:
     return StoredQuery.objects.create(workspace=workspace, owner=owner, name=name, filters=filters)
-
-
-def notes_matching(*, workspace_id: Any, filters: dict[str, Any]) -> list[Note]:
-    """Run saved filters over a workspace's notes, newest first."""
-    notes = Note.objects.filter(workspace_id=workspace_id).select_related("author")
-    if filters.get("text"):
-        notes = notes.filter(Q(title__icontains=filters["text"]) | Q(body__icontains=filters["text"]))
-    if filters.get("author_id"):
-        notes = notes.filter(author_id=filters["author_id"])
-    if filters.get("created_after"):
-        notes = notes.filter(created_at__gte=_dt(filters["created_after"]))
-    if filters.get("created_before"):
-        notes = notes.filter(created_at__lt=_dt(filters["created_before"]))
-    limit = min(int(filters.get("limit") or 20), MAX_QUERY_LIMIT)
-    wanted = set(filters.get("tags") or [])
-    # Tags are matched in Python so the same code runs on PostgreSQL and SQLite; the text, author
-    # and date filters above already narrow the rows, and the scan stops at `limit` matches.
-    out: list[Note] = []
-    for note in notes.order_by("-created_at", "id").iterator(chunk_size=500):
-        if wanted <= set(note.tags or []):
-            out.append(note)
-            if len(out) >= limit:
-                break
-    return out
-
-
-def _dt(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def format_query_results(query: StoredQuery, notes: list[Note]) -> str:

@@ -5,8 +5,8 @@ prometheus-client's own multiprocess mode needs a directory shared by every proc
 on other machines do not have. Here counters and histogram buckets are Redis hash fields instead
 (`HINCRBY`/`HINCRBYFLOAT` under `hq.redis.key("metrics", name)`); gauges (queue depth, live
 workers, schedules by state, HITL pending) are read from PostgreSQL at scrape time by sources that
-the apps register with `gauge_source`; `render()` turns both into the text format through a
-custom collector.
+the apps register with `register_gauge_source` in their `AppConfig.ready()`; `render()` turns both
+into the text format through a custom collector.
 
 Recording is cheap and fails open: a call adds to an in-process buffer (a dict update under a
 lock) and a daemon thread flushes it to Redis every `HQ_METRICS_FLUSH_S` seconds in one pipeline.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import bisect
-import functools
 import json
 import logging
 import os
@@ -305,26 +304,17 @@ GaugeSource = Callable[[], Iterable[Gauge]]
 _gauge_sources: dict[str, GaugeSource] = {}
 
 
-def gauge_source(name: str) -> Callable[[GaugeSource], GaugeSource]:
-    """Register a function that reads gauges (from PostgreSQL) when /metrics is scraped.
+def register_gauge_source(name: str, source: GaugeSource) -> None:
+    """Have /metrics call `source()` for gauges (read from PostgreSQL) at every scrape.
 
-    Apps register from their `observability` module, which `render()` imports (as the admin
-    imports `admin` modules): `hq` itself imports none of the apps.
+    Apps register from their `AppConfig.ready()`: `hq` itself imports none of the apps.
     """
-
-    def register(fn: GaugeSource) -> GaugeSource:
-        _gauge_sources[name] = fn
-        return fn
-
-    return register
+    _gauge_sources[name] = source
 
 
-@functools.cache
-def discover() -> None:
-    """Import every installed app's `observability` module (their registrations)."""
-    from django.utils.module_loading import autodiscover_modules
-
-    autodiscover_modules("observability")
+def gauge_sources() -> dict[str, GaugeSource]:
+    """The registered gauge sources by name, in name order."""
+    return dict(sorted(_gauge_sources.items()))
 
 
 # --- rendering -----------------------------------------------------------------------------------------
@@ -380,8 +370,7 @@ class HQCollector:
         yield up
         if stored is not None:
             yield from _families(stored)
-        discover()
-        for source_name, source in sorted(_gauge_sources.items()):
+        for source_name, source in gauge_sources().items():
             try:
                 gauges = list(source())
             except Exception:  # noqa: BLE001 - one failing source must not hide the others

@@ -12,8 +12,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-# The pinned tzdata package is the zone database, never the operating system's copy, so that
-# every machine computes the same fire instants (DESIGN "Time").
+# The pinned tzdata package is the zone database, never the operating system's copy (which may be
+# older or newer than the pin, and which zoneinfo reads first unless told otherwise), so that every
+# machine computes the same fire instants. Done here, before any app can load a zone.
 zoneinfo.reset_tzpath(to=[])
 
 DEBUG = env.bool("DEBUG", default=False)
@@ -172,7 +173,7 @@ HQ_AUTH_CACHE_S = env.float("HQ_AUTH_CACHE_S", default=5.0)
 HQ_DEFAULT_MAX_SCHEDULES = env.int("HQ_DEFAULT_MAX_SCHEDULES", default=50)
 HQ_DEFAULT_LOCALE = env.str("HQ_DEFAULT_LOCALE", default="en-US")
 
-# Queue engine timings (DECISIONS "Jobs and the worker").
+# Queue engine timings; the README's Configuration table says what each one governs.
 HQ_HEARTBEAT_INTERVAL_S = env.float("HQ_HEARTBEAT_INTERVAL_S", default=5.0)
 HQ_RELAY_GRACE_S = env.float("HQ_RELAY_GRACE_S", default=10.0)
 HQ_RELAY_INTERVAL_S = env.float("HQ_RELAY_INTERVAL_S", default=1.0)

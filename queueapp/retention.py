@@ -5,7 +5,7 @@ Each batch is its own short transaction: select up to `HQ_RETENTION_BATCH` ids w
 `FOR UPDATE SKIP LOCKED` (a row someone is retrying right now is left for the next pass), delete
 them, commit. One pass at a time runs across all machines under a PostgreSQL advisory lock
 (`pg_try_advisory_lock`: a second worker skips its pass instead of waiting); SQLite just runs.
-Other apps add their tables with `@pruner` from their `observability` module.
+Apps add their tables with `register_pruner` from their `AppConfig.ready()`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
-from hq import clock, metrics
+from hq import clock
 from queueapp.models import FINISHED_STATES, HITLRequest, Job, JobEvent
 
 logger = logging.getLogger("hq.retention")
@@ -35,18 +35,12 @@ Pruner = Callable[..., dict[str, int]]
 _pruners: dict[str, Pruner] = {}
 
 
-def pruner(name: str) -> Callable[[Pruner], Pruner]:
-    """Register `fn(*, cutoff, batch, dry_run) -> {kind: rows}`, run by every retention pass."""
-
-    def register(fn: Pruner) -> Pruner:
-        _pruners[name] = fn
-        return fn
-
-    return register
+def register_pruner(name: str, pruner: Pruner) -> None:
+    """Have every retention pass call `pruner(*, cutoff, batch, dry_run) -> {kind: rows}`."""
+    _pruners[name] = pruner
 
 
 def pruners() -> dict[str, Pruner]:
-    metrics.discover()
     return dict(_pruners)
 
 
@@ -122,7 +116,6 @@ def delete_in_batches(rows: QuerySet, *, order_by: str, batch: int) -> Counter:
     return totals
 
 
-@pruner("jobs")
 def prune_jobs(*, cutoff: datetime, batch: int, dry_run: bool) -> dict[str, Any]:
     """Finished jobs (succeeded, failed, cancelled, rejected) that finished before `cutoff`."""
     old = Job.objects.filter(state__in=FINISHED_STATES, finished_at__lt=cutoff)

@@ -2,7 +2,8 @@
 
 Two executors run these moves: the ORM (`queueapp.services.job_transition`, used by requests, the
 admin and the side tasks) and the worker's psycopg path (`queueapp.store.PgStore`), which runs the
-texts below because the ORM costs about 5 ms of worker CPU per job (DESIGN "The hot path").
+texts below because the ORM costs about 5 ms of worker CPU per job (through sync_to_async on
+2 cores: 0.15x bare ARQ's throughput, against about 0.5x with one psycopg statement per move).
 Every move is a conditional UPDATE on the current state plus a JobEvent row.
 """
 

@@ -197,7 +197,7 @@ class Runtime:
             moved = await self.store.finish(str(started.id), attempt, outcome)
         except Exception:  # noqa: BLE001
             # The reaper finds the row still `running` once this worker's heartbeat stops, and the
-            # job runs again: job functions are idempotent (DESIGN "The hot path").
+            # job runs again: job functions must be idempotent (README, "Queue").
             logger.exception("could not record the end of job %s attempt %s", started.id, attempt)
             return
         self.jobs_done += 1

@@ -1,7 +1,7 @@
 """Schedules in the ops views: the summary section, dashboard charts, /metrics gauges and retention.
 
-Imported by `hq.metrics.discover()` (every installed app's `observability` module), so `queueapp`
-needs no knowledge of schedules: this module fills the registries it owns.
+`SchedulesConfig.ready()` registers these with the registries `queueapp` and `hq.metrics` own, so
+`queueapp` needs no knowledge of schedules.
 """
 
 from __future__ import annotations
@@ -12,35 +12,38 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from hq import charts, metrics
-from queueapp import observability as obs
+from hq.sqldialect import as_percentiles, cursor, percentiles_sql, sql_param, subquery
 from queueapp import retention
+from queueapp.observability.dashboard import bucket_counts, bucket_percentiles, series_start, time_labels
+from queueapp.observability.registry import Panel, Scope
+from queueapp.observability.summary import WINDOWS
 from schedules.models import FireStatus, Schedule, ScheduleFire, ScheduleState
 
 FINISHED_FIRES = (FireStatus.SUCCEEDED, FireStatus.FAILED, FireStatus.SKIPPED)
 LIST_LIMIT = 20
 
 
-def _fires(scope: obs.Scope) -> QuerySet[ScheduleFire]:
+def _fires(scope: Scope) -> QuerySet[ScheduleFire]:
     return scope.filter(ScheduleFire.objects.all(), "schedule__workspace_id")
 
 
-def fire_windows(scope: obs.Scope) -> dict[str, dict[str, Any]]:
+def fire_windows(scope: Scope) -> dict[str, dict[str, Any]]:
     """Per window: fires written, by status, and the fire lag (slot → job start) percentiles."""
-    inner, inner_params = obs.subquery(
+    inner, inner_params = subquery(
         _fires(scope).filter(created_at__gte=scope.since(86400)), "created_at", "status", "lag_ms"
     )
     columns, params = [], []
-    for name, seconds in obs.WINDOWS:
-        since = obs.sql_param(scope.since(seconds))
+    for name, seconds in WINDOWS:
+        since = sql_param(scope.since(seconds))
         columns.append(f"COUNT(*) FILTER (WHERE j.created_at >= %s) AS fires_{name}")
         params.append(since)
         for status in FireStatus.values:
             columns.append(f"COUNT(*) FILTER (WHERE j.created_at >= %s AND j.status = '{status}') AS {status}_{name}")
             params.append(since)
-        lag = obs.percentiles_sql("j.lag_ms", "j.created_at >= %s AND j.lag_ms IS NOT NULL")
+        lag = percentiles_sql("j.lag_ms", "j.created_at >= %s AND j.lag_ms IS NOT NULL")
         columns.append(f"{lag} AS lag_{name}")
         params.append(since)
-    with obs.cursor() as cur:
+    with cursor() as cur:
         cur.execute(f"SELECT {', '.join(columns)} FROM ({inner}) j", (*params, *inner_params))
         names = [c[0] for c in cur.description]
         row = dict(zip(names, cur.fetchone(), strict=True))
@@ -48,14 +51,13 @@ def fire_windows(scope: obs.Scope) -> dict[str, dict[str, Any]]:
         name: {
             "fires": int(row[f"fires_{name}"] or 0),
             **{status: int(row[f"{status}_{name}"] or 0) for status in FireStatus.values},
-            "lag_ms": obs.as_percentiles(row[f"lag_{name}"]),
+            "lag_ms": as_percentiles(row[f"lag_{name}"]),
         }
-        for name, _ in obs.WINDOWS
+        for name, _ in WINDOWS
     }
 
 
-@obs.summary_section("schedules")
-def schedules_summary(scope: obs.Scope) -> dict[str, Any]:
+def schedules_summary(scope: Scope) -> dict[str, Any]:
     """Schedules by state, fires and fire lag per window, and the failing and quarantined ones."""
     rows = scope.filter(Schedule.objects.all())
     states = dict(rows.order_by().values_list("state").annotate(n=Count("id")))
@@ -79,12 +81,11 @@ def schedules_summary(scope: obs.Scope) -> dict[str, Any]:
     }
 
 
-@obs.dashboard_panels("schedules", order=50)
-def schedule_panels(scope: obs.Scope) -> list[obs.Panel]:
+def schedule_panels(scope: Scope) -> list[Panel]:
     """Fire lag percentiles and fires by status over the last 24 hours."""
-    start = obs.series_start(scope.now, 3600, 24)
-    labels = obs.time_labels(start, 3600, 24)
-    lag = obs.bucket_percentiles(
+    start = series_start(scope.now, 3600, 24)
+    labels = time_labels(start, 3600, 24)
+    lag = bucket_percentiles(
         _fires(scope).filter(lag_ms__isnull=False),
         time_field="created_at",
         value_sql="j.lag_ms",
@@ -93,16 +94,14 @@ def schedule_panels(scope: obs.Scope) -> list[obs.Panel]:
         step_s=3600,
         n=24,
     )
-    counts = obs.bucket_counts(
-        _fires(scope), time_field="created_at", split_field="status", start=start, step_s=3600, n=24
-    )
+    counts = bucket_counts(_fires(scope), time_field="created_at", split_field="status", start=start, step_s=3600, n=24)
     return [
-        obs.Panel(
+        Panel(
             "Schedule fire lag (slot → job start), last 24 hours",
             charts.line_chart(title="Fire lag percentiles, ms", labels=labels, series=lag, y_label="ms"),
             "p50, p95 and p99 of the fires written in each hour.",
         ),
-        obs.Panel(
+        Panel(
             "Schedule fires per hour by status",
             charts.bar_chart(
                 title="Fires per hour by status",
@@ -115,7 +114,6 @@ def schedule_panels(scope: obs.Scope) -> list[obs.Panel]:
     ]
 
 
-@metrics.gauge_source("schedules")
 def schedule_gauges() -> list[metrics.Gauge]:
     """Schedules by state, and how many are failing (consecutive failures, not archived)."""
     states = dict(Schedule.objects.order_by().values_list("state").annotate(n=Count("id")))
@@ -131,7 +129,6 @@ def schedule_gauges() -> list[metrics.Gauge]:
     ]
 
 
-@retention.pruner("schedule_fires")
 def prune_fires(*, cutoff: datetime, batch: int, dry_run: bool) -> dict[str, int]:
     """Finished fires (succeeded, failed, skipped) written before `cutoff`; schedules keep their counters."""
     old = ScheduleFire.objects.filter(status__in=FINISHED_FIRES, created_at__lt=cutoff)

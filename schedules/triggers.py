@@ -188,8 +188,9 @@ def use_pinned_tzdata() -> None:
     """Read zone data only from the pinned ``tzdata`` package, never the OS copy.
 
     Fire times must not change when the host's zoneinfo is older or newer than
-    the version the project pins. Call once at start-up (settings) and in tests;
-    it drops zones cached from the previous search path.
+    the version the project pins. Settings does the same inline at start-up
+    (before the apps, so without importing this module); tests call this, which
+    also drops zones cached from the previous search path.
     """
     zoneinfo.reset_tzpath(to=[])
     zoneinfo.ZoneInfo.clear_cache()

@@ -1,19 +1,27 @@
-"""/v1/rooms and /v1/notes: set up and see what scheduled tasks act on."""
+"""/v1/rooms, /v1/notes and /v1/api/conversations: set up and see what scheduled tasks act on.
+
+Views parse the request, call the selectors (`hq.messaging_selectors`) and services
+(`hq.messaging`) and render the result: no query is written here.
+"""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hq import messaging
+from hq import messaging_selectors as selectors
 from hq.api.fields import UTCDateTimeField
 from hq.api.pagination import paginate, parse_page
 from hq.api.schema import PAGE_PARAMETERS
-from hq.errors import NotFound, ValidationFailed
-from hq.models import Agent, Conversation, ConversationMessage, Note, Room, RoomMessage, StoredQuery
+from hq.errors import ValidationFailed
+from hq.models import Conversation, ConversationMessage, Note, Room, RoomMessage, StoredQuery
 
 
 class RoomOut(serializers.ModelSerializer):
@@ -57,35 +65,65 @@ class MessageIn(serializers.Serializer):
     body = serializers.CharField(max_length=20000)
 
 
-class RoomsView(APIView):
+# GET: one page of `rows()`; POST: `input_serializer` validates, `create()` writes, 201 with the
+# object. Each subclass names its serializers (the output's `results_key` is the list's key), which
+# also document both methods. No docstring: drf-spectacular would show it as the description of
+# every subclass without one of its own.
+class ListCreateView(APIView):
+    input_serializer: type[serializers.Serializer]
+    output_serializer: type[serializers.ModelSerializer]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        out = cls.output_serializer
+        extend_schema_view(
+            get=extend_schema(responses={200: out(many=True)}),
+            post=extend_schema(request=cls.input_serializer, responses={201: out}),
+        )(cls)
+
+    def rows(self, request: Request) -> QuerySet:
+        raise NotImplementedError
+
+    def create(self, request: Request, data: dict[str, Any]) -> Model:
+        raise NotImplementedError
+
+    def get(self, request: Request) -> Response:
+        out = self.output_serializer
+        return paginate(self, request, self.rows(request), out, out.results_key)
+
+    def post(self, request: Request) -> Response:
+        data = self.input_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        created = self.create(request, data.validated_data)
+        return Response(self.output_serializer(created).data, status=status.HTTP_201_CREATED)
+
+
+def _room(request: Request, room_id: str) -> Room:
+    return selectors.room_for_member(
+        workspace_id=request.auth.workspace_id, user_id=request.auth.user.pk, room_id=room_id
+    )
+
+
+class RoomsView(ListCreateView):
     """Rooms the caller belongs to; create one."""
 
     required_scopes = {"GET": "rooms:read", "POST": "rooms:write"}
+    input_serializer, output_serializer = RoomIn, RoomOut
 
-    @extend_schema(responses={200: RoomOut(many=True)})
-    def get(self, request: Request) -> Response:
-        rows = messaging.rooms_visible(workspace_id=request.auth.workspace_id, user=request.auth.user)
-        return paginate(self, request, rows.prefetch_related("members").order_by("name", "id"), RoomOut, "rooms")
+    def rows(self, request: Request) -> QuerySet[Room]:
+        return selectors.room_list(workspace_id=request.auth.workspace_id, user_id=request.auth.user.pk)
 
-    @extend_schema(request=RoomIn, responses={201: RoomOut})
-    def post(self, request: Request) -> Response:
-        data = RoomIn(data=request.data)
-        data.is_valid(raise_exception=True)
+    def create(self, request: Request, data: dict[str, Any]) -> Room:
         agent = None
-        if data.validated_data["agent_id"]:
-            agent = Agent.objects.filter(
-                workspace_id=request.auth.workspace_id, pk=data.validated_data["agent_id"]
-            ).first()
-            if agent is None:
-                raise NotFound("No such agent.")
-        room = messaging.room_create(
+        if data["agent_id"]:
+            agent = selectors.agent_in_workspace(workspace_id=request.auth.workspace_id, agent_id=data["agent_id"])
+        return messaging.room_create(
             workspace=request.auth.workspace,
             creator=request.auth.user,
-            name=data.validated_data["name"],
-            member_ids=data.validated_data["members"],
+            name=data["name"],
+            member_ids=data["members"],
             agent=agent,
         )
-        return Response(RoomOut(room).data, status=status.HTTP_201_CREATED)
 
 
 class RoomView(APIView):
@@ -93,10 +131,7 @@ class RoomView(APIView):
 
     @extend_schema(responses={200: RoomOut})
     def get(self, request: Request, room_id: str) -> Response:
-        room = messaging.room_for_member(
-            workspace_id=request.auth.workspace_id, user_id=request.auth.user.pk, room_id=room_id
-        )
-        return Response(RoomOut(room).data)
+        return Response(RoomOut(_room(request, room_id)).data)
 
 
 class RoomMessagesView(APIView):
@@ -106,16 +141,12 @@ class RoomMessagesView(APIView):
 
     @extend_schema(responses={200: MessageOut(many=True)})
     def get(self, request: Request, room_id: str) -> Response:
-        room = messaging.room_for_member(
-            workspace_id=request.auth.workspace_id, user_id=request.auth.user.pk, room_id=room_id
-        )
-        return paginate(self, request, room.messages.order_by("created_at", "id"), MessageOut, "messages")
+        messages = selectors.room_message_list(room=_room(request, room_id))
+        return paginate(self, request, messages, MessageOut, "messages")
 
     @extend_schema(request=MessageIn, responses={201: MessageOut})
     def post(self, request: Request, room_id: str) -> Response:
-        room = messaging.room_for_member(
-            workspace_id=request.auth.workspace_id, user_id=request.auth.user.pk, room_id=room_id
-        )
+        room = _room(request, room_id)
         data = MessageIn(data=request.data)
         data.is_valid(raise_exception=True)
         msg = messaging.message_post(room=room, author=request.auth.user, **data.validated_data)
@@ -148,7 +179,7 @@ class QueryFilters(serializers.Serializer):
     author_id = serializers.UUIDField(required=False, allow_null=True)
     created_after = UTCDateTimeField(required=False, allow_null=True)
     created_before = UTCDateTimeField(required=False, allow_null=True)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=messaging.MAX_QUERY_LIMIT)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=selectors.MAX_QUERY_LIMIT)
 
     def to_internal_value(self, data):  # noqa: ANN001, ANN201
         unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
@@ -178,38 +209,26 @@ class StoredQueryIn(serializers.Serializer):
     filters = QueryFilters(required=False, default=dict)
 
 
-class NotesView(APIView):
+class NotesView(ListCreateView):
     required_scopes = {"GET": "notes:read", "POST": "notes:write"}
+    input_serializer, output_serializer = NoteIn, NoteOut
 
-    @extend_schema(responses={200: NoteOut(many=True)})
-    def get(self, request: Request) -> Response:
-        rows = Note.objects.filter(workspace_id=request.auth.workspace_id).order_by("-created_at", "id")
-        return paginate(self, request, rows, NoteOut, "notes")
+    def rows(self, request: Request) -> QuerySet[Note]:
+        return selectors.note_list(workspace_id=request.auth.workspace_id)
 
-    @extend_schema(request=NoteIn, responses={201: NoteOut})
-    def post(self, request: Request) -> Response:
-        data = NoteIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        note = messaging.note_create(workspace=request.auth.workspace, author=request.auth.user, **data.validated_data)
-        return Response(NoteOut(note).data, status=status.HTTP_201_CREATED)
+    def create(self, request: Request, data: dict[str, Any]) -> Note:
+        return messaging.note_create(workspace=request.auth.workspace, author=request.auth.user, **data)
 
 
-class StoredQueriesView(APIView):
+class StoredQueriesView(ListCreateView):
     required_scopes = {"GET": "notes:read", "POST": "notes:write"}
+    input_serializer, output_serializer = StoredQueryIn, StoredQueryOut
 
-    @extend_schema(responses={200: StoredQueryOut(many=True)})
-    def get(self, request: Request) -> Response:
-        rows = StoredQuery.objects.filter(workspace_id=request.auth.workspace_id).order_by("name", "id")
-        return paginate(self, request, rows, StoredQueryOut, "queries")
+    def rows(self, request: Request) -> QuerySet[StoredQuery]:
+        return selectors.stored_query_list(workspace_id=request.auth.workspace_id)
 
-    @extend_schema(request=StoredQueryIn, responses={201: StoredQueryOut})
-    def post(self, request: Request) -> Response:
-        data = StoredQueryIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        query = messaging.stored_query_create(
-            workspace=request.auth.workspace, owner=request.auth.user, **data.validated_data
-        )
-        return Response(StoredQueryOut(query).data, status=status.HTTP_201_CREATED)
+    def create(self, request: Request, data: dict[str, Any]) -> StoredQuery:
+        return messaging.stored_query_create(workspace=request.auth.workspace, owner=request.auth.user, **data)
 
 
 class StoredQueryResultsView(APIView):
@@ -225,10 +244,8 @@ class StoredQueryResultsView(APIView):
         }
     )
     def get(self, request: Request, query_id: str) -> Response:
-        query = StoredQuery.objects.filter(workspace_id=request.auth.workspace_id, pk=query_id).first()
-        if query is None:
-            raise NotFound("No such stored query.")
-        notes = messaging.notes_matching(workspace_id=query.workspace_id, filters=query.filters)
+        query = selectors.stored_query_get(workspace_id=request.auth.workspace_id, query_id=query_id)
+        notes = selectors.notes_matching(workspace_id=query.workspace_id, filters=query.filters)
         return Response({"notes": NoteOut(notes, many=True).data, "total": len(notes)})
 
 
@@ -278,15 +295,16 @@ class ConversationsView(APIView):
         responses={200: ConversationOut(many=True)},
     )
     def get(self, request: Request) -> Response:
-        rows = Conversation.objects.filter(workspace_id=request.auth.workspace_id, owner=request.auth.user)
+        schedule_id = None
         if request.query_params.get("schedule_id"):
             try:
-                rows = rows.filter(
-                    schedule_id=serializers.UUIDField().to_internal_value(request.query_params["schedule_id"])
-                )
+                schedule_id = serializers.UUIDField().to_internal_value(request.query_params["schedule_id"])
             except serializers.ValidationError as exc:
                 raise ValidationFailed("schedule_id is not a UUID.", fields={"schedule_id": ["Not a UUID."]}) from exc
-        return paginate(self, request, rows.order_by("-updated_at", "id"), ConversationOut, "conversations")
+        rows = selectors.conversation_list(
+            workspace_id=request.auth.workspace_id, owner_id=request.auth.user.pk, schedule_id=schedule_id
+        )
+        return paginate(self, request, rows, ConversationOut, "conversations")
 
 
 class ConversationView(APIView):
@@ -296,13 +314,11 @@ class ConversationView(APIView):
 
     @extend_schema(parameters=PAGE_PARAMETERS, responses={200: ConversationDetailOut})
     def get(self, request: Request, conversation_id: str) -> Response:
-        conversation = Conversation.objects.filter(
-            workspace_id=request.auth.workspace_id, owner=request.auth.user, pk=conversation_id
-        ).first()
-        if conversation is None:
-            raise NotFound("No such conversation.")
+        conversation = selectors.conversation_get(
+            workspace_id=request.auth.workspace_id, owner_id=request.auth.user.pk, conversation_id=conversation_id
+        )
         limit, offset = parse_page(request.query_params)
-        messages = conversation.messages.order_by("created_at", "id")
+        messages = selectors.conversation_message_list(conversation=conversation)
         body = ConversationOut(conversation).data
         body.update(
             {

@@ -1,8 +1,9 @@
 """A real browser (Debian's headless chromium) deactivates a user from the admin's user list; their
 schedules then show as quarantined, with the reason, in the schedules list.
 
-DECISIONS allows two browser tests sharing one live server, so this flow runs as the second part
-of `tests/queueapp/test_admin_browser.py`'s console test rather than as a test of its own.
+The suite keeps to two browser tests sharing one live server (each chromium session and live server
+takes seconds to start), so this flow runs as the second part of
+`tests/queueapp/test_admin_browser.py`'s console test rather than as a test of its own.
 
 Screenshots of the confirmation page and the schedules list are saved under test-artifacts/
 (git-ignored). Needs /usr/bin/chromium and /usr/bin/chromedriver (`make system-deps`); without them

@@ -2,7 +2,7 @@
 once sign-in is paused after failures, and a job and a schedule whose stored JSON is deeper than
 the input guard allows. Screenshots go to test-artifacts/ (git-ignored) for a person to look at.
 
-DECISIONS allows two browser tests sharing one live server: these flows run inside
+The suite keeps to two browser tests sharing one live server: these flows run inside
 `tests/queueapp/test_admin_browser.py`'s console test, each in a session of its own.
 """
 

@@ -1,4 +1,4 @@
-"""Every API route × every kind of caller → the status DECISIONS "Who may do what" gives.
+"""Every API route × every kind of caller → the status the README's order of checks gives (The API).
 
 Routes that take a body run once per Content-Type the parser accepts (tests/security/
 content_types.py): `application/*` or `*/*` must get exactly what `application/json` gets.
