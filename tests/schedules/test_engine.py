@@ -81,13 +81,17 @@ def test_a_slot_that_already_fired_is_skipped_without_stalling_the_batch(member,
 
 def test_downtime_fires_latest_missed_slot_once(member, room):
     s = make(member, room, expr="0 8 * * *", tz="Europe/Stockholm")
-    week_ago = triggers.next_fire_after(s.trigger, clock.now() - timedelta(days=7, hours=1))
-    Schedule.objects.filter(pk=s.pk).update(next_fire_at=week_ago)
+    # Six daily slots before the latest one, whatever the time of day the test runs at (counting
+    # back from "now" made it 7 between 08:00 and 09:00 in Stockholm).
+    latest, _ = triggers.latest_fire_at_or_before(
+        s.trigger, before=clock.now(), not_before=clock.now() - timedelta(days=2)
+    )
+    six_before = triggers.next_fire_after(s.trigger, latest - timedelta(days=6, minutes=1))
+    Schedule.objects.filter(pk=s.pk).update(next_fire_at=six_before)
     assert services.scheduler_pass() == 1
     fire = ScheduleFire.objects.get()
     assert fire.skipped_slots == 6
-    latest, _ = triggers.latest_fire_at_or_before(s.trigger, before=clock.now(), not_before=week_ago)
-    assert fire.slot == latest > week_ago
+    assert fire.slot == latest > six_before
 
 
 def test_corrupted_trigger_is_quarantined_and_the_loop_goes_on(member, room):
