@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import timedelta
-from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -15,7 +13,8 @@ from rest_framework.request import Request
 from hq import auth_failures, clock, tokens
 from hq.auth_failures import client_ip, parse_rate
 from hq.errors import Unauthenticated
-from hq.models import PersonalAccessToken, User, Workspace
+from hq.models import PersonalAccessToken, User
+from hq.permissions import Principal
 from hq.selectors import token_find
 
 __all__ = ["LAST_USED_RESOLUTION", "Principal", "TokenAuthentication", "client_ip", "forget_all", "parse_rate"]
@@ -41,27 +40,6 @@ def _forget() -> None:
     global _generation
     _generation += 1
     _cache.clear()
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the token, its workspace and the caller's role there."""
-
-    token: PersonalAccessToken
-    user: User
-    workspace: Workspace
-    role: str
-
-    @property
-    def workspace_id(self) -> UUID:
-        return self.workspace.id
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-    def has_scope(self, scope: str) -> bool:
-        return scope in (self.token.scopes or [])
 
 
 class TokenAuthentication(BaseAuthentication):
