@@ -11,6 +11,7 @@ from django.db.models import Q, QuerySet
 from hq import agents
 from hq.errors import NotFound, ValidationFailed
 from hq.models import Agent, Membership, Note, Room, RoomMessage, StoredQuery, User, Workspace
+from hq.selectors import agent_find, agent_get
 
 MAX_QUERY_LIMIT = 100
 
@@ -67,11 +68,9 @@ def message_post(
 def room_agent(room: Room, agent_id: Any = None) -> Agent:
     """The agent to engage: `agent_id`, else the room's, else the workspace default."""
     if agent_id:
-        agent = Agent.objects.filter(workspace_id=room.workspace_id, pk=agent_id).first()
-        if agent is None:
-            raise NotFound("No such agent.")
+        agent = agent_get(workspace_id=room.workspace_id, agent_id=agent_id)
     else:
-        agent = room.agent or agents.default_agent(room.workspace_id)
+        agent = room.agent or agent_find(workspace_id=room.workspace_id)
     if agent is None or not agent.enabled:
         raise ValidationFailed("No enabled agent for this room.", code="no_default_agent")
     return agent

@@ -1,4 +1,4 @@
-"""Reads for tenancy and tokens."""
+"""Reads for tenancy, tokens and agents."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.db.models import Exists, Model, OuterRef, QuerySet, Subquery
 
 from hq import tokens
 from hq.errors import NotFound
-from hq.models import Membership, PersonalAccessToken, User
+from hq.models import Agent, Membership, PersonalAccessToken, User
 
 # Moved to the permissions module; here for callers of the old path.
 from hq.permissions import staff_workspace_ids
@@ -18,6 +18,8 @@ from hq.permissions import workspace_role as membership_role
 
 __all__ = [
     "Departure",
+    "agent_find",
+    "agent_get",
     "member_departure",
     "membership_role",
     "one_or_404",
@@ -35,6 +37,24 @@ def one_or_404(rows: QuerySet[RowT], pk: Any, message: str, code: str | None = N
     if row is None:
         raise NotFound(message, code=code)
     return row
+
+
+def agent_find(*, workspace_id: object, agent_id: object = None) -> Agent | None:
+    """The one agent lookup: the workspace's agent `agent_id` (enabled or not, so callers can say
+    which), or without an id the workspace's enabled default; None when there is no such agent."""
+    if agent_id:
+        return Agent.objects.filter(workspace_id=workspace_id, pk=agent_id).first()
+    return Agent.objects.filter(workspace_id=workspace_id, is_default=True, enabled=True).first()
+
+
+def agent_get(
+    *, workspace_id: object, agent_id: object, message: str = "No such agent.", code: str | None = None
+) -> Agent:
+    """The workspace's agent `agent_id` (`agent_find`), else 404 with `message`."""
+    agent = agent_find(workspace_id=workspace_id, agent_id=agent_id) if agent_id else None
+    if agent is None:
+        raise NotFound(message, code=code)
+    return agent
 
 
 def token_find(*, clear: str) -> PersonalAccessToken | None:

@@ -13,7 +13,8 @@ from hq.api.fields import UTCDateTimeField
 from hq.api.pagination import paginate, parse_page
 from hq.api.schema import PAGE_PARAMETERS
 from hq.errors import NotFound, ValidationFailed
-from hq.models import Agent, Conversation, ConversationMessage, Note, Room, RoomMessage, StoredQuery
+from hq.models import Conversation, ConversationMessage, Note, Room, RoomMessage, StoredQuery
+from hq.selectors import agent_get
 
 
 class RoomOut(serializers.ModelSerializer):
@@ -71,13 +72,8 @@ class RoomsView(APIView):
     def post(self, request: Request) -> Response:
         data = RoomIn(data=request.data)
         data.is_valid(raise_exception=True)
-        agent = None
-        if data.validated_data["agent_id"]:
-            agent = Agent.objects.filter(
-                workspace_id=request.auth.workspace_id, pk=data.validated_data["agent_id"]
-            ).first()
-            if agent is None:
-                raise NotFound("No such agent.")
+        agent_id = data.validated_data["agent_id"]
+        agent = agent_get(workspace_id=request.auth.workspace_id, agent_id=agent_id) if agent_id else None
         room = messaging.room_create(
             workspace=request.auth.workspace,
             creator=request.auth.user,
