@@ -87,12 +87,7 @@ class HITLRequestAdmin(ConsoleAdmin):
         "approved_args_pretty",
         "requested_by",
         "reason",
-        "created_at",
-        "expires_at",
-        "decided_by",
-        "decided_at",
-        "decided_via",
-        "comment",
+        *HITLRequest.DECISION_FIELDS,
     ]
     readonly_fields = fields
     change_form_template = "admin/queueapp/hitlrequest/change_form.html"
