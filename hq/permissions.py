@@ -10,14 +10,14 @@ Two kinds of caller:
 The rules:
 
 - a workspace admin reads and changes everything of their workspace; a member reads and changes
-  what they own (jobs, schedules, tasks). Another workspace's object is never found (404), and
-  neither is another member's, except agent schedules, which a member finds and may not change
-  (403 `not_owner`, DECISIONS "Who may do what").
+  what they own (jobs, schedules, tasks). Another workspace's object is never found (404), nor
+  is another member's, except that changing another member's agent schedule is 403 `not_owner`
+  (DECISIONS, "Who may do what").
 - HITL requests: an admin or a holder of `hitl:approve` reads the workspace's; anyone else the
   ones they asked for or that gate their jobs. Deciding takes `hitl:approve` and membership over
   the API, workspace cover in the admin, and is never the requester's (`SelfApproval`).
-- the services check again whatever a door checked (`ensure_may_operate_job`,
-  `ensure_may_decide_hitl`), so a caller that skips the view or the admin is held to the same rule.
+- the services check again whatever a door checked (`ensure_may_change`, `ensure_may_decide_hitl`),
+  so a caller that skips the view or the admin is held to the same rule.
 - `/metrics` takes a workspace admin's token (or the `METRICS_TOKEN`, checked by the view).
 
 `hq` imports none of the apps, so objects are described by the fields the rules read (`Owned`,
@@ -144,13 +144,6 @@ def hitl_rows(principal: Principal, rows: QuerySet[RowT]) -> QuerySet[RowT]:
     return rows.filter(Q(requested_by_id=principal.user.pk) | Q(job__owner_id=principal.user.pk))
 
 
-def ensure_may_change(principal: Principal, obj: Owned, *, what: str) -> None:
-    """403 `not_owner` unless the caller administers the object's workspace or owns the object."""
-    same = obj.workspace_id == principal.workspace_id
-    if not (same and _may_change(role=principal.role, user_id=principal.user.pk, obj=obj)):
-        raise Forbidden(f"Only the {what}'s owner or an admin may change it.", code="not_owner")
-
-
 def may_scrape_metrics(principal: Principal) -> bool:
     """`/metrics` carries no workspace or user labels, so any workspace admin's token may scrape it."""
     return principal.is_admin
@@ -159,18 +152,26 @@ def may_scrape_metrics(principal: Principal) -> bool:
 # --- either door, as the services see it -------------------------------------------------------------
 
 
-def ensure_may_operate_job(*, actor: User | None, job: Owned, via: str) -> None:
-    """403 unless `actor` may cancel or retry `job` through `via`: in the admin, staff who cover its
-    workspace; over the API, an admin of its workspace or its owner, still a member. None is the system."""
-    if actor is None:
+def ensure_may_change(who: Principal | User | None, obj: Owned, *, what: str, via: str = VIA_API) -> None:
+    """403 unless `who` may change `obj` (a job, a schedule, a task: "the {what}") through `via`.
+
+    A token (`Principal`): its role in its own workspace. A user, as the services see them: in the
+    admin, staff who cover the object's workspace (403 `admin_required`); over the API, an admin
+    member of it, or the owner while still a member (403 `not_owner`). None is the system.
+    """
+    if who is None:
         return
-    if via == VIA_ADMIN:
-        if not staff_covers(actor, job.workspace_id):
+    if isinstance(who, Principal):
+        role = who.role if obj.workspace_id == who.workspace_id else None
+        user_id = who.user.pk
+    elif via == VIA_ADMIN:
+        if not staff_covers(who, obj.workspace_id):
             raise Forbidden("Only superusers and staff admins of the workspace may do this.", code="admin_required")
         return
-    role = workspace_role(user_id=actor.pk, workspace_id=job.workspace_id)
-    if not _may_change(role=role, user_id=actor.pk, obj=job):
-        raise Forbidden("Only the job's owner or an admin may change it.", code="not_owner")
+    else:
+        role, user_id = workspace_role(user_id=who.pk, workspace_id=obj.workspace_id), who.pk
+    if not _may_change(role=role, user_id=user_id, obj=obj):
+        raise Forbidden(f"Only the {what}'s owner or an admin may change it.", code="not_owner")
 
 
 def ensure_may_decide_hitl(*, actor: User, request: Requested, via: str) -> None:

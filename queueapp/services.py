@@ -449,7 +449,7 @@ def job_cancel(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Jo
 
     403 unless `actor` may change the job through `via` (hq.permissions); None is the system.
     """
-    permissions.ensure_may_operate_job(actor=actor, job=job, via=via)
+    permissions.ensure_may_change(actor, job, what="job", via=via)
     with transaction.atomic():
         current = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
         moved = job_transition(job=current, move="cancel", actor=actor, finished_at=clock.now())
@@ -494,7 +494,7 @@ def job_retry(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Job
     function requires approval and which was never approved) goes back to `awaiting_approval`
     with a new request for the same requester.
     """
-    permissions.ensure_may_operate_job(actor=actor, job=job, via=via)
+    permissions.ensure_may_change(actor, job, what="job", via=via)
     now = clock.now()
     with transaction.atomic():
         current = Job.objects.select_for_update(no_key=True).get(pk=job.pk)

@@ -1,4 +1,4 @@
-"""Bearer-token authentication for the API."""
+"""Bearer-token authentication: the one token check, for the API and `/metrics`."""
 
 from __future__ import annotations
 

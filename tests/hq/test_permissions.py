@@ -162,12 +162,12 @@ def test_permissions__api_caller_by_action(world, action, check, expected):
 USER_TABLE: list[tuple[str, Callable[[User, World], Any], set[str]]] = [
     (
         "cancel or retry the owner's job over the API",
-        lambda u, w: permissions.ensure_may_operate_job(actor=u, job=w.job, via="api"),
+        lambda u, w: permissions.ensure_may_change(u, w.job, what="job", via="api"),
         {"admin", "owner", "staff_admin", "admin_not_staff"},
     ),
     (
         "cancel or retry the owner's job in the admin",
-        lambda u, w: permissions.ensure_may_operate_job(actor=u, job=w.job, via="admin"),
+        lambda u, w: permissions.ensure_may_change(u, w.job, what="job", via="admin"),
         {"superuser", "staff_admin"},
     ),
     (
@@ -218,7 +218,7 @@ def test_permissions__user_by_action(world, action, check, expected):
 
 @pytest.mark.parametrize("via", ["api", "admin"])
 def test_permissions__the_system_may_operate_jobs_and_give_any_arguments(world, via):
-    permissions.ensure_may_operate_job(actor=None, job=world.job, via=via)
+    permissions.ensure_may_change(None, world.job, what="job", via=via)
     assert permissions.acts_as_admin(user=None, workspace_id=world.job.workspace_id, via=via)
 
 
