@@ -43,6 +43,7 @@ from hq.models import (
     User,
     Workspace,
 )
+from hq.permissions import staff_covers_all
 from hq.scopes import ALL_SCOPES
 
 
@@ -153,18 +154,18 @@ class UserAdmin(WorkspaceScopedAdmin, BaseUserAdmin):
     )
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        if obj is not None and not request.user.is_superuser:
+        if obj is not None and not staff_covers_all(request.user):
             return self.staff_fieldsets  # no password hash, no permissions
         return super().get_fieldsets(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser and super().has_add_permission(request)
+        return staff_covers_all(request.user) and super().has_add_permission(request)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.is_superuser and super().has_change_permission(request, obj)
+        return staff_covers_all(request.user) and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.is_superuser and super().has_delete_permission(request, obj)
+        return staff_covers_all(request.user) and super().has_delete_permission(request, obj)
 
     actions = ["deactivate_selected"]
     deactivate_template = "admin/hq/user/deactivate_confirmation.html"
@@ -237,11 +238,11 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
     inlines = [MembershipInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser and super().has_add_permission(request)
+        return staff_covers_all(request.user) and super().has_add_permission(request)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))
-        return fields if request.user.is_superuser else [*fields, "plan"]
+        return fields if staff_covers_all(request.user) else [*fields, "plan"]
 
     def save_model(self, request: HttpRequest, obj: Workspace, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)

@@ -1,7 +1,7 @@
 """One workspace scope for every admin page, whatever Django model permissions a staff user holds.
 
 Every `ModelAdmin` and inline of every app derives from `WorkspaceScoped`. The rule itself is
-`hq.selectors.staff_workspace_ids`: a superuser covers every workspace; other staff the workspaces
+`hq.permissions.staff_workspace_ids`: a superuser covers every workspace; other staff the workspaces
 where they are an admin member, and nothing else. Model permissions can narrow what a staff user
 may do inside that scope, never widen it. The mixin applies the scope to:
 
@@ -30,7 +30,7 @@ from django.forms import BaseForm, ModelForm
 from django.http import HttpRequest
 
 from hq.models import Membership, User, Workspace
-from hq.selectors import staff_workspace_ids
+from hq.permissions import staff_admitted, staff_workspace_ids
 
 _CACHE_ATTR = "_hq_admin_workspace_ids"
 _UNSET = object()
@@ -84,8 +84,7 @@ class WorkspaceScoped(BaseModelAdmin):
     def admits(self, request: HttpRequest) -> bool:
         """May the user open this page at all: active staff covering at least one workspace (a
         superuser always; for models of no workspace, only a superuser)."""
-        user = request.user
-        if not (user.is_active and user.is_staff):
+        if not staff_admitted(request.user):
             return False
         ids = self.workspace_ids(request)
         return ids is None or (self.workspace_path is not None and bool(ids))
@@ -135,7 +134,7 @@ class WorkspaceScoped(BaseModelAdmin):
     def has_operate_permission(self, request: HttpRequest) -> bool:
         """May run the page's state-changing actions (`@admin.action(permissions=["operate"])`): anyone
         the page admits, since every workspace they see is one they administer. The services check
-        their own rules again."""
+        again, through hq.permissions, for each object."""
         return self.admits(request)
 
     # --- choices on forms --------------------------------------------------------------------------

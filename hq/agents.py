@@ -49,8 +49,3 @@ def run(agent: Agent, messages: list[ChatMessage]) -> str:
     if backend is None:
         raise ValidationFailed(f"Agent backend '{agent.backend}' is not available.", code="agent_unavailable")
     return backend.reply(agent, messages)
-
-
-def default_agent(workspace_id: object) -> Agent | None:
-    """The workspace's default enabled agent."""
-    return Agent.objects.filter(workspace_id=workspace_id, is_default=True, enabled=True).first()

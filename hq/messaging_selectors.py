@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 from django.db.models import Model, Q, QuerySet
 
-from hq import agents
 from hq.errors import NotFound, ValidationFailed
 from hq.models import Agent, Conversation, ConversationMessage, Note, Room, RoomMessage, StoredQuery
+from hq.selectors import agent_find, agent_get
 
 MAX_QUERY_LIMIT = 100
 
@@ -28,17 +28,12 @@ def _first_or_not_found(rows: QuerySet[M], message: str) -> M:
     return row
 
 
-def agent_in_workspace(*, workspace_id: Any, agent_id: Any) -> Agent:
-    """The workspace's agent `agent_id` (enabled or not); else NotFound."""
-    return _first_or_not_found(Agent.objects.filter(workspace_id=workspace_id, pk=agent_id), "No such agent.")
-
-
 def room_agent(room: Room, agent_id: Any = None) -> Agent:
     """The agent to engage: `agent_id`, else the room's, else the workspace default; it must be enabled."""
     if agent_id:
-        agent = agent_in_workspace(workspace_id=room.workspace_id, agent_id=agent_id)
+        agent = agent_get(workspace_id=room.workspace_id, agent_id=agent_id)
     else:
-        agent = room.agent or agents.default_agent(room.workspace_id)
+        agent = room.agent or agent_find(workspace_id=room.workspace_id)
     if agent is None or not agent.enabled:
         raise ValidationFailed("No enabled agent for this room.", code="no_default_agent")
     return agent

@@ -1,15 +1,60 @@
-"""Reads for tenancy and tokens."""
+"""Reads for tenancy, tokens and agents."""
 
 from __future__ import annotations
 
 import hmac
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Exists, Model, OuterRef, QuerySet, Subquery
 
 from hq import tokens
-from hq.models import Membership, PersonalAccessToken, User
+from hq.errors import NotFound
+from hq.models import Agent, Membership, PersonalAccessToken, User
+
+# Moved to the permissions module; here for callers of the old path.
+from hq.permissions import staff_workspace_ids
+from hq.permissions import workspace_role as membership_role
+
+__all__ = [
+    "Departure",
+    "agent_find",
+    "agent_get",
+    "member_departure",
+    "membership_role",
+    "one_or_404",
+    "staff_workspace_ids",
+    "token_find",
+]
+
+RowT = TypeVar("RowT", bound=Model)
+
+
+def one_or_404(rows: QuerySet[RowT], pk: Any, message: str, code: str | None = None) -> RowT:
+    """The row of `rows` with this primary key, else 404 with `message`: `rows` is what the caller
+    may read (hq.permissions), so another workspace's or another member's object is "no such"."""
+    row = rows.filter(pk=pk).first()
+    if row is None:
+        raise NotFound(message, code=code)
+    return row
+
+
+def agent_find(*, workspace_id: object, agent_id: object = None) -> Agent | None:
+    """The one agent lookup: the workspace's agent `agent_id` (enabled or not, so callers can say
+    which), or without an id the workspace's enabled default; None when there is no such agent."""
+    if agent_id:
+        return Agent.objects.filter(workspace_id=workspace_id, pk=agent_id).first()
+    return Agent.objects.filter(workspace_id=workspace_id, is_default=True, enabled=True).first()
+
+
+def agent_get(
+    *, workspace_id: object, agent_id: object, message: str = "No such agent.", code: str | None = None
+) -> Agent:
+    """The workspace's agent `agent_id` (`agent_find`), else 404 with `message`."""
+    agent = agent_find(workspace_id=workspace_id, agent_id=agent_id) if agent_id else None
+    if agent is None:
+        raise NotFound(message, code=code)
+    return agent
 
 
 def token_find(*, clear: str) -> PersonalAccessToken | None:
@@ -33,11 +78,6 @@ def token_find(*, clear: str) -> PersonalAccessToken | None:
     if token is None or not hmac.compare_digest(token.token_hash, digest):
         return None
     return token
-
-
-def membership_role(*, user_id: object, workspace_id: object) -> str | None:
-    """Return the user's role in the workspace, or None when not a member."""
-    return Membership.objects.filter(user_id=user_id, workspace_id=workspace_id).values_list("role", flat=True).first()
 
 
 class Departure(StrEnum):
@@ -71,19 +111,3 @@ def member_departure(*, user_id: object, workspace_id: object) -> Departure | No
     if not is_active:
         return Departure.DEACTIVATED
     return None if member else Departure.LEFT
-
-
-def staff_workspace_ids(*, user: User) -> list[Any] | None:
-    """Workspaces a user covers in the admin (the ops console): the one rule every admin page uses.
-
-    None (every workspace) for an active staff superuser; for other active staff, the workspaces
-    where they are an admin member; an empty list for everyone else. A plain `member` role gives
-    nothing here: in the API a member sees only their own jobs and conversations, so the admin,
-    which shows a workspace's rows whole, is for its admins.
-    """
-    if not (user.is_active and user.is_staff):
-        return []
-    if user.is_superuser:
-        return None
-    rows = Membership.objects.filter(user_id=user.pk, role=Membership.Role.ADMIN)
-    return list(rows.values_list("workspace_id", flat=True))

@@ -3,7 +3,7 @@
 Every page here is read-only; changes go through the same services the API uses. Staff need no
 Django model permissions; the scope is `hq.admin_scoping`'s: a superuser sees everything, other
 staff the rows of the workspaces they administer, where they may also decide, retry and cancel
-(the services check again).
+(the services check again, through `hq.permissions`, with `via="admin"`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from hq import clock
+from hq import clock, permissions
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
 from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, with_json_text
 from hq.errors import HQError
@@ -87,12 +87,7 @@ class HITLRequestAdmin(ConsoleAdmin):
         "approved_args_pretty",
         "requested_by",
         "reason",
-        "created_at",
-        "expires_at",
-        "decided_by",
-        "decided_at",
-        "decided_via",
-        "comment",
+        *HITLRequest.DECISION_FIELDS,
     ]
     readonly_fields = fields
     change_form_template = "admin/queueapp/hitlrequest/change_form.html"
@@ -201,7 +196,7 @@ class HITLRequestAdmin(ConsoleAdmin):
             raise Http404("No such HITL request.")
         back = HttpResponseRedirect(reverse("admin:queueapp_hitlrequest_change", args=[hitl.pk]))
         try:
-            services.hitl_ensure_may_decide(request=hitl, actor=request.user, via=DecidedVia.ADMIN)
+            permissions.ensure_may_decide_hitl(request=hitl, actor=request.user, via=DecidedVia.ADMIN)
         except HQError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return back
@@ -223,7 +218,7 @@ class HITLRequestAdmin(ConsoleAdmin):
         can_decide = False
         if hitl is not None and hitl.state == HITLState.PENDING:
             try:
-                services.hitl_ensure_may_decide(request=hitl, actor=request.user, via=DecidedVia.ADMIN)
+                permissions.ensure_may_decide_hitl(request=hitl, actor=request.user, via=DecidedVia.ADMIN)
                 can_decide = True
             except HQError:
                 pass
@@ -313,7 +308,12 @@ class JobAdmin(ConsoleAdmin):
 
     @admin.action(description="Retry selected jobs", permissions=["operate"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._run(request, queryset, "Retried", lambda job: services.job_retry(job=job, actor=request.user))
+        self._run(
+            request,
+            queryset,
+            "Retried",
+            lambda job: services.job_retry(job=job, actor=request.user, via=DecidedVia.ADMIN),
+        )
 
     @admin.action(description="Cancel selected jobs", permissions=["operate"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -325,12 +325,10 @@ class JobAdmin(ConsoleAdmin):
         )
 
     def _run(self, request: HttpRequest, queryset: QuerySet, verb: str, call: Any) -> None:
-        """Apply `call` to each job the user administers; every refusal is reported, none skipped silently."""
+        """Apply `call` to each job; every refusal (the service's own role check included) is reported,
+        none skipped silently."""
         done = 0
         for job in queryset:
-            if not self.covers(request, job):
-                self.message_user(request, f"Job {job.pk}: you are not an admin of its workspace.", messages.ERROR)
-                continue
             try:
                 call(job)
                 done += 1

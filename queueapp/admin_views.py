@@ -2,7 +2,7 @@
 
 Both are wrapped in `admin.site.admin_view` (staff only; anyone else goes to the admin login).
 Superusers see every workspace and may narrow to one; other staff see the workspaces they
-administer (`hq.selectors.staff_workspace_ids`, the rule of every admin page), and staff who
+administer (`hq.permissions.staff_workspace_ids`, the rule of every admin page), and staff who
 administer none get the page with an explanation instead of numbers. The pages are plain HTML
 with inline SVG charts and refresh themselves every 30 s: no JavaScript, nothing from the internet.
 """

@@ -258,6 +258,9 @@ class HITLRequest(models.Model):
     decided_via = models.CharField(max_length=8, choices=DecidedVia.choices, blank=True, default="")
     comment = models.TextField(blank=True, default="", help_text="The decider's comment.")
 
+    #: A request's life from asked to decided, as the admin page and the API both show it.
+    DECISION_FIELDS = ("created_at", "expires_at", "decided_by", "decided_at", "decided_via", "comment")
+
     class Meta:
         verbose_name = "HITL request"
         ordering = ["created_at", "id"]

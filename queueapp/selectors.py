@@ -8,24 +8,20 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Min, Q, QuerySet
 
-from hq import clock
-from hq.api.auth import Principal
-from hq.errors import NotFound
+from hq import clock, permissions
+from hq.permissions import Principal
+from hq.selectors import one_or_404
 from queueapp.models import HITLRequest, HITLState, Job, JobState, QueuePause, Worker
 
 
 def jobs_visible(*, principal: Principal) -> QuerySet[Job]:
-    """An admin sees the workspace's jobs; a member their own."""
-    jobs = Job.objects.filter(workspace_id=principal.workspace_id)
-    return jobs if principal.is_admin else jobs.filter(owner_id=principal.user.id)
+    """An admin sees the workspace's jobs; a member their own (`permissions.owned_rows`)."""
+    return permissions.owned_rows(principal, Job.objects.all())
 
 
 def job_get(*, principal: Principal, job_id: Any) -> Job:
     """Return a job the caller may see, else 404 (also for other workspaces' jobs)."""
-    job = jobs_visible(principal=principal).filter(pk=job_id).first()
-    if job is None:
-        raise NotFound("No such job.")
-    return job
+    return one_or_404(jobs_visible(principal=principal), job_id, "No such job.")
 
 
 def queue_depth(*, workspace_id: Any) -> list[dict[str, Any]]:
@@ -93,20 +89,13 @@ def running_by_worker(*, workspace_id: Any) -> dict[str, int]:
 
 
 def hitl_visible(*, principal: Principal) -> QuerySet[HITLRequest]:
-    """Requests the caller may read: all of the workspace's for an admin or a holder of `hitl:approve`
-    (who may decide them), else the caller's own (requested by them, or on their job)."""
-    rows = HITLRequest.objects.filter(workspace_id=principal.workspace_id).select_related("job")
-    if principal.is_admin or principal.has_scope("hitl:approve"):
-        return rows
-    return rows.filter(Q(requested_by_id=principal.user.id) | Q(job__owner_id=principal.user.id))
+    """Requests the caller may read (`permissions.hitl_rows`), with their jobs."""
+    return permissions.hitl_rows(principal, HITLRequest.objects.select_related("job"))
 
 
 def hitl_get(*, principal: Principal, request_id: Any) -> HITLRequest:
     """Return a request the caller may read, else 404 (also for other workspaces')."""
-    hitl = hitl_visible(principal=principal).filter(pk=request_id).first()
-    if hitl is None:
-        raise NotFound("No such HITL request.")
-    return hitl
+    return one_or_404(hitl_visible(principal=principal), request_id, "No such HITL request.")
 
 
 def hitl_next_expiry() -> datetime | None:

@@ -20,10 +20,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 
-from hq import clock, metrics
-from hq.errors import Conflict, Forbidden, ValidationFailed
-from hq.models import Membership, User, Workspace
-from hq.selectors import Departure, member_departure, membership_role, staff_workspace_ids
+from hq import clock, metrics, permissions
+from hq.errors import Conflict, ValidationFailed
+from hq.models import User, Workspace
+from hq.selectors import Departure, member_departure
 from queueapp import enqueue, registry, selectors, transitions, transport
 from queueapp.models import (
     WAITING_STATES,
@@ -190,7 +190,7 @@ def _check_queue(queue: str | None) -> None:
 
 
 def _is_admin(workspace: Workspace, owner: User | None) -> bool:
-    return owner is None or membership_role(user_id=owner.pk, workspace_id=workspace.pk) == Membership.Role.ADMIN
+    return permissions.acts_as_admin(user=owner, workspace_id=workspace.pk)
 
 
 def _prepare(
@@ -445,7 +445,11 @@ def job_push(job: Job) -> None:
 
 
 def job_cancel(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Job:
-    """Cancel a waiting job at once (and its pending HITL request); ask a running one to abort; 409 when finished."""
+    """Cancel a waiting job at once (and its pending HITL request); ask a running one to abort; 409 when finished.
+
+    403 unless `actor` may change the job through `via` (hq.permissions); None is the system.
+    """
+    permissions.ensure_may_change(actor, job, what="job", via=via)
     with transaction.atomic():
         current = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
         moved = job_transition(job=current, move="cancel", actor=actor, finished_at=clock.now())
@@ -481,13 +485,16 @@ def _abort(job_id: UUID, attempt: int) -> None:
         logger.warning("abort of job %s could not reach Redis (%s)", job_id, exc)
 
 
-def job_retry(*, job: Job, actor: User | None) -> Job:
+def job_retry(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Job:
     """Run a failed, cancelled or rejected job again, with a fresh set of tries.
+
+    403 unless `actor` may change the job through `via` (hq.permissions); None is the system.
 
     A retry never bypasses a decision: a job whose latest HITL request is not `approved` (or whose
     function requires approval and which was never approved) goes back to `awaiting_approval`
     with a new request for the same requester.
     """
+    permissions.ensure_may_change(actor, job, what="job", via=via)
     now = clock.now()
     with transaction.atomic():
         current = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
@@ -535,28 +542,6 @@ class HITLStateConflict(Conflict):
     code = "invalid_state"
 
 
-class SelfApproval(Forbidden):
-    """The requester may not decide their own request (separation of duties)."""
-
-    code = "self_approval"
-    default_message = "You asked for this call; someone else must decide it."
-
-
-def hitl_ensure_may_decide(*, request: HITLRequest, actor: User, via: str) -> None:
-    """403 unless `actor` may decide `request` through `via`; never the requester.
-
-    Over the API the caller already holds `hitl:approve` in the request's workspace (the view
-    checks the scope and the workspace); in the admin, a superuser or a staff admin of it.
-    """
-    covered = staff_workspace_ids(user=actor) if via == DecidedVia.ADMIN else None  # the admin's one rule
-    if covered is not None and request.workspace_id not in covered:
-        raise Forbidden("Only superusers and staff admins of the workspace may decide.", code="admin_required")
-    if via == DecidedVia.API and not Membership.objects.filter(user=actor, workspace_id=request.workspace_id).exists():
-        raise Forbidden("You are not a member of this workspace.")
-    if request.requested_by_id is not None and request.requested_by_id == actor.pk:
-        raise SelfApproval()
-
-
 def hitl_decide(
     *,
     request: HITLRequest,
@@ -577,7 +562,7 @@ def hitl_decide(
     """
     if decision not in ("approve", "reject"):
         raise ValueError(f"decision must be 'approve' or 'reject', not {decision!r}")
-    hitl_ensure_may_decide(request=request, actor=actor, via=via)
+    permissions.ensure_may_decide_hitl(request=request, actor=actor, via=via)
     if len(comment) > MAX_TEXT_CHARS:
         raise ValidationFailed("comment is too long.", fields={"comment": [f"At most {MAX_TEXT_CHARS} characters."]})
     if args is not None:
@@ -586,7 +571,7 @@ def hitl_decide(
         _validate_args(
             args,
             registry.get_function(request.function),
-            lambda: actor.is_superuser or _is_admin(request.workspace, actor),
+            lambda: permissions.acts_as_admin(user=actor, workspace_id=request.workspace_id, via=via),
         )
     target = HITLState.APPROVED if decision == "approve" else HITLState.REJECTED
     now = clock.now()

@@ -9,8 +9,9 @@ from django.db import transaction
 from rest_framework import serializers
 
 from hq import agents, clock
-from hq.errors import NotFound, ValidationFailed
+from hq.errors import ValidationFailed
 from hq.models import Agent, Conversation, ConversationMessage
+from hq.selectors import agent_find, agent_get
 from queueapp import enqueue
 from queueapp.registry import JobContext, job_function
 from schedules.actions import ActionResult, schedule_action
@@ -32,16 +33,19 @@ class RunAgentArgs(serializers.Serializer):
     def validate_agent_id(self, value: Any) -> Any:
         workspace = self.context["workspace"]
         if value is None:
-            if agents.default_agent(workspace.pk) is None:
+            if agent_find(workspace_id=workspace.pk) is None:
                 raise ValidationFailed(
                     "The workspace has no enabled default agent; pass agent_id.",
                     code="no_default_agent",
                     fields={"agent_id": ["No enabled default agent in this workspace."]},
                 )
             return None
-        agent = Agent.objects.filter(workspace=workspace, pk=value).first()
-        if agent is None:
-            raise NotFound("No such agent in this workspace.", code="agent_not_found")
+        agent = agent_get(
+            workspace_id=workspace.pk,
+            agent_id=value,
+            message="No such agent in this workspace.",
+            code="agent_not_found",
+        )
         if not agent.enabled:
             raise serializers.ValidationError("The agent is disabled.")
         return value
@@ -58,11 +62,7 @@ class RunAgentArgs(serializers.Serializer):
 
 
 def _agent_for(schedule: Schedule, args: dict[str, Any]) -> Agent:
-    agent = (
-        Agent.objects.filter(workspace_id=schedule.workspace_id, pk=args["agent_id"]).first()
-        if args.get("agent_id")
-        else agents.default_agent(schedule.workspace_id)
-    )
+    agent = agent_find(workspace_id=schedule.workspace_id, agent_id=args.get("agent_id"))
     if agent is None or not agent.enabled:
         raise ValidationFailed("No enabled agent to run this schedule.", code="no_default_agent")
     return agent

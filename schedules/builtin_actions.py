@@ -7,7 +7,8 @@ from typing import Any
 from rest_framework import serializers
 
 from hq import messaging
-from hq.models import Agent, RoomMessage, StoredQuery
+from hq.models import RoomMessage, StoredQuery
+from hq.selectors import agent_find
 from schedules.actions import ActionResult, schedule_action
 from schedules.models import Schedule, ScheduleFire
 
@@ -36,8 +37,10 @@ class TriggerAIArgs(_RoomArgs):
     agent_id = serializers.UUIDField(required=False, allow_null=True)
 
     def validate_agent_id(self, value: Any) -> Any:
-        if value and not Agent.objects.filter(workspace=self.context["workspace"], pk=value, enabled=True).exists():
-            raise serializers.ValidationError("No such enabled agent in this workspace.")
+        if value:
+            agent = agent_find(workspace_id=self.context["workspace"].pk, agent_id=value)
+            if agent is None or not agent.enabled:
+                raise serializers.ValidationError("No such enabled agent in this workspace.")
         return value
 
 

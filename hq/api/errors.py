@@ -112,17 +112,31 @@ def unavailable(exc: BaseException) -> DependencyUnavailable | None:
     return DependencyUnavailable(dependency, settings.HQ_UNAVAILABLE_RETRY_AFTER_S)
 
 
+def hq_headers(exc: HQError) -> dict[str, str]:
+    """The headers an HQError's answer carries: the bearer challenge on 401, `Retry-After` when it
+    says how long to wait."""
+    headers: dict[str, str] = {}
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="hq"'
+    retry_after = exc.detail.get("retry_after_s") if exc.detail else None
+    if retry_after:
+        headers["Retry-After"] = str(int(retry_after))
+    return headers
+
+
+def hq_error_response(exc: HQError) -> JsonResponse:
+    """An HQError answered outside DRF (`/metrics`), as the DRF handler would answer it."""
+    body = envelope(exc.code, exc.message, exc.fields, exc.detail)
+    return JsonResponse(body, status=exc.status_code, headers=hq_headers(exc))
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """Map HQ, DRF and Django errors to the envelope; anything else stays a 500 (logged)."""
     headers: dict[str, str] = {}
     exc = unavailable(exc) or exc
     if isinstance(exc, HQError):
         status, body = exc.status_code, envelope(exc.code, exc.message, exc.fields, exc.detail)
-        if exc.status_code == 401:
-            headers["WWW-Authenticate"] = 'Bearer realm="hq"'
-        retry_after = exc.detail.get("retry_after_s") if exc.detail else None
-        if retry_after:
-            headers["Retry-After"] = str(int(retry_after))
+        headers = hq_headers(exc)
     elif isinstance(exc, drf.ValidationError):
         status, body = 400, _validation_body(exc.detail)
     elif isinstance(exc, DjangoValidationError):

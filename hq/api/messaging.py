@@ -22,6 +22,7 @@ from hq.api.pagination import paginate, parse_page
 from hq.api.schema import PAGE_PARAMETERS
 from hq.errors import ValidationFailed
 from hq.models import Conversation, ConversationMessage, Note, Room, RoomMessage, StoredQuery
+from hq.selectors import agent_get
 
 
 class RoomOut(serializers.ModelSerializer):
@@ -114,9 +115,8 @@ class RoomsView(ListCreateView):
         return selectors.room_list(workspace_id=request.auth.workspace_id, user_id=request.auth.user.pk)
 
     def create(self, request: Request, data: dict[str, Any]) -> Room:
-        agent = None
-        if data["agent_id"]:
-            agent = selectors.agent_in_workspace(workspace_id=request.auth.workspace_id, agent_id=data["agent_id"])
+        agent_id = data["agent_id"]
+        agent = agent_get(workspace_id=request.auth.workspace_id, agent_id=agent_id) if agent_id else None
         return messaging.room_create(
             workspace=request.auth.workspace,
             creator=request.auth.user,

@@ -8,60 +8,58 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
-from hq import auth_failures, clock, metrics
-from hq.api.errors import envelope
-from hq.models import Membership
-from hq.selectors import membership_role, token_find
+from hq import auth_failures, metrics, permissions
+from hq.api.auth import bearer_principal
+from hq.api.errors import hq_error_response
+from hq.errors import HQError, Unauthenticated
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _NAMED_GROUP = re.compile(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)")
 
 
-def scraper_allowed(header: str) -> bool:
-    """True for `Bearer <METRICS_TOKEN>`, or the bearer PAT of an admin of the token's workspace."""
+def _metrics_token(header: str) -> bool:
+    """True for `Bearer <METRICS_TOKEN>` (compared in constant time)."""
     scheme, _, secret = header.partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret:
-        return False
     expected = settings.METRICS_TOKEN
-    if expected and hmac.compare_digest(secret.encode(), expected.encode()):
-        return True
-    token = token_find(clear=secret)
-    if token is None or token.revoked_at is not None or not token.user.is_active:
+    if not expected or scheme.lower() != "bearer":
         return False
-    if token.expires_at is not None and token.expires_at <= clock.now():
-        return False
-    return membership_role(user_id=token.user_id, workspace_id=token.workspace_id) == Membership.Role.ADMIN
+    return hmac.compare_digest(secret.strip().encode(), expected.encode())
+
+
+def _check_scraper(request: HttpRequest) -> None:
+    """Raise the 401 or 429 a scrape gets; return when it may scrape."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    refused = Unauthenticated("Scraping needs 'Authorization: Bearer <METRICS_TOKEN>' or a workspace admin's token.")
+    if not header:
+        raise refused
+    if _metrics_token(header):
+        wait = auth_failures.exceeded(auth_failures.address_of(request))
+        if wait is not None:
+            raise auth_failures.refusal(wait)
+        return
+    try:
+        principal = bearer_principal(header, request)
+    except Unauthenticated:
+        raise refused from None
+    if not permissions.may_scrape_metrics(principal):
+        raise refused
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Every HQ metric, for Prometheus; no workspace or user labels, so any admin PAT may scrape.
 
-    A refused credential counts in the one failure counter (hq.auth_failures) against the
-    client's address, as an API token does; past the limit, a scrape that presents a credential
-    gets 429 before any check.
+    A PAT goes through the API's own token check (`bearer_principal`), so a refused one counts in
+    the one failure counter (hq.auth_failures) against the client's address and the credential,
+    and a valid one is never throttled. The `METRICS_TOKEN` is a secret an operator chose and may
+    be guessable, so, like the admin password, it is refused (429) while the address is throttled.
+    A request without credentials is neither counted nor throttled.
     """
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    key = auth_failures.address_of(request)
-    if header and (wait := auth_failures.exceeded(key)) is not None:
-        refusal = auth_failures.refusal(wait)
-        response = JsonResponse(envelope(refusal.code, refusal.message, detail=refusal.detail), status=429)
-        response["Retry-After"] = str(wait)
-        return response
-    if not scraper_allowed(header):
-        if header:
-            auth_failures.record(key)
-        response = JsonResponse(
-            envelope(
-                "unauthenticated",
-                "Scraping needs 'Authorization: Bearer <METRICS_TOKEN>' or a workspace admin's token.",
-            ),
-            status=401,
-        )
-        response["WWW-Authenticate"] = 'Bearer realm="hq"'
-        return response
+    try:
+        _check_scraper(request)
+    except HQError as exc:
+        return hq_error_response(exc)
     metrics.flush()  # this process's own increments, so a scrape right after a request sees it
     return HttpResponse(metrics.render(), content_type=CONTENT_TYPE)
 

@@ -1,4 +1,4 @@
-"""Scope checks: a view names the scope each action or method needs."""
+"""Scope checks for DRF views: a view names the scope each action or method needs; hq.permissions decides."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from rest_framework.permissions import BasePermission
 if TYPE_CHECKING:
     from rest_framework.request import Request
 
-from hq.api.auth import Principal
-from hq.errors import Forbidden, MissingScope, Unauthenticated
+from hq.errors import Unauthenticated
+from hq.permissions import Principal, ensure_scope, require_admin
+
+__all__ = ["HasScopes", "require_admin", "required_scope"]
 
 
 def required_scope(view: Any, method: str) -> str | None:
@@ -35,13 +37,5 @@ class HasScopes(BasePermission):
         principal = request.auth
         if not isinstance(principal, Principal):
             raise Unauthenticated()
-        scope = required_scope(view, request.method)
-        if scope and not principal.has_scope(scope):
-            raise MissingScope(scope)
+        ensure_scope(principal, required_scope(view, request.method))
         return True
-
-
-def require_admin(principal: Principal) -> None:
-    """Refuse a caller who is not an admin of the token's workspace."""
-    if not principal.is_admin:
-        raise Forbidden("Only workspace admins may do this.", code="admin_required")

@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from hq.api.auth import Principal
+from hq.permissions import Principal
 from hq.ratewindow import Admission, parse_rate
 
 __all__ = ["TokenRateThrottle", "parse_rate"]

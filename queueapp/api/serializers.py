@@ -357,12 +357,7 @@ class HITLRequestOut(serializers.ModelSerializer):
             "requested_by",
             "reason",
             "state",
-            "created_at",
-            "expires_at",
-            "decided_by",
-            "decided_at",
-            "decided_via",
-            "comment",
+            *HITLRequest.DECISION_FIELDS,
             "job_state",
         ]
 

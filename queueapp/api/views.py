@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Model, QuerySet
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -12,9 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from hq import permissions
 from hq.api.fields import iso
 from hq.api.pagination import paginate
-from hq.api.permissions import require_admin
 from queueapp import observability, registry, selectors, services
 from queueapp.api.filters import HITLFilter, JobFilter
 from queueapp.api.serializers import (
@@ -32,19 +34,40 @@ from queueapp.api.serializers import (
     WorkerOut,
     submit_parse,
 )
-from queueapp.models import Job
 
 UUID_RE = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 
 
-class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class CallerRowsViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """List and retrieve what the caller may read: `visible` lists it (a selector that asks
+    hq.permissions), `get_one` finds one by the URL's id or answers 404."""
+
+    lookup_value_regex = UUID_RE
+    #: `(principal=)` -> the rows the caller may read.
+    visible: Callable[..., QuerySet]
+    #: `(principal=, <lookup_url_kwarg>=)` -> one of them, else NotFound.
+    get_one: Callable[..., Model]
+    order_by: tuple[str, ...]
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return self.serializer_class.Meta.model.objects.none()
+        return self.visible(principal=self.request.auth).order_by(*self.order_by)
+
+    def get_object(self) -> Model:
+        return self.get_one(principal=self.request.auth, **{self.lookup_url_kwarg: self.kwargs[self.lookup_url_kwarg]})
+
+
+class JobViewSet(CallerRowsViewSet):
     """Submit, list, inspect, cancel and retry jobs."""
 
     serializer_class = JobOut
     filterset_class = JobFilter
     results_key = "jobs"
     lookup_url_kwarg = "job_id"
-    lookup_value_regex = UUID_RE
+    visible = staticmethod(selectors.jobs_visible)
+    get_one = staticmethod(selectors.job_get)
+    order_by = ("-created_at", "id")
     required_scopes = {
         "list": "queue:read",
         "retrieve": "queue:read",
@@ -54,14 +77,6 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         "cancel": "queue:write",
         "retry": "queue:write",
     }
-
-    def get_queryset(self):  # noqa: ANN201
-        if getattr(self, "swagger_fake_view", False):
-            return Job.objects.none()
-        return selectors.jobs_visible(principal=self.request.auth).order_by("-created_at", "id")
-
-    def get_object(self):  # noqa: ANN201
-        return selectors.job_get(principal=self.request.auth, job_id=self.kwargs["job_id"])
 
     @extend_schema(
         request=JobSubmitIn,
@@ -133,14 +148,16 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return paginate(self, request, job.events.order_by("at", "id"), JobEventOut, "events")
 
 
-class HITLViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class HITLViewSet(CallerRowsViewSet):
     """Human-in-the-loop requests: list (oldest first), inspect, approve, reject."""
 
     serializer_class = HITLRequestOut
     filterset_class = HITLFilter
     results_key = "requests"
     lookup_url_kwarg = "request_id"
-    lookup_value_regex = UUID_RE
+    visible = staticmethod(selectors.hitl_visible)
+    get_one = staticmethod(selectors.hitl_get)
+    order_by = ("created_at", "id")
     required_scopes = {
         "list": "queue:read",
         "retrieve": "queue:read",
@@ -148,18 +165,10 @@ class HITLViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "reject": "hitl:approve",
     }
 
-    def get_queryset(self):  # noqa: ANN201
-        if getattr(self, "swagger_fake_view", False):
-            return services.HITLRequest.objects.none()
-        return selectors.hitl_visible(principal=self.request.auth).order_by("created_at", "id")
-
-    def get_object(self):  # noqa: ANN201
-        return selectors.hitl_get(principal=self.request.auth, request_id=self.kwargs["request_id"])
-
     def _decide(self, request: Request, decision: str, body_class: type) -> Response:
         hitl = self.get_object()
         # 403 (role, self-approval) comes before 400 (body): check who before parsing what.
-        services.hitl_ensure_may_decide(request=hitl, actor=request.auth.user, via="api")
+        permissions.ensure_may_decide_hitl(request=hitl, actor=request.auth.user, via=permissions.VIA_API)
         body = body_class(data=request.data)
         body.is_valid(raise_exception=True)
         hitl = services.hitl_decide(
@@ -216,7 +225,7 @@ class WorkersView(APIView):
 
     @extend_schema(responses={200: inline_serializer("Workers", {"workers": WorkerOut(many=True)})})
     def get(self, request: Request) -> Response:
-        require_admin(request.auth)
+        permissions.require_admin(request.auth)
         running = selectors.running_by_worker(workspace_id=request.auth.workspace_id)
         workers = list(selectors.workers_live())
         for w in workers:
@@ -232,7 +241,7 @@ class QueuePauseView(APIView):
 
     @extend_schema(request=None, responses={200: QueueStateOut})
     def post(self, request: Request, queue: str) -> Response:
-        require_admin(request.auth)
+        permissions.require_admin(request.auth)
         if self.resume:
             services.queue_resume(queue=queue, workspace=request.auth.workspace)
         else:
@@ -277,6 +286,6 @@ class ObservabilitySummaryView(APIView):
         }
     )
     def get(self, request: Request) -> Response:
-        require_admin(request.auth)
+        permissions.require_admin(request.auth)
         body = observability.summary(workspace_ids=[request.auth.workspace_id])
         return Response(_api_json(body))

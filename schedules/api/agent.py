@@ -18,16 +18,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hq.api.auth import Principal
 from hq.api.fields import UTCDateTimeField
 from hq.api.pagination import paginate
-from hq.api.permissions import require_admin
 from hq.api.schema import PAGE_PARAMETERS
-from hq.errors import Forbidden, NotFound, ValidationFailed
+from hq.errors import ValidationFailed
 from hq.models import User
+from hq.permissions import Principal, require_admin
 from schedules import services
 from schedules.models import Schedule, ScheduleState
-from schedules.selectors import schedules_on, schedules_visible
+from schedules.selectors import schedule_get, schedules_on
 
 ACTION = "run_agent"
 
@@ -135,24 +134,6 @@ class ScheduleOut(serializers.Serializer):
         data = super().to_representation(instance)
         data["last_fire_status"] = data["last_fire_status"] or None
         return data
-
-
-def schedule_readable(principal: Principal, schedule_id: Any) -> Schedule:
-    """Owner or admin may read; anyone else gets 404."""
-    s = schedules_visible(principal, "agent").filter(pk=schedule_id).first()
-    if s is None:
-        raise NotFound("No such schedule.")
-    return s
-
-
-def schedule_mutable(principal: Principal, schedule_id: Any) -> Schedule:
-    """Owner or admin may change; a member of the same workspace gets 403, anyone else 404."""
-    s = schedules_on(principal, "agent").filter(pk=schedule_id).first()
-    if s is None:
-        raise NotFound("No such schedule.")
-    if not (principal.is_admin or s.owner_id == principal.user.pk):
-        raise Forbidden("Only the schedule's owner or an admin may change it.", code="not_owner")
-    return s
 
 
 def _bool(raw: str | None, name: str) -> bool:
@@ -276,11 +257,12 @@ class ScheduleView(APIView):
 
     @extend_schema(responses={200: ScheduleOut})
     def get(self, request: Request, schedule_id: str) -> Response:
-        return Response(ScheduleOut(schedule_readable(request.auth, schedule_id)).data)
+        s = schedule_get(principal=request.auth, surface="agent", schedule_id=schedule_id)
+        return Response(ScheduleOut(s).data)
 
     @extend_schema(request=SchedulePatch, responses={200: OK_NEXT})
     def patch(self, request: Request, schedule_id: str) -> Response:
-        s = schedule_mutable(request.auth, schedule_id)
+        s = schedule_get(principal=request.auth, surface="agent", schedule_id=schedule_id, to_change=True)
         data = SchedulePatch(data=request.data)
         data.is_valid(raise_exception=True)
         s, trigger_changed = services.schedule_update(schedule=s, merge=("args",), **data.validated_data)
@@ -291,7 +273,8 @@ class ScheduleView(APIView):
 
     @extend_schema(responses={200: OK})
     def delete(self, request: Request, schedule_id: str) -> Response:
-        services.schedule_archive(schedule=schedule_mutable(request.auth, schedule_id), actor=request.auth.user)
+        s = schedule_get(principal=request.auth, surface="agent", schedule_id=schedule_id, to_change=True)
+        services.schedule_archive(schedule=s, actor=request.auth.user)
         return Response({"ok": True})
 
 
@@ -303,7 +286,7 @@ class ScheduleActionView(APIView):
 
     @extend_schema(request=None, responses={200: OK_NEXT})
     def post(self, request: Request, schedule_id: str) -> Response:
-        s = schedule_mutable(request.auth, schedule_id)
+        s = schedule_get(principal=request.auth, surface="agent", schedule_id=schedule_id, to_change=True)
         if self.verb == "pause":
             services.schedule_pause(schedule=s, actor=request.auth.user)
             return Response({"ok": True})
@@ -315,7 +298,8 @@ class ScheduleActionView(APIView):
 
     @extend_schema(responses={200: OK})
     def delete(self, request: Request, schedule_id: str) -> Response:
-        services.schedule_erase(schedule=schedule_mutable(request.auth, schedule_id))
+        s = schedule_get(principal=request.auth, surface="agent", schedule_id=schedule_id, to_change=True)
+        services.schedule_erase(schedule=s)
         return Response({"ok": True})
 
 

@@ -12,13 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from hq.api.auth import Principal
 from hq.api.fields import JSONObjectField, UTCDateTimeField
 from hq.api.pagination import paginate
-from hq.errors import NotFound, ValidationFailed
+from hq.errors import ValidationFailed
 from schedules import actions, services
 from schedules.models import Schedule, ScheduleState
-from schedules.selectors import schedules_visible
+from schedules.selectors import schedule_get, schedules_visible
 
 
 class TaskIn(serializers.Serializer):
@@ -83,13 +82,6 @@ EXAMPLE = {
     "args": {"room_id": "<ROOM_ID>", "content": {"msgtype": "swp.text", "body": "Monday status check"}},
     "enabled": True,
 }
-
-
-def task_get(principal: Principal, task_id: Any) -> Schedule:
-    task = schedules_visible(principal, "tasks").filter(pk=task_id).first()
-    if task is None:
-        raise NotFound("No such scheduled task.")
-    return task
 
 
 # The engine names a task's trigger parts; this API's body calls them `schedule` and `timezone`.
@@ -171,11 +163,12 @@ class TaskView(APIView):
 
     @extend_schema(responses={200: TaskOut})
     def get(self, request: Request, task_id: str) -> Response:
-        return Response(TaskOut(task_get(request.auth, task_id)).data)
+        task = schedule_get(principal=request.auth, surface="tasks", schedule_id=task_id)
+        return Response(TaskOut(task).data)
 
     @extend_schema(request=TaskPatch, responses={200: TaskOut})
     def patch(self, request: Request, task_id: str) -> Response:
-        task = task_get(request.auth, task_id)
+        task = schedule_get(principal=request.auth, surface="tasks", schedule_id=task_id)
         data = TaskPatch(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -193,5 +186,6 @@ class TaskView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, task_id: str) -> Response:
-        services.schedule_delete(schedule=task_get(request.auth, task_id))
+        task = schedule_get(principal=request.auth, surface="tasks", schedule_id=task_id)
+        services.schedule_delete(schedule=task)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -121,6 +121,30 @@ def test_metrics_counts_failed_tokens_and_then_refuses_the_right_one(three_per_m
     )
 
 
+def test_metrics_counts_refused_pats_as_the_api_does_and_never_throttles_a_valid_one(admin, three_per_minute):
+    """/metrics checks a PAT with the API's own token check: each refused one counts against the
+    address and the token's prefix, the fourth is 429, and a valid admin PAT still scrapes."""
+    client = Client()
+    for _ in range(3):
+        resp = client.get("/metrics", **BAD_TOKEN)
+        assert resp.status_code == 401 and resp.json()["error"]["code"] == "unauthenticated"
+    resp = client.get("/metrics", **BAD_TOKEN)
+    assert resp.status_code == 429 and resp.json()["error"]["code"] == "auth_throttled"
+    assert 1 <= int(resp["Retry-After"]) <= 61
+    # The same bad token from another address: its prefix is throttled too, as on the API.
+    assert Client(REMOTE_ADDR="10.0.0.3").get("/metrics", **BAD_TOKEN).status_code == 429
+    assert client.get("/metrics", **admin.headers).status_code == 200
+    window = str(int(time.time() // 60))
+    assert int(hq_redis.client().get(hq_redis.key("authfail", "address", "127.0.0.1", window))) == 3
+
+
+def test_metrics_failures_throttle_the_api_from_that_address(api, three_per_minute):
+    for _ in range(3):
+        assert Client().get("/metrics", **BAD_TOKEN).status_code == 401
+    resp = api.get("/v1/me", HTTP_AUTHORIZATION="Bearer hq_pat_" + "y" * 43)
+    assert resp.status_code == 429 and resp.json()["error"]["code"] == "auth_throttled"
+
+
 # --- one counter --------------------------------------------------------------------------------------------
 
 
