@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Protocol
+from uuid import UUID
 
 from hq.errors import ValidationFailed
 from hq.models import Agent
@@ -51,6 +52,6 @@ def run(agent: Agent, messages: list[ChatMessage]) -> str:
     return backend.reply(agent, messages)
 
 
-def default_agent(workspace_id: object) -> Agent | None:
+def default_agent(workspace_id: UUID | str) -> Agent | None:
     """The workspace's default enabled agent."""
     return Agent.objects.filter(workspace_id=workspace_id, is_default=True, enabled=True).first()
