@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services lint bench soak chaos fuzz lock audit system-deps clean
+.PHONY: run test install services lint typecheck bench soak chaos fuzz lock audit system-deps clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,9 +35,15 @@ test: install system-deps
 services:
 	bash scripts/ensure-services.sh
 
+## lint: ruff (style, unused noqa, complexity), then typecheck
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
+
+## typecheck: mypy with django-stubs and DRF stubs, strict (see [tool.mypy] in pyproject.toml)
+typecheck: install
+	$(VENV)/bin/mypy
 
 ## bench: benchmarks with their baselines in the same run (not tests); writes bench/RESULTS-*.md
 bench: install

@@ -20,8 +20,7 @@ class DeliveryAttemptInline(WorkspaceScopedTabularInline):
     model = DeliveryAttempt
     extra = 0
     can_delete = False
-    fields = ["number", "outcome", "status_code", "error", "retry_after_s", "at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("number", "outcome", "status_code", "error", "retry_after_s", "at")
     ordering = ["number"]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from hq.errors import ValidationFailed
 
@@ -76,7 +77,7 @@ FIELDS: dict[str, dict[str, Callable[[object], str | None]]] = {
 }
 
 
-def validate_destination(data: object) -> dict:
+def validate_destination(data: object) -> dict[str, Any]:
     """Return `data` as a normalised destination (`kind` first), or raise ValidationFailed.
 
     Field errors are keyed `deliver_to.<field>`, all reported at once.
@@ -99,8 +100,8 @@ def validate_destination(data: object) -> dict:
     for name, check in checks.items():
         if name not in data:
             errors[f"deliver_to.{name}"] = ["This field is required."]
-        elif problem := check(data[name]):
-            errors[f"deliver_to.{name}"] = [problem]
+        elif refusal := check(data[name]):
+            errors[f"deliver_to.{name}"] = [refusal]
     for name in data:
         if name != "kind" and name not in checks:
             errors[f"deliver_to.{name}"] = [f"Unknown field for kind {kind!r}."]

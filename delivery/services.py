@@ -41,7 +41,7 @@ class AttemptResult:
 
 def backoff_s(attempt: int) -> float:
     """Return the wait after failed attempt number `attempt`: 1, 2, 4 … s ±20 % jitter, at most 300 s."""
-    base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(max(attempt, 1) - 1, 30))
+    base: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(max(attempt, 1) - 1, 30))
     return min(BACKOFF_CAP_S, base * random.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER))
 
 

@@ -94,8 +94,14 @@ class SlackSender:
     """Posts to a Slack user (through the DM `conversations.open` returns) or a channel."""
 
     def __init__(self, *, token: str, base_url: str, timeout_s: float) -> None:
-        # retry_handlers=[]: slack_sdk would otherwise retry connection errors itself.
-        self.client = WebClient(token=token, base_url=base_url, timeout=timeout_s, retry_handlers=[])
+        # retry_handlers=[]: slack_sdk would otherwise retry connection errors itself. It annotates
+        # `timeout` as int but hands it to urllib's urlopen, which takes seconds as a float.
+        self.client = WebClient(
+            token=token,
+            base_url=base_url,
+            timeout=timeout_s,  # type: ignore[arg-type]
+            retry_handlers=[],
+        )
 
     @classmethod
     def from_settings(cls) -> SlackSender:

@@ -7,7 +7,8 @@ conversations. Plans and groups apply to every workspace and are for superusers.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -46,6 +47,26 @@ from hq.models import (
 from hq.permissions import staff_covers_all
 from hq.scopes import ALL_SCOPES
 
+if TYPE_CHECKING:
+    # Django's form and admin classes are generic only in django-stubs: subscripting them at run
+    # time needs django_stubs_ext.monkeypatch(), which the settings do not call.
+    _MembershipForm = forms.ModelForm[Membership]
+    _TokenForm = forms.ModelForm[PersonalAccessToken]
+    _MembershipFormSet = BaseInlineFormSet[Membership, Workspace, forms.ModelForm[Membership]]
+    # The stub bounds UserAdmin's model to AbstractUser; Django's needs only the fields it names.
+    _UserAdmin = BaseUserAdmin[User]  # type: ignore[type-var]
+else:
+    _MembershipForm = _TokenForm = forms.ModelForm
+    _MembershipFormSet = BaseInlineFormSet
+    _UserAdmin = BaseUserAdmin
+
+
+def _actor(request: HttpRequest) -> User:
+    """The user acting in the admin (the admin site lets only active staff users in)."""
+    user = request.user
+    assert isinstance(user, User)
+    return user
+
 
 class GuardedJSONField(forms.JSONField):
     """The admin's JSON inputs pass the same input guard as API bodies (hq.jsonguard).
@@ -79,17 +100,19 @@ class GuardedJSONField(forms.JSONField):
         return super().has_changed(clip_json(initial), data)
 
 
-GUARDED_JSON = {models.JSONField: {"form_class": GuardedJSONField}}
+GUARDED_JSON: Mapping[type[models.Field[Any, Any]], Mapping[str, Any]] = {
+    models.JSONField: {"form_class": GuardedJSONField}
+}
 
 
-class MembershipInlineForm(forms.ModelForm):
+class MembershipInlineForm(_MembershipForm):
     """A row of a workspace's members: its user is fixed once saved (ending it has consequences)."""
 
     class Meta:
         model = Membership
         fields = ["user", "role"]
 
-    def clean(self) -> dict[str, Any]:
+    def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
         if self.instance.pk and "user" in self.changed_data:
             self.add_error(
@@ -100,7 +123,7 @@ class MembershipInlineForm(forms.ModelForm):
         return cleaned
 
 
-class MembershipFormSet(BaseInlineFormSet):
+class MembershipFormSet(_MembershipFormSet):
     """Deleting a row ends the membership through `membership_end`, never a bare delete."""
 
     actor: User | None = None
@@ -130,7 +153,7 @@ class GroupAdmin(WorkspaceScopedAdmin, BaseGroupAdmin):
 
 
 @admin.register(User)
-class UserAdmin(WorkspaceScopedAdmin, BaseUserAdmin):
+class UserAdmin(WorkspaceScopedAdmin, _UserAdmin):
     """Users who share a workspace with the staff user; only superusers add, edit or delete users,
     since a user may belong to workspaces the staff user does not administer (and a staff user
     must not be able to edit their own flags)."""
@@ -177,17 +200,17 @@ class UserAdmin(WorkspaceScopedAdmin, BaseUserAdmin):
         deactivating = change and "is_active" in form.changed_data and not obj.is_active
         super().save_model(request, obj, form, change)
         if deactivating:
-            services.user_deactivate(user=obj, actor=request.user)
+            services.user_deactivate(user=obj, actor=_actor(request))
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
-        services.user_delete(user=obj, actor=request.user)
+        services.user_delete(user=obj, actor=_actor(request))
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            services.user_delete(user=user, actor=request.user)
+            services.user_delete(user=user, actor=_actor(request))
 
     @admin.action(description="Deactivate selected users…", permissions=["change"])
-    def deactivate_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
         users = list(queryset.prefetch_related("memberships__workspace"))
         if request.POST.get("post"):
             done = 0
@@ -195,7 +218,7 @@ class UserAdmin(WorkspaceScopedAdmin, BaseUserAdmin):
                 if user.pk == request.user.pk:
                     self.message_user(request, "You cannot deactivate yourself.", messages.ERROR)
                     continue
-                services.user_deactivate(user=user, actor=request.user)
+                services.user_deactivate(user=user, actor=_actor(request))
                 done += 1
             if done:
                 self.message_user(
@@ -251,7 +274,7 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         if isinstance(formset, MembershipFormSet):
-            formset.actor = request.user
+            formset.actor = _actor(request)
         super().save_formset(request, form, formset, change)
 
 
@@ -270,14 +293,14 @@ class MembershipAdmin(WorkspaceScopedAdmin):
         return ["user", "workspace"] if obj is not None else []
 
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
-        services.membership_end(membership=obj, actor=request.user)
+        services.membership_end(membership=obj, actor=_actor(request))
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
         for membership in queryset:
-            services.membership_end(membership=membership, actor=request.user)
+            services.membership_end(membership=membership, actor=_actor(request))
 
 
-class TokenForm(forms.ModelForm):
+class TokenForm(_TokenForm):
     scopes = forms.MultipleChoiceField(
         choices=[(s, s) for s in ALL_SCOPES],
         widget=forms.CheckboxSelectMultiple,
@@ -343,8 +366,7 @@ class RoomMessageInline(WorkspaceScopedTabularInline):
     workspace_path = "room__workspace"
     model = RoomMessage
     extra = 0
-    fields = ["created_at", "kind", "author", "agent", "msgtype", "body"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "kind", "author", "agent", "msgtype", "body")
     ordering = ["-created_at"]
 
 
@@ -376,8 +398,7 @@ class ConversationMessageInline(WorkspaceScopedTabularInline):
     workspace_path = "conversation__workspace"
     model = ConversationMessage
     extra = 0
-    fields = ["created_at", "role", "agent", "body", "fire_id"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "role", "agent", "body", "fire_id")
 
 
 @admin.register(Conversation)

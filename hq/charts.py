@@ -8,7 +8,7 @@ markup rendered here and inlined in the page: no CDN, no script. Every bar and p
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 #: Colours for common series names; others take the palette in order.
@@ -120,7 +120,7 @@ def _svg(title: str, body: list[str]) -> str:
 
 
 def bar_chart(
-    *, title: str, labels: Sequence[str], series: dict[str, Sequence[float]], y_label: str = "", stacked: bool = True
+    *, title: str, labels: Sequence[str], series: Mapping[str, Sequence[float]], y_label: str = "", stacked: bool = True
 ) -> str:
     """Bars per label, one colour per series, stacked (or side by side with `stacked=False`)."""
     names = list(series)
@@ -156,7 +156,7 @@ def bar_chart(
 
 
 def line_chart(
-    *, title: str, labels: Sequence[str], series: dict[str, Sequence[float | None]], y_label: str = ""
+    *, title: str, labels: Sequence[str], series: Mapping[str, Sequence[float | None]], y_label: str = ""
 ) -> str:
     """One line per series; a missing value (None) breaks the line."""
     names = list(series)

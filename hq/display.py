@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db.models import QuerySet, TextField
+from django.db.models import Model, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from hq.jsonguard import JSON_STRING, MAX_JSON_DEPTH, json_depth
@@ -25,6 +25,7 @@ CLIPPED = f"… nested deeper than {MAX_JSON_DEPTH} levels, not shown …"
 RAW_SHOWN_CHARS = 2000
 # A JSON string or a bracket.
 _TOKEN = re.compile(JSON_STRING + r"|[\[\]{}]")
+_M = TypeVar("_M", bound=Model)
 
 
 def clip_json(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -100,10 +101,13 @@ def json_text_attr(field: str) -> str:
     return f"{field}_stored_text"
 
 
-def with_json_text(rows: QuerySet, *fields: str) -> QuerySet:
+def with_json_text(rows: QuerySet[_M], *fields: str) -> QuerySet[_M]:
     """`rows` with the JSON `fields` left unloaded and their stored text annotated instead.
 
     Read the text with `json_text_attr(field)`; touching the field itself would load it (and
     recurse as deep as the value goes).
     """
-    return rows.defer(*fields).annotate(**{json_text_attr(f): Cast(f, output_field=TextField()) for f in fields})
+    annotated: QuerySet[_M] = rows.defer(*fields).annotate(
+        **{json_text_attr(f): Cast(f, output_field=TextField()) for f in fields}
+    )
+    return annotated

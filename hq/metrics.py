@@ -25,11 +25,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
 
 from hq import redis as hq_redis
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 logger = logging.getLogger(__name__)
 
@@ -136,11 +139,11 @@ class _Buffer:
             for metric, fld, amount in items:
                 key = (metric, fld)
                 self.pending[key] = self.pending.get(key, 0) + amount
-            start = self.thread is None
-            if start:
-                self.thread = threading.Thread(target=_flush_forever, name="hq-metrics-flush", daemon=True)
-        if start:
-            self.thread.start()
+            started = None
+            if self.thread is None:
+                started = self.thread = threading.Thread(target=_flush_forever, name="hq-metrics-flush", daemon=True)
+        if started is not None:
+            started.start()
 
     def take(self) -> dict[tuple[str, str], float]:
         with self.lock:
@@ -173,7 +176,7 @@ def inc(name: str, labels: tuple[str, ...] = (), amount: float = 1) -> None:
         if spec.kind != "counter" or len(labels) != len(spec.labels):
             raise ValueError(f"bad counter call {name}{labels}")
         _buffer.add([(name, _field(labels), amount)])
-    except Exception:  # noqa: BLE001 - metrics must never break the caller
+    except Exception:  # metrics must never break the caller
         logger.exception("metrics: could not record %s", name)
 
 
@@ -192,7 +195,7 @@ def observe(name: str, labels: tuple[str, ...], value: float) -> None:
                 (name, _field(labels, "count"), 1),
             ]
         )
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("metrics: could not record %s", name)
 
 
@@ -219,7 +222,7 @@ def _flush() -> bool:
                 pipe.hincrbyfloat(key, fld, float(amount))
         pipe.execute()
         return True
-    except Exception as exc:  # noqa: BLE001 - Redis down, a timeout: keep the increments
+    except Exception as exc:  # Redis down, a timeout: keep the increments
         logger.warning("metrics: flush failed (%s); will retry", exc.__class__.__name__)
         _buffer.give_back(taken)
         return False
@@ -326,22 +329,22 @@ def _read_redis() -> dict[str, dict[str, float]] | None:
         for name in SPECS:
             pipe.hgetall(hq_redis.key("metrics", name))
         raw = pipe.execute()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         logger.warning("metrics: cannot read counters from Redis (%s)", exc.__class__.__name__)
         return None
     return {name: {k.decode(): float(v) for k, v in fields.items()} for name, fields in zip(SPECS, raw, strict=True)}
 
 
-def _families(stored: dict[str, dict[str, float]]) -> Iterator:
+def _families(stored: dict[str, dict[str, float]]) -> Iterator[Metric]:
     from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
     for name, spec in SPECS.items():
         fields = stored.get(name, {})
         if spec.kind == "counter":
-            family = CounterMetricFamily(name, spec.help, labels=spec.labels)
+            counter = CounterMetricFamily(name, spec.help, labels=spec.labels)
             for fld, value in sorted(fields.items()):
-                family.add_metric(json.loads(fld), value)
-            yield family
+                counter.add_metric(json.loads(fld), value)
+            yield counter
             continue
         series: dict[tuple[str, ...], dict[str, float]] = {}
         for fld, value in fields.items():
@@ -361,7 +364,7 @@ def _families(stored: dict[str, dict[str, float]]) -> Iterator:
 class HQCollector:
     """Counters and histograms from Redis, gauges from the registered sources."""
 
-    def collect(self) -> Iterator:
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
 
         stored = _read_redis()
@@ -373,7 +376,7 @@ class HQCollector:
         for source_name, source in gauge_sources().items():
             try:
                 gauges = list(source())
-            except Exception:  # noqa: BLE001 - one failing source must not hide the others
+            except Exception:  # one failing source must not hide the others
                 logger.exception("metrics: gauge source %s failed", source_name)
                 continue
             for gauge in gauges:

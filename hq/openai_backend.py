@@ -13,6 +13,7 @@ import time
 
 import openai
 from django.conf import settings
+from openai.types.chat import ChatCompletionMessageParam
 
 from hq import agents
 from hq.errors import ValidationFailed
@@ -36,6 +37,17 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
     return wait if wait is not None and math.isfinite(wait) and wait >= 0 else None
 
 
+def _message_param(message: agents.ChatMessage) -> ChatCompletionMessageParam:
+    """One message as the API takes it; HQ writes only system, user and assistant messages."""
+    if message.role == "system":
+        return {"role": "system", "content": message.content}
+    if message.role == "assistant":
+        return {"role": "assistant", "content": message.content}
+    if message.role == "user":
+        return {"role": "user", "content": message.content}
+    raise ValueError(f"no chat role {message.role!r}")
+
+
 class OpenAICompatibleBackend:
     def reply(self, agent: Agent, messages: list[agents.ChatMessage]) -> str:
         if not agent.base_url or not agent.model:
@@ -44,7 +56,7 @@ class OpenAICompatibleBackend:
         client = openai.OpenAI(
             base_url=agent.base_url, api_key=key or "unset", max_retries=0, timeout=settings.HQ_AGENT_TIMEOUT_S
         )
-        payload = [{"role": m.role, "content": m.content} for m in messages]
+        payload = [_message_param(m) for m in messages]
         attempts = max(settings.HQ_AGENT_MAX_ATTEMPTS, 1)
         for attempt in range(1, attempts + 1):
             try:

@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -72,7 +73,9 @@ class FixedWindow:
     def counts(self, keys: list[tuple[str, ...]]) -> list[int]:
         """Each key's count in the current window. Raises redis.RedisError."""
         bucket = self.bucket()
-        return [int(c or 0) for c in hq_redis.client().mget([self.name(k, bucket) for k in keys])]
+        # redis-py types every command's result as `Awaitable[Any] | Any`, for its sync and async clients alike.
+        values = cast("list[bytes | None]", hq_redis.client().mget([self.name(k, bucket) for k in keys]))
+        return [int(c or 0) for c in values]
 
 
 @dataclass

@@ -30,6 +30,8 @@ HQ_RELAY_INTERVAL_S = 0.2
 HQ_WORKER_POLL_S = float(os.environ.get("HQ_TEST_POLL_S", "0.05"))
 HQ_SHUTDOWN_GRACE_S = float(os.environ.get("HQ_TEST_GRACE_S", "2.0"))
 HQ_THROTTLE_RATE = "100000/min"
-LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+_root_logger = LOGGING["root"]  # noqa: F405
+assert isinstance(_root_logger, dict)  # it is; mypy types the values of hq.settings' LOGGING literal as object
+_root_logger["level"] = "WARNING"
 # Worker threads close their connections after each unit of work, so no session outlives a test.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

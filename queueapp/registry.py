@@ -9,10 +9,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from queueapp.worker import Runtime
 
 
 @dataclass
@@ -128,7 +131,7 @@ def functions(*, include_internal: bool = False) -> list[JobFunction]:
     return sorted((f for f in _functions.values() if include_internal or not f.internal), key=lambda f: f.name)
 
 
-SideTask = Callable[..., Awaitable[None]]
+SideTask = Callable[["Runtime"], Awaitable[None]]
 _side_tasks: dict[str, SideTask] = {}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
 from hq import clock
 from queueapp.models import FINISHED_STATES, HITLRequest, Job, JobEvent
@@ -56,14 +56,14 @@ class PruneReport:
 
 
 @contextmanager
-def _pass_lock():
+def _pass_lock() -> Iterator[bool]:
     """Yield True when this process may prune now (always on SQLite)."""
     if connection.vendor != "postgresql":
         yield True
         return
     with connection.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
-        got = cur.fetchone()[0]
+        got: bool = cur.fetchone()[0]
     try:
         yield got
     finally:
@@ -96,20 +96,20 @@ def prune(
     return report
 
 
-def delete_in_batches(rows: QuerySet, *, order_by: str, batch: int) -> Counter:
+def delete_in_batches(rows: QuerySet[Model], *, order_by: str, batch: int) -> Counter[str]:
     """Delete `rows` `batch` at a time, each batch in its own short transaction; counts by model label.
 
     Django's delete cascades to dependent tables (a job's events and HITL requests) with one
     DELETE ... WHERE fk IN (...) each, since none of them has signals or further dependants.
     """
-    totals: Counter = Counter()
+    totals: Counter[str] = Counter()
     model = rows.model
     while True:
         with transaction.atomic():
             ids = list(rows.order_by(order_by).select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch])
             if not ids:
                 break
-            _, per_model = model.objects.filter(pk__in=ids).only("pk").delete()
+            _, per_model = model._default_manager.filter(pk__in=ids).only("pk").delete()
         totals.update(per_model)
         if len(ids) < batch:
             break

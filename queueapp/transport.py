@@ -14,9 +14,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
 import redis
+import redis.asyncio as aioredis
 from arq.constants import (
     abort_jobs_ss,
     expires_extra_ms,
@@ -83,7 +85,11 @@ def _payload(job_id: UUID | str, attempt: int, enqueue_ms: int) -> bytes:
     return pickle.dumps({"t": None, "f": ARQ_FUNCTION, "a": (str(job_id), attempt), "k": {}, "et": enqueue_ms})
 
 
-def _script_args(item: Push, now_ms: int) -> tuple[list[str], list]:
+#: The ARGV of a push script call: expiry (ms), ARQ payload, score (ms), ARQ job id, lane.
+_Argv = list[int | bytes | str]
+
+
+def _script_args(item: Push, now_ms: int) -> tuple[list[str], _Argv]:
     arq_id = arq_job_id(item.job_id, item.attempt)
     score = max(int(item.due_at.timestamp() * 1000), 0)
     expires = max(score - now_ms, 0) + expires_extra_ms
@@ -121,12 +127,12 @@ PUSH_CHUNK = 500
 _PUSH_MANY_SHA = hashlib.sha1(_PUSH_MANY_LUA.encode()).hexdigest()
 
 
-def _script_calls(items: list[Push], now_ms: int) -> list[tuple[list[str], list]]:
+def _script_calls(items: list[Push], now_ms: int) -> list[tuple[list[str], _Argv]]:
     """(keys, args) of one script call per chunk of attempts."""
-    calls = []
+    calls: list[tuple[list[str], _Argv]] = []
     for i in range(0, len(items), PUSH_CHUNK):
         keys: list[str] = []
-        args: list = []
+        args: _Argv = []
         for item in items[i : i + PUSH_CHUNK]:
             k, a = _script_args(item, now_ms)
             keys += k
@@ -155,7 +161,8 @@ def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
         # second round trip on every push. A server that lacks the script (restarted) gets it once.
         pipe = client.pipeline(transaction=False)
         for keys, args in calls:
-            pipe.evalsha(_PUSH_MANY_SHA, len(keys), *keys, *args)
+            # redis-py annotates the keys and args of EVALSHA as str; it encodes ints and bytes as for any command.
+            pipe.evalsha(_PUSH_MANY_SHA, len(keys), *keys, *args)  # type: ignore[arg-type]
         for queue in _due_queues(items, now_ms):
             pipe.publish(nudge_channel(), queue)
         try:
@@ -167,7 +174,7 @@ def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
     raise AssertionError("unreachable")
 
 
-async def apush(items: Iterable[Push], client) -> int:  # noqa: ANN001 - redis.asyncio.Redis
+async def apush(items: Iterable[Push], client: aioredis.Redis) -> int:
     """`push` for the worker's asyncio Redis client."""
     items = list(items)
     if not items:
@@ -269,7 +276,7 @@ class Share:
 
 
 async def claim(
-    client,  # noqa: ANN001 - redis.asyncio.Redis
+    client: aioredis.Redis,
     queue: str,
     free: int,
     share: Share,
@@ -310,7 +317,7 @@ def forget(job_id: UUID | str, attempt: int, queue: str, client: redis.Redis | N
     pipe.execute()
 
 
-async def startable_count(queue: str, client, now_ms: int, limit: int = 1000) -> int:  # noqa: ANN001
+async def startable_count(queue: str, client: aioredis.Redis, now_ms: int, limit: int = 1000) -> int:
     """Due entries of an ARQ queue that no worker holds in progress (burst mode's 'anything left?')."""
     ids = await client.zrangebyscore(queue_key(queue), "-inf", now_ms, start=0, num=limit)
     if not ids:
@@ -326,8 +333,10 @@ def nudge(queue: str, client: redis.Redis | None = None) -> None:
 
 def server_run_id(client: redis.Redis | None = None) -> str:
     """Redis's `run_id`: it changes when the server restarts, which may mean it lost what it held."""
-    return str((client or hq_redis.client()).info("server").get("run_id", ""))
+    # redis-py types every command's result as `Awaitable[Any] | Any`, for its sync and async clients alike.
+    info = cast("dict[str, Any]", (client or hq_redis.client()).info("server"))
+    return str(info.get("run_id", ""))
 
 
 def queue_length(queue: str, client: redis.Redis | None = None) -> int:
-    return int((client or hq_redis.client()).zcard(queue_key(queue)))
+    return cast(int, (client or hq_redis.client()).zcard(queue_key(queue)))  # as in server_run_id

@@ -30,7 +30,7 @@ class ActionResult:
 class Action:
     name: str
     fn: Callable[..., ActionResult]
-    args_schema: type[serializers.Serializer]
+    args_schema: type[serializers.Serializer[Any]]
     surface: str = "tasks"
     description: str = ""
 
@@ -39,7 +39,7 @@ _actions: dict[str, Action] = {}
 
 
 def schedule_action(
-    name: str, *, args_schema: type[serializers.Serializer], surface: str = "tasks"
+    name: str, *, args_schema: type[serializers.Serializer[Any]], surface: str = "tasks"
 ) -> Callable[[Callable[..., ActionResult]], Callable[..., ActionResult]]:
     """Register `fn(schedule, fire, args) -> ActionResult` as action `name`.
 
@@ -88,7 +88,8 @@ def validate_args(action_name: str, args: Any, *, workspace: Workspace, owner: U
         fields = {f"args.{k}": v for k, v in flat.items()} if isinstance(flat, dict) else {"args": flat}
         first = next(iter(fields.items()))
         raise ValidationFailed(f"Invalid args for {action_name}: {first[0]}: {first[1][0]}", fields=fields)
-    return _plain(schema.validated_data)
+    validated: dict[str, Any] = _plain(schema.validated_data)
+    return validated
 
 
 def _plain(value: Any) -> Any:

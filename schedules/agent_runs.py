@@ -23,7 +23,7 @@ SOURCE_KIND = "schedule_fire"
 HISTORY_MESSAGES = 20
 
 
-class RunAgentArgs(serializers.Serializer):
+class RunAgentArgs(serializers.Serializer[Any]):
     prompt = serializers.CharField(max_length=20000, help_text="The instruction the agent runs on each fire.")
     agent_id = serializers.UUIDField(required=False, allow_null=True, default=None)
     deliver_to = serializers.JSONField()

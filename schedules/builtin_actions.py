@@ -7,13 +7,13 @@ from typing import Any
 from rest_framework import serializers
 
 from hq import messaging
-from hq.models import RoomMessage, StoredQuery
+from hq.models import Room, RoomMessage, StoredQuery
 from hq.selectors import agent_find
 from schedules.actions import ActionResult, schedule_action
 from schedules.models import Schedule, ScheduleFire
 
 
-class _RoomArgs(serializers.Serializer):
+class _RoomArgs(serializers.Serializer[Any]):
     room_id = serializers.UUIDField()
 
     def validate_room_id(self, value: Any) -> Any:
@@ -23,7 +23,7 @@ class _RoomArgs(serializers.Serializer):
         return value
 
 
-class _Content(serializers.Serializer):
+class _Content(serializers.Serializer[Any]):
     msgtype = serializers.ChoiceField(choices=RoomMessage.MsgType.values)
     body = serializers.CharField(max_length=20000)
 
@@ -53,7 +53,7 @@ class RunQueryArgs(_RoomArgs):
         return value
 
 
-def _room(schedule: Schedule, args: dict[str, Any]):  # noqa: ANN202
+def _room(schedule: Schedule, args: dict[str, Any]) -> Room:
     return messaging.room_for_member(
         workspace_id=schedule.workspace_id, user_id=schedule.owner_id, room_id=args["room_id"]
     )

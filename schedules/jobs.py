@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db.utils import DatabaseError
@@ -11,6 +11,9 @@ from django.db.utils import DatabaseError
 from hq import clock, metrics
 from queueapp.registry import JobContext, job_function, side_task
 from schedules import services
+
+if TYPE_CHECKING:
+    from queueapp.worker import Runtime
 
 logger = logging.getLogger("hq.scheduler")
 
@@ -22,7 +25,7 @@ def fire(ctx: JobContext) -> dict[str, Any]:
 
 
 @side_task("scheduler")
-async def scheduler(runtime) -> None:  # noqa: ANN001 - queueapp.worker.Runtime
+async def scheduler(runtime: Runtime) -> None:
     """Fire due schedules, then sleep until the earliest next fire or a change notification."""
     from queueapp.worker import run_sync
 

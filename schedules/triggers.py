@@ -820,6 +820,25 @@ _refusals_lock = threading.Lock()
 
 @functools.lru_cache(maxsize=1024)
 def _parse_rrule_cached(expr: str) -> _RRuleSpec:
+    parts = _split_rrule_parts(_rrule_value(expr))
+    freq = _rrule_freq(parts)
+    interval = _bounded_int(parts, "INTERVAL", 1, RRULE_MAX_INTERVAL) or 1
+    count = _bounded_int(parts, "COUNT", 1, RRULE_MAX_STORED_COUNT)
+    until, until_is_utc = _rrule_until(parts)
+    if count is not None and until is not None:
+        raise _rrule_error("COUNT and UNTIL cannot be used together (RFC 5545)")
+    _check_rrule_parts(parts, freq)
+    ordered = tuple((name, parts[name]) for name in _RRULE_PART_ORDER if name in parts)
+    normalised = ";".join(f"{k}={v}" for k, v in ordered)
+    spec = _RRuleSpec(normalised, ordered, freq, interval, count, until, until_is_utc)
+    if not _day_filters_satisfiable(spec):
+        raise _rrule_error(f"rrule {normalised!r} never produces an occurrence: no date matches its day parts")
+    _check_subdaily_coverage(spec)
+    return spec
+
+
+def _rrule_value(expr: str) -> str:
+    """The RRULE value of `expr`, upper-cased, without an `RRULE:` prefix."""
     text = expr.strip().upper()
     if not text:
         raise _rrule_error("rrule expression is empty")
@@ -829,13 +848,11 @@ def _parse_rrule_cached(expr: str) -> _RRuleSpec:
         text = text[len("RRULE:") :]
     if any(ch in text for ch in ":\r\n"):
         raise _rrule_error("expr must be a single RRULE value; RDATE, EXDATE, EXRULE and properties are not supported")
-    parts = _split_rrule_parts(text)
-    freq = _rrule_freq(parts)
-    interval = _bounded_int(parts, "INTERVAL", 1, RRULE_MAX_INTERVAL) or 1
-    count = _bounded_int(parts, "COUNT", 1, RRULE_MAX_STORED_COUNT)
-    until, until_is_utc = _rrule_until(parts)
-    if count is not None and until is not None:
-        raise _rrule_error("COUNT and UNTIL cannot be used together (RFC 5545)")
+    return text
+
+
+def _check_rrule_parts(parts: Mapping[str, str], freq: int) -> None:
+    """Refuse values and combinations of the BY*, WKST and BYSECOND parts that HQ does not run."""
     if "BYSECOND" in parts and "," in parts["BYSECOND"]:
         # With one BYSECOND value every occurrence has the same second, so two
         # distinct occurrences are always at least a minute apart.
@@ -848,13 +865,6 @@ def _parse_rrule_cached(expr: str) -> _RRuleSpec:
     if "WKST" in parts and parts["WKST"] not in ("MO", "TU", "WE", "TH", "FR", "SA", "SU"):
         raise _rrule_error(f"WKST must be a weekday code such as MO, got {parts['WKST']!r}")
     _check_rfc_combinations(parts, freq)
-    ordered = tuple((name, parts[name]) for name in _RRULE_PART_ORDER if name in parts)
-    normalised = ";".join(f"{k}={v}" for k, v in ordered)
-    spec = _RRuleSpec(normalised, ordered, freq, interval, count, until, until_is_utc)
-    if not _day_filters_satisfiable(spec):
-        raise _rrule_error(f"rrule {normalised!r} never produces an occurrence: no date matches its day parts")
-    _check_subdaily_coverage(spec)
-    return spec
 
 
 def _split_rrule_parts(text: str) -> dict[str, str]:
@@ -987,7 +997,7 @@ def _compile_rrule_uncached(normalised: str, dtstart: datetime) -> _CompiledRRul
     _check_daily_phases(spec, dtstart)
     try:
         days = _day_filter(spec)
-        rule = du.rrulestr(_lattice_text(spec, days), dtstart=dtstart)
+        rule = _rrule_of(_lattice_text(spec, days), dtstart)
         with _evaluation():
             first = _first_occurrence(spec, rule, days, dtstart)
             last = _nth_occurrence(spec, rule, days, dtstart, spec.count) if spec.count is not None else None
@@ -1176,7 +1186,7 @@ def _day_filter(spec: _RRuleSpec) -> _DayFilter | None:
 
 def _lattice_text(spec: _RRuleSpec, days: _DayFilter | None) -> str:
     """The rule for dateutil without COUNT, UNTIL and the day parts ``days`` applies instead."""
-    dropped = ("UNTIL", "COUNT")
+    dropped: tuple[str, ...] = ("UNTIL", "COUNT")
     if days is not None:
         dropped += ("BYMONTH",) if spec.freq == du.WEEKLY else _DAY_PARTS
     return spec.dateutil_text(without=dropped)
@@ -1292,7 +1302,14 @@ def _days_probe(spec: _RRuleSpec, start: datetime, first_of_year: bool = False) 
     """
     parts = dict(spec.parts)
     head = ["FREQ=YEARLY", *(["BYSETPOS=1"] if first_of_year else []), "BYHOUR=0", "BYMINUTE=0", "BYSECOND=0"]
-    return du.rrulestr(";".join(head + [f"{p}={parts[p]}" for p in _DAY_PARTS if p in parts]), dtstart=start)
+    return _rrule_of(";".join(head + [f"{p}={parts[p]}" for p in _DAY_PARTS if p in parts]), start)
+
+
+def _rrule_of(text: str, dtstart: datetime) -> du.rrule:
+    """dateutil's rule for one RRULE value (rrulestr gives an rruleset only for several lines)."""
+    rule = du.rrulestr(text, dtstart=dtstart)
+    assert isinstance(rule, du.rrule)
+    return rule
 
 
 def _first_or_none(rule: du.rrule) -> datetime | None:

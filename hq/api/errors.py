@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 from django.conf import settings
@@ -21,7 +21,20 @@ from hq.errors import DependencyUnavailable, HQError
 logger = logging.getLogger(__name__)
 
 
-def envelope(code: str, message: str, fields: dict | None = None, detail: dict | None = None) -> dict:
+class ErrorBody(TypedDict):
+    code: str
+    message: str
+    fields: dict[str, Any]
+    detail: dict[str, Any]
+
+
+class Envelope(TypedDict):
+    error: ErrorBody
+
+
+def envelope(
+    code: str, message: str, fields: dict[str, Any] | None = None, detail: dict[str, Any] | None = None
+) -> Envelope:
     """Return the error body every API error shares."""
     return {"error": {"code": code, "message": message, "fields": fields or {}, "detail": detail or {}}}
 
@@ -39,7 +52,7 @@ def flatten_errors(detail: Any) -> dict[str, list[str]] | list[str]:
                 out[str(key)] = flat
         return out
     if isinstance(detail, list):
-        msgs: list[str] = []
+        messages: list[str] = []
         nested: dict[str, list[str]] = {}
         for i, item in enumerate(detail):
             flat = flatten_errors(item)
@@ -47,12 +60,12 @@ def flatten_errors(detail: Any) -> dict[str, list[str]] | list[str]:
                 for sub, m in flat.items():
                     nested[f"{i}.{sub}"] = m
             else:
-                msgs.extend(flat)
-        return nested or msgs
+                messages.extend(flat)
+        return nested or messages
     return [str(detail)]
 
 
-def _validation_body(detail: Any) -> dict:
+def _validation_body(detail: Any) -> Envelope:
     flat = flatten_errors(detail)
     if isinstance(flat, list):
         return envelope("invalid", "; ".join(flat) or "The request is invalid.", {"non_field_errors": flat})
@@ -74,7 +87,7 @@ _DRF_CODES = {
 }
 
 
-def _unsupported_media_type_message(exc: drf.APIException, context: dict) -> str:
+def _unsupported_media_type_message(exc: drf.APIException, context: dict[str, Any]) -> str:
     request = context.get("request")
     content_type = (getattr(request, "content_type", "") or "").strip()
     if not content_type:
@@ -130,44 +143,64 @@ def hq_error_response(exc: HQError) -> JsonResponse:
     return JsonResponse(body, status=exc.status_code, headers=hq_headers(exc))
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Map HQ, DRF and Django errors to the envelope; anything else stays a 500 (logged)."""
-    headers: dict[str, str] = {}
     exc = unavailable(exc) or exc
-    if isinstance(exc, HQError):
-        status, body = exc.status_code, envelope(exc.code, exc.message, exc.fields, exc.detail)
-        headers = hq_headers(exc)
-    elif isinstance(exc, drf.ValidationError):
-        status, body = 400, _validation_body(exc.detail)
-    elif isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-        status, body = 400, _validation_body(detail)
-    elif isinstance(exc, Http404):
-        status, body = 404, envelope("not_found", "Not found.")
-    elif isinstance(exc, DjangoPermissionDenied):
-        status, body = 403, envelope("forbidden", "You may not do this.")
-    elif isinstance(exc, RequestDataTooBig):
-        status, body = 413, envelope("payload_too_large", "The request body is too large.")
-    elif isinstance(exc, drf.APIException):
-        code, status = next(
-            ((c, s) for cls, (c, s) in _DRF_CODES.items() if isinstance(exc, cls)),
-            (exc.default_code, exc.status_code),
-        )
-        message = str(exc.detail) if not isinstance(exc.detail, dict | list) else "Request refused."
-        if code == "malformed_json":
-            message = f"The body is not valid JSON: {exc.detail}"
-        elif code == "unsupported_media_type":
-            message = _unsupported_media_type_message(exc, context)
-        body = envelope(code, message)
-        if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
-            headers["WWW-Authenticate"] = 'Bearer realm="hq"'
-        if isinstance(exc, drf.Throttled) and exc.wait:
-            headers["Retry-After"] = str(int(exc.wait) + 1)
-            body["error"]["detail"] = {"retry_after_s": int(exc.wait) + 1}
-    else:
+    answer = _answer(exc, context)
+    if answer is None:
         return None
+    status, body, headers = answer
     set_rollback()
     return Response(body, status=status, headers=headers)
+
+
+#: The status, body and headers of an error response.
+_Answer = tuple[int, Envelope, dict[str, str]]
+
+
+def _answer(exc: Exception, context: dict[str, Any]) -> _Answer | None:
+    if isinstance(exc, HQError):
+        return _hq_answer(exc)
+    if isinstance(exc, drf.ValidationError):
+        return 400, _validation_body(exc.detail), {}
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        return 400, _validation_body(detail), {}
+    if isinstance(exc, Http404):
+        return 404, envelope("not_found", "Not found."), {}
+    if isinstance(exc, DjangoPermissionDenied):
+        return 403, envelope("forbidden", "You may not do this."), {}
+    if isinstance(exc, RequestDataTooBig):
+        return 413, envelope("payload_too_large", "The request body is too large."), {}
+    if isinstance(exc, drf.APIException):
+        return _drf_answer(exc, context)
+    return None
+
+
+def _hq_answer(exc: HQError) -> _Answer:
+    return exc.status_code, envelope(exc.code, exc.message, exc.fields, exc.detail), hq_headers(exc)
+
+
+def _drf_answer(exc: drf.APIException, context: dict[str, Any]) -> _Answer:
+    headers: dict[str, str] = {}
+    code, status = next(
+        ((c, s) for cls, (c, s) in _DRF_CODES.items() if isinstance(exc, cls)),
+        (exc.default_code, exc.status_code),
+    )
+    message = str(exc.detail) if not isinstance(exc.detail, dict | list) else "Request refused."
+    if code == "malformed_json":
+        message = f"The body is not valid JSON: {exc.detail}"
+    elif code == "unsupported_media_type":
+        message = _unsupported_media_type_message(exc, context)
+    body = envelope(code, message)
+    if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
+        headers["WWW-Authenticate"] = 'Bearer realm="hq"'
+    if isinstance(exc, drf.Throttled):
+        wait: float | None = exc.wait  # type: ignore[attr-defined]  # DRF sets it in __init__; the stub omits it
+        if wait:
+            headers["Retry-After"] = str(int(wait) + 1)
+            body["error"]["detail"] = {"retry_after_s": int(wait) + 1}
+    return status, body, headers
 
 
 def json_error(request: HttpRequest, code: str, message: str, status: int) -> JsonResponse:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from hq.errors import ValidationFailed
 
@@ -18,19 +19,19 @@ MAX_LIMIT = 500
 MAX_OFFSET = 1_000_000_000
 
 
-def parse_page(query: dict[str, Any]) -> tuple[int, int]:
+def parse_page(query: Mapping[str, Any]) -> tuple[int, int]:
     """Return (limit, offset) from query parameters; 400 for anything out of range."""
     fields: dict[str, list[str]] = {}
     limit, offset = DEFAULT_LIMIT, 0
     raw_limit, raw_offset = query.get("limit"), query.get("offset")
-    if raw_limit not in (None, ""):
+    if raw_limit is not None and raw_limit != "":
         try:
             limit = int(raw_limit)
             if not 1 <= limit <= MAX_LIMIT:
                 raise ValueError
         except (TypeError, ValueError):
             fields["limit"] = [f"Must be an integer from 1 to {MAX_LIMIT}."]
-    if raw_offset not in (None, ""):
+    if raw_offset is not None and raw_offset != "":
         try:
             offset = int(raw_offset)
             if not 0 <= offset <= MAX_OFFSET:
@@ -52,16 +53,18 @@ class LimitOffset(BasePagination):
     def __init__(self, results_key: str = "results") -> None:
         self.results_key = results_key
 
-    def paginate_queryset(self, queryset: QuerySet | Sequence, request: Request, view: Any = None) -> list:
+    def paginate_queryset(
+        self, queryset: QuerySet[Any] | Sequence[Any], request: Request, view: Any = None
+    ) -> list[Any]:
         self.limit, self.offset = parse_page(request.query_params)
         self.results_key = getattr(view, "results_key", self.results_key)
         self.total = queryset.count() if isinstance(queryset, QuerySet) else len(queryset)
         return list(queryset[self.offset : self.offset + self.limit])
 
-    def get_paginated_response(self, data: list) -> Response:
+    def get_paginated_response(self, data: list[Any]) -> Response:
         return Response({self.results_key: data, "total": self.total, "limit": self.limit, "offset": self.offset})
 
-    def get_paginated_response_schema(self, schema: dict) -> dict:
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         return {
             "type": "object",
             "required": [self.results_key, "total", "limit", "offset"],
@@ -73,7 +76,7 @@ class LimitOffset(BasePagination):
             },
         }
 
-    def get_schema_operation_parameters(self, view: Any) -> list[dict]:
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         return [
             {
                 "name": "limit",
@@ -90,7 +93,9 @@ class LimitOffset(BasePagination):
         ]
 
 
-def paginate(view: Any, request: Request, rows: QuerySet | Sequence, serializer: type, key: str) -> Response:
+def paginate(
+    view: Any, request: Request, rows: QuerySet[Any] | Sequence[Any], serializer: type[BaseSerializer[Any]], key: str
+) -> Response:
     """Answer `rows` as one page: {key: [...], "total", "limit", "offset"}."""
     paginator = LimitOffset()
     view.results_key = key

@@ -9,7 +9,8 @@ second list of "JSON types" to keep in step. Anything no parser accepts is refus
 from __future__ import annotations
 
 import codecs
-from typing import Any
+from collections.abc import Mapping
+from typing import IO, Any
 
 from rest_framework import parsers
 
@@ -27,8 +28,11 @@ class UnsupportedCharset(HQError):
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser with the input guard (`load_json`); bodies must be UTF-8 (RFC 8259)."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
-        encoding = parsers.get_encoding(parser_context or {})
+    def parse(
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
+        # rest_framework.parsers.get_encoding (DRF 3.18) is missing from djangorestframework-stubs 3.16.
+        encoding: str = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]
         if codecs.lookup(encoding).name != "utf-8":
             raise UnsupportedCharset(f"JSON bodies must be UTF-8; the Content-Type names charset {encoding[:40]!r}.")
         return load_json(stream.read(), strict=self.strict)

@@ -17,7 +17,7 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import ResolvedComponent, force_instance, is_list_serializer
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import Direction, OpenApiParameter, OpenApiResponse
 
 from hq.api.pagination import LimitOffset
 from hq.api.permissions import required_scope
@@ -108,7 +108,7 @@ class AutoSchema(SpectacularAutoSchema):
         key = self.results_key()
         if key:
             return LimitOffset(results_key=key)
-        return super()._get_paginator()
+        return super()._get_paginator()  # type: ignore[no-untyped-call]  # unannotated in drf-spectacular
 
     def error_statuses(self) -> list[int]:
         """The 4xx statuses this operation can answer (400, 401 and 429 on every route)."""
@@ -124,7 +124,7 @@ class AutoSchema(SpectacularAutoSchema):
             statuses.update({413, 415})
         return sorted(statuses)
 
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+    def _get_response_bodies(self, direction: Direction = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses

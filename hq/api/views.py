@@ -8,6 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from hq.api.auth import Principal
+
 
 class MeView(APIView):
     """Who the token belongs to: user, workspace, role and scopes."""
@@ -31,6 +33,7 @@ class MeView(APIView):
     )
     def get(self, request: Request) -> Response:
         p = request.auth
+        assert isinstance(p, Principal)  # TokenAuthentication answers 401 before the view otherwise
         return Response(
             {
                 "user_id": str(p.user.id),

@@ -32,7 +32,8 @@ def check(conn: Any) -> None:
 class DatabaseWrapper(base.DatabaseWrapper):
     @property
     def pool(self) -> ConnectionPool | None:
-        pool = super().pool
+        # Django's PostgreSQL DatabaseWrapper.pool (5.1+) is missing from django-stubs 5.2.
+        pool: ConnectionPool | None = super().pool  # type: ignore[misc]
         # Django builds the pool with psycopg's check when CONN_HEALTH_CHECKS is on and passes no
         # way to choose another; psycopg_pool keeps it in `_check` (pinned in requirements.lock;
         # tests/hq/test_pgbackend.py fails if that changes).

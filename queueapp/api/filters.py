@@ -9,7 +9,8 @@ from hq.api.fields import UTCIsoDateTimeFilter
 from queueapp.models import HITLRequest, HITLState, Job, JobState
 
 
-class JobFilter(django_filters.FilterSet):
+# django-filter ships no type information, so FilterSet is Any to mypy.
+class JobFilter(django_filters.FilterSet):  # type: ignore[misc]
     state = django_filters.MultipleChoiceFilter(choices=JobState.choices, help_text="Repeat for several states.")
     function = django_filters.CharFilter()
     queue = django_filters.CharFilter()
@@ -22,7 +23,7 @@ class JobFilter(django_filters.FilterSet):
         fields = ["state", "function", "queue", "correlation_id"]
 
 
-class HITLFilter(django_filters.FilterSet):
+class HITLFilter(django_filters.FilterSet):  # type: ignore[misc]  # Any, as above
     state = django_filters.MultipleChoiceFilter(
         choices=HITLState.choices, help_text="Repeat for several states; default: pending."
     )
@@ -33,6 +34,6 @@ class HITLFilter(django_filters.FilterSet):
         model = HITLRequest
         fields = ["state", "function", "job_id"]
 
-    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
-        rows = super().filter_queryset(queryset)
+    def filter_queryset(self, queryset: QuerySet[HITLRequest]) -> QuerySet[HITLRequest]:
+        rows: QuerySet[HITLRequest] = super().filter_queryset(queryset)
         return rows if self.form.cleaned_data.get("state") else rows.filter(state=HITLState.PENDING)
