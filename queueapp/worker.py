@@ -18,7 +18,6 @@ import socket
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -26,14 +25,13 @@ import redis
 import redis.asyncio as aioredis
 from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker, func
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.db.utils import DatabaseError
 
 from hq import clock, metrics
 from queueapp import registry, retry, selectors, services, transitions, transport
 from queueapp.registry import JobContext
+from queueapp.runtime import run_sync
 from queueapp.store import Outcome, Started, Store
 
 logger = logging.getLogger("hq.worker")
@@ -41,25 +39,15 @@ logger = logging.getLogger("hq.worker")
 ARQ_TIMEOUT_S = 7 * 24 * 3600  # HQ enforces each job's own timeout; ARQ's must never fire first.
 
 
-def run_sync(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run ORM code from the event loop in a worker thread, with fresh connections."""
-
-    def call() -> Any:
-        close_old_connections()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(call, thread_sensitive=False)()
-
-
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
 class Runtime:
-    """State shared by one worker process: identity, store, counters, stop and wake signals."""
+    """State shared by one worker process: identity, store, counters, stop and wake signals.
+
+    Side tasks see it as a `queueapp.runtime.SideTaskRuntime`.
+    """
 
     def __init__(self, store: Store, queues: list[str], concurrency: int, burst: bool = False) -> None:
         self.store = store
