@@ -10,6 +10,7 @@ Redis call after commit, and a push that fails is the relay's (the rows keep `di
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections import Counter
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 from django.db import DatabaseError, connection, transaction
@@ -31,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class NewJob:
-    """A job about to be written: every column a new row sets, plus its `submitted` event's detail.
+    """A job about to be written: its fields are the columns a new row sets (every other column
+    takes its model default), plus `detail`, its `submitted` event's.
 
     It reads like a fresh `Job` (no attempt yet), so the API renders it without a query.
     """
@@ -53,16 +55,16 @@ class NewJob:
     dispatched_at: datetime | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
-    # What a fresh row holds; here so a NewJob renders like a Job.
-    attempts: int = 0
-    tries_base: int = 0
-    result: Any = None
-    error: str = ""
-    worker_id: str = ""
-    cancel_requested_at: datetime | None = None
-    started_at: datetime | None = None
-    first_started_at: datetime | None = None
-    finished_at: datetime | None = None
+    # What a fresh row holds, as the model's defaults; here so a NewJob renders like a Job.
+    attempts: ClassVar[int] = 0
+    tries_base: ClassVar[int] = 0
+    result: ClassVar[Any] = None
+    error: ClassVar[str] = ""
+    worker_id: ClassVar[str] = ""
+    cancel_requested_at: ClassVar[datetime | None] = None
+    started_at: ClassVar[datetime | None] = None
+    first_started_at: ClassVar[datetime | None] = None
+    finished_at: ClassVar[datetime | None] = None
 
     @property
     def updated_at(self) -> datetime:
@@ -82,28 +84,11 @@ class NewJob:
     @property
     def waiting(self) -> bool:
         """Queued or deferred: pushed to ARQ once written (a gated job waits for its decision)."""
-        return self.state in (JobState.QUEUED, JobState.DEFERRED)
+        return self.state in WAITING_STATES
 
 
-# The Job columns a NewJob sets; every other column takes its model default.
-_JOB_COLUMNS = (
-    "id",
-    "workspace_id",
-    "owner_id",
-    "function",
-    "args",
-    "queue",
-    "state",
-    "correlation_id",
-    "idempotency_key",
-    "idempotency_hash",
-    "max_tries",
-    "timeout_s",
-    "retry_backoff_s",
-    "due_at",
-    "created_at",
-    "dispatched_at",
-)
+#: The Job columns a NewJob sets: its fields but the event's detail.
+_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(NewJob) if f.name != "detail")
 
 
 def new_job(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
@@ -11,6 +12,9 @@ from django.db.models import Q
 
 from hq import clock
 from hq.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from hq.models import User
 
 #: A queue name, the whole string: a lower-case letter or digit, then up to 63 lower-case letters,
 #: digits, `_`, `.` or `-` (64 at most, the column's length). Anchored with \A and \Z, never `$`,
@@ -26,23 +30,38 @@ def validate_queue_name(name: object) -> str:
     raise ValidationFailed(f"Invalid queue name. {QUEUE_NAME_RULE}", fields={"queue": [QUEUE_NAME_RULE]})
 
 
+def user_reference(
+    *, related_name: str | None = None, help_text: str = ""
+) -> models.ForeignKey[User | None, User | None]:
+    """A user who did or asked for something: optional, and kept as empty when the user is deleted."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name=related_name,
+        help_text=help_text,
+    )
+
+
+# Choices take Django's label (the member's name, title-cased) unless it would read wrong.
 class JobState(models.TextChoices):
     """A job's lifecycle; every change is a conditional update plus a JobEvent."""
 
     #: Waiting to start.
-    QUEUED = "queued", "Queued"
+    QUEUED = "queued"
     #: Waiting for `due_at` (a deferred submit, or a retry's backoff).
-    DEFERRED = "deferred", "Deferred"
+    DEFERRED = "deferred"
     #: Waiting for a human decision (HITL).
     AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
     #: An attempt is running on a worker.
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
     #: Terminal after `max_tries` attempts; `error` keeps the last error.
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
     #: A human rejected it, or its approval expired.
-    REJECTED = "rejected", "Rejected"
+    REJECTED = "rejected"
 
 
 WAITING_STATES = (JobState.QUEUED, JobState.DEFERRED)
@@ -55,13 +74,8 @@ class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: every composite index below starts with workspace_id (one fewer per insert).
     workspace = models.ForeignKey("hq.Workspace", on_delete=models.CASCADE, related_name="jobs", db_index=False)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="jobs",
-        help_text="Who submitted it; empty for system jobs (schedule fires, retention).",
+    owner = user_reference(
+        related_name="jobs", help_text="Who submitted it; empty for system jobs (schedule fires, retention)."
     )
     function = models.CharField(max_length=200, help_text="Registered function name.")
     args = models.JSONField(default=dict, blank=True, help_text="Keyword arguments, a JSON object.")
@@ -134,9 +148,7 @@ class JobEvent(models.Model):
     from_state = models.CharField(max_length=20, blank=True, default="")
     to_state = models.CharField(max_length=20, blank=True, default="")
     attempt = models.PositiveIntegerField(default=0)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    actor = user_reference(related_name="+")
     detail = models.JSONField(default=dict, blank=True)
     at = models.DateTimeField(default=clock.now)
 
@@ -156,7 +168,7 @@ class QueuePause(models.Model):
 
     queue = models.CharField(max_length=64)
     workspace = models.ForeignKey("hq.Workspace", null=True, blank=True, on_delete=models.CASCADE)
-    paused_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    paused_by = user_reference()
     paused_at = models.DateTimeField(default=clock.now)
 
     class Meta:
@@ -203,22 +215,22 @@ class HITLState(models.TextChoices):
     """A human-in-the-loop request's lifecycle; only `pending` may change."""
 
     #: Waiting for a decision; its job is `awaiting_approval`.
-    PENDING = "pending", "Pending"
+    PENDING = "pending"
     #: Approved: the job was queued with `approved_args`.
-    APPROVED = "approved", "Approved"
+    APPROVED = "approved"
     #: Rejected by a person: the job ended `rejected`.
-    REJECTED = "rejected", "Rejected"
+    REJECTED = "rejected"
     #: Nobody decided before `expires_at`: the job ended `rejected`.
-    EXPIRED = "expired", "Expired"
+    EXPIRED = "expired"
     #: The job was cancelled while it waited.
-    CANCELLED = "cancelled", "Cancelled"
+    CANCELLED = "cancelled"
 
 
 class DecidedVia(models.TextChoices):
     API = "api", "API"
-    ADMIN = "admin", "Admin"
+    ADMIN = "admin"
     #: The expiry side task.
-    SYSTEM = "system", "System"
+    SYSTEM = "system"
 
 
 class HITLRequest(models.Model):
@@ -234,25 +246,15 @@ class HITLRequest(models.Model):
     approved_args = models.JSONField(
         null=True, blank=True, help_text="The arguments the approver let run (corrected or as requested)."
     )
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Who asked for the call; may never decide it (separation of duties).",
+    requested_by = user_reference(
+        related_name="+", help_text="Who asked for the call; may never decide it (separation of duties)."
     )
     reason = models.TextField(blank=True, default="", help_text="Why the requester wants this to run.")
     state = models.CharField(max_length=16, choices=HITLState.choices, default=HITLState.PENDING)
     created_at = models.DateTimeField(default=clock.now)
     expires_at = models.DateTimeField(help_text="A pending request expires (its job is rejected) at this time.")
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Who approved, rejected or cancelled it; empty for an expiry.",
+    decided_by = user_reference(
+        related_name="+", help_text="Who approved, rejected or cancelled it; empty for an expiry."
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     decided_via = models.CharField(max_length=8, choices=DecidedVia.choices, blank=True, default="")

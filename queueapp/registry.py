@@ -7,15 +7,14 @@ here from their `AppConfig.ready()` (or a plugin's `hq_plugin` module).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 
-if TYPE_CHECKING:
-    from queueapp.worker import Runtime
+from queueapp.runtime import SideTaskRuntime
 
 
 @dataclass
@@ -131,12 +130,13 @@ def functions(*, include_internal: bool = False) -> list[JobFunction]:
     return sorted((f for f in _functions.values() if include_internal or not f.internal), key=lambda f: f.name)
 
 
-SideTask = Callable[["Runtime"], Awaitable[None]]
+#: A side task: a coroutine given the worker process's runtime, looping until `runtime.stopping`.
+SideTask = Callable[[SideTaskRuntime], Coroutine[Any, Any, None]]
 _side_tasks: dict[str, SideTask] = {}
 
 
 def side_task(name: str) -> Callable[[SideTask], SideTask]:
-    """Register a coroutine `fn(worker)` that `runworker` runs beside the job loop (relay, scheduler...)."""
+    """Register a coroutine `fn(runtime)` that `runworker` runs beside the job loop (relay, scheduler...)."""
 
     def register(fn: SideTask) -> SideTask:
         _side_tasks[name] = fn

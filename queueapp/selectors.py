@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
 
 from hq import clock, permissions
 from hq.permissions import Principal
 from hq.selectors import one_or_404
-from queueapp.models import HITLRequest, HITLState, Job, JobState, QueuePause, Worker
+from queueapp import transport
+from queueapp.models import WAITING_STATES, HITLRequest, HITLState, Job, JobState, QueuePause, Worker
 
 
 def jobs_visible(*, principal: Principal) -> QuerySet[Job]:
@@ -103,3 +105,52 @@ def hitl_next_expiry() -> datetime | None:
     return (
         HITLRequest.objects.filter(state=HITLState.PENDING).order_by("expires_at").values_list("expires_at", flat=True)
     ).first()
+
+
+# --- the engine's reads: what may start, what runs nowhere ------------------------------------------
+
+
+def queue_pauses(*, queue: Any, workspace_id: Any) -> QuerySet[QueuePause]:
+    """The pauses that hold a job of `workspace_id` in `queue`: its workspace's or a global one.
+
+    Either argument may be an `OuterRef`, for a subquery over jobs.
+    """
+    return QueuePause.objects.filter(queue=queue).filter(Q(workspace__isnull=True) | Q(workspace_id=workspace_id))
+
+
+def jobs_due_unpaused(*, queues: list[str] | None = None) -> QuerySet[Job]:
+    """Waiting jobs that are due and whose queue is not paused: what a worker may start now."""
+    paused = queue_pauses(queue=OuterRef("queue"), workspace_id=OuterRef("workspace_id"))
+    rows = Job.objects.filter(state__in=WAITING_STATES, due_at__lte=clock.now()).exclude(Exists(paused))
+    return rows.filter(queue__in=queues) if queues else rows
+
+
+#: Why a running job runs nowhere (`jobs_running_lost`).
+LOST_WORKER_DEAD = "worker lost (no heartbeat)"
+LOST_NOT_IN_FLIGHT = "attempt not in flight on its live worker (start or finish lost)"
+
+
+def jobs_running_lost(*, now: datetime) -> dict[UUID, str]:
+    """Running jobs nobody runs, with the reason: their worker died, or their live worker lacks them.
+
+    A worker is dead after 3 heartbeat intervals without one. A live worker reports the attempts
+    in flight when it beats; an attempt that started before that look and is missing from it lost
+    its task (a START whose reply never arrived, a FINISH that failed twice). At most 500 jobs of
+    dead workers at a time.
+    """
+    live = {
+        w: (seen_at, attempts)
+        for w, seen_at, attempts in workers_live(now).values_list("id", "last_heartbeat_at", "attempts")
+    }
+    running = Job.objects.filter(state=JobState.RUNNING)
+    # A job that started moments ago on a worker whose first heartbeat is in flight is not lost.
+    dead = running.filter(started_at__lt=heartbeat_cutoff(now)).exclude(worker_id__in=list(live))
+    lost = dict.fromkeys(dead.values_list("id", flat=True)[:500], LOST_WORKER_DEAD)
+    # null: the worker does not report its attempts
+    reporting = {w: (seen_at, attempts) for w, (seen_at, attempts) in live.items() if attempts is not None}
+    rows = running.filter(worker_id__in=list(reporting)).values_list("id", "attempts", "worker_id", "started_at")
+    for job_id, attempt, worker_id, started_at in rows:
+        seen_at, in_flight = reporting[worker_id]
+        if started_at is not None and started_at < seen_at and transport.arq_job_id(job_id, attempt) not in in_flight:
+            lost[job_id] = LOST_NOT_IN_FLIGHT
+    return lost

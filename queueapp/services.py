@@ -6,7 +6,6 @@ import functools
 import hashlib
 import json
 import logging
-import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,20 +17,19 @@ from uuid import UUID
 import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 
 from hq import clock, metrics, permissions
 from hq.errors import Conflict, ValidationFailed
 from hq.models import User, Workspace
 from hq.selectors import Departure, member_departure
-from queueapp import enqueue, registry, selectors, transitions, transport
+from queueapp import enqueue, registry, retry, selectors, transitions, transport
 from queueapp.models import (
     WAITING_STATES,
     DecidedVia,
     HITLRequest,
     HITLState,
     Job,
-    JobEvent,
     JobState,
     QueuePause,
     Worker,
@@ -68,35 +66,35 @@ def job_transition(
     detail: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Job | None:
-    """Apply a move from `transitions.MOVES` as a conditional UPDATE plus a JobEvent.
+    """Apply a move from `transitions.MOVES` with the ORM executor (`transitions.write_move`).
 
-    Returns the updated job, or None when the job is not in one of the move's source states
+    Returns the updated job, or None when the move does not leave from the job's state
     (someone else moved it first). Must run inside a transaction. Give `job` when the caller has
     already locked and read the row in this transaction (the row is not read again), else `job_id`.
     """
-    spec = MOVES[move]
     now = clock.now()
     if job is None:
         job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
-    if job is None or job.state not in spec.sources:
+    if job is None or not transitions.allows(move, job.state, job.due_at, now):
         return None
-    source = job.state
+    source, target = job.state, MOVES[move].target
     fields.setdefault("updated_at", now)
-    updated = Job.objects.filter(pk=job.pk, state__in=spec.sources).update(state=spec.target, **fields)
-    if not updated:
-        return None
-    JobEvent.objects.create(
-        job=job,
-        kind=kind or move,
-        from_state=source,
-        to_state=spec.target,
+    moved = transitions.write_move(
+        job_id=job.pk,
+        move=move,
+        source=source,
         attempt=job.attempts,
-        actor=actor,
-        detail=detail or {},
-        at=now,
+        kind=kind or move,
+        now=now,
+        fields=fields,
+        actor_id=actor.pk if actor else None,
+        detail=detail,
     )
-    transaction.on_commit(partial(metrics.job_transition, job.queue, job.function, spec.target))
-    job.state = spec.target  # the row as the UPDATE left it: every value set here is a plain one
+    if not moved:
+        return None
+    if target != source:  # a cancel request leaves the job running: it enters no state
+        transaction.on_commit(partial(metrics.job_transition, job.queue, job.function, target))
+    job.state = target  # the row as the UPDATE left it: every value set here is a plain one
     for name, value in fields.items():
         setattr(job, name, value)
     return job
@@ -461,18 +459,13 @@ def job_cancel(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Jo
         if current.state != JobState.RUNNING:
             raise _conflict(current, "cancel")
         if current.cancel_requested_at is None:
-            now = clock.now()
-            Job.objects.filter(pk=current.pk).update(cancel_requested_at=now, updated_at=now)
-            JobEvent.objects.create(
+            job_transition(
                 job=current,
+                move="request_cancel",
                 kind="cancel_requested",
-                from_state="running",
-                to_state="running",
-                attempt=current.attempts,
                 actor=actor,
-                at=now,
+                cancel_requested_at=clock.now(),
             )
-            current.cancel_requested_at = current.updated_at = now
             attempt = current.attempts
             transaction.on_commit(lambda: _abort(current.pk, attempt), robust=True)
         return current
@@ -608,28 +601,14 @@ def _hitl_apply(
     approved = target == HITLState.APPROVED
     run_args = args if args is not None else hitl.args
     detail = {"hitl_request_id": str(hitl.pk), "via": via, "comment": comment}
+    fields: dict[str, Any]
     if approved:
         detail["args_changed"] = run_args != hitl.args
-        moved = job_transition(
-            job=job,
-            move="approve",
-            kind="approved",
-            actor=actor,
-            detail=detail,
-            args=run_args,
-            due_at=now,
-            dispatched_at=now,
-        )
+        move, kind, fields = "approve", "approved", {"args": run_args, "due_at": now, "dispatched_at": now}
     else:
-        moved = job_transition(
-            job=job,
-            move="reject",
-            kind="rejected",
-            actor=actor,
-            detail=detail,
-            finished_at=now,
-            error=f"Rejected by {actor.label}." + (f" {comment}" if comment else ""),
-        )
+        error = f"Rejected by {actor.label}." + (f" {comment}" if comment else "")
+        move, kind, fields = "reject", "rejected", {"finished_at": now, "error": error}
+    moved = job_transition(job=job, move=move, kind=kind, actor=actor, detail=detail, **fields)
     if moved is None:
         raise HITLStateConflict(
             f"The job is {job.state}, not awaiting approval.", detail={"state": hitl.state, "job_state": job.state}
@@ -758,16 +737,8 @@ def _nudge(queue: str) -> None:
 # --- engine: relay, heartbeat, reaper ----------------------------------------------------------
 
 
-def _paused_subquery():
-    return QueuePause.objects.filter(queue=OuterRef("queue")).filter(
-        Q(workspace__isnull=True) | Q(workspace_id=OuterRef("workspace_id"))
-    )
-
-
-def jobs_due_unpaused(*, queues: list[str] | None = None):
-    """Waiting jobs that are due and whose queue is not paused: what a worker may start now."""
-    rows = Job.objects.filter(state__in=WAITING_STATES, due_at__lte=clock.now()).exclude(Exists(_paused_subquery()))
-    return rows.filter(queue__in=queues) if queues else rows
+#: A read, kept here for callers that found it here before it moved to the selectors.
+jobs_due_unpaused = selectors.jobs_due_unpaused
 
 
 def relay_pass(*, everything: bool = False, batch: int = 500) -> int:
@@ -781,7 +752,7 @@ def relay_pass(*, everything: bool = False, batch: int = 500) -> int:
     while True:
         with transaction.atomic():
             cutoff = now if everything else now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
-            rows = jobs_due_unpaused().filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
+            rows = selectors.jobs_due_unpaused().filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
             picked = list(
                 rows.select_for_update(skip_locked=True, no_key=True)
                 .order_by("due_at")
@@ -826,46 +797,20 @@ def worker_stopped(*, worker_id: str) -> None:
     Worker.objects.filter(pk=worker_id).update(stopped_at=clock.now(), running=0)
 
 
-def backoff_s(base_s: float, attempt: int) -> float:
-    """Exponential backoff with jitter (0.5x to 1.5x), capped at an hour."""
-    return min(base_s * (2 ** max(attempt - 1, 0)), 3600.0) * random.uniform(0.5, 1.5)
-
-
-_DEAD = "worker lost (no heartbeat)"
-_ORPHAN = "attempt not in flight on its live worker (start or finish lost)"
-
-
-def _lost_running_jobs(now: datetime) -> dict[UUID, str]:
-    """Running jobs nobody runs, with the reason: their worker died, or their live worker lacks them.
-
-    A worker is dead after 3 heartbeat intervals without one. A live worker reports the attempts
-    in flight when it beats; an attempt that started before that look and is missing from it lost
-    its task (a START whose reply never arrived, a FINISH that failed twice).
-    """
-    cutoff = selectors.heartbeat_cutoff(now)
-    Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__lt=cutoff).update(stopped_at=now)
-    live = {
-        w: (seen_at, attempts)
-        for w, seen_at, attempts in selectors.workers_live(now).values_list("id", "last_heartbeat_at", "attempts")
-    }
-    running = Job.objects.filter(state=JobState.RUNNING)
-    # A job that started moments ago on a worker whose first heartbeat is in flight is not lost.
-    dead = running.filter(started_at__lt=cutoff).exclude(worker_id__in=list(live))
-    lost = dict.fromkeys(dead.values_list("id", flat=True)[:500], _DEAD)
-    reporting = [w for w, (_, attempts) in live.items() if attempts is not None]  # null: does not report
-    rows = running.filter(worker_id__in=reporting).values_list("id", "attempts", "worker_id", "started_at")
-    for job_id, attempt, worker_id, started_at in rows:
-        seen_at, attempts = live[worker_id]
-        if started_at < seen_at and transport.arq_job_id(job_id, attempt) not in attempts:
-            lost[job_id] = _ORPHAN
-    return lost
+def workers_mark_dead(*, now: datetime) -> int:
+    """Mark stopped the workers silent for three heartbeat intervals; return how many."""
+    silent = Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__lt=selectors.heartbeat_cutoff(now))
+    return silent.update(stopped_at=now)
 
 
 def reap_pass() -> int:
-    """Move running jobs that nobody runs (`_lost_running_jobs`) to their next attempt or `failed`."""
+    """Move the running jobs that nobody runs (`selectors.jobs_running_lost`) where the retry
+    policy sends a lost attempt: the next attempt at once, `failed`, or `cancelled` when a cancel
+    was asked for. Marks dead workers stopped first."""
     now = clock.now()
+    workers_mark_dead(now=now)
     reaped = 0
-    for job_id, reason in _lost_running_jobs(now).items():
+    for job_id, reason in selectors.jobs_running_lost(now=now).items():
         with transaction.atomic():
             job = (
                 Job.objects.select_for_update(skip_locked=True, no_key=True)
@@ -874,16 +819,25 @@ def reap_pass() -> int:
             )
             if job is None:
                 continue
-            why = "its worker stopped" if reason == _DEAD else "its worker no longer runs it"
+            nxt = retry.after_attempt(
+                cause=retry.Cause.LOST,
+                attempt=job.attempts,
+                tries_base=job.tries_base,
+                max_tries=job.max_tries,
+                backoff_base_s=job.retry_backoff_s,
+                cancel_requested=job.cancel_requested_at is not None,
+            )
+            why = "its worker stopped" if reason == selectors.LOST_WORKER_DEAD else "its worker no longer runs it"
             error = f"Attempt {job.attempts} lost: {why}."
-            if job.cancel_requested_at:
-                move, kind, fields = "cancel_running", "cancelled", {"finished_at": now}
-            elif transitions.tries_left(job.attempts, job.tries_base, job.max_tries):
-                move, kind, fields = "requeue", "worker_lost", {"due_at": now, "dispatched_at": None, "error": error}
+            fields: dict[str, Any]
+            if nxt.delay_s is not None:
+                fields = {"due_at": now + timedelta(seconds=nxt.delay_s), "dispatched_at": None, "error": error}
+            elif nxt.move == "cancel_running":
+                fields = {"finished_at": now}
             else:
-                move, kind, fields = "fail", "failed", {"finished_at": now, "error": error}
+                fields = {"finished_at": now, "error": error}
             detail = {"worker": job.worker_id, "reason": reason}
-            if job_transition(job=job, move=move, kind=kind, detail=detail, worker_id="", **fields) is not None:
+            if job_transition(job=job, move=nxt.move, kind=nxt.kind, detail=detail, worker_id="", **fields) is not None:
                 reaped += 1
                 transaction.on_commit(partial(_forget, job.pk, job.attempts, job.queue), robust=True)
     return reaped

@@ -14,15 +14,14 @@ from hq import clock
 from queueapp import retention as retention_pass
 from queueapp import selectors, services, transport
 from queueapp.registry import side_task
+from queueapp.runtime import SideTaskRuntime, run_sync
 
 logger = logging.getLogger("hq.worker")
 
 
 @side_task("relay")
-async def relay(runtime) -> None:  # noqa: ANN001 - queueapp.worker.Runtime
+async def relay(runtime: SideTaskRuntime) -> None:
     """Push jobs Redis may not hold; everything waiting when Redis reports a new run_id."""
-    from queueapp.worker import run_sync
-
     last_run_id: str | None = None
     while not runtime.stopping.is_set():
         try:
@@ -42,10 +41,8 @@ async def relay(runtime) -> None:  # noqa: ANN001 - queueapp.worker.Runtime
 
 
 @side_task("reaper")
-async def reaper(runtime) -> None:  # noqa: ANN001
+async def reaper(runtime: SideTaskRuntime) -> None:
     """Recover the running jobs of workers whose heartbeat stopped."""
-    from queueapp.worker import run_sync
-
     while not runtime.stopping.is_set():
         try:
             reaped = await run_sync(services.reap_pass)
@@ -57,14 +54,12 @@ async def reaper(runtime) -> None:  # noqa: ANN001
 
 
 @side_task("hitl_expiry")
-async def hitl_expiry(runtime) -> None:  # noqa: ANN001
+async def hitl_expiry(runtime: SideTaskRuntime) -> None:
     """Expire pending HITL requests past `expires_at` (their jobs end `rejected`), without anyone asking.
 
     Sleeps until the earliest pending expiry, at most the interval (a request created meanwhile
     with a shorter life waits for the next pass).
     """
-    from queueapp.worker import run_sync
-
     interval_s = settings.HQ_HITL_EXPIRY_INTERVAL_S
     while not runtime.stopping.is_set():
         sleep_s = interval_s
@@ -82,14 +77,12 @@ async def hitl_expiry(runtime) -> None:  # noqa: ANN001
 
 
 @side_task("retention")
-async def retention(runtime) -> None:  # noqa: ANN001
+async def retention(runtime: SideTaskRuntime) -> None:
     """Prune finished jobs, events and fires past `HQ_RETENTION_DAYS`, every `HQ_RETENTION_INTERVAL_S`.
 
     The first pass waits a random part of a minute, so workers started together do not all try at
     once (only one would get the advisory lock anyway).
     """
-    from queueapp.worker import run_sync
-
     await runtime.sleep(random.uniform(5.0, 60.0))
     while not runtime.stopping.is_set():
         try:

@@ -1,12 +1,14 @@
 """The worker's database path for starting and finishing attempts.
 
 `PgStore` runs the SQL texts of `queueapp.transitions` on an asyncio psycopg pool (the hot path);
-`OrmStore` runs the same moves through the ORM for SQLite (`make run` without PostgreSQL).
+`OrmStore` runs the same moves through the ORM executor (`transitions.allows` and
+`transitions.write_move`) for SQLite (`make run` without PostgreSQL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +20,8 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections, transaction
 
 from hq import clock
-from queueapp import transitions
+from queueapp import selectors, transitions
+from queueapp.models import Job
 
 
 @dataclass
@@ -41,7 +44,7 @@ class Started:
 
 @dataclass
 class Outcome:
-    """How an attempt ended: a move name from `transitions.MOVES` and its fields."""
+    """How an attempt ended: one of `transitions.FINISH_MOVES`, its event's kind, and the fields it sets."""
 
     move: str
     kind: str
@@ -51,9 +54,13 @@ class Outcome:
     dispatched_at: datetime | None = None
     detail: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        if self.move not in transitions.FINISH_MOVES:
+            raise ValueError(f"{self.move!r} does not end an attempt; one of {transitions.FINISH_MOVES} does")
+
     @property
     def finished(self) -> bool:
-        return self.move in ("succeed", "fail", "cancel_running")
+        return transitions.ends(self.move)
 
 
 class Store(Protocol):
@@ -242,95 +249,67 @@ class OrmStore:
 
 
 def _orm_start(job_id: str, attempt: int, worker_id: str) -> Started | None:
-    from django.db.models import Q
-
-    from queueapp.models import Job, JobEvent, QueuePause
-
     close_old_connections()
     now = clock.now()
     with transaction.atomic():
         job = Job.objects.select_for_update(no_key=True).filter(pk=job_id, attempts=attempt - 1).first()
-        if job is None or not (job.state == "queued" or (job.state == "deferred" and job.due_at <= now)):
+        if job is None or not transitions.allows("start", job.state, job.due_at, now):
             return None
-        paused = QueuePause.objects.filter(queue=job.queue).filter(
-            Q(workspace__isnull=True) | Q(workspace_id=job.workspace_id)
-        )
-        if paused.exists():
+        if selectors.queue_pauses(queue=job.queue, workspace_id=job.workspace_id).exists():
             return None
-        source = job.state
-        updated = Job.objects.filter(pk=job.pk, state=source, attempts=attempt - 1).update(
-            state="running",
-            attempts=attempt,
-            started_at=now,
-            worker_id=worker_id,
-            updated_at=now,
-            first_started_at=job.first_started_at or now,
-        )
-        if not updated:
-            return None
-        JobEvent.objects.create(
+        moved = transitions.write_move(
             job_id=job.pk,
-            kind="started",
-            from_state=source,
-            to_state="running",
+            move="start",
+            source=job.state,
             attempt=attempt,
+            kind="started",
+            now=now,
+            fields={
+                "attempts": attempt,
+                "started_at": now,
+                "first_started_at": job.first_started_at or now,
+                "worker_id": worker_id,
+            },
             detail={"worker": worker_id},
-            at=now,
+            attempts_before=attempt - 1,
         )
-    return Started(
-        id=job.id,
-        function=job.function,
-        args=job.args,
-        timeout_s=job.timeout_s,
-        max_tries=job.max_tries,
-        tries_base=job.tries_base,
-        retry_backoff_s=job.retry_backoff_s,
-        workspace_id=job.workspace_id,
-        owner_id=job.owner_id,
-        correlation_id=job.correlation_id,
-        queue=job.queue,
-        due_at=job.due_at,
-    )
+    return Started(**{f.name: getattr(job, f.name) for f in dataclasses.fields(Started)}) if moved else None
 
 
 def _orm_unmark(job_id: str, attempt: int) -> str | None:
-    from queueapp.models import Job
-
     close_old_connections()
-    job = Job.objects.filter(pk=job_id, attempts=attempt - 1, state__in=("queued", "deferred")).first()
-    if job is None:
+    state = (
+        Job.objects.filter(pk=job_id, attempts=attempt - 1, state__in=transitions.MOVES["start"].sources)
+        .values_list("state", flat=True)
+        .first()
+    )
+    if state is None:
         return None
-    Job.objects.filter(pk=job.pk, state=job.state).update(dispatched_at=None)
-    return job.state
+    Job.objects.filter(pk=job_id, state=state).update(dispatched_at=None)
+    return state
 
 
 def _orm_finish(job_id: str, attempt: int, outcome: Outcome) -> bool:
-    from queueapp.models import Job, JobEvent
-
     close_old_connections()
     now = clock.now()
-    target = transitions.MOVES[outcome.move].target
     fields: dict[str, Any] = {
-        "state": target,
         "result": outcome.result,
         "error": outcome.error,
         "worker_id": "",
-        "updated_at": now,
         "finished_at": now if outcome.finished else None,
         "dispatched_at": outcome.dispatched_at,
     }
     if outcome.due_at is not None:
         fields["due_at"] = outcome.due_at
     with transaction.atomic():
-        moved = Job.objects.filter(pk=job_id, state="running", attempts=attempt).update(**fields)
-        if moved:
-            JobEvent.objects.create(
-                job_id=job_id,
-                kind=outcome.kind,
-                from_state="running",
-                to_state=target,
-                attempt=attempt,
-                detail=json.loads(json.dumps(outcome.detail or {})),
-                at=now,
-            )
-    return bool(moved)
+        return transitions.write_move(
+            job_id=job_id,
+            move=outcome.move,
+            source=transitions.FINISH_SOURCE,
+            attempt=attempt,
+            kind=outcome.kind,
+            now=now,
+            fields=fields,
+            detail=json.loads(json.dumps(outcome.detail or {})),
+            attempts_before=attempt,
+        )

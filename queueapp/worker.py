@@ -18,7 +18,6 @@ import socket
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -26,14 +25,13 @@ import redis
 import redis.asyncio as aioredis
 from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker, func
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.db.utils import DatabaseError
 
 from hq import clock, metrics
-from queueapp import registry, services, transitions, transport
+from queueapp import registry, retry, selectors, services, transitions, transport
 from queueapp.registry import JobContext
+from queueapp.runtime import run_sync
 from queueapp.store import Outcome, Started, Store
 
 logger = logging.getLogger("hq.worker")
@@ -41,25 +39,15 @@ logger = logging.getLogger("hq.worker")
 ARQ_TIMEOUT_S = 7 * 24 * 3600  # HQ enforces each job's own timeout; ARQ's must never fire first.
 
 
-def run_sync(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run ORM code from the event loop in a worker thread, with fresh connections."""
-
-    def call() -> Any:
-        close_old_connections()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(call, thread_sensitive=False)()
-
-
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
 class Runtime:
-    """State shared by one worker process: identity, store, counters, stop and wake signals."""
+    """State shared by one worker process: identity, store, counters, stop and wake signals.
+
+    Side tasks see it as a `queueapp.runtime.SideTaskRuntime`.
+    """
 
     def __init__(self, store: Store, queues: list[str], concurrency: int, burst: bool = False) -> None:
         self.store = store
@@ -132,11 +120,9 @@ class Runtime:
             outcome = await self._execute(started, attempt)
         except asyncio.CancelledError:
             if arq_id in worker.aborting_tasks:
-                outcome = Outcome("cancel_running", "cancelled", error="Cancelled while running.")
+                outcome = _after(started, attempt, "Cancelled while running.", retry.Cause.INTERRUPTED, cancelled=True)
             else:
-                outcome = self._retry_or_fail(
-                    started, attempt, "Interrupted: the worker stopped.", move_when_retry="requeue", immediate=True
-                )
+                outcome = _after(started, attempt, "Interrupted: the worker stopped.", retry.Cause.INTERRUPTED)
             await self._finish(started, attempt, outcome, time.monotonic() - t0)
             raise
         await self._finish(started, attempt, outcome, time.monotonic() - t0)
@@ -159,38 +145,14 @@ class Runtime:
         try:
             result = await asyncio.wait_for(call, timeout=started.timeout_s)
         except TimeoutError:
-            return self._retry_or_fail(started, attempt, f"Timed out after {started.timeout_s}s.")
+            return _after(started, attempt, f"Timed out after {started.timeout_s}s.", retry.Cause.ERROR)
         except Exception as exc:  # noqa: BLE001 - a job's own failure is data, not a worker crash
-            return self._retry_or_fail(started, attempt, _describe(exc))
+            return _after(started, attempt, _describe(exc), retry.Cause.ERROR)
         try:
             return Outcome("succeed", "succeeded", result=_jsonable(result))
         except (TypeError, ValueError) as exc:
             # The body ran; running it again would not make its result JSON.
             return Outcome("fail", "failed", error=f"Result is not JSON: {exc}")
-
-    def _retry_or_fail(
-        self,
-        started: Started,
-        attempt: int,
-        error: str,
-        *,
-        move_when_retry: str = "retry_later",
-        immediate: bool = False,
-    ) -> Outcome:
-        if transitions.tries_left(attempt, started.tries_base, started.max_tries):
-            now = clock.now()
-            delay = 0.0 if immediate else services.backoff_s(started.retry_backoff_s, attempt - started.tries_base)
-            due = now + timedelta(seconds=delay)
-            kind = "requeued" if move_when_retry == "requeue" else "retry_scheduled"
-            return Outcome(
-                move_when_retry,
-                kind,
-                error=error,
-                due_at=due,
-                dispatched_at=now,
-                detail={"error": error[:2000], "retry_in_s": round(delay, 3)},
-            )
-        return Outcome("fail", "failed", error=error, detail={"error": error[:2000]})
 
     async def _finish(self, started: Started, attempt: int, outcome: Outcome, run_s: float) -> None:
         try:
@@ -212,6 +174,34 @@ class Runtime:
                 await transport.apush([push], self.redis)
             except redis.RedisError:
                 logger.warning("could not push the retry of job %s; the relay will", started.id)
+
+
+def _after(started: Started, attempt: int, error: str, cause: retry.Cause, *, cancelled: bool = False) -> Outcome:
+    """How an attempt that ended without a result is recorded, as the retry policy decides.
+
+    A next attempt is marked dispatched now: this worker pushes it itself once the finish is recorded.
+    """
+    nxt = retry.after_attempt(
+        cause=cause,
+        attempt=attempt,
+        tries_base=started.tries_base,
+        max_tries=started.max_tries,
+        backoff_base_s=started.retry_backoff_s,
+        cancel_requested=cancelled,
+    )
+    if nxt.move == "cancel_running":
+        return Outcome(nxt.move, nxt.kind, error=error)
+    if nxt.delay_s is None:
+        return Outcome(nxt.move, nxt.kind, error=error, detail={"error": error[:2000]})
+    now = clock.now()
+    return Outcome(
+        nxt.move,
+        nxt.kind,
+        error=error,
+        due_at=now + timedelta(seconds=nxt.delay_s),
+        dispatched_at=now,
+        detail={"error": error[:2000], "retry_in_s": round(nxt.delay_s, 3)},
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -457,7 +447,7 @@ async def _run_burst(runtime: Runtime) -> None:
 
 
 def _due_waiting_exists(queues: list[str]) -> bool:
-    return services.jobs_due_unpaused(queues=queues).exists()
+    return selectors.jobs_due_unpaused(queues=queues).exists()
 
 
 async def _run_forever(runtime: Runtime, side_tasks: dict[str, registry.SideTask]) -> int:

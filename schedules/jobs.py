@@ -10,10 +10,11 @@ from django.db.utils import DatabaseError
 
 from hq import clock, metrics
 from queueapp.registry import JobContext, job_function, side_task
+from queueapp.runtime import SideTaskRuntime, run_sync
 from schedules import services
 
 if TYPE_CHECKING:
-    from queueapp.worker import Runtime
+    pass
 
 logger = logging.getLogger("hq.scheduler")
 
@@ -25,10 +26,8 @@ def fire(ctx: JobContext) -> dict[str, Any]:
 
 
 @side_task("scheduler")
-async def scheduler(runtime: Runtime) -> None:
+async def scheduler(runtime: SideTaskRuntime) -> None:
     """Fire due schedules, then sleep until the earliest next fire or a change notification."""
-    from queueapp.worker import run_sync
-
     wake = runtime.event(services.WAKE_MESSAGE)
     while not runtime.stopping.is_set():
         max_sleep_s = settings.HQ_SCHEDULER_MAX_SLEEP_S
