@@ -11,7 +11,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group
@@ -22,9 +21,8 @@ from django.forms.fields import InvalidJSONInput, JSONString
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import pluralize
-from django.template.response import TemplateResponse
 
-from hq import services, tokens
+from hq import admin_actions, services, tokens
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
 from hq.display import clip_json
 from hq.errors import HQError
@@ -188,7 +186,7 @@ class UserAdmin(WorkspaceScopedAdmin, BaseUserAdmin):
     @admin.action(description="Deactivate selected users…", permissions=["change"])
     def deactivate_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         users = list(queryset.prefetch_related("memberships__workspace"))
-        if request.POST.get("post"):
+        if admin_actions.confirmed(request):
             done = 0
             for user in users:
                 if user.pk == request.user.pk:
@@ -204,17 +202,16 @@ class UserAdmin(WorkspaceScopedAdmin, BaseUserAdmin):
                     messages.SUCCESS,
                 )
             return None
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"Deactivate {len(users)} user{pluralize(users)}",
-            "users": users,
-            "action": "deactivate_selected",
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            "media": self.media,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, self.deactivate_template, context)
+        return admin_actions.confirmation_page(
+            self,
+            request,
+            template=self.deactivate_template,
+            title=f"Deactivate {len(users)} user{pluralize(users)}",
+            objects=users,
+            action="deactivate_selected",
+            confirm_label="Yes, deactivate",
+            confirm_id="confirm-deactivate",
+        )
 
 
 @admin.register(Plan)
