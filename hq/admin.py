@@ -7,6 +7,7 @@ conversations. Plans and groups apply to every workspace and are for superusers.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -69,8 +70,15 @@ class GuardedJSONField(forms.JSONField):
         except HQError:
             return InvalidJSONInput(data)
 
+    def __init__(self, *, indent: int | None = None, **kwargs: Any) -> None:
+        """:param indent: indent the JSON shown in the input by this many spaces (None: one line)."""
+        super().__init__(**kwargs)
+        self.indent = indent
+
     def prepare_value(self, value: Any) -> Any:
-        return value if isinstance(value, InvalidJSONInput) else super().prepare_value(clip_json(value))
+        if isinstance(value, InvalidJSONInput):
+            return value
+        return json.dumps(clip_json(value), ensure_ascii=False, cls=self.encoder, indent=self.indent)
 
     def has_changed(self, initial: Any, data: Any) -> bool:
         return super().has_changed(clip_json(initial), data)

@@ -116,10 +116,18 @@ def schedule_create(
     description: str | None = None,
     active: bool = True,
 ) -> Schedule:
-    """Create a schedule (402 past the plan limit); it fires at its trigger's next slot."""
+    """Create a schedule (402 past the plan limit); it fires at its trigger's next slot.
+
+    Its owner must be an active member of the workspace (else 409 `owner_departed`), as for an
+    update, a resume or a fire now.
+    """
     now = clock.now()
     clean_trigger = trigger_prepare(trigger, now=now)
     clean_args = actions.validate_args(action, args, workspace=workspace, owner=owner)
+    departure = member_departure(user_id=owner.pk, workspace_id=workspace.pk)
+    if departure:
+        reason = departure.reason("Owner")
+        raise OwnerDeparted(f"Cannot create this schedule: {reason}", detail={"reason": reason})
     _check_plan(workspace)
     schedule = Schedule.objects.create(
         workspace=workspace,
@@ -146,13 +154,16 @@ def _set_state(s: Schedule, state: str, reason: str, *, next_fire_at: datetime |
     s.save(update_fields=["state", "next_fire_at", "state_reason", "updated_at"])
 
 
-def schedule_locked(schedule: Schedule | Any) -> Schedule:
+def schedule_locked(schedule: Schedule | Any, *, with_args: bool = True) -> Schedule:
     """The schedule (or schedule id) re-read and locked: its row only, never its workspace or owner.
 
     FOR NO KEY UPDATE: rows that reference it (fires, messages) can still be inserted meanwhile.
+    with_args=False leaves the args unloaded until first read, for changes that do not touch them:
+    they then work on a row whose stored args are nested too deep to load (`hq.display`).
     """
     pk = schedule.pk if isinstance(schedule, Schedule) else schedule
-    return Schedule.objects.select_for_update(of=("self",), no_key=True).select_related("workspace", "owner").get(pk=pk)
+    rows = Schedule.objects.select_for_update(of=("self",), no_key=True).select_related("workspace", "owner")
+    return (rows if with_args else rows.defer("args")).get(pk=pk)
 
 
 @transaction.atomic
@@ -170,7 +181,7 @@ def schedule_update(
     merge: of "trigger" and "args", those given as only the keys to change; they are merged into
     the row's values after it is locked, so two concurrent partial updates cannot undo each other.
     """
-    s = schedule_locked(schedule)
+    s = schedule_locked(schedule, with_args="args" in merge and args is not UNSET)  # else replaced or kept
     if s.state == ScheduleState.ARCHIVED:
         raise _conflict(s, "update")
     _ensure_owner_present(s, "update")
@@ -215,7 +226,7 @@ def _merged(current: Any, changes: Any) -> Any:
 @transaction.atomic
 def schedule_pause(*, schedule: Schedule, actor: User | None, reason: str | None = None) -> Schedule:
     """active → paused (next fire cleared); paused stays paused; quarantined or archived: 409."""
-    s = schedule_locked(schedule)
+    s = schedule_locked(schedule, with_args=False)
     if s.state == ScheduleState.PAUSED:
         return s
     if s.state != ScheduleState.ACTIVE:
@@ -256,7 +267,7 @@ def schedule_resume(*, schedule: Schedule) -> Schedule:
 @transaction.atomic
 def schedule_fire_now(*, schedule: Schedule, actor: User | None) -> ScheduleFire:
     """A manual fire now (active or paused, owner an active member); the cadence is unchanged."""
-    s = schedule_locked(schedule)
+    s = schedule_locked(schedule, with_args=False)
     if s.state not in (ScheduleState.ACTIVE, ScheduleState.PAUSED):
         raise _conflict(s, "fire")
     _ensure_owner_present(s, "fire")
@@ -281,7 +292,7 @@ def _cancel_pending_fires(s: Schedule, reason: str) -> int:
 @transaction.atomic
 def schedule_archive(*, schedule: Schedule, actor: User | None) -> Schedule:
     """Cancel: archived, pending fires dropped, history kept. Archiving an archived one changes nothing."""
-    s = schedule_locked(schedule)
+    s = schedule_locked(schedule, with_args=False)
     if s.state == ScheduleState.ARCHIVED:
         return s
     _cancel_pending_fires(s, "Schedule archived.")
@@ -292,7 +303,7 @@ def schedule_archive(*, schedule: Schedule, actor: User | None) -> Schedule:
 @transaction.atomic
 def schedule_erase(*, schedule: Schedule) -> None:
     """Delete an archived schedule and its history; anything else: 409."""
-    s = schedule_locked(schedule)
+    s = schedule_locked(schedule, with_args=False)
     if s.state != ScheduleState.ARCHIVED:
         raise _conflict(s, "erase")
     s.delete()
@@ -301,7 +312,7 @@ def schedule_erase(*, schedule: Schedule) -> None:
 @transaction.atomic
 def schedule_delete(*, schedule: Schedule) -> None:
     """Scheduled tasks' DELETE: drop pending fires and delete the row."""
-    s = schedule_locked(schedule)
+    s = schedule_locked(schedule, with_args=False)
     _cancel_pending_fires(s, "Schedule deleted.")
     s.delete()
 
