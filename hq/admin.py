@@ -21,7 +21,6 @@ from django.db.models import QuerySet
 from django.forms.fields import InvalidJSONInput, JSONString
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
-from django.template.defaultfilters import pluralize
 
 from hq import admin_actions, services, tokens
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
@@ -214,10 +213,9 @@ class UserAdmin(WorkspaceScopedAdmin, BaseUserAdmin):
             self,
             request,
             template=self.deactivate_template,
-            title=f"Deactivate {len(users)} user{pluralize(users)}",
+            verb="Deactivate",
             objects=users,
             action="deactivate_selected",
-            confirm_label="Yes, deactivate",
             confirm_id="confirm-deactivate",
         )
 

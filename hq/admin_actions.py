@@ -38,18 +38,18 @@ def confirmation_page(
     request: HttpRequest,
     *,
     template: str,
-    title: str,
+    verb: str,
     objects: Sequence[Model],
-    confirm_label: str,
     confirm_id: str,
     action: str = "",
     back_url: str | None = None,
     **context: Any,
 ) -> TemplateResponse:
-    """The page that asks to confirm `action` on `objects`.
+    """The page that asks to confirm `action` on `objects`: "<verb> 2 schedules", "Yes, <verb>".
 
     :param template: extends `admin/action_confirmation.html` and fills its `confirmation_body`
         (and `confirmation_fields` for inputs sent with the confirmation, such as a comment).
+    :param verb: what the action does, capitalised ("Approve", "Deactivate").
     :param confirm_id: the HTML id of the confirming button (browser tests click it).
     :param action: the admin action's name; empty when the page posts back to its own URL (a
         button on one object's page) instead of to the changelist.
@@ -57,15 +57,16 @@ def confirmation_page(
     :param context: more template variables.
     """
     opts = model_admin.opts
+    noun = opts.verbose_name if len(objects) == 1 else opts.verbose_name_plural
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": opts,
-        "title": title,
+        "title": f"{verb} {len(objects)} {noun}",
         "objects": objects,
         "selected": [obj.pk for obj in objects],
         "action": action,
         "action_checkbox_name": ACTION_CHECKBOX_NAME,
-        "confirm_label": confirm_label,
+        "confirm_label": f"Yes, {verb.lower()}",
         "confirm_id": confirm_id,
         "back_url": back_url
         or reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=model_admin.admin_site.name),

@@ -15,7 +15,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -160,10 +159,9 @@ class HITLRequestAdmin(ConsoleAdmin):
             self,
             request,
             template=self.confirmation_template,
-            title=f"{'Approve' if decision == 'approve' else 'Reject'} {len(rows)} HITL request{pluralize(rows)}",
+            verb="Approve" if decision == "approve" else "Reject",
             objects=rows,
             action=action,
-            confirm_label="Yes, approve" if decision == "approve" else "Yes, reject",
             confirm_id="confirm-decision",
             back_url=None if action else reverse("admin:queueapp_hitlrequest_change", args=[rows[0].pk]),
             decision=decision,

@@ -23,7 +23,6 @@ from django.contrib.admin.options import InlineModelAdmin
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.defaultfilters import pluralize
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
@@ -420,10 +419,9 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
             self,
             request,
             template=self.confirmation_template,
-            title=f"{step.verb} {len(rows)} schedule{pluralize(rows)}",
+            verb=step.verb,
             objects=rows,
             action=name,
-            confirm_label=f"Yes, {step.verb.lower()}",
             confirm_id="confirm-action",
             consequence=step.consequence,
         )

@@ -15,8 +15,6 @@ from schedules import services
 from schedules.models import Schedule
 from tests import factories
 
-PASSWORD = "a-long-test-password"
-
 
 def ops_pauses_a_schedule_after_confirming_and_a_bad_cron_is_refused(live_server, browser) -> None:
     from selenium.webdriver.common.by import By
@@ -24,6 +22,7 @@ def ops_pauses_a_schedule_after_confirming_and_a_bad_cron_is_refused(live_server
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     from tests.queueapp.test_admin_browser import ARTIFACTS, WAIT_S
+    from tests.security.admin_browser_flows import PASSWORD, _sign_in
 
     wait = WebDriverWait(browser, WAIT_S)
     owner = factories.caller()
@@ -37,11 +36,7 @@ def ops_pauses_a_schedule_after_confirming_and_a_bad_cron_is_refused(live_server
         args={"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "Standup!"}},
     )
     ops = User.objects.create_superuser("schedules.ops@example.com", PASSWORD)
-    browser.delete_all_cookies()
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/schedules/schedule/")
-    browser.find_element(By.ID, "id_username").send_keys(ops.email)
-    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    _sign_in(browser, f"{live_server.url}/admin/login/?next=/admin/schedules/schedule/", ops.email, PASSWORD)
     wait.until(ec.presence_of_element_located((By.ID, "result_list")))
 
     browser.find_element(By.CSS_SELECTOR, f"input[name=_selected_action][value='{s.pk}']").click()
