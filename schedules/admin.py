@@ -141,7 +141,7 @@ class ScheduleForm(forms.ModelForm):
         if self.instance.pk is None or ARGS_INPUT not in self.fields:
             return
         text = getattr(self.instance, json_text_attr("args"), None)
-        if text is None:  # not read through ScheduleAdmin.get_queryset: a row saved in this request
+        if text is None:  # an instance not read through ScheduleAdmin.get_queryset: no stored text
             self.initial[ARGS_INPUT] = self.instance.args
             return
         self.initial[ARGS_INPUT] = stored_value(text)
