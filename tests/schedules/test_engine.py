@@ -237,6 +237,9 @@ def test_two_scheduler_processes_fire_each_slot_once(member, room, procs):
     schedules = [make(member, room, expr="0 0 * * *", due_ago_s=0) for _ in range(150)]
     procs.env["HQ_SCHEDULER_BATCH"] = "10"
     a, b = procs.worker("--scheduler-only"), procs.worker("--scheduler-only")
+    # Both up (a worker's row is written once its SIGTERM handler is in place): on a loaded machine
+    # one could fire everything while the other still starts, and the SIGTERM below would kill it.
+    wait_for(lambda: Worker.objects.filter(pid__in=[a.pid, b.pid]).count() == 2, timeout=60, what="both up")
     wait_for(lambda: ScheduleFire.objects.count() >= 150, timeout=120, what="all schedules fired")
     for p in (a, b):
         p.send_signal(signal.SIGTERM)
