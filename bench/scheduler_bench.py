@@ -310,7 +310,7 @@ def run_burst(procs: Procs, fx: dict, n: int, distinct: bool = False) -> dict:
 
     from hq import clock
     from queueapp import transport
-    from schedules import services, triggers
+    from schedules import engine, triggers
 
     reset_state()
     r = redis_client()
@@ -326,7 +326,7 @@ def run_burst(procs: Procs, fx: dict, n: int, distinct: bool = False) -> dict:
     insert_schedules(fx, 1, n, "%(slot)s", triggers=trigs, slot=slot)
     sql("ANALYZE schedules_schedule", fetch="none")
     insert_s = time.perf_counter() - t_ins
-    transport.nudge(services.WAKE_MESSAGE)  # what schedule_create's on_commit does
+    transport.nudge(engine.WAKE_MESSAGE)  # what schedule_create's on_commit does
     margin = (slot - clock.now()).total_seconds()
     log(
         f"  {n:,} schedules due at {slot:%H:%M:%S}Z written in {insert_s:.2f} s; "
@@ -369,7 +369,7 @@ def run_burst(procs: Procs, fx: dict, n: int, distinct: bool = False) -> dict:
         float(x)
         for (x,) in sql("SELECT extract(epoch FROM created_at - slot) FROM schedules_schedulefire", fetch="all")
     ]
-    (jobs,) = sql("SELECT count(*) FROM queueapp_job WHERE function = %s", [services.FIRE_FUNCTION])
+    (jobs,) = sql("SELECT count(*) FROM queueapp_job WHERE function = %s", [engine.FIRE_FUNCTION])
     (linked,) = sql("SELECT count(*) FROM schedules_schedulefire f JOIN queueapp_job j ON j.id = f.job_id")
     if distinct:
         rows = sql("SELECT trigger, next_fire_at FROM schedules_schedule WHERE state = 'active'", fetch="all")
@@ -450,7 +450,7 @@ def profile_pass(n: int) -> dict:
 
     from hq import clock, db
     from queueapp import enqueue
-    from schedules import services
+    from schedules import engine
 
     reset_state(schedules=False)
     due = clock.now().replace(microsecond=0) - dt.timedelta(seconds=1)
@@ -478,7 +478,7 @@ def profile_pass(n: int) -> dict:
                 t_["select"] += time.perf_counter() - t0
 
     patches = [
-        (services, "next_fire", "next_fire"),
+        (engine, "next_fire", "next_fire"),
         (db, "bulk_insert", lambda model, *_: f"insert {model.__name__}"),
         (db, "bulk_update", "update"),
         (enqueue, "jobs_insert", "insert jobs"),
@@ -493,7 +493,7 @@ def profile_pass(n: int) -> dict:
     try:
         with connection.execute_wrapper(select_timer):
             t0 = time.perf_counter()
-            fired = services.scheduler_pass()
+            fired = engine.scheduler_pass()
             total = time.perf_counter() - t0
     finally:
         for mod, name, fn in saved:
@@ -532,27 +532,27 @@ def measure_idle(n: int, iters: int) -> dict:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from schedules import services
+    from schedules import engine
 
     for _ in range(5):
-        services.scheduler_pass()
-        services.next_due_at()
+        engine.scheduler_pass()
+        engine.next_due_at()
     times, p_times, d_times, cpu = [], [], [], []
     fired = 0
     for _ in range(iters):
         c0 = time.thread_time()
         t0 = time.perf_counter()
-        fired += services.scheduler_pass()
+        fired += engine.scheduler_pass()
         t1 = time.perf_counter()
-        services.next_due_at()
+        engine.next_due_at()
         t2 = time.perf_counter()
         cpu.append((time.thread_time() - c0) * 1000)
         times.append((t2 - t0) * 1000)
         p_times.append((t1 - t0) * 1000)
         d_times.append((t2 - t1) * 1000)
     with CaptureQueriesContext(connection) as q:
-        services.scheduler_pass()
-        services.next_due_at()
+        engine.scheduler_pass()
+        engine.next_due_at()
     stmts = [x["sql"] for x in q.captured_queries]
     due_sql = next(s for s in stmts if "SKIP LOCKED" in s)
     min_sql = next(s for s in stmts if "MIN(" in s.upper())
@@ -847,7 +847,7 @@ METHOD = """\
   just before S and right after the last fire became visible.
 - Where a batch's time goes: after the burst the same N schedules are set due (1 s ago) and ONE
   `scheduler_pass()` runs in this process with timers wrapped (in this process only) around
-  `services.next_fire`, `hq.db.bulk_insert` (per model), `hq.db.bulk_update`, the connection's
+  `engine.next_fire`, `hq.db.bulk_insert` (per model), `hq.db.bulk_update`, the connection's
   COMMIT, `enqueue.push` and `enqueue._count`, plus `connection.execute_wrapper` for the due
   SELECT. Figures are per batch; "rest" is the pass's total minus the timed parts.
 - Idle: the table is emptied, then grown to each N with next_fire_at 1-31 days ahead, then VACUUM

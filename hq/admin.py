@@ -7,12 +7,12 @@ conversations. Plans and groups apply to every workspace and are for superusers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group
@@ -22,10 +22,8 @@ from django.db.models import QuerySet
 from django.forms.fields import InvalidJSONInput, JSONString
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
-from django.template.defaultfilters import pluralize
-from django.template.response import TemplateResponse
 
-from hq import services, tokens
+from hq import admin_actions, services, tokens
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
 from hq.display import clip_json
 from hq.errors import HQError
@@ -93,8 +91,15 @@ class GuardedJSONField(forms.JSONField):
         except HQError:
             return InvalidJSONInput(data)
 
+    def __init__(self, *, indent: int | None = None, **kwargs: Any) -> None:
+        """:param indent: indent the JSON shown in the input by this many spaces (None: one line)."""
+        super().__init__(**kwargs)
+        self.indent = indent
+
     def prepare_value(self, value: Any) -> Any:
-        return value if isinstance(value, InvalidJSONInput) else super().prepare_value(clip_json(value))
+        if isinstance(value, InvalidJSONInput):
+            return value
+        return json.dumps(clip_json(value), ensure_ascii=False, cls=self.encoder, indent=self.indent)
 
     def has_changed(self, initial: Any, data: Any) -> bool:
         return super().has_changed(clip_json(initial), data)
@@ -212,7 +217,7 @@ class UserAdmin(WorkspaceScopedAdmin, _UserAdmin):
     @admin.action(description="Deactivate selected users…", permissions=["change"])
     def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
         users = list(queryset.prefetch_related("memberships__workspace"))
-        if request.POST.get("post"):
+        if admin_actions.confirmed(request):
             done = 0
             for user in users:
                 if user.pk == request.user.pk:
@@ -228,17 +233,15 @@ class UserAdmin(WorkspaceScopedAdmin, _UserAdmin):
                     messages.SUCCESS,
                 )
             return None
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"Deactivate {len(users)} user{pluralize(users)}",
-            "users": users,
-            "action": "deactivate_selected",
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            "media": self.media,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, self.deactivate_template, context)
+        return admin_actions.confirmation_page(
+            self,
+            request,
+            template=self.deactivate_template,
+            verb="Deactivate",
+            objects=users,
+            action="deactivate_selected",
+            confirm_id="confirm-deactivate",
+        )
 
 
 @admin.register(Plan)

@@ -70,17 +70,23 @@ def _clip_text(text: str) -> str:
     return "".join(parts)
 
 
-def stored_json(text: str) -> str:
-    """Indented JSON from a column's stored text, clipped at MAX_JSON_DEPTH levels as `pretty_json` is.
+def stored_value(text: str) -> Any:
+    """The value of a column's stored JSON text, clipped at MAX_JSON_DEPTH levels as `clip_json` clips.
 
     Text nested deeper is clipped before it is parsed, so nothing recurses past MAX_JSON_DEPTH.
+    ValueError for text that is not JSON (never the case for a jsonb column).
     """
     if json_depth(text) > MAX_JSON_DEPTH:
         text = _clip_text(text)
     if json_depth(text) > MAX_JSON_DEPTH:  # unbalanced: not JSON PostgreSQL would have stored
-        return text[:RAW_SHOWN_CHARS]
+        raise ValueError("Unbalanced brackets: not JSON.")
+    return json.loads(text)
+
+
+def stored_json(text: str) -> str:
+    """Indented JSON from a column's stored text, clipped at MAX_JSON_DEPTH levels as `pretty_json` is."""
     try:
-        return pretty_json(json.loads(text))
+        return pretty_json(stored_value(text))
     except ValueError:
         return text[:RAW_SHOWN_CHARS]
 

@@ -12,17 +12,15 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from hq import clock, permissions
+from hq import admin_actions, clock, permissions
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
 from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, with_json_text
 from hq.errors import HQError
@@ -152,22 +150,19 @@ class HITLRequestAdmin(ConsoleAdmin):
     def _confirmation(
         self, request: HttpRequest, rows: list[HITLRequest], decision: str, form: DecisionForm, action: str = ""
     ) -> TemplateResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"{'Approve' if decision == 'approve' else 'Reject'} {len(rows)} HITL request{pluralize(rows)}",
-            "decision": decision,
-            "rows": [self._confirmation_row(hitl) for hitl in rows],
-            "form": form,
-            "action": action,
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            "back_url": reverse("admin:queueapp_hitlrequest_changelist")
-            if action
-            else reverse("admin:queueapp_hitlrequest_change", args=[rows[0].pk]),
-            "media": self.media,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, self.confirmation_template, context)
+        return admin_actions.confirmation_page(
+            self,
+            request,
+            template=self.confirmation_template,
+            verb="Approve" if decision == "approve" else "Reject",
+            objects=rows,
+            action=action,
+            confirm_id="confirm-decision",
+            back_url=None if action else reverse("admin:queueapp_hitlrequest_change", args=[rows[0].pk]),
+            decision=decision,
+            rows=[self._confirmation_row(hitl) for hitl in rows],
+            form=form,
+        )
 
     @staticmethod
     def _confirmation_row(hitl: HITLRequest) -> dict[str, Any]:
@@ -325,17 +320,13 @@ class JobAdmin(ConsoleAdmin):
         )
 
     def _run(self, request: HttpRequest, queryset: QuerySet, verb: str, call: Any) -> None:
-        """Apply `call` to each job; every refusal (the service's own role check included) is reported,
-        none skipped silently."""
-        done = 0
-        for job in queryset:
-            try:
-                call(job)
-                done += 1
-            except HQError as exc:
-                self.message_user(request, f"Job {job.pk}: {exc.message}", messages.ERROR)
-        if done:
-            self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
+        """Apply `call` to each job the user administers; every refusal (the service's own role check
+        included) is reported, none skipped silently."""
+        admin_actions.apply_each(self, request, queryset, call, done=f"{verb} {{count}} job(s).", label=_job_label)
+
+
+def _job_label(job: Job) -> str:
+    return f"Job {job.pk}"
 
 
 # --- queues and workers -----------------------------------------------------------------------------------

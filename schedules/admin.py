@@ -1,28 +1,39 @@
-"""Schedules in the ops console: owner filter, lifecycle actions through the services, recent fires.
+"""Schedules in the ops console: owner filter, recent fires, and every change through the services.
 
 Scoped by `hq.admin_scoping` (a superuser sees every schedule, other staff those of the workspaces
-they administer), with Django's model permissions on top: `view_schedule` to see, `change_schedule`
-to edit the name and description and to run the actions.
+they administer), with Django's model permissions on top: `view_schedule` to see, `add_schedule`
+to create, `change_schedule` to edit and to run the actions. Like the queue pages, nothing here
+writes a schedule by itself: the add and change forms run `schedule_create` / `schedule_update`
+(their refusals show as form errors), and pause, resume, fire now, archive and erase run their
+services after a confirmation page (`hq.admin_actions`). There is no delete: as on
+/v1/api/schedules, whose DELETE archives, a schedule is archived (fires stop, history kept) and
+an archived one may then be erased with its history.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.contrib import admin, messages
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.options import InlineModelAdmin
+from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from hq import clock
+from hq import admin_actions, clock
+from hq.admin import GuardedJSONField
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
-from hq.display import clipped_note, json_text_attr, stored_json, with_json_text
+from hq.display import clipped_note, json_text_attr, stored_json, stored_value, with_json_text
 from hq.errors import HQError
 from hq.models import User
-from schedules import services, triggers
-from schedules.models import Schedule, ScheduleFire
+from schedules import actions, services, triggers
+from schedules.models import Schedule, ScheduleFire, ScheduleState
 
 RECENT_FIRES = 20
 #: The list shows this much of a state reason; the schedule's page shows all of it.
@@ -80,6 +91,165 @@ class FireInline(WorkspaceScopedTabularInline):
         return False
 
 
+#: What the add and change forms call `args` is this form field, not the model field: a stored
+#: value may be nested deeper than Python can load while rendering a page (`hq.display`), so the
+#: input starts from the stored text, clipped, and the model field is never loaded.
+ARGS_INPUT = "action_args"
+#: The form field that shows a service's complaint about each part of a schedule.
+_FORM_FIELD_OF = {
+    "name": "name",
+    "description": "description",
+    "action": "action",
+    "trigger": "trigger",
+    "args": ARGS_INPUT,
+}
+
+
+def _action_choices() -> list[tuple[str, str]]:
+    return [(name, name) for name in actions.names()]
+
+
+class ScheduleForm(forms.ModelForm):
+    """The add and change form. Validating it runs `schedule_create` or `schedule_update`.
+
+    The services hold every rule for a schedule's trigger, args, owner, plan limit and state, and
+    they validate and write in one transaction. So the form calls the service last in its
+    validation (after the field checks and the admin's same-workspace check) and turns an
+    `HQError` into form errors; the admin's own save then has nothing left to write
+    (`ScheduleAdmin.save_model`). The admin view runs in a transaction, and a refused service
+    wrote nothing.
+    """
+
+    action = forms.ChoiceField(
+        choices=_action_choices, help_text="What the schedule does when it fires; it cannot change later."
+    )
+    action_args = GuardedJSONField(
+        label="Args",
+        indent=2,
+        required=False,
+        initial=dict,
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 80}),
+        help_text="The action's arguments as a JSON object (see the README for each action).",
+    )
+
+    class Meta:
+        model = Schedule
+        fields = ["workspace", "owner", "name", "description", "action", "trigger"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None or ARGS_INPUT not in self.fields:
+            return
+        text = getattr(self.instance, json_text_attr("args"), None)
+        if text is None:  # an instance not read through ScheduleAdmin.get_queryset: no stored text
+            self.initial[ARGS_INPUT] = self.instance.args
+            return
+        self.initial[ARGS_INPUT] = stored_value(text)
+        note = clipped_note(text)
+        if note:
+            self.fields[ARGS_INPUT].help_text = f"{note} Saving other changes keeps the stored args."
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            self.instance = self._save_through_services()
+        except HQError as exc:
+            self._show(exc)
+            if not self.instance._state.adding:
+                # The page drawn again shows the schedule as stored (its next fires), not as typed.
+                self.instance.refresh_from_db(fields=["name", "description", "trigger"])
+
+    def _save_through_services(self) -> Schedule:
+        data = self.cleaned_data
+        if self.instance._state.adding:
+            return services.schedule_create(
+                workspace=data["workspace"],
+                owner=data["owner"],
+                name=data["name"],
+                description=data["description"],
+                trigger=data["trigger"],
+                action=data["action"],
+                args=data[ARGS_INPUT],
+            )
+        changes = {
+            part: data[field]
+            for part, field in _FORM_FIELD_OF.items()
+            if part != "action" and field in self.changed_data
+        }
+        if not changes:
+            return self.instance
+        schedule, _ = services.schedule_update(schedule=self.instance, **changes)
+        return schedule
+
+    def _show(self, exc: HQError) -> None:
+        """Each of the service's field complaints under its input; the message when none has one."""
+        shown = False
+        for key, problems in exc.fields.items():
+            part, _, inner = key.partition(".")
+            field = _FORM_FIELD_OF.get(part)
+            if field in self.fields:
+                for problem in problems if isinstance(problems, list) else [problems]:
+                    self.add_error(field, f"{inner}: {problem}" if inner else str(problem))
+                shown = True
+        if not shown:
+            self.add_error(None, exc.message)
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """An admin action on the selected schedules: what its confirmation page says, and its service."""
+
+    verb: str
+    done: str
+    consequence: str
+    run: Callable[[Schedule, User], object]
+
+
+LIFECYCLE = {
+    "pause": Lifecycle(
+        "Pause",
+        "Paused",
+        "Each active schedule stops firing until it is resumed (its next fire is cleared); a paused one "
+        "stays as it is. Quarantined and archived schedules cannot be paused.",
+        lambda s, actor: services.schedule_pause(schedule=s, actor=actor),
+    ),
+    "resume": Lifecycle(
+        "Resume",
+        "Resumed",
+        "Each schedule fires again from its trigger's next slot after now. A quarantined one resumes only "
+        "once its trigger and args validate and its owner is an active member of its workspace; an "
+        "archived one cannot be resumed.",
+        lambda s, actor: services.schedule_resume(schedule=s),
+    ),
+    "fire_now": Lifecycle(
+        "Fire",
+        "Fired",
+        "Each active or paused schedule fires once now, beside its cadence, which does not change.",
+        lambda s, actor: services.schedule_fire_now(schedule=s, actor=actor),
+    ),
+    "archive": Lifecycle(
+        "Archive",
+        "Archived",
+        "Each schedule is cancelled for good: it never fires again and its pending fires are dropped; "
+        "it and its fire history are kept, and can then be erased.",
+        lambda s, actor: services.schedule_archive(schedule=s, actor=actor),
+    ),
+    "erase": Lifecycle(
+        "Erase",
+        "Erased",
+        "Each archived schedule is deleted with its whole fire history. This cannot be undone. "
+        "Schedules that are not archived are refused: archive them first.",
+        lambda s, actor: services.schedule_erase(schedule=s),
+    ),
+}
+
+
+def _schedule_label(s: Schedule) -> str:
+    return s.name
+
+
 @admin.register(Schedule)
 class ScheduleAdmin(WorkspaceScopedAdmin):
     list_display = [
@@ -120,17 +290,62 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
         "created_at",
         "updated_at",
     ]
-    readonly_fields = [f for f in fields if f not in ("name", "description")]
+    add_fields = ["workspace", "owner", "name", "description", "action", "trigger", ARGS_INPUT]
+    #: What a schedule's page lets you change (not once it is archived); the rest is fixed or the engine's.
+    editable_fields = ["name", "description", "trigger", ARGS_INPUT]
+    form = ScheduleForm
+    formfield_overrides = {
+        models.JSONField: {
+            "form_class": GuardedJSONField,
+            "indent": 2,
+            "widget": forms.Textarea(attrs={"rows": 6, "cols": 80}),
+        }
+    }
     inlines = [FireInline]
-    actions = ["pause", "resume", "fire_now", "archive"]
+    actions = ["pause", "resume", "fire_now", "archive", "erase"]
+    confirmation_template = "admin/schedules/schedule/action_confirmation.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # args are the client's (an agent schedule's prompt and extras): read as stored text, so a
         # row of any depth renders. The trigger is normalised on every write, so always flat.
         return with_json_text(super().get_queryset(request), "args")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # schedules are created through the API, where args are validated per action
+    def _editable(self, request: HttpRequest, obj: Schedule) -> bool:
+        return obj.state != ScheduleState.ARCHIVED and self.has_change_permission(request, obj)
+
+    def get_fields(self, request: HttpRequest, obj: Schedule | None = None) -> list[str]:
+        if obj is None:
+            return self.add_fields
+        if self._editable(request, obj):
+            return [ARGS_INPUT if f == "args_json" else f for f in self.fields]
+        return self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Schedule | None = None) -> list[str]:
+        if obj is None:
+            return []
+        editable = self.editable_fields if self._editable(request, obj) else []
+        return [f for f in self.get_fields(request, obj) if f not in editable]
+
+    def get_inlines(self, request: HttpRequest, obj: Schedule | None) -> list[type[InlineModelAdmin]]:
+        # The recent fires are for reading. A POST goes without them: the scheduler may have added
+        # a fire since the page was drawn, and the posted rows would then fail a formset check
+        # after ScheduleForm's service had already saved the schedule.
+        return [] if obj is None or request.method == "POST" else self.inlines
+
+    def save_model(self, request: HttpRequest, obj: Schedule, form: Any, change: bool) -> None:
+        """Nothing left to write: validating ScheduleForm ran the service that saved the schedule."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """None on the schedules pages (no delete action, button or page): archive, then erase.
+
+        Deleting a schedule's owner or workspace on their own pages still takes its schedules
+        along (the database cascades); Django asks this admin about each of them there, and the
+        answer is the model permission's.
+        """
+        match = request.resolver_match
+        if match is None or (match.url_name or "").startswith(f"{self.opts.app_label}_{self.opts.model_name}_"):
+            return False
+        return super().has_delete_permission(request, obj)
 
     @admin.display(description="state reason", ordering="state_reason")
     def reason(self, obj: Schedule) -> str:
@@ -165,34 +380,48 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
             ),
         )
 
-    def _apply(self, request: HttpRequest, queryset: QuerySet, verb: str, fn: Any) -> None:
-        done, refused = 0, []
-        for schedule in queryset:
-            if not self.covers(request, schedule):
-                refused.append(f"{schedule.name}: only an admin of its workspace may change it.")
-                continue
-            try:
-                fn(schedule)
-                done += 1
-            except HQError as exc:
-                refused.append(f"{schedule.name}: {exc.message}")
-        if done:
-            self.message_user(request, f"{verb} {done} schedule(s).")
-        for line in refused:
-            self.message_user(request, line, level=messages.ERROR)
+    # Actions on selected schedules: a confirmation page first, then the service for each.
 
     @admin.action(description="Pause selected schedules", permissions=["change"])
-    def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, "Paused", lambda s: services.schedule_pause(schedule=s, actor=request.user))
+    def pause(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._lifecycle(request, queryset, "pause")
 
     @admin.action(description="Resume selected schedules", permissions=["change"])
-    def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, "Resumed", lambda s: services.schedule_resume(schedule=s))
+    def resume(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._lifecycle(request, queryset, "resume")
 
     @admin.action(description="Fire selected schedules now", permissions=["change"])
-    def fire_now(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, "Fired", lambda s: services.schedule_fire_now(schedule=s, actor=request.user))
+    def fire_now(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._lifecycle(request, queryset, "fire_now")
 
     @admin.action(description="Archive (cancel) selected schedules", permissions=["change"])
-    def archive(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(request, queryset, "Archived", lambda s: services.schedule_archive(schedule=s, actor=request.user))
+    def archive(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._lifecycle(request, queryset, "archive")
+
+    @admin.action(description="Erase selected archived schedules and their history", permissions=["change"])
+    def erase(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._lifecycle(request, queryset, "erase")
+
+    def _lifecycle(self, request: HttpRequest, queryset: QuerySet, name: str) -> HttpResponse | None:
+        step = LIFECYCLE[name]
+        if admin_actions.confirmed(request):
+            admin_actions.apply_each(
+                self,
+                request,
+                queryset,
+                lambda s: step.run(s, request.user),
+                done=f"{step.done} {{count}} schedule(s).",
+                label=_schedule_label,
+            )
+            return None
+        rows = list(queryset.select_related("owner", "workspace"))
+        return admin_actions.confirmation_page(
+            self,
+            request,
+            template=self.confirmation_template,
+            verb=step.verb,
+            objects=rows,
+            action=name,
+            confirm_id="confirm-action",
+            consequence=step.consequence,
+        )

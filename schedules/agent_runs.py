@@ -148,13 +148,13 @@ def _owner_departed_before_delivery(*, delivery_id: Any, fire_id: Any) -> bool:
     """Deliver nothing for an owner who left the workspace or was deactivated since the fire ran:
     the schedule is quarantined, the fire skipped and the delivery abandoned."""
     from delivery import services as delivery_services
-    from schedules import services
+    from schedules import fires
 
     with transaction.atomic():
         fire = _locked_fire(fire_id)
         if fire is None or fire.status != FireStatus.RUNNING:
             return False
-        reason = services.fire_stop_for_departed_owner(fire, outcome="Nothing was delivered.")
+        reason = fires.fire_stop_for_departed_owner(fire, outcome="Nothing was delivered.")
         if reason:
             delivery_services.delivery_abandon(delivery_id=delivery_id, reason=f"Not delivered: {reason}")
     return bool(reason)
@@ -163,7 +163,7 @@ def _owner_departed_before_delivery(*, delivery_id: Any, fire_id: Any) -> bool:
 def deliver_run(*, delivery_id: Any, fire_id: Any) -> str:
     """One delivery attempt; a retryable failure re-defers a new job instead of sleeping in a worker slot."""
     from delivery import services as delivery_services
-    from schedules import services
+    from schedules import fires
 
     if _owner_departed_before_delivery(delivery_id=delivery_id, fire_id=fire_id):
         return "failed"
@@ -178,7 +178,7 @@ def deliver_run(*, delivery_id: Any, fire_id: Any) -> str:
         if fire.status == FireStatus.RUNNING:
             status = FireStatus.SUCCEEDED if result.status == "delivered" else FireStatus.FAILED
             error = "" if status == FireStatus.SUCCEEDED else f"Delivery failed: {result.error}"
-            services.finish_fire(fire, status, error=error, conversation_id=fire.conversation_id)
+            fires.finish_fire(fire, status, error=error, conversation_id=fire.conversation_id)
     return result.status
 
 

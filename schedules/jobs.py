@@ -11,7 +11,7 @@ from django.db.utils import DatabaseError
 from hq import clock, metrics
 from queueapp.registry import JobContext, job_function, side_task
 from queueapp.runtime import SideTaskRuntime, run_sync
-from schedules import services
+from schedules import engine, fires
 
 if TYPE_CHECKING:
     pass
@@ -19,25 +19,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hq.scheduler")
 
 
-@job_function(services.FIRE_FUNCTION, internal=True, max_tries=2, timeout=900, retry_backoff=1.0)
+@job_function(engine.FIRE_FUNCTION, internal=True, max_tries=2, timeout=900, retry_backoff=1.0)
 def fire(ctx: JobContext) -> dict[str, Any]:
     """Run one schedule fire (engine-only)."""
-    return services.fire_job(ctx)
+    return fires.fire_job(ctx)
 
 
 @side_task("scheduler")
 async def scheduler(runtime: SideTaskRuntime) -> None:
     """Fire due schedules, then sleep until the earliest next fire or a change notification."""
-    wake = runtime.event(services.WAKE_MESSAGE)
+    wake = runtime.event(engine.WAKE_MESSAGE)
     while not runtime.stopping.is_set():
         max_sleep_s = settings.HQ_SCHEDULER_MAX_SLEEP_S
         sleep_s = max_sleep_s
         try:
-            fired = await run_sync(services.scheduler_pass)
+            fired = await run_sync(engine.scheduler_pass)
             metrics.scheduler_iteration(fired)
             if fired:
                 logger.info("scheduler fired %d schedule(s)", fired)
-            nxt = await run_sync(services.next_due_at)
+            nxt = await run_sync(engine.next_due_at)
             if nxt is not None:
                 sleep_s = min(max_sleep_s, max((nxt - clock.now()).total_seconds(), 0.0))
                 if not fired and sleep_s == 0.0:

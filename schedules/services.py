@@ -1,32 +1,36 @@
-"""Writes for schedules: create, update, lifecycle, the scheduler pass and the fire job body."""
+"""Writes for schedules: create, update and the lifecycle (pause, resume, fire now, archive, erase,
+quarantine), for both API surfaces and the admin.
+
+The scheduler pass is `schedules.engine` and a fire's job body `schedules.fires`.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Collection
-from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-import redis
-from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Min
 
-from hq import clock, db, metrics
+from hq import clock
 from hq.errors import Conflict, HQError, PaymentRequired, ValidationFailed
 from hq.models import User, Workspace
 from hq.selectors import Departure, member_departure
-from queueapp import enqueue, transport
-from schedules import actions, triggers
+from schedules import actions, engine, triggers
+from schedules.engine import next_fire
 from schedules.models import FireStatus, Schedule, ScheduleFire, ScheduleState
 
 logger = logging.getLogger("hq.scheduler")
 
-FIRE_FUNCTION = "schedules.fire"
-WAKE_MESSAGE = "*schedules*"
+# Still importable from here, where they were before the scheduler moved to `schedules.engine`.
+FIRE_FUNCTION = engine.FIRE_FUNCTION
+WAKE_MESSAGE = engine.WAKE_MESSAGE
+scheduler_pass = engine.scheduler_pass
+next_due_at = engine.next_due_at
+
 UNSET: Any = object()
 
 
@@ -86,11 +90,6 @@ def trigger_prepare(trigger: Any, *, now: datetime | None = None) -> dict[str, A
         raise ValidationFailed(f"Invalid trigger: {exc}", fields={field: [str(exc)]}, code=code) from exc
 
 
-def next_fire(trigger: dict[str, Any], after: datetime) -> datetime | None:
-    """The next slot strictly after `after` (TriggerError for a bad stored trigger)."""
-    return triggers.next_fire_after(trigger, after)
-
-
 # --- create and update -------------------------------------------------------------------------
 
 
@@ -105,13 +104,6 @@ def _check_plan(workspace: Workspace, adding: int = 1) -> None:
         )
 
 
-def _notify() -> None:
-    try:
-        transport.nudge(WAKE_MESSAGE)
-    except redis.RedisError:
-        pass
-
-
 @transaction.atomic
 def schedule_create(
     *,
@@ -124,10 +116,18 @@ def schedule_create(
     description: str | None = None,
     active: bool = True,
 ) -> Schedule:
-    """Create a schedule (402 past the plan limit); it fires at its trigger's next slot."""
+    """Create a schedule (402 past the plan limit); it fires at its trigger's next slot.
+
+    Its owner must be an active member of the workspace (else 409 `owner_departed`), as for an
+    update, a resume or a fire now.
+    """
     now = clock.now()
     clean_trigger = trigger_prepare(trigger, now=now)
     clean_args = actions.validate_args(action, args, workspace=workspace, owner=owner)
+    departure = member_departure(user_id=owner.pk, workspace_id=workspace.pk)
+    if departure:
+        reason = departure.reason("Owner")
+        raise OwnerDeparted(f"Cannot create this schedule: {reason}", detail={"reason": reason})
     _check_plan(workspace)
     schedule = Schedule.objects.create(
         workspace=workspace,
@@ -143,7 +143,7 @@ def schedule_create(
         created_at=now,
         updated_at=now,
     )
-    transaction.on_commit(_notify, robust=True)
+    transaction.on_commit(engine.wake_schedulers, robust=True)
     return schedule
 
 
@@ -154,13 +154,16 @@ def _set_state(s: Schedule, state: str, reason: str, *, next_fire_at: datetime |
     s.save(update_fields=["state", "next_fire_at", "state_reason", "updated_at"])
 
 
-def _locked(schedule: Schedule | Any) -> Schedule:
+def schedule_locked(schedule: Schedule | Any, *, with_args: bool = True) -> Schedule:
     """The schedule (or schedule id) re-read and locked: its row only, never its workspace or owner.
 
     FOR NO KEY UPDATE: rows that reference it (fires, messages) can still be inserted meanwhile.
+    with_args=False leaves the args unloaded until first read, for changes that do not touch them:
+    they then work on a row whose stored args are nested too deep to load (`hq.display`).
     """
     pk = schedule.pk if isinstance(schedule, Schedule) else schedule
-    return Schedule.objects.select_for_update(of=("self",), no_key=True).select_related("workspace", "owner").get(pk=pk)
+    rows = Schedule.objects.select_for_update(of=("self",), no_key=True).select_related("workspace", "owner")
+    return (rows if with_args else rows.defer("args")).get(pk=pk)
 
 
 @transaction.atomic
@@ -178,7 +181,7 @@ def schedule_update(
     merge: of "trigger" and "args", those given as only the keys to change; they are merged into
     the row's values after it is locked, so two concurrent partial updates cannot undo each other.
     """
-    s = _locked(schedule)
+    s = schedule_locked(schedule, with_args="args" in merge and args is not UNSET)  # else replaced or kept
     if s.state == ScheduleState.ARCHIVED:
         raise _conflict(s, "update")
     _ensure_owner_present(s, "update")
@@ -206,7 +209,7 @@ def schedule_update(
         fields.append("args")
     s.updated_at = now
     s.save(update_fields=fields)
-    transaction.on_commit(_notify, robust=True)
+    transaction.on_commit(engine.wake_schedulers, robust=True)
     return s, trigger_changed
 
 
@@ -223,7 +226,7 @@ def _merged(current: Any, changes: Any) -> Any:
 @transaction.atomic
 def schedule_pause(*, schedule: Schedule, actor: User | None, reason: str | None = None) -> Schedule:
     """active → paused (next fire cleared); paused stays paused; quarantined or archived: 409."""
-    s = _locked(schedule)
+    s = schedule_locked(schedule, with_args=False)
     if s.state == ScheduleState.PAUSED:
         return s
     if s.state != ScheduleState.ACTIVE:
@@ -238,7 +241,7 @@ def schedule_resume(*, schedule: Schedule) -> Schedule:
 
     Either needs its owner to be an active member of the workspace (else 409 `owner_departed`).
     """
-    s = _locked(schedule)
+    s = schedule_locked(schedule)
     if s.state == ScheduleState.ACTIVE:
         return s
     if s.state == ScheduleState.ARCHIVED:
@@ -257,19 +260,19 @@ def schedule_resume(*, schedule: Schedule) -> Schedule:
             ) from exc
         raise
     _set_state(s, ScheduleState.ACTIVE, "", next_fire_at=nxt)
-    transaction.on_commit(_notify, robust=True)
+    transaction.on_commit(engine.wake_schedulers, robust=True)
     return s
 
 
 @transaction.atomic
 def schedule_fire_now(*, schedule: Schedule, actor: User | None) -> ScheduleFire:
     """A manual fire now (active or paused, owner an active member); the cadence is unchanged."""
-    s = _locked(schedule)
+    s = schedule_locked(schedule, with_args=False)
     if s.state not in (ScheduleState.ACTIVE, ScheduleState.PAUSED):
         raise _conflict(s, "fire")
     _ensure_owner_present(s, "fire")
-    due = _Due(s.pk, s.workspace_id, s.owner_id, s.trigger, s.action, s.next_fire_at)
-    return ScheduleFire.objects.get(pk=_create_fires([(due, clock.now(), 0, True)])[0])
+    due = engine.Due(s.pk, s.workspace_id, s.owner_id, s.trigger, s.action, s.next_fire_at)
+    return ScheduleFire.objects.get(pk=engine.fires_create([(due, clock.now(), 0, True)])[0])
 
 
 def _cancel_pending_fires(s: Schedule, reason: str) -> int:
@@ -289,7 +292,7 @@ def _cancel_pending_fires(s: Schedule, reason: str) -> int:
 @transaction.atomic
 def schedule_archive(*, schedule: Schedule, actor: User | None) -> Schedule:
     """Cancel: archived, pending fires dropped, history kept. Archiving an archived one changes nothing."""
-    s = _locked(schedule)
+    s = schedule_locked(schedule, with_args=False)
     if s.state == ScheduleState.ARCHIVED:
         return s
     _cancel_pending_fires(s, "Schedule archived.")
@@ -300,7 +303,7 @@ def schedule_archive(*, schedule: Schedule, actor: User | None) -> Schedule:
 @transaction.atomic
 def schedule_erase(*, schedule: Schedule) -> None:
     """Delete an archived schedule and its history; anything else: 409."""
-    s = _locked(schedule)
+    s = schedule_locked(schedule, with_args=False)
     if s.state != ScheduleState.ARCHIVED:
         raise _conflict(s, "erase")
     s.delete()
@@ -309,7 +312,7 @@ def schedule_erase(*, schedule: Schedule) -> None:
 @transaction.atomic
 def schedule_delete(*, schedule: Schedule) -> None:
     """Scheduled tasks' DELETE: drop pending fires and delete the row."""
-    s = _locked(schedule)
+    s = schedule_locked(schedule, with_args=False)
     _cancel_pending_fires(s, "Schedule deleted.")
     s.delete()
 
@@ -338,250 +341,11 @@ def schedules_quarantine_departed(*, user: User, workspace_id: uuid.UUID | None,
         _cancel_pending_fires(s, f"Quarantined: {reason}")
         schedule_quarantine(s, reason)
     if locked:
-        transaction.on_commit(_notify, robust=True)
+        transaction.on_commit(engine.wake_schedulers, robust=True)
     return len(locked)
 
 
-# --- the scheduler -----------------------------------------------------------------------------
-
-
-class _Due(NamedTuple):
-    """A claimed schedule row: what firing it needs, without a model instance per row."""
-
-    id: Any
-    workspace_id: Any
-    owner_id: Any
-    trigger: dict[str, Any]
-    action: str
-    next_fire_at: datetime
-
-
-def _create_fires(items: list[tuple[_Due, datetime, int, bool]]) -> list[uuid.UUID]:
-    """Write fire rows and their jobs in the caller's transaction (pushed after commit).
-
-    Items are (schedule, slot, skipped slots, manual); returns the fire ids.
-    """
-    fire_ids = [uuid.uuid4() for _ in items]
-    specs = [
-        enqueue.JobSpec(
-            workspace_id=s.workspace_id,
-            owner_id=s.owner_id,
-            function=FIRE_FUNCTION,
-            args={"fire_id": str(fire_id)},
-            correlation_id=f"schedule:{s.id}",
-        )
-        for (s, *_), fire_id in zip(items, fire_ids, strict=True)
-    ]
-    db.bulk_insert(
-        ScheduleFire,
-        {
-            "id": fire_ids,
-            "schedule_id": [s.id for s, *_ in items],
-            "slot": [slot for _, slot, _, _ in items],
-            "skipped_slots": [skipped for _, _, skipped, _ in items],
-            "manual": [manual for *_, manual in items],
-            "job_id": [spec.id for spec in specs],
-            "created_at": [clock.now()] * len(items),
-        },
-    )
-    enqueue.jobs_create(specs)
-    return fire_ids
-
-
-def _not_yet_fired(items: list[tuple[_Due, datetime, int, bool]]) -> list[tuple[_Due, datetime, int, bool]]:
-    """Drop (schedule, slot) pairs that already have a scheduled fire, in one query.
-
-    A slot can come round twice when next_fire_at is set back to one that fired (a resume or an
-    edit computed on a host whose clock lags). Left in, the unique (schedule, slot) constraint
-    would abort the whole batch on every pass and stall every schedule in it.
-    """
-    if not items:
-        return items
-    fired = set(
-        ScheduleFire.objects.filter(
-            manual=False, schedule_id__in=[s.id for s, *_ in items], slot__in=[slot for _, slot, *_ in items]
-        ).values_list("schedule_id", "slot")
-    )
-    for s, slot, *_ in items:
-        if (s.id, slot) in fired:
-            logger.warning("schedule %s: slot %s already fired; not firing it again", s.id, slot.isoformat())
-    return [item for item in items if (item[0].id, item[1]) not in fired]
-
-
-def scheduler_pass(*, batch: int | None = None) -> int:
-    """Fire every due active schedule once; return how many fires were written.
-
-    Rows are claimed with FOR NO KEY UPDATE SKIP LOCKED (other schedulers skip them; inserts that
-    reference them do not wait) and advanced in the same transaction that writes
-    their fire rows and jobs, so any number of schedulers fire each slot exactly once; the unique
-    (schedule, slot) constraint is the last guard. After downtime only the latest missed slot
-    fires, with the number skipped recorded.
-    """
-    now = clock.now()
-    batch = batch or settings.HQ_SCHEDULER_BATCH
-    total = 0
-    while True:
-        with transaction.atomic():
-            due = [
-                _Due(*row)
-                for row in Schedule.objects.select_for_update(skip_locked=True, no_key=True)
-                .filter(state=ScheduleState.ACTIVE, next_fire_at__lte=now)
-                .order_by("next_fire_at")
-                .values_list(*_Due._fields)[:batch]
-            ]
-            items, advanced = [], {"next_fire_at": [], "state": [], "state_reason": [], "updated_at": []}
-            following: dict[tuple[str, datetime], datetime | None] = {}  # many rows share a trigger and slot
-            for s in due:
-                slot, skipped = s.next_fire_at, 0
-                try:
-                    key = (json.dumps(s.trigger, sort_keys=True), slot)
-                    if key not in following:
-                        following[key] = next_fire(s.trigger, slot)
-                    nxt = following[key]
-                    if nxt is not None and nxt <= now:
-                        latest, skipped = triggers.latest_fire_at_or_before(
-                            s.trigger, before=now, not_before=slot - timedelta(microseconds=1)
-                        )
-                        slot = latest or slot
-                        nxt = next_fire(s.trigger, now)
-                    if actions.get(s.action) is None:
-                        raise triggers.TriggerError(f"Action '{s.action}' is not registered.")
-                except triggers.TriggerError as exc:
-                    state, nxt, reason = ScheduleState.QUARANTINED, None, f"Trigger: {exc}"[:2000]
-                    logger.warning("schedule %s quarantined: %s", s.id, exc)
-                else:
-                    items.append((s, slot, skipped, False))
-                    state, reason = ScheduleState.ACTIVE, "" if nxt is not None else "The trigger has no further fires."
-                for column, value in zip(advanced, (nxt, state, reason, now), strict=True):
-                    advanced[column].append(value)
-            items = _not_yet_fired(items)
-            _create_fires(items)
-            db.bulk_update(Schedule, [s.id for s in due], advanced)
-        total += len(items)
-        if len(due) < batch:
-            return total
-
-
-def next_due_at() -> datetime | None:
-    """The earliest next fire of any active schedule (one indexed query)."""
-    return Schedule.objects.filter(state=ScheduleState.ACTIVE).aggregate(m=Min("next_fire_at"))["m"]
-
-
-# --- the fire job ------------------------------------------------------------------------------
-
-
-def fire_run(*, fire_id: Any) -> str:
-    """Run one fire's action and record the outcome on the fire and the schedule; returns its status.
-
-    Before anything runs, the fire re-checks its schedule: its owner must still be an active
-    member of the workspace, its trigger and args must still validate; otherwise the schedule is
-    quarantined with the reason and the fire is skipped.
-
-    A fire runs its action at most once: a fire found `running` (its worker died mid-action) is
-    recorded as failed rather than run again, since actions post messages and must not double.
-    """
-    now = clock.now()
-    with transaction.atomic():
-        fire = ScheduleFire.objects.select_for_update(no_key=True).filter(pk=fire_id).first()
-        if fire is None:
-            return "missing"
-        if fire.status == FireStatus.RUNNING:
-            if fire.conversation_id is not None:
-                return FireStatus.RUNNING  # the action ran; a delivery job finishes this fire
-            finish_fire(fire, FireStatus.FAILED, error="Interrupted: the worker running this fire stopped.")
-            return FireStatus.FAILED
-        if fire.status != FireStatus.PENDING:
-            return fire.status
-        s = _locked(fire.schedule_id)
-        runnable = s.state == ScheduleState.ACTIVE or (fire.manual and s.state == ScheduleState.PAUSED)
-        if not runnable:
-            fire.status, fire.error, fire.finished_at = FireStatus.SKIPPED, f"Schedule is {s.state}.", now
-            fire.save(update_fields=["status", "error", "finished_at"])
-            return FireStatus.SKIPPED
-        try:
-            departed = owner_departure(s)
-            if departed:
-                raise OwnerDeparted(departed)
-            triggers.validate_trigger(s.trigger, stored=True)
-            args = actions.validate_args(s.action, s.args, workspace=s.workspace, owner=s.owner)
-        except (triggers.TriggerError, HQError) as exc:
-            reason = str(exc) if isinstance(exc, OwnerDeparted) else f"{_quarantine_cause(exc)}: {exc}"
-            schedule_quarantine(s, reason)
-            fire.status, fire.error, fire.finished_at = FireStatus.SKIPPED, f"Quarantined: {exc}", now
-            fire.save(update_fields=["status", "error", "finished_at"])
-            return FireStatus.SKIPPED
-        lag_ms = int((now - fire.slot).total_seconds() * 1000)
-        if not fire.manual:
-            metrics.schedule_fire_lag(lag_ms / 1000)
-        fire.status, fire.started_at, fire.lag_ms = FireStatus.RUNNING, now, lag_ms
-        fire.save(update_fields=["status", "started_at", "lag_ms"])
-        Schedule.objects.filter(pk=s.pk).update(
-            last_fire_at=now, last_fire_status=FireStatus.RUNNING, last_fire_lag_ms=lag_ms
-        )
-    action = actions.get(s.action)
-    try:
-        result = action.fn(s, fire, args)
-    except Exception as exc:  # noqa: BLE001 - an action's failure is recorded on the fire
-        logger.warning("fire %s of schedule %s failed: %s", fire.pk, s.pk, exc)
-        with transaction.atomic():
-            finish_fire(fire, FireStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000])
-        return FireStatus.FAILED
-    with transaction.atomic():
-        if result.pending:
-            fire.conversation_id = result.conversation_id
-            fire.save(update_fields=["conversation_id"])
-            Schedule.objects.filter(pk=fire.schedule_id).update(last_run_conversation_id=result.conversation_id)
-            return FireStatus.RUNNING
-        finish_fire(fire, FireStatus.SUCCEEDED, conversation_id=result.conversation_id)
-    return FireStatus.SUCCEEDED
-
-
-def fire_stop_for_departed_owner(fire: ScheduleFire, *, outcome: str) -> str:
-    """Stop a running fire (locked by the caller) whose schedule's owner is no longer an active member.
-
-    The schedule is quarantined with the reason and the fire ends `skipped`; returns the reason,
-    or "" (nothing changed) while the owner is still an active member.
-    """
-    reason = owner_departure(fire.schedule)
-    if not reason:
-        return ""
-    s = _locked(fire.schedule_id)
-    if s.state != ScheduleState.ARCHIVED:
-        schedule_quarantine(s, reason)
-    finish_fire(fire, FireStatus.SKIPPED, error=f"Quarantined: {reason} {outcome}")
-    return reason
-
-
-def _quarantine_cause(exc: Exception) -> str:
-    return "Trigger" if isinstance(exc, triggers.TriggerError) else "Args"
-
-
-def finish_fire(fire: ScheduleFire, status: str, *, error: str = "", conversation_id: Any = None) -> None:
-    now = clock.now()
-    fire.status, fire.error, fire.finished_at, fire.conversation_id = status, error, now, conversation_id
-    fire.save(update_fields=["status", "error", "finished_at", "conversation_id"])
-    failed = status == FireStatus.FAILED
-    updates: dict[str, Any] = {
-        "fire_count": F("fire_count") + 1,
-        "failure_count": F("failure_count") + (1 if failed else 0),
-        "consecutive_failure_count": F("consecutive_failure_count") + 1 if failed else 0,
-        "last_fire_status": status,
-    }
-    if conversation_id:
-        updates["last_run_conversation_id"] = conversation_id
-    Schedule.objects.filter(pk=fire.schedule_id).update(**updates)
-    if failed:
-        s = Schedule.objects.select_for_update(no_key=True).get(pk=fire.schedule_id)
-        threshold = settings.HQ_SCHEDULE_MAX_CONSECUTIVE_FAILURES
-        if s.state == ScheduleState.ACTIVE and s.consecutive_failure_count >= threshold:
-            schedule_pause(
-                schedule=s, actor=None, reason=f"Paused automatically after {threshold} consecutive failures."
-            )
-
-
-def fire_job(ctx: Any) -> dict[str, Any]:
-    """Queue function body: run the fire named in the job's args."""
-    return {"status": fire_run(fire_id=ctx.args["fire_id"])}
+# --- scheduled tasks ----------------------------------------------------------------------------
 
 
 @transaction.atomic

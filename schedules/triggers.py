@@ -82,7 +82,7 @@ import zoneinfo
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from dateutil import rrule as du
 
@@ -188,9 +188,10 @@ def use_pinned_tzdata() -> None:
     """Read zone data only from the pinned ``tzdata`` package, never the OS copy.
 
     Fire times must not change when the host's zoneinfo is older or newer than
-    the version the project pins. Settings does the same inline at start-up
-    (before the apps, so without importing this module); tests call this, which
-    also drops zones cached from the previous search path.
+    the version the project pins. ``hq/settings.py`` makes the same
+    ``reset_tzpath`` call at start-up, before any zone is loaded (``hq`` imports
+    none of the apps, so it cannot call this); tests call this, which also drops
+    zones cached from the previous search path.
     """
     zoneinfo.reset_tzpath(to=[])
     zoneinfo.ZoneInfo.clear_cache()
@@ -1065,23 +1066,21 @@ def _nth_occurrence(
     return last
 
 
-# Scan windows: the first one covers a couple of FREQ units; empty windows double up to a cap
-# chosen so that one window of dateutil's slowest stepping stays well inside the budget.
-_SPAN_FIRST = {
-    du.YEARLY: timedelta(days=2 * 366),
-    du.MONTHLY: timedelta(days=2 * 31),
-    du.WEEKLY: timedelta(weeks=2),
-    du.DAILY: timedelta(days=2),
-    du.HOURLY: timedelta(hours=2),
-    du.MINUTELY: timedelta(minutes=2),
-}
-_SPAN_MAX = {
-    du.YEARLY: timedelta(days=100 * 366),
-    du.MONTHLY: timedelta(days=40 * 366),
-    du.WEEKLY: timedelta(weeks=1024),
-    du.DAILY: timedelta(days=2048),
-    du.HOURLY: timedelta(days=64),
-    du.MINUTELY: timedelta(days=8),
+class _Span(NamedTuple):
+    """Scan windows of one FREQ: the first covers a couple of FREQ units; empty windows double up
+    to a cap chosen so that one window of dateutil's slowest stepping stays well inside the budget."""
+
+    first: timedelta
+    cap: timedelta
+
+
+_SPANS = {
+    du.YEARLY: _Span(first=timedelta(days=2 * 366), cap=timedelta(days=100 * 366)),
+    du.MONTHLY: _Span(first=timedelta(days=2 * 31), cap=timedelta(days=40 * 366)),
+    du.WEEKLY: _Span(first=timedelta(weeks=2), cap=timedelta(weeks=1024)),
+    du.DAILY: _Span(first=timedelta(days=2), cap=timedelta(days=2048)),
+    du.HOURLY: _Span(first=timedelta(hours=2), cap=timedelta(days=64)),
+    du.MINUTELY: _Span(first=timedelta(minutes=2), cap=timedelta(days=8)),
 }
 _WALL_MAX = datetime(9999, 12, 31, 23, 59, 59)
 _DAY_PARTS = ("BYMONTH", "BYMONTHDAY", "BYYEARDAY", "BYDAY")
@@ -1100,7 +1099,9 @@ def _scan(
     day. MONTHLY and YEARLY rules keep their filters (BYSETPOS counts after them); their
     search is bounded by the 400-year cycle: a few thousand periods at most.
     """
-    span = spec.interval * _SPAN_FIRST[spec.freq]
+    first = spec.interval * _SPANS[spec.freq].first
+    cap = max(_SPANS[spec.freq].cap, first)
+    span = first
     lo = wall
     while lo < _WALL_MAX:
         _spend()
@@ -1115,7 +1116,7 @@ def _scan(
             yield from _rebased(spec, dtstart, rule, lo).replace(until=hi).xafter(lo)
         else:
             hi = lo + span if _WALL_MAX - lo > span else _WALL_MAX
-            span = min(span * 2, max(_SPAN_MAX[spec.freq], spec.interval * _SPAN_FIRST[spec.freq]))
+            span = min(span * 2, cap)
             for slot in _rebased(spec, dtstart, rule, lo).replace(until=hi).xafter(lo):
                 if days is None or days.matches(slot.date()):
                     yield slot

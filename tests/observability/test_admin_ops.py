@@ -194,18 +194,18 @@ def test_schedule_actions__through_the_services_with_the_api_rules(admin, member
     bystander = staff(admin.workspace, role="member")
     bystander.user_permissions.set(Permission.objects.filter(codename__in=["view_schedule", "change_schedule"]))
     changelist = "/admin/schedules/schedule/"
-    resp = client_for(bystander).post(changelist, {"action": "pause", "_selected_action": [str(s.pk)]})
+    resp = client_for(bystander).post(changelist, {"action": "pause", "_selected_action": [str(s.pk)], "post": "yes"})
     assert resp.status_code == 403, "a plain member administers no workspace"
     assert Schedule.objects.get(pk=s.pk).state == "active"
     ops = staff(admin.workspace, role=Membership.Role.ADMIN)
     ops.user_permissions.set(Permission.objects.filter(codename__in=["view_schedule", "change_schedule"]))
     c = client_for(ops)
-    c.post(changelist, {"action": "pause", "_selected_action": [str(s.pk)]})
+    c.post(changelist, {"action": "pause", "_selected_action": [str(s.pk)], "post": "yes"})
     s.refresh_from_db()
     assert s.state == "paused" and s.state_reason == f"Paused by {ops.label}."
-    c.post(changelist, {"action": "fire_now", "_selected_action": [str(s.pk)]})
+    c.post(changelist, {"action": "fire_now", "_selected_action": [str(s.pk)], "post": "yes"})
     assert s.fires.filter(manual=True).count() == 1
-    c.post(changelist, {"action": "archive", "_selected_action": [str(s.pk)]})
+    c.post(changelist, {"action": "archive", "_selected_action": [str(s.pk)], "post": "yes"})
     s.refresh_from_db()
     assert s.state == "archived" and s.fires.get(manual=True).status == "skipped"  # its pending fire was dropped
 

@@ -17,6 +17,7 @@ from queueapp import services
 from queueapp.models import HITLRequest, Job
 from tests.hq.member_admin_flow import ops_deactivates_a_user_and_sees_their_schedules_quarantined
 from tests.plugin.hq_plugin import runs
+from tests.schedules.admin_flow import ops_pauses_a_schedule_after_confirming_and_a_bad_cron_is_refused
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -108,6 +109,8 @@ def test_staff_approves_in_the_admin_with_a_click_and_the_job_runs(live_server, 
 
     # Second part, same live server and browser: a superuser deactivates the requester.
     ops_deactivates_a_user_and_sees_their_schedules_quarantined(live_server, browser, member)
+    # The schedules admin: a bulk action through its confirmation page; a bad cron is a form error.
+    ops_pauses_a_schedule_after_confirming_and_a_bad_cron_is_refused(live_server, browser)
 
     # Issue 13's admin pages: stored JSON deeper than the guard, indented args, paused sign-in (last:
     # it pauses sign-in from this address).

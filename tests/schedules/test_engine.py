@@ -12,7 +12,7 @@ from django.db.models import Count
 from hq import clock, messaging
 from hq.models import Plan, Room, RoomMessage
 from queueapp.models import Job, Worker
-from schedules import services, triggers
+from schedules import engine, services, triggers
 from schedules.models import Schedule, ScheduleFire
 from tests import factories
 from tests.conftest import shift_clock_before_minute, wait_for
@@ -57,6 +57,21 @@ def test_pass_fires_due_once_and_advances(member, room):
     assert job.function == "schedules.fire" and job.args == {"fire_id": str(fire.id)} and job.state == "queued"
     s.refresh_from_db()
     assert s.next_fire_at == triggers.next_fire_after(s.trigger, clock.now())
+
+
+def test_a_pass_costs_as_many_queries_for_twenty_due_schedules_as_for_one(member, room):
+    """The hot path: the claim, the fire rows, the jobs and the advance are statements per batch, not per row."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_of_a_pass_firing(n: int) -> int:
+        for _ in range(n):
+            make(member, room, expr="0 0 * * *", due_ago_s=0)
+        with CaptureQueriesContext(connection) as ctx:
+            assert engine.scheduler_pass() == n
+        return len(ctx.captured_queries)
+
+    assert queries_of_a_pass_firing(1) == queries_of_a_pass_firing(20)
 
 
 def test_a_slot_that_already_fired_is_skipped_without_stalling_the_batch(member, room):
@@ -224,6 +239,9 @@ def test_two_scheduler_processes_fire_each_slot_once(member, room, procs):
     schedules = [make(member, room, expr="0 0 * * *", due_ago_s=0) for _ in range(150)]
     procs.env["HQ_SCHEDULER_BATCH"] = "10"
     a, b = procs.worker("--scheduler-only"), procs.worker("--scheduler-only")
+    # Both up (a worker's row is written once its SIGTERM handler is in place): on a loaded machine
+    # one could fire everything while the other still starts, and the SIGTERM below would kill it.
+    wait_for(lambda: Worker.objects.filter(pid__in=[a.pid, b.pid]).count() == 2, timeout=60, what="both up")
     wait_for(lambda: ScheduleFire.objects.count() >= 150, timeout=120, what="all schedules fired")
     for p in (a, b):
         p.send_signal(signal.SIGTERM)

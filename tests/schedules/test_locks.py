@@ -66,7 +66,7 @@ def schedule(member) -> Schedule:
 
 def test_a_locked_schedule_does_not_lock_its_workspace(member, schedule):
     with transaction.atomic():
-        services._locked(schedule)  # what the lifecycle services and the fire job (fire_run) hold
+        services.schedule_locked(schedule)  # what the lifecycle services and the fire job (fire_run) hold
         assert submit_elsewhere(member) is None
     assert Job.objects.filter(function="hq.echo").count() == 1
 
@@ -108,7 +108,7 @@ def test_concurrent_partial_patches_of_args_both_land(api, member):
             connections.close_all()
 
     with transaction.atomic():
-        s = services._locked(Schedule.objects.get(pk=sid))  # another writer holds the row...
+        s = services.schedule_locked(Schedule.objects.get(pk=sid))  # another writer holds the row...
         s.args = {**s.args, "reset_each_fire": True}
         s.save(update_fields=["args"])
         t = threading.Thread(target=patch_prompt)

@@ -73,10 +73,14 @@ def deep_stored_json_renders_clipped(live_server, browser) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "admin-job-deep-args.png"))
 
+    # A schedule's page edits its args: the input holds them clipped, with the note as its help.
     browser.get(f"{live_server.url}/admin/schedules/schedule/{w.schedule.pk}/change/")
-    args = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".field-args_json pre.hq-json")))
-    assert CLIPPED in args.text and '"prompt"' in args.text
-    browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.CSS_SELECTOR, ".field-args_json"))
+    args = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".field-action_args textarea")))
+    value = args.get_property("value")
+    assert CLIPPED in value and '"prompt"' in value
+    help_text = browser.find_element(By.CSS_SELECTOR, ".field-action_args .help").text
+    assert help_text.startswith("Nested 901 levels deep")
+    browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.CSS_SELECTOR, ".field-action_args"))
     browser.save_screenshot(str(ARTIFACTS / "admin-schedule-deep-args.png"))
 
 
@@ -94,10 +98,12 @@ def a_schedule_page_shows_its_args_indented(live_server, browser) -> None:
         ops.email,
         PASSWORD,
     )
-    args = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".field-args_json pre.hq-json")))
-    assert '"room_id"' in args.text and CLIPPED not in args.text
-    assert browser.find_elements(By.CSS_SELECTOR, ".field-args_json p.help") == []
-    assert '"expr": "0 9 * * *"' in browser.find_element(By.CSS_SELECTOR, ".field-trigger").text
+    args = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".field-action_args textarea")))
+    value = args.get_property("value")
+    assert '\n  "room_id"' in value and CLIPPED not in value, "indented, nothing left out"
+    assert "Nested" not in browser.find_element(By.CSS_SELECTOR, ".field-action_args .help").text
+    trigger = browser.find_element(By.CSS_SELECTOR, ".field-trigger textarea").get_property("value")
+    assert '"expr": "0 9 * * *"' in trigger
     browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.CSS_SELECTOR, ".field-trigger"))
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "admin-schedule.png"))

@@ -97,8 +97,8 @@ def test_every_admin_action_needs_the_csrf_token():
             "/admin/queueapp/hitlrequest/",
             {"action": "approve_selected", "_selected_action": [str(w.hitl.pk)], "post": "yes", "comment": ""},
         ),
-        ("/admin/schedules/schedule/", {"action": "pause", "_selected_action": [str(w.schedule.pk)]}),
-        ("/admin/schedules/schedule/", {"action": "archive", "_selected_action": [str(w.task.pk)]}),
+        ("/admin/schedules/schedule/", {"action": "pause", "_selected_action": [str(w.schedule.pk)], "post": "yes"}),
+        ("/admin/schedules/schedule/", {"action": "archive", "_selected_action": [str(w.task.pk)], "post": "yes"}),
         ("/admin/hq/personalaccesstoken/", {"action": "revoke", "_selected_action": [str(token.pk)]}),
         (
             "/admin/hq/personalaccesstoken/add/",
@@ -119,7 +119,7 @@ def test_every_admin_action_needs_the_csrf_token():
     csrf = _csrf(client, "/admin/schedules/schedule/")
     resp = client.post(
         "/admin/schedules/schedule/",
-        {"action": "pause", "_selected_action": [str(w.schedule.pk)], "csrfmiddlewaretoken": csrf},
+        {"action": "pause", "_selected_action": [str(w.schedule.pk)], "post": "yes", "csrfmiddlewaretoken": csrf},
     )
     assert resp.status_code == 302
     assert Schedule.objects.get(pk=w.schedule.pk).state == "paused"
@@ -269,7 +269,10 @@ def test_staff_see_only_the_workspaces_they_administer():
     hitl = theirs["queueapp/hitlrequest"]
     assert client.post(f"/admin/queueapp/hitlrequest/{hitl}/approve/", {"comment": ""}).status_code == 404
     client.post("/admin/queueapp/job/", {"action": "cancel_selected", "_selected_action": [theirs["queueapp/job"]]})
-    client.post("/admin/schedules/schedule/", {"action": "pause", "_selected_action": [theirs["schedules/schedule"]]})
+    client.post(
+        "/admin/schedules/schedule/",
+        {"action": "pause", "_selected_action": [theirs["schedules/schedule"]], "post": "yes"},
+    )
     assert HITLRequest.objects.get(pk=hitl).state == "pending"
     assert Job.objects.get(pk=theirs["queueapp/job"]).state == "queued"
     assert Schedule.objects.get(pk=theirs["schedules/schedule"]).state == "active"

@@ -1,0 +1,108 @@
+"""Admin actions that change state, done the way Django's `delete_selected` does them: a
+confirmation page first, then the service once per selected row, every refusal shown.
+
+The action's first POST answers `confirmation_page(...)`: the rows, what the action will do, and a
+form (drawn by `admin/action_confirmation.html`) that posts the same action and rows back with
+`post=yes`. On that second POST, `confirmed(request)` is true and the action runs the service
+through `apply_each`, which reports how many rows it changed and each refusal (`HQError`) as a
+message; no row is skipped silently. Every app's admin uses these (jobs, HITL requests, users,
+schedules), so the pages look and behave alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from django.contrib import messages
+from django.contrib.admin import ModelAdmin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import Model
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from hq.admin_scoping import WorkspaceScopedAdmin
+from hq.errors import HQError
+
+RowT = TypeVar("RowT", bound=Model)
+
+
+def confirmed(request: HttpRequest) -> bool:
+    """Whether this POST comes from the confirmation page (rather than being the action's first)."""
+    return bool(request.POST.get("post"))
+
+
+def confirmation_page(
+    model_admin: ModelAdmin,
+    request: HttpRequest,
+    *,
+    template: str,
+    verb: str,
+    objects: Sequence[Model],
+    confirm_id: str,
+    action: str = "",
+    back_url: str | None = None,
+    **context: Any,
+) -> TemplateResponse:
+    """The page that asks to confirm `action` on `objects`: "<verb> 2 schedules", "Yes, <verb>".
+
+    :param template: extends `admin/action_confirmation.html` and fills its `confirmation_body`
+        (and `confirmation_fields` for inputs sent with the confirmation, such as a comment).
+    :param verb: what the action does, capitalised ("Approve", "Deactivate").
+    :param confirm_id: the HTML id of the confirming button (browser tests click it).
+    :param action: the admin action's name; empty when the page posts back to its own URL (a
+        button on one object's page) instead of to the changelist.
+    :param back_url: where "No, take me back" leads; the model's changelist by default.
+    :param context: more template variables.
+    """
+    opts = model_admin.opts
+    noun = opts.verbose_name if len(objects) == 1 else opts.verbose_name_plural
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": opts,
+        "title": f"{verb} {len(objects)} {noun}",
+        "objects": objects,
+        "selected": [obj.pk for obj in objects],
+        "action": action,
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        "confirm_label": f"Yes, {verb.lower()}",
+        "confirm_id": confirm_id,
+        "back_url": back_url
+        or reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=model_admin.admin_site.name),
+        "media": model_admin.media,
+        **context,
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, template, context)
+
+
+def apply_each(
+    model_admin: WorkspaceScopedAdmin,
+    request: HttpRequest,
+    rows: Iterable[RowT],
+    call: Callable[[RowT], object],
+    *,
+    done: str,
+    label: Callable[[RowT], str],
+) -> int:
+    """Run `call(row)` for each row the user covers; show each refusal, then how many were done.
+
+    :param done: the message for the rows changed, with `{count}` (e.g. "Paused {count} schedule(s).").
+    :param label: names a row in a refusal ("Job 6f1c...", a schedule's name).
+    :return: how many rows `call` went through for.
+    """
+    count = 0
+    for row in rows:
+        if not model_admin.covers(request, row):
+            model_admin.message_user(request, f"{label(row)}: you are not an admin of its workspace.", messages.ERROR)
+            continue
+        try:
+            call(row)
+        except HQError as exc:
+            model_admin.message_user(request, f"{label(row)}: {exc.message}", messages.ERROR)
+            continue
+        count += 1
+    if count:
+        model_admin.message_user(request, done.format(count=count), messages.SUCCESS)
+    return count
