@@ -7,6 +7,7 @@ A series is one aggregate statement that counts (or takes percentiles of) rows p
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
@@ -30,7 +31,7 @@ def time_labels(start: datetime, step_s: int, n: int) -> list[str]:
 
 
 def bucket_counts(
-    rows: QuerySet, *, time_field: str, split_field: str, start: datetime, step_s: int, n: int
+    rows: QuerySet[Any], *, time_field: str, split_field: str, start: datetime, step_s: int, n: int
 ) -> dict[str, list[int]]:
     """Rows per `step_s` bucket from `start` (n buckets), split by the values of `split_field`."""
     inner, inner_params = subquery(rows.filter(**{f"{time_field}__gte": start}), time_field, split_field)
@@ -48,7 +49,14 @@ def bucket_counts(
 
 
 def bucket_percentiles(
-    rows: QuerySet, *, time_field: str, value_sql: str, fields: tuple[str, ...], start: datetime, step_s: int, n: int
+    rows: QuerySet[Any],
+    *,
+    time_field: str,
+    value_sql: str,
+    fields: tuple[str, ...],
+    start: datetime,
+    step_s: int,
+    n: int,
 ) -> dict[str, list[float | None]]:
     """p50/p95/p99 of `value_sql` (over the columns `fields`, as `j.<field>`) per bucket."""
     inner, inner_params = subquery(rows.filter(**{f"{time_field}__gte": start}), time_field, *fields)
@@ -60,8 +68,8 @@ def bucket_percentiles(
         cur.execute(sql, (sql_param(start), *inner_params))
         for bucket, value in cur.fetchall():
             if bucket is not None and 0 <= bucket < n:
-                for key, pct in as_percentiles(value).items():
-                    out[key][int(bucket)] = pct
+                pct, i = as_percentiles(value), int(bucket)
+                out["p50"][i], out["p95"][i], out["p99"][i] = pct["p50"], pct["p95"], pct["p99"]
     return out
 
 
@@ -99,7 +107,7 @@ def hitl_pending_ages(scope: Scope) -> dict[str, int]:
             q &= Q(created_at__lte=scope.since(lower))
         filters[f"band{i}"] = Count("id", filter=q)
         lower = upper
-    filters[f"band{len(bands)}"] = Count("id", filter=Q(created_at__lte=scope.since(lower)))
+    filters[f"band{len(bands)}"] = Count("id", filter=Q(created_at__lte=scope.since(bands[-1][1])))
     counts = scope.filter(HITLRequest.objects.filter(state=HITLState.PENDING)).aggregate(**filters)
     labels = [label for label, _ in bands] + ["> 24 h"]
     return {label: counts[f"band{i}"] for i, label in enumerate(labels)}

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
 from hq import clock
+
+RowT = TypeVar("RowT", bound=Model)
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Scope:
     def of(cls, workspace_ids: Iterable[Any] | None, now: datetime | None = None) -> Scope:
         return cls(None if workspace_ids is None else tuple(workspace_ids), now or clock.now())
 
-    def filter(self, rows: QuerySet, field: str = "workspace_id") -> QuerySet:
+    def filter(self, rows: QuerySet[RowT], field: str = "workspace_id") -> QuerySet[RowT]:
         return rows if self.workspace_ids is None else rows.filter(**{f"{field}__in": self.workspace_ids})
 
     def since(self, seconds: float) -> datetime:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict, get_args, overload
 
 from django.db import connection
 from django.db.models import Count, Min, Q
@@ -21,9 +21,9 @@ from queueapp.observability.registry import Scope, sections
 
 #: The summary's windows: name and length in seconds.
 WINDOWS: tuple[tuple[str, int], ...] = (("5m", 300), ("1h", 3600), ("24h", 86400))
-LIVE_STATES: tuple[str, ...] = tuple(
-    s.value for s in (JobState.QUEUED, JobState.DEFERRED, JobState.AWAITING_APPROVAL, JobState.RUNNING)
-)
+#: The states a job waits or runs in (`JobState` values), spelled as the keys of `LiveCounts`.
+LiveState = Literal["queued", "deferred", "awaiting_approval", "running"]
+LIVE_STATES: tuple[LiveState, ...] = get_args(LiveState)
 OUTCOMES: tuple[str, ...] = tuple(
     s.value for s in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED)
 )
@@ -47,11 +47,37 @@ class LiveCounts(TypedDict):
     running: int
 
 
+#: A `JobWindow` per window name (`WINDOWS`).
+Windows = dict[str, JobWindow]
+
+
+class FunctionSummary(TypedDict):
+    function: str
+    states: LiveCounts
+    waiting: int
+    oldest_waiting_age_ms: int | None
+    windows: Windows
+
+
+class QueueSummary(TypedDict):
+    queue: str
+    paused: bool
+    states: LiveCounts
+    waiting: int
+    oldest_waiting_age_ms: int | None
+    windows: Windows
+    functions: list[FunctionSummary]
+
+
 def wait_ms_sql() -> str:
     """SQL for a job's wait: start minus due, in milliseconds, never below 0 (`j` is the job)."""
     return greatest(epoch_ms("j.started_at", "j.due_at"), "0")
 
 
+@overload
+def age_ms(now: datetime, then: datetime) -> int: ...
+@overload
+def age_ms(now: datetime, then: datetime | None) -> int | None: ...
 def age_ms(now: datetime, then: datetime | None) -> int | None:
     """Milliseconds from `then` to `now`, never below 0 (None when there is no `then`)."""
     return None if then is None else max(int((now - then).total_seconds() * 1000), 0)
@@ -100,7 +126,7 @@ def _paused_queues(scope: Scope) -> set[str]:
 # --- windows ---------------------------------------------------------------------------------------------
 
 
-def _job_windows(scope: Scope) -> dict[tuple[str, str | None], JobWindow]:
+def _job_windows(scope: Scope) -> dict[tuple[str, str | None], Windows]:
     """Per (queue, function) and per (queue, None): finished counts and wait/run percentiles per window.
 
     One pass over the jobs that finished in the last 24 h or are running. Wait is the latest
@@ -135,7 +161,7 @@ def _job_windows(scope: Scope) -> dict[tuple[str, str | None], JobWindow]:
             f'SELECT j.queue, j."function", 0 AS is_total, {select} FROM ({inner}) j GROUP BY j.queue, j."function"',
             f"SELECT j.queue, NULL, 1 AS is_total, {select} FROM ({inner}) j GROUP BY j.queue",
         ]
-    out: dict[tuple[str, str | None], JobWindow] = {}
+    out: dict[tuple[str, str | None], Windows] = {}
     with cursor() as cur:
         for sql in queries:
             cur.execute(sql, (*params, *inner_params))
@@ -148,18 +174,24 @@ def _job_windows(scope: Scope) -> dict[tuple[str, str | None], JobWindow]:
 
 
 def _window(row: dict[str, Any], name: str, seconds: int) -> JobWindow:
-    counts = {state: int(row[f"{state}_{name}"] or 0) for state in OUTCOMES}
-    ran = counts["succeeded"] + counts["failed"]
+    def count(state: str) -> int:
+        return int(row[f"{state}_{name}"] or 0)
+
+    succeeded, failed = count("succeeded"), count("failed")
+    ran = succeeded + failed
     return {
-        **counts,
+        "succeeded": succeeded,
+        "failed": failed,
+        "cancelled": count("cancelled"),
+        "rejected": count("rejected"),
         "throughput_per_min": round(ran / (seconds / 60), 3),
-        "failure_rate": round(counts["failed"] / ran, 4) if ran else None,
+        "failure_rate": round(failed / ran, 4) if ran else None,
         "wait_ms": as_percentiles(row[f"wait_{name}"]),
         "run_ms": as_percentiles(row[f"run_{name}"]),
     }
 
 
-def _empty_windows() -> dict[str, JobWindow]:
+def _empty_windows() -> Windows:
     empty: Percentiles = {"p50": None, "p95": None, "p99": None}
     return {
         name: {
@@ -169,8 +201,8 @@ def _empty_windows() -> dict[str, JobWindow]:
             "rejected": 0,
             "throughput_per_min": 0.0,
             "failure_rate": None,
-            "wait_ms": dict(empty),
-            "run_ms": dict(empty),
+            "wait_ms": empty.copy(),
+            "run_ms": empty.copy(),
         }
         for name, _ in WINDOWS
     }
@@ -179,13 +211,13 @@ def _empty_windows() -> dict[str, JobWindow]:
 # --- the summary -------------------------------------------------------------------------------------------
 
 
-def queues_summary(scope: Scope) -> list[dict[str, Any]]:
+def queues_summary(scope: Scope) -> list[QueueSummary]:
     """Per queue, and per function within it: current counts, oldest waiting age and the windows."""
     windows = _job_windows(scope)
     live = live_counts(scope)
     paused = _paused_queues(scope)
     names = sorted({q for q, _ in windows} | {r["queue"] for r in live} | paused)
-    queues: dict[str, dict[str, Any]] = {
+    queues: dict[str, QueueSummary] = {
         name: {
             "queue": name,
             "paused": name in paused,
@@ -193,42 +225,45 @@ def queues_summary(scope: Scope) -> list[dict[str, Any]]:
             "waiting": 0,
             "oldest_waiting_age_ms": None,
             "windows": windows.get((name, None)) or _empty_windows(),
-            "functions": {},
+            "functions": [],
         }
         for name in names
     }
+    # queue -> function -> its entry; listed by function name in each queue's `functions` at the end.
+    functions: dict[str, dict[str, FunctionSummary]] = {name: {} for name in names}
     for row in live:
-        entry = _function(queues[row["queue"]], row["function"], windows)
+        entry = _function(functions[row["queue"]], row["queue"], row["function"], windows)
         oldest = row["oldest_waiting_due"]
-        entry["states"] = {s: row[s] for s in LIVE_STATES}
-        entry["waiting"] = row["waiting"]
-        entry["oldest_waiting_age_ms"] = age_ms(scope.now, oldest)
         queue = queues[row["queue"]]
         for s in LIVE_STATES:
+            entry["states"][s] = row[s]
             queue["states"][s] += row[s]
+        entry["waiting"] = row["waiting"]
+        entry["oldest_waiting_age_ms"] = age_ms(scope.now, oldest)
         queue["waiting"] += row["waiting"]
         if oldest is not None:
             age = age_ms(scope.now, oldest)
             queue["oldest_waiting_age_ms"] = max(queue["oldest_waiting_age_ms"] or 0, age)
-    for queue, function in windows:
+    for name, function in windows:
         if function is not None:
-            _function(queues[queue], function, windows)
-    out = []
-    for queue in queues.values():
-        queue["functions"] = [queue["functions"][f] for f in sorted(queue["functions"])]
-        out.append(queue)
-    return out
+            _function(functions[name], name, function, windows)
+    for name, queue in queues.items():
+        queue["functions"] = [functions[name][f] for f in sorted(functions[name])]
+    return list(queues.values())
 
 
-def _function(queue: dict[str, Any], function: str, windows: dict[tuple[str, str | None], JobWindow]) -> dict[str, Any]:
-    return queue["functions"].setdefault(
+def _function(
+    entries: dict[str, FunctionSummary], queue: str, function: str, windows: dict[tuple[str, str | None], Windows]
+) -> FunctionSummary:
+    """The entry of `function` in `queue` (`entries`), added with nothing counted when it is new."""
+    return entries.setdefault(
         function,
         {
             "function": function,
             "states": zero_live(),
             "waiting": 0,
             "oldest_waiting_age_ms": None,
-            "windows": windows.get((queue["queue"], function)) or _empty_windows(),
+            "windows": windows.get((queue, function)) or _empty_windows(),
         },
     )
 

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict
+from uuid import UUID
 
 from queueapp.models import Job, JobState
 from queueapp.observability.registry import Scope
 from queueapp.observability.summary import age_ms
 from queueapp.selectors import workers_live
+
+
+class RunningJob(TypedDict):
+    """A job running on a worker, as the workers page lists it."""
+
+    id: UUID
+    function: str
+    queue: str
+    worker_id: str
+    started_at: datetime | None
+    workspace_id: UUID
+    running_for_ms: int | None
 
 
 def workers_overview(*, workspace_ids: Iterable[Any] | None, running_limit: int = 200) -> list[dict[str, Any]]:
@@ -20,10 +34,11 @@ def workers_overview(*, workspace_ids: Iterable[Any] | None, running_limit: int 
         .order_by("started_at")
         .values("id", "function", "queue", "worker_id", "started_at", "workspace_id")[:running_limit]
     )
-    by_worker: dict[str, list[dict[str, Any]]] = {}
+    by_worker: dict[str, list[RunningJob]] = {}
     for job in running:
-        job["running_for_ms"] = age_ms(scope.now, job["started_at"])
-        by_worker.setdefault(job["worker_id"], []).append(job)
+        by_worker.setdefault(job["worker_id"], []).append(
+            {**job, "running_for_ms": age_ms(scope.now, job["started_at"])}
+        )
     return [
         {
             "worker": w,
