@@ -1,11 +1,12 @@
 """The one place that writes new jobs: one statement for the rows and their events, one push.
 
-Every way a job comes to exist goes through `jobs_insert`: a client's submit (`services.job_submit`),
-a batch of submits (`services.jobs_submit_many`) and engine jobs such as schedule fires
-(`jobs_create`). On PostgreSQL the job rows and their `submitted` events are written by a single
-`INSERT ... SELECT FROM unnest()` statement with the events' INSERT chained to it, so even one
-submit is one round trip and needs no transaction of its own; the push to ARQ is one pipelined
-Redis call after commit, and a push that fails is the relay's (the rows keep `dispatched_at`).
+Every way a job comes to exist goes through `jobs_insert`: a client's submit
+(`services.jobs.job_submit`), a batch of submits (`services.jobs.jobs_submit_many`) and engine
+jobs such as schedule fires (`jobs_create`). On PostgreSQL the job rows and their `submitted`
+events are written by a single `INSERT ... SELECT FROM unnest()` statement with the events'
+INSERT chained to it, so even one submit is one round trip and needs no transaction of its own;
+the push to ARQ is one pipelined Redis call after commit, and a push that fails is the relay's
+(the rows keep `dispatched_at`).
 """
 
 from __future__ import annotations

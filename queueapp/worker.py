@@ -29,9 +29,10 @@ from django.conf import settings
 from django.db.utils import DatabaseError
 
 from hq import clock, metrics
-from queueapp import registry, retry, selectors, services, transitions, transport
+from queueapp import registry, retry, selectors, transitions, transport
 from queueapp.registry import JobContext
 from queueapp.runtime import run_sync
+from queueapp.services import engine
 from queueapp.store import Outcome, Started, Store
 
 logger = logging.getLogger("hq.worker")
@@ -74,7 +75,7 @@ class Runtime:
         return sum(len(w.tasks) for w in self.workers)
 
     def heartbeat(self) -> dict[str, Any]:
-        """`services.worker_heartbeat`'s arguments: who we are and the attempts in flight now.
+        """`engine.worker_heartbeat`'s arguments: who we are and the attempts in flight now.
 
         Taken on the event loop, so every attempt whose START was stamped before `seen_at` has
         its task listed unless that task has ended.
@@ -376,7 +377,7 @@ async def _heartbeat(runtime: Runtime) -> None:
     """
     while True:
         try:
-            await run_sync(services.worker_heartbeat, **runtime.heartbeat())
+            await run_sync(engine.worker_heartbeat, **runtime.heartbeat())
             metrics.worker_heartbeat()
         except DatabaseError as exc:
             logger.warning("heartbeat failed: %s", exc)
@@ -406,7 +407,7 @@ async def run_process(
             loop.add_signal_handler(sig, runtime.stopping.set)
     await store.open()
     runtime.redis = aioredis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
-    await run_sync(services.worker_heartbeat, **runtime.heartbeat())
+    await run_sync(engine.worker_heartbeat, **runtime.heartbeat())
     exit_code = 0
     background = [
         asyncio.create_task(_heartbeat(runtime), name="heartbeat"),
@@ -427,7 +428,7 @@ async def run_process(
             await w.close()
         await runtime.redis.aclose()
         await store.close()
-        await run_sync(services.worker_stopped, worker_id=runtime.worker_id)
+        await run_sync(engine.worker_stopped, worker_id=runtime.worker_id)
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -437,7 +438,7 @@ async def run_process(
 async def _run_burst(runtime: Runtime) -> None:
     """Push what is due, drain it, and repeat until nothing is left to push or run."""
     while True:
-        await run_sync(services.relay_pass, everything=True)
+        await run_sync(engine.relay_pass, everything=True)
         runtime.workers = [HQWorker(runtime, q) for q in runtime.queues]
         await asyncio.gather(*(w.main() for w in runtime.workers))
         for w in runtime.workers:
