@@ -39,7 +39,7 @@ class NewJob:
     It reads like a fresh `Job` (no attempt yet), so the API renders it without a query.
     """
 
-    workspace_id: Any
+    workspace_id: uuid.UUID
     function: str
     args: dict[str, Any]
     queue: str
@@ -49,7 +49,7 @@ class NewJob:
     max_tries: int
     timeout_s: int
     retry_backoff_s: float
-    owner_id: Any = None
+    owner_id: uuid.UUID | None = None
     correlation_id: str = ""
     idempotency_key: str | None = None
     idempotency_hash: str = ""
@@ -95,7 +95,7 @@ _JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(NewJob) if f.name != "de
 def new_job(
     fn: registry.JobFunction,
     *,
-    workspace_id: Any,
+    workspace_id: uuid.UUID,
     args: dict[str, Any],
     now: datetime,
     due_at: datetime | None = None,
@@ -124,7 +124,7 @@ def new_job(
     )
 
 
-def jobs_insert(jobs: Sequence[NewJob], *, actor_id: Any = None) -> None:
+def jobs_insert(jobs: Sequence[NewJob], *, actor_id: uuid.UUID | None = None) -> None:
     """Write the jobs and their `submitted` events, then push the waiting ones after commit.
 
     Inside a transaction the push waits for its commit (the outbox pattern); outside one the
@@ -165,10 +165,10 @@ def jobs_insert(jobs: Sequence[NewJob], *, actor_id: Any = None) -> None:
 class JobSpec:
     """One engine job to create; `id` may be preset so other rows can point at it first."""
 
-    workspace_id: Any
+    workspace_id: uuid.UUID
     function: str
     args: dict[str, Any]
-    owner_id: Any = None
+    owner_id: uuid.UUID | None = None
     correlation_id: str = ""
     due_at: datetime | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)

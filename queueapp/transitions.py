@@ -99,7 +99,7 @@ def write_move(
     kind: str,
     now: datetime,
     fields: dict[str, Any],
-    actor_id: Any = None,
+    actor_id: UUID | None = None,
     detail: dict[str, Any] | None = None,
     attempts_before: int | None = None,
 ) -> bool:

@@ -272,7 +272,7 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
 
 
 def _write_with_requests(
-    jobs: list[enqueue.NewJob], *, submission_of: dict[Any, Submission], owner: User | None
+    jobs: list[enqueue.NewJob], *, submission_of: dict[UUID, Submission], owner: User | None
 ) -> None:
     """Write jobs, and for each gated one its HITL request, in the caller's transaction."""
     requests = {}
@@ -294,7 +294,7 @@ def _write_with_requests(
 
 
 def _hitl_open(
-    *, job: Job, fn: registry.JobFunction | None, requested_by: User | None, reason: str, id: Any = None
+    *, job: Job, fn: registry.JobFunction | None, requested_by: User | None, reason: str, id: UUID | None = None
 ) -> HITLRequest:
     """Record the pending request of a job that now waits in `awaiting_approval`."""
     now = clock.now()
