@@ -1,11 +1,12 @@
 """The one place that writes new jobs: one statement for the rows and their events, one push.
 
-Every way a job comes to exist goes through `jobs_insert`: a client's submit (`services.job_submit`),
-a batch of submits (`services.jobs_submit_many`) and engine jobs such as schedule fires
-(`jobs_create`). On PostgreSQL the job rows and their `submitted` events are written by a single
-`INSERT ... SELECT FROM unnest()` statement with the events' INSERT chained to it, so even one
-submit is one round trip and needs no transaction of its own; the push to ARQ is one pipelined
-Redis call after commit, and a push that fails is the relay's (the rows keep `dispatched_at`).
+Every way a job comes to exist goes through `jobs_insert`: a client's submit
+(`services.jobs.job_submit`), a batch of submits (`services.jobs.jobs_submit_many`) and engine
+jobs such as schedule fires (`jobs_create`). On PostgreSQL the job rows and their `submitted`
+events are written by a single `INSERT ... SELECT FROM unnest()` statement with the events'
+INSERT chained to it, so even one submit is one round trip and needs no transaction of its own;
+the push to ARQ is one pipelined Redis call after commit, and a push that fails is the relay's
+(the rows keep `dispatched_at`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class NewJob:
     It reads like a fresh `Job` (no attempt yet), so the API renders it without a query.
     """
 
-    workspace_id: Any
+    workspace_id: uuid.UUID
     function: str
     args: dict[str, Any]
     queue: str
@@ -48,7 +49,7 @@ class NewJob:
     max_tries: int
     timeout_s: int
     retry_backoff_s: float
-    owner_id: Any = None
+    owner_id: uuid.UUID | None = None
     correlation_id: str = ""
     idempotency_key: str | None = None
     idempotency_hash: str = ""
@@ -94,7 +95,7 @@ _JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(NewJob) if f.name != "de
 def new_job(
     fn: registry.JobFunction,
     *,
-    workspace_id: Any,
+    workspace_id: uuid.UUID,
     args: dict[str, Any],
     now: datetime,
     due_at: datetime | None = None,
@@ -123,7 +124,7 @@ def new_job(
     )
 
 
-def jobs_insert(jobs: Sequence[NewJob], *, actor_id: Any = None) -> None:
+def jobs_insert(jobs: Sequence[NewJob], *, actor_id: uuid.UUID | None = None) -> None:
     """Write the jobs and their `submitted` events, then push the waiting ones after commit.
 
     Inside a transaction the push waits for its commit (the outbox pattern); outside one the
@@ -164,10 +165,10 @@ def jobs_insert(jobs: Sequence[NewJob], *, actor_id: Any = None) -> None:
 class JobSpec:
     """One engine job to create; `id` may be preset so other rows can point at it first."""
 
-    workspace_id: Any
+    workspace_id: uuid.UUID
     function: str
     args: dict[str, Any]
-    owner_id: Any = None
+    owner_id: uuid.UUID | None = None
     correlation_id: str = ""
     due_at: datetime | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)

@@ -12,9 +12,10 @@ from django.db.utils import DatabaseError
 
 from hq import clock
 from queueapp import retention as retention_pass
-from queueapp import selectors, services, transport
+from queueapp import selectors, transport
 from queueapp.registry import side_task
 from queueapp.runtime import SideTaskRuntime, run_sync
+from queueapp.services import engine, hitl
 
 logger = logging.getLogger("hq.worker")
 
@@ -29,7 +30,7 @@ async def relay(runtime: SideTaskRuntime) -> None:
             everything = last_run_id is not None and run_id != last_run_id
             if everything:
                 logger.warning("Redis restarted (run_id changed): re-pushing every waiting job")
-            pushed = await run_sync(services.relay_pass, everything=everything)
+            pushed = await run_sync(engine.relay_pass, everything=everything)
             last_run_id = run_id
             if pushed:
                 logger.info("relay pushed %d job(s)", pushed)
@@ -45,7 +46,7 @@ async def reaper(runtime: SideTaskRuntime) -> None:
     """Recover the running jobs of workers whose heartbeat stopped."""
     while not runtime.stopping.is_set():
         try:
-            reaped = await run_sync(services.reap_pass)
+            reaped = await run_sync(engine.reap_pass)
             if reaped:
                 logger.warning("reaper recovered %d job(s) from dead workers", reaped)
         except DatabaseError as exc:
@@ -64,7 +65,7 @@ async def hitl_expiry(runtime: SideTaskRuntime) -> None:
     while not runtime.stopping.is_set():
         sleep_s = interval_s
         try:
-            expired = await run_sync(services.hitl_expire_due)
+            expired = await run_sync(hitl.hitl_expire_due)
             if expired:
                 logger.info("hitl expiry: %d request(s) expired", expired)
             nxt = await run_sync(selectors.hitl_next_expiry)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
@@ -22,6 +22,14 @@ from django.db import close_old_connections, connections, transaction
 from hq import clock
 from queueapp import selectors, transitions
 from queueapp.models import Job
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+    from psycopg.rows import RowFactory
+    from psycopg_pool import AsyncConnectionPool
+
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 
 @dataclass
@@ -78,21 +86,22 @@ def for_database(alias: str = "default") -> Store:
     return OrmStore()
 
 
-class Batcher:
+class Batcher(Generic[ItemT, ResultT]):
     """Coalesce concurrent calls into one database round trip.
 
     The first call flushes at once; calls that arrive while a flush is in flight wait for the next
     one, so an idle worker adds no latency and a busy one writes many rows per statement.
+    `flush` answers a batch of items with one result per item, in order.
     """
 
-    def __init__(self, flush: Callable[[list[Any]], Awaitable[list[Any]]], max_size: int = 500) -> None:
+    def __init__(self, flush: Callable[[list[ItemT]], Awaitable[list[ResultT]]], max_size: int = 500) -> None:
         self.flush = flush
         self.max_size = max_size
-        self.pending: list[tuple[Any, asyncio.Future]] = []
+        self.pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
         self.running = False
 
-    async def submit(self, item: Any) -> Any:
-        future = asyncio.get_running_loop().create_future()
+    async def submit(self, item: ItemT) -> ResultT:
+        future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         self.pending.append((item, future))
         if not self.running:
             self.running = True
@@ -105,7 +114,7 @@ class Batcher:
                 batch, self.pending = self.pending[: self.max_size], self.pending[self.max_size :]
                 try:
                     results = await self.flush([item for item, _ in batch])
-                except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the error
+                except Exception as exc:  # every caller of the batch gets the error
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
@@ -122,26 +131,20 @@ class PgStore:
 
     def __init__(self, alias: str = "default", max_size: int | None = None) -> None:
         from django.conf import settings
+        from psycopg_pool import AsyncConnectionPool
 
         self.alias = alias
         self.max_size = max(1, max_size or settings.HQ_WORKER_DB_POOL_MAX)
         self.timeout_s = settings.HQ_DB_POOL_TIMEOUT_S
-        self.pool = None
-        self.worker_id = ""
-        self._starts = Batcher(self._start_many)
-        self._finishes = Batcher(self._finish_many)
-
-    async def open(self) -> None:
-        from psycopg_pool import AsyncConnectionPool
-
-        params = connections[self.alias].get_connection_params()
+        params = connections[alias].get_connection_params()
         for key in ("cursor_factory", "context", "server_side_binding", "prepare_threshold"):
             params.pop(key, None)
         params["autocommit"] = True
         # At most `HQ_WORKER_DB_POOL_MAX` connections (one kept open); the batchers rarely need more
         # than two, since each flush carries every start or finish that arrived meanwhile. A dropped
-        # connection is found by `_fetch`, which retries once on a fresh one.
-        self.pool = AsyncConnectionPool(
+        # connection is found by `_fetch`, which retries once on a fresh one. Made closed, so that
+        # it connects in `open`, on the worker's event loop.
+        self.pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
             kwargs=params,
             min_size=1,
             max_size=self.max_size,
@@ -150,11 +153,15 @@ class PgStore:
             name="hq-worker",
             open=False,
         )
+        self.worker_id = ""
+        self._starts = Batcher(self._start_many)
+        self._finishes = Batcher(self._finish_many)
+
+    async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
 
     async def close(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()
+        await self.pool.close()  # a pool never opened is closed already: nothing to do
 
     async def start(self, job_id: str, attempt: int, worker_id: str) -> Started | None:
         self.worker_id = worker_id
@@ -172,7 +179,7 @@ class PgStore:
             "detail": Jsonb({"worker": self.worker_id}),
         }
         rows = await self._fetch(transitions.START_SQL, params, dict_row)
-        started = {}
+        started: dict[tuple[str, int], Started] = {}
         for row in rows:
             row.pop("from_state", None)
             key = (str(row["id"]), row.pop("attempt"))
@@ -183,7 +190,8 @@ class PgStore:
         async with self.pool.connection() as conn:
             cur = await conn.execute(transitions.UNMARK_SQL, {"id": job_id, "attempt": attempt})
             row = await cur.fetchone()
-        return row[0] if row else None
+        state: str | None = row[0] if row else None
+        return state
 
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool:
         return await self._finishes.submit((job_id, attempt, outcome))
@@ -208,7 +216,7 @@ class PgStore:
         moved = {str(row[0]) for row in await self._fetch(transitions.FINISH_SQL, params)}
         return [job_id in moved for job_id, _, _ in items]
 
-    async def _fetch(self, sql: str, params: dict[str, Any], row_factory: Any = None) -> list[Any]:
+    async def _fetch(self, sql: str, params: dict[str, Any], row_factory: RowFactory[Any] | None = None) -> list[Any]:
         """Run one statement; once more on a fresh connection when the server dropped ours.
 
         A terminated backend (failover, pg_terminate_backend, restart) breaks the pooled connection

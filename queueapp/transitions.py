@@ -2,8 +2,8 @@
 
 Three executors run these moves, and each takes its source states from `MOVES`:
 
-- the ORM, `write_move` below, which `queueapp.services.job_transition` calls for requests, the
-  admin and the side tasks;
+- the ORM, `write_move` below, which `queueapp.services.jobs.job_transition` calls for requests,
+  the admin and the side tasks;
 - the worker's psycopg path on PostgreSQL (`queueapp.store.PgStore`), which runs `START_SQL`,
   `UNMARK_SQL` and `FINISH_SQL`, texts generated from `MOVES` at import, because the ORM costs
   about 5 ms of worker CPU per job (through sync_to_async on 2 cores: 0.15x bare ARQ's throughput,
@@ -99,7 +99,7 @@ def write_move(
     kind: str,
     now: datetime,
     fields: dict[str, Any],
-    actor_id: Any = None,
+    actor_id: UUID | None = None,
     detail: dict[str, Any] | None = None,
     attempts_before: int | None = None,
 ) -> bool:

@@ -19,6 +19,7 @@ import time
 import traceback
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import redis
@@ -29,9 +30,10 @@ from django.conf import settings
 from django.db.utils import DatabaseError
 
 from hq import clock, metrics
-from queueapp import registry, retry, selectors, services, transitions, transport
+from queueapp import registry, retry, selectors, transitions, transport
 from queueapp.registry import JobContext
 from queueapp.runtime import run_sync
+from queueapp.services import engine
 from queueapp.store import Outcome, Started, Store
 
 logger = logging.getLogger("hq.worker")
@@ -74,7 +76,7 @@ class Runtime:
         return sum(len(w.tasks) for w in self.workers)
 
     def heartbeat(self) -> dict[str, Any]:
-        """`services.worker_heartbeat`'s arguments: who we are and the attempts in flight now.
+        """`engine.worker_heartbeat`'s arguments: who we are and the attempts in flight now.
 
         Taken on the event loop, so every attempt whose START was stamped before `seen_at` has
         its task listed unless that task has ended.
@@ -146,7 +148,7 @@ class Runtime:
             result = await asyncio.wait_for(call, timeout=started.timeout_s)
         except TimeoutError:
             return _after(started, attempt, f"Timed out after {started.timeout_s}s.", retry.Cause.ERROR)
-        except Exception as exc:  # noqa: BLE001 - a job's own failure is data, not a worker crash
+        except Exception as exc:  # a job's own failure is data, not a worker crash
             return _after(started, attempt, _describe(exc), retry.Cause.ERROR)
         try:
             return Outcome("succeed", "succeeded", result=_jsonable(result))
@@ -157,7 +159,7 @@ class Runtime:
     async def _finish(self, started: Started, attempt: int, outcome: Outcome, run_s: float) -> None:
         try:
             moved = await self.store.finish(str(started.id), attempt, outcome)
-        except Exception:  # noqa: BLE001
+        except Exception:
             # The reaper finds the row still `running` once this worker's heartbeat stops, and the
             # job runs again: job functions must be idempotent (README, "Queue").
             logger.exception("could not record the end of job %s attempt %s", started.id, attempt)
@@ -167,7 +169,8 @@ class Runtime:
             logger.warning("job %s attempt %s was moved by someone else; result discarded", started.id, attempt)
             return
         metrics.job_finished(started.queue, started.function, transitions.MOVES[outcome.move].target, run_s)
-        if outcome.move in ("retry_later", "requeue") and self.redis is not None:
+        # A next attempt (retry_later, requeue) has a due time; `_after` marked it dispatched for this push.
+        if outcome.due_at is not None and self.redis is not None:
             lane = registry.fair_lane(started.function, started.workspace_id)
             push = transport.Push(started.id, attempt + 1, started.queue, outcome.due_at, lane)
             try:
@@ -320,10 +323,10 @@ class HQWorker(Worker):
             self.job_counter += 1
             self.lane_running[lane] += 1
             task = self.loop.create_task(self.run_job(arq_id, score))
-            task.add_done_callback(lambda _, lane=lane: self._slot_freed(lane))
+            task.add_done_callback(partial(self._slot_freed, lane))
             self.tasks[arq_id] = task
 
-    def _slot_freed(self, lane: str) -> None:
+    def _slot_freed(self, lane: str, _task: asyncio.Task[Any]) -> None:
         self.lane_running[lane] -= 1
         if not self.lane_running[lane]:
             del self.lane_running[lane]
@@ -339,10 +342,10 @@ class HQWorker(Worker):
         self.wake.set()
 
 
-async def _listen_nudges(runtime: Runtime) -> None:
+async def _listen_nudges(runtime: Runtime, client: aioredis.Redis) -> None:
     """Wake the right worker when a job is pushed, or every worker for an abort or a resume."""
     while not runtime.stopping.is_set():
-        pubsub = runtime.redis.pubsub()
+        pubsub = client.pubsub()
         try:
             await pubsub.subscribe(transport.nudge_channel())
             while not runtime.stopping.is_set():
@@ -361,8 +364,8 @@ async def _listen_nudges(runtime: Runtime) -> None:
             await runtime.sleep(1.0)
         finally:
             try:
-                await pubsub.aclose()
-            except Exception:  # noqa: BLE001
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py 5
+            except Exception:
                 pass
 
 
@@ -376,7 +379,7 @@ async def _heartbeat(runtime: Runtime) -> None:
     """
     while True:
         try:
-            await run_sync(services.worker_heartbeat, **runtime.heartbeat())
+            await run_sync(engine.worker_heartbeat, **runtime.heartbeat())
             metrics.worker_heartbeat()
         except DatabaseError as exc:
             logger.warning("heartbeat failed: %s", exc)
@@ -405,12 +408,13 @@ async def run_process(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runtime.stopping.set)
     await store.open()
-    runtime.redis = aioredis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
-    await run_sync(services.worker_heartbeat, **runtime.heartbeat())
+    client: aioredis.Redis = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+    runtime.redis = client
+    await run_sync(engine.worker_heartbeat, **runtime.heartbeat())
     exit_code = 0
     background = [
         asyncio.create_task(_heartbeat(runtime), name="heartbeat"),
-        asyncio.create_task(_listen_nudges(runtime), name="nudges"),
+        asyncio.create_task(_listen_nudges(runtime, client), name="nudges"),
     ]
     try:
         if burst:
@@ -425,9 +429,9 @@ async def run_process(
         await asyncio.gather(*background, return_exceptions=True)
         for w in runtime.workers:
             await w.close()
-        await runtime.redis.aclose()
+        await client.aclose()
         await store.close()
-        await run_sync(services.worker_stopped, worker_id=runtime.worker_id)
+        await run_sync(engine.worker_stopped, worker_id=runtime.worker_id)
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -437,7 +441,7 @@ async def run_process(
 async def _run_burst(runtime: Runtime) -> None:
     """Push what is due, drain it, and repeat until nothing is left to push or run."""
     while True:
-        await run_sync(services.relay_pass, everything=True)
+        await run_sync(engine.relay_pass, everything=True)
         runtime.workers = [HQWorker(runtime, q) for q in runtime.queues]
         await asyncio.gather(*(w.main() for w in runtime.workers))
         for w in runtime.workers:
@@ -459,9 +463,9 @@ async def _run_forever(runtime: Runtime, side_tasks: dict[str, registry.SideTask
     stop_wait = asyncio.create_task(runtime.stopping.wait(), name="stop")
     done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
     exit_code = 0
-    for task in done:
-        if task is not stop_wait and task.exception() is not None:
-            logger.error("%s died: %r; stopping the worker", tasks[task], task.exception())
+    for task, name in tasks.items():
+        if task in done and task.exception() is not None:
+            logger.error("%s died: %r; stopping the worker", name, task.exception())
             exit_code = 1
     runtime.stopping.set()
     await _drain(runtime)

@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from hq import clock
 from hq import redis as hq_redis
-from queueapp import services
+from queueapp import services, transport
 from queueapp.models import Job, JobEvent, Worker
 from tests import factories
 from tests.conftest import wait_for
@@ -126,9 +126,9 @@ def test_redis_down_at_submit_then_relay_pushes(api, member, burst):
     assert resp.status_code == 202
     job_id = resp.json()["id"]
     assert job(job_id).dispatched_at is None, "a failed push leaves the job to the relay"
-    assert hq_redis.client().zcard(services.transport.queue_key("default")) == 0
+    assert hq_redis.client().zcard(transport.queue_key("default")) == 0
     assert services.relay_pass() == 1
-    assert hq_redis.client().zcard(services.transport.queue_key("default")) == 1
+    assert hq_redis.client().zcard(transport.queue_key("default")) == 1
     assert services.relay_pass() == 0, "a pushed job is not pushed again within the grace"
     burst()
     assert job(job_id).state == "succeeded" and runs(job_id) == 1
@@ -146,12 +146,12 @@ def test_redis_flushed_jobs_are_repushed_once(api, member, burst):
 def test_duplicate_deliveries_start_once(api, member, burst):
     job_id = submit(api, member, function="tests.count")
     j = job(job_id)
-    push = services.transport.Push(j.id, 1, "default", clock.now())
+    push = transport.Push(j.id, 1, "default", clock.now())
     # ARQ refuses the same attempt id while it holds it...
-    assert services.transport.push([push]) == 0
+    assert transport.push([push]) == 0
     # ...and once ARQ has forgotten it, PostgreSQL keeps the start single.
     burst()
-    assert services.transport.push([push]) == 1
+    assert transport.push([push]) == 1
     burst()
     assert runs(job_id) == 1 and started_events(job_id) == 1
 
@@ -287,10 +287,10 @@ def test_plain_arq_worker_runs_what_the_view_enqueued(api, member):
 
     async def main():
         w = ArqWorker(
-            functions=[services.transport.ARQ_FUNCTION and _named(entry)],
+            functions=[transport.ARQ_FUNCTION and _named(entry)],
             burst=True,
             poll_delay=0,
-            queue_name=services.transport.queue_key("default"),
+            queue_name=transport.queue_key("default"),
             handle_signals=False,
             keep_result=0,
             redis_settings=RedisSettings.from_dsn(settings.REDIS_URL),
@@ -418,14 +418,14 @@ def test_worker_pushes_the_retry_itself(api, member, burst):
 
     job_id = submit(api, member)
     j = job(job_id)
-    nxt = services.transport.Push(j.id, 2, "default", clock.now() + timedelta(minutes=5))
+    nxt = transport.Push(j.id, 2, "default", clock.now() + timedelta(minutes=5))
 
     async def go():
         client = aioredis.from_url(settings.REDIS_URL)
         try:
-            return await services.transport.apush([nxt], client)
+            return await transport.apush([nxt], client)
         finally:
             await client.aclose()
 
     assert asyncio.run(go()) == 1
-    assert hq_redis.client().zscore(services.transport.queue_key("default"), f"{job_id}:2") is not None
+    assert hq_redis.client().zscore(transport.queue_key("default"), f"{job_id}:2") is not None

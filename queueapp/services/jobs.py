@@ -1,4 +1,9 @@
-"""Writes for the queue: submit, the one state-changing service, cancel, retry, HITL, pause, relay, reaper."""
+"""A job's writes at a client's request: the one service that changes a job's state, submit (one
+job or a batch), the push to ARQ, cancel and retry.
+
+A job that must wait for a person enters `awaiting_approval` here, with its HITL request, on a
+submit or a retry; `queueapp.services.hitl` takes it out (approve, reject, expire).
+"""
 
 from __future__ import annotations
 
@@ -17,24 +22,12 @@ from uuid import UUID
 import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 
 from hq import clock, metrics, permissions
 from hq.errors import Conflict, ValidationFailed
 from hq.models import User, Workspace
-from hq.selectors import Departure, member_departure
-from queueapp import enqueue, registry, retry, selectors, transitions, transport
-from queueapp.models import (
-    WAITING_STATES,
-    DecidedVia,
-    HITLRequest,
-    HITLState,
-    Job,
-    JobState,
-    QueuePause,
-    Worker,
-    validate_queue_name,
-)
+from queueapp import enqueue, registry, transitions, transport
+from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobState, validate_queue_name
 from queueapp.transitions import MOVES
 
 logger = logging.getLogger(__name__)
@@ -73,7 +66,7 @@ def job_transition(
     already locked and read the row in this transaction (the row is not read again), else `job_id`.
     """
     now = clock.now()
-    if job is None:
+    if job is None and job_id is not None:
         job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
     if job is None or not transitions.allows(move, job.state, job.due_at, now):
         return None
@@ -153,7 +146,7 @@ def function_for_submit(name: str) -> registry.JobFunction:
     return fn
 
 
-def _validate_args(args: Any, fn: registry.JobFunction | None, admin: Callable[[], bool]) -> None:
+def job_args_validate(args: object, fn: registry.JobFunction | None, admin: Callable[[], bool]) -> None:
     """The args a job of `fn` may run with: a JSON object within the size limit that the function's
     own check (`check_args`) accepts; `admin` answers, when asked, whether the caller administers
     the workspace. The one check for submits and for args an approver corrects."""
@@ -165,10 +158,12 @@ def _validate_args(args: Any, fn: registry.JobFunction | None, admin: Callable[[
             f"args is {size} bytes; the limit is {MAX_ARGS_BYTES}.",
             fields={"args": [f"At most {MAX_ARGS_BYTES} bytes of JSON."]},
         )
-    problems = fn.check_args(args, admin()) if fn is not None and fn.check_args is not None else {}
+    if fn is None or fn.check_args is None:
+        return
+    problems = fn.check_args(args, admin())
     if problems:
         raise ValidationFailed(
-            f"Invalid args for {fn.name}: " + " ".join(problems.values()),  # type: ignore[union-attr]
+            f"Invalid args for {fn.name}: " + " ".join(problems.values()),
             fields={f"args.{key}": [message] for key, message in problems.items()},
         )
 
@@ -200,7 +195,7 @@ def _prepare(
     args depend on it.
     """
     fn = function_for_submit(submission.function)
-    _validate_args(submission.args, fn, admin)
+    job_args_validate(submission.args, fn, admin)
     _check_queue(submission.queue)
     gated = fn.requires_approval or submission.requires_approval
     if len(submission.approval_reason) > MAX_TEXT_CHARS:
@@ -265,7 +260,7 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
         try:
             with transaction.atomic():
                 if job.idempotency_key:
-                    existing = _idempotent_match(workspace, owner, job.idempotency_key, job.idempotency_hash, now)
+                    existing = _idempotent_replay(workspace, owner, job.idempotency_key, job.idempotency_hash, now)
                     if existing is not None:
                         return existing, False
                 _write_with_requests([job], submission_of={job.id: submission}, owner=owner)
@@ -277,7 +272,7 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
 
 
 def _write_with_requests(
-    jobs: list[enqueue.NewJob], *, submission_of: dict[Any, Submission], owner: User | None
+    jobs: list[enqueue.NewJob], *, submission_of: dict[UUID, Submission], owner: User | None
 ) -> None:
     """Write jobs, and for each gated one its HITL request, in the caller's transaction."""
     requests = {}
@@ -299,7 +294,7 @@ def _write_with_requests(
 
 
 def _hitl_open(
-    *, job: Job, fn: registry.JobFunction | None, requested_by: User | None, reason: str, id: Any = None
+    *, job: Job, fn: registry.JobFunction | None, requested_by: User | None, reason: str, id: UUID | None = None
 ) -> HITLRequest:
     """Record the pending request of a job that now waits in `awaiting_approval`."""
     now = clock.now()
@@ -317,17 +312,19 @@ def _hitl_open(
     )
 
 
-def _idempotent_match(
+def _idempotent_replay(
     workspace: Workspace, owner: User | None, key: str, fingerprint: str, now: datetime
 ) -> Job | None:
+    """The job a submit with this key replays, its row locked, or None to record anew (`_replay_or_free_key`)."""
     existing = Job.objects.select_for_update(no_key=True).filter(workspace=workspace, idempotency_key=key).first()
-    return _idempotent_check(existing, owner, fingerprint, now)
+    return _replay_or_free_key(existing, owner, fingerprint, now)
 
 
-def _idempotent_check(existing: Job | None, owner: User | None, fingerprint: str, now: datetime) -> Job | None:
+def _replay_or_free_key(existing: Job | None, owner: User | None, fingerprint: str, now: datetime) -> Job | None:
     """The job a submit with this key replays (its row locked by the caller), or None to record anew.
 
-    409 when the key is another user's, or was used with a different body within the window.
+    A key last used before the window is freed here (a write). 409 when the key is another
+    user's, or was used with a different body within the window.
     """
     if existing is None:
         return None
@@ -386,10 +383,8 @@ def jobs_submit_many(
     for _ in range(3):
         try:
             with transaction.atomic():
-                results = _replays_and_fresh(workspace, owner, jobs, now)
-                _write_with_requests(
-                    [job for job, created in results if created], submission_of=submission_of, owner=owner
-                )
+                results, fresh = _replays_and_fresh(workspace, owner, jobs, now)
+                _write_with_requests(fresh, submission_of=submission_of, owner=owner)
                 return results
         except IntegrityError:
             continue  # raced another request on an idempotency key: read again
@@ -398,13 +393,15 @@ def jobs_submit_many(
 
 def _replays_and_fresh(
     workspace: Workspace, owner: User | None, jobs: list[enqueue.NewJob], now: datetime
-) -> list[tuple[Job | enqueue.NewJob, bool]]:
+) -> tuple[list[tuple[Job | enqueue.NewJob, bool]], list[enqueue.NewJob]]:
+    """(job, created) for each of `jobs`, in order, and the jobs to write: those no key replays."""
     keys = [job.idempotency_key for job in jobs if job.idempotency_key]
     existing = {}
     if keys:
         rows = Job.objects.select_for_update(no_key=True).filter(workspace=workspace, idempotency_key__in=keys)
         existing = {row.idempotency_key: row for row in rows}
     results: list[tuple[Job | enqueue.NewJob, bool]] = []
+    fresh: list[enqueue.NewJob] = []
     first_of: dict[str, enqueue.NewJob] = {}
     for index, job in enumerate(jobs):
         key = job.idempotency_key
@@ -419,7 +416,7 @@ def _replays_and_fresh(
                     )
                 results.append((earlier, False))
                 continue
-            replayed = _idempotent_check(existing.get(key), owner, job.idempotency_hash, now) if key else None
+            replayed = _replay_or_free_key(existing.get(key), owner, job.idempotency_hash, now) if key else None
         except Conflict as exc:
             exc.detail = {**(exc.detail or {}), "index": index}
             exc.fields = {f"jobs.{index}.idempotency_key": [exc.message]}
@@ -430,7 +427,8 @@ def _replays_and_fresh(
         if key:
             first_of[key] = job
         results.append((job, True))
-    return results
+        fresh.append(job)
+    return results, fresh
 
 
 def job_push(job: Job) -> None:
@@ -524,327 +522,3 @@ def _needs_new_approval(job: Job, latest: HITLRequest | None) -> bool:
         return latest.state != HITLState.APPROVED
     fn = registry.get_function(job.function)
     return bool(fn and fn.requires_approval)
-
-
-# --- human in the loop ---------------------------------------------------------------------------
-
-
-class HITLStateConflict(Conflict):
-    """The request was already decided another way, expired or cancelled."""
-
-    code = "invalid_state"
-
-
-def hitl_decide(
-    *,
-    request: HITLRequest,
-    actor: User,
-    decision: str,
-    via: str,
-    comment: str = "",
-    args: dict[str, Any] | None = None,
-) -> HITLRequest:
-    """Approve (the job is queued and pushed, with `args` when given) or reject (the job ends `rejected`).
-
-    The one service behind the API and the admin. Checks in order: who (403), the body (400),
-    the state (409). Repeating the decision a request already has answers it unchanged; a
-    request decided the other way, cancelled or expired (also one past `expires_at` that the
-    expiry task has not reached yet, or, for an approval, one whose requester or job owner has
-    left the workspace or been deactivated) is a 409 naming its state. Approve and reject racing on one
-    request serialise on the job's row lock: exactly one wins.
-    """
-    if decision not in ("approve", "reject"):
-        raise ValueError(f"decision must be 'approve' or 'reject', not {decision!r}")
-    permissions.ensure_may_decide_hitl(request=request, actor=actor, via=via)
-    if len(comment) > MAX_TEXT_CHARS:
-        raise ValidationFailed("comment is too long.", fields={"comment": [f"At most {MAX_TEXT_CHARS} characters."]})
-    if args is not None:
-        if decision == "reject":
-            raise ValidationFailed("Only an approval takes args.", fields={"args": ["Not with reject."]})
-        _validate_args(
-            args,
-            registry.get_function(request.function),
-            lambda: permissions.acts_as_admin(user=actor, workspace_id=request.workspace_id, via=via),
-        )
-    target = HITLState.APPROVED if decision == "approve" else HITLState.REJECTED
-    now = clock.now()
-    with transaction.atomic():
-        # Lock order everywhere: the job, then its request (job_cancel, job_retry, expiry).
-        job = Job.objects.select_for_update(no_key=True).get(pk=request.job_id)
-        hitl = HITLRequest.objects.select_for_update(no_key=True).get(pk=request.pk)
-        if hitl.state == target:
-            return hitl
-        # An approval re-checks that the requester and the job's owner are still active members.
-        approving = hitl.state == HITLState.PENDING and target == HITLState.APPROVED
-        departed = _hitl_departure(hitl, job) if approving else ""
-        expired_now = hitl.state == HITLState.PENDING and (hitl.expires_at <= now or departed)
-        if expired_now:
-            _hitl_expire_locked(hitl, now, job=job, why=departed)
-        elif hitl.state == HITLState.PENDING:
-            _hitl_apply(hitl, job, actor=actor, target=target, via=via, comment=comment, args=args, now=now)
-            return hitl
-    # Outside the block, so an expiry found on the way is committed before the 409.
-    raise HITLStateConflict(f"This request is {hitl.state}; it cannot be {target}.", detail={"state": hitl.state})
-
-
-def _hitl_apply(
-    hitl: HITLRequest,
-    job: Job,
-    *,
-    actor: User,
-    target: str,
-    via: str,
-    comment: str,
-    args: dict[str, Any] | None,
-    now: datetime,
-) -> None:
-    approved = target == HITLState.APPROVED
-    run_args = args if args is not None else hitl.args
-    detail = {"hitl_request_id": str(hitl.pk), "via": via, "comment": comment}
-    fields: dict[str, Any]
-    if approved:
-        detail["args_changed"] = run_args != hitl.args
-        move, kind, fields = "approve", "approved", {"args": run_args, "due_at": now, "dispatched_at": now}
-    else:
-        error = f"Rejected by {actor.label}." + (f" {comment}" if comment else "")
-        move, kind, fields = "reject", "rejected", {"finished_at": now, "error": error}
-    moved = job_transition(job=job, move=move, kind=kind, actor=actor, detail=detail, **fields)
-    if moved is None:
-        raise HITLStateConflict(
-            f"The job is {job.state}, not awaiting approval.", detail={"state": hitl.state, "job_state": job.state}
-        )
-    hitl.state, hitl.decided_by, hitl.decided_at, hitl.decided_via, hitl.comment = target, actor, now, via, comment
-    hitl.approved_args = run_args if approved else None
-    hitl.save(update_fields=["state", "decided_by", "decided_at", "decided_via", "comment", "approved_args"])
-    if approved:
-        transaction.on_commit(partial(job_push, moved), robust=True)
-
-
-def _hitl_expire_locked(hitl: HITLRequest, now: datetime, job: Job | None = None, *, why: str = "") -> None:
-    """Expire a pending request whose job row is locked by the caller; its job ends `rejected`.
-
-    :param why: set when it expires early (its requester or owner left): recorded as the job's
-        error, in the event and as the request's comment.
-    """
-    detail = {"hitl_request_id": str(hitl.pk), "expires_at": hitl.expires_at.isoformat()}
-    if why:
-        detail["reason"] = why
-    moved = job_transition(
-        job_id=hitl.job_id,
-        job=job,
-        move="reject",
-        kind="approval_expired",
-        detail=detail,
-        finished_at=now,
-        error=f"Expired unapproved: {why}" if why else "Nobody approved it before it expired.",
-    )
-    if moved is None:
-        logger.warning("HITL request %s expired, but its job %s was not awaiting approval", hitl.pk, hitl.job_id)
-    hitl.state, hitl.decided_at, hitl.decided_via = HITLState.EXPIRED, now, DecidedVia.SYSTEM
-    hitl.comment = why or hitl.comment
-    hitl.save(update_fields=["state", "decided_at", "decided_via", "comment"])
-
-
-def _hitl_departure(hitl: HITLRequest, job: Job) -> str:
-    """Why a pending request may no longer be approved: its requester or its job's owner left; else ""."""
-    for who, user_id in (("The requester", hitl.requested_by_id), ("The job's owner", job.owner_id)):
-        if user_id is not None:
-            departure = member_departure(user_id=user_id, workspace_id=hitl.workspace_id)
-            if departure is not None:
-                return departure.reason(who)
-    return ""
-
-
-def hitl_expire_departed(*, user: User, workspace_id: UUID | None, departure: Departure) -> int:
-    """Expire the pending requests a departed user asked for or whose job they own; their jobs end `rejected`.
-
-    A departure hook (`hq.services.on_member_departure`): `workspace_id` None means every workspace.
-    Uses the expiry's own transition, with the departure as the reason; returns how many expired.
-    """
-    rows = HITLRequest.objects.filter(Q(requested_by_id=user.pk) | Q(job__owner_id=user.pk), state=HITLState.PENDING)
-    if workspace_id is not None:
-        rows = rows.filter(workspace_id=workspace_id)
-    now = clock.now()
-    expired = 0
-    for hitl_id, job_id in rows.order_by("created_at").values_list("id", "job_id"):
-        with transaction.atomic():
-            # Lock order everywhere: the job, then its request.
-            job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
-            hitl = (
-                HITLRequest.objects.select_for_update(no_key=True).filter(pk=hitl_id, state=HITLState.PENDING).first()
-            )
-            if job is None or hitl is None:
-                continue
-            who = "The requester" if hitl.requested_by_id == user.pk else "The job's owner"
-            _hitl_expire_locked(hitl, now, job=job, why=departure.reason(who))
-            expired += 1
-    return expired
-
-
-def hitl_expire_due(*, batch: int = 500) -> int:
-    """Expire pending requests past `expires_at` (their jobs end `rejected`); return how many.
-
-    Rows another process holds are skipped and picked up on the next pass.
-    """
-    now = clock.now()
-    due = HITLRequest.objects.filter(state=HITLState.PENDING, expires_at__lte=now).order_by("expires_at")
-    expired = 0
-    for hitl_id, job_id in due.values_list("id", "job_id")[:batch]:
-        with transaction.atomic():
-            if (
-                Job.objects.select_for_update(skip_locked=True, no_key=True).filter(pk=job_id).values_list("pk").first()
-                is None
-            ):
-                continue
-            hitl = (
-                HITLRequest.objects.select_for_update(no_key=True).filter(pk=hitl_id, state=HITLState.PENDING).first()
-            )
-            if hitl is None:
-                continue
-            _hitl_expire_locked(hitl, now)
-            expired += 1
-    return expired
-
-
-def queue_pause(*, queue: str, workspace: Workspace | None, actor: User | None) -> QueuePause:
-    """Pause a queue for one workspace (or all, when None): jobs are accepted, none start."""
-    validate_queue_name(queue)
-    pause, _ = QueuePause.objects.get_or_create(queue=queue, workspace=workspace, defaults={"paused_by": actor})
-    return pause
-
-
-def queue_resume(*, queue: str, workspace: Workspace | None) -> bool:
-    """Resume a queue; the relay pushes what waited. Returns False when it was not paused."""
-    validate_queue_name(queue)
-    deleted, _ = QueuePause.objects.filter(queue=queue, workspace=workspace).delete()
-    if deleted:
-        now = clock.now()
-        jobs = Job.objects.filter(queue=queue, state__in=WAITING_STATES)
-        if workspace is not None:
-            jobs = jobs.filter(workspace=workspace)
-        jobs.filter(due_at__lte=now).update(dispatched_at=None)
-        transaction.on_commit(lambda: _nudge(queue), robust=True)
-    return bool(deleted)
-
-
-def _nudge(queue: str) -> None:
-    try:
-        transport.nudge(queue)
-    except redis.RedisError:
-        pass
-
-
-# --- engine: relay, heartbeat, reaper ----------------------------------------------------------
-
-
-#: A read, kept here for callers that found it here before it moved to the selectors.
-jobs_due_unpaused = selectors.jobs_due_unpaused
-
-
-def relay_pass(*, everything: bool = False, batch: int = 500) -> int:
-    """Push due waiting jobs that Redis may not hold: never pushed, or pushed longer ago than the grace.
-
-    `everything` ignores the grace (Redis reported a new run_id: it may have lost all it held).
-    The conditional start keeps a job single however often it is pushed.
-    """
-    now = clock.now()
-    pushed = 0
-    while True:
-        with transaction.atomic():
-            cutoff = now if everything else now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
-            rows = selectors.jobs_due_unpaused().filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
-            picked = list(
-                rows.select_for_update(skip_locked=True, no_key=True)
-                .order_by("due_at")
-                .values_list("id", "attempts", "queue", "due_at", "function", "workspace_id")[:batch]
-            )
-            if not picked:
-                return pushed
-            transport.push(transport.Push(i, a + 1, q, d, registry.fair_lane(f, w)) for i, a, q, d, f, w in picked)
-            Job.objects.filter(pk__in=[p[0] for p in picked]).update(dispatched_at=now)
-            pushed += len(picked)
-        if len(picked) < batch:
-            return pushed
-
-
-def worker_heartbeat(
-    *,
-    worker_id: str,
-    hostname: str,
-    pid: int,
-    queues: list[str],
-    concurrency: int,
-    running: int,
-    jobs_done: int,
-    attempts: list[str] | None = None,
-    seen_at: datetime | None = None,
-) -> None:
-    """Record that a worker is alive and, when given, which attempts it had in flight at `seen_at`.
-
-    `seen_at` is when the worker looked at its tasks (before this write): an attempt started
-    before it and missing from `attempts` is not running anywhere.
-    """
-    now = seen_at or clock.now()
-    fields = {"last_heartbeat_at": now, "running": running, "jobs_done": jobs_done, "attempts": attempts}
-    updated = Worker.objects.filter(pk=worker_id).update(stopped_at=None, **fields)
-    if not updated:
-        Worker.objects.create(
-            id=worker_id, hostname=hostname, pid=pid, queues=queues, concurrency=concurrency, started_at=now, **fields
-        )
-
-
-def worker_stopped(*, worker_id: str) -> None:
-    Worker.objects.filter(pk=worker_id).update(stopped_at=clock.now(), running=0)
-
-
-def workers_mark_dead(*, now: datetime) -> int:
-    """Mark stopped the workers silent for three heartbeat intervals; return how many."""
-    silent = Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__lt=selectors.heartbeat_cutoff(now))
-    return silent.update(stopped_at=now)
-
-
-def reap_pass() -> int:
-    """Move the running jobs that nobody runs (`selectors.jobs_running_lost`) where the retry
-    policy sends a lost attempt: the next attempt at once, `failed`, or `cancelled` when a cancel
-    was asked for. Marks dead workers stopped first."""
-    now = clock.now()
-    workers_mark_dead(now=now)
-    reaped = 0
-    for job_id, reason in selectors.jobs_running_lost(now=now).items():
-        with transaction.atomic():
-            job = (
-                Job.objects.select_for_update(skip_locked=True, no_key=True)
-                .filter(pk=job_id, state=JobState.RUNNING)
-                .first()
-            )
-            if job is None:
-                continue
-            nxt = retry.after_attempt(
-                cause=retry.Cause.LOST,
-                attempt=job.attempts,
-                tries_base=job.tries_base,
-                max_tries=job.max_tries,
-                backoff_base_s=job.retry_backoff_s,
-                cancel_requested=job.cancel_requested_at is not None,
-            )
-            why = "its worker stopped" if reason == selectors.LOST_WORKER_DEAD else "its worker no longer runs it"
-            error = f"Attempt {job.attempts} lost: {why}."
-            fields: dict[str, Any]
-            if nxt.delay_s is not None:
-                fields = {"due_at": now + timedelta(seconds=nxt.delay_s), "dispatched_at": None, "error": error}
-            elif nxt.move == "cancel_running":
-                fields = {"finished_at": now}
-            else:
-                fields = {"finished_at": now, "error": error}
-            detail = {"worker": job.worker_id, "reason": reason}
-            if job_transition(job=job, move=nxt.move, kind=nxt.kind, detail=detail, worker_id="", **fields) is not None:
-                reaped += 1
-                transaction.on_commit(partial(_forget, job.pk, job.attempts, job.queue), robust=True)
-    return reaped
-
-
-def _forget(job_id: UUID, attempt: int, queue: str) -> None:
-    try:
-        transport.forget(job_id, attempt, queue)
-    except redis.RedisError as exc:
-        logger.warning("could not drop dead attempt %s:%s from Redis (%s)", job_id, attempt, exc)

@@ -1,0 +1,163 @@
+"""The engine's writes, beside the worker's own start and finish: the outbox relay, worker
+heartbeats, the reaper, and pausing queues (what may start).
+
+Its reads, what is due and what runs nowhere, are in `queueapp.selectors`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from hq import clock
+from hq.models import User, Workspace
+from queueapp import registry, retry, selectors, transport
+from queueapp.models import WAITING_STATES, Job, JobState, QueuePause, Worker, validate_queue_name
+from queueapp.services.jobs import job_transition
+
+logger = logging.getLogger(__name__)
+
+
+def relay_pass(*, everything: bool = False, batch: int = 500) -> int:
+    """Push due waiting jobs that Redis may not hold: never pushed, or pushed longer ago than the grace.
+
+    `everything` ignores the grace (Redis reported a new run_id: it may have lost all it held).
+    The conditional start keeps a job single however often it is pushed.
+    """
+    now = clock.now()
+    pushed = 0
+    while True:
+        with transaction.atomic():
+            cutoff = now if everything else now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
+            rows = selectors.jobs_due_unpaused().filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
+            picked = list(
+                rows.select_for_update(skip_locked=True, no_key=True)
+                .order_by("due_at")
+                .values_list("id", "attempts", "queue", "due_at", "function", "workspace_id")[:batch]
+            )
+            if not picked:
+                return pushed
+            transport.push(transport.Push(i, a + 1, q, d, registry.fair_lane(f, w)) for i, a, q, d, f, w in picked)
+            Job.objects.filter(pk__in=[p[0] for p in picked]).update(dispatched_at=now)
+            pushed += len(picked)
+        if len(picked) < batch:
+            return pushed
+
+
+def worker_heartbeat(
+    *,
+    worker_id: str,
+    hostname: str,
+    pid: int,
+    queues: list[str],
+    concurrency: int,
+    running: int,
+    jobs_done: int,
+    attempts: list[str] | None = None,
+    seen_at: datetime | None = None,
+) -> None:
+    """Record that a worker is alive and, when given, which attempts it had in flight at `seen_at`.
+
+    `seen_at` is when the worker looked at its tasks (before this write): an attempt started
+    before it and missing from `attempts` is not running anywhere.
+    """
+    now = seen_at or clock.now()
+    fields = {"last_heartbeat_at": now, "running": running, "jobs_done": jobs_done, "attempts": attempts}
+    updated = Worker.objects.filter(pk=worker_id).update(stopped_at=None, **fields)
+    if not updated:
+        Worker.objects.create(
+            id=worker_id, hostname=hostname, pid=pid, queues=queues, concurrency=concurrency, started_at=now, **fields
+        )
+
+
+def worker_stopped(*, worker_id: str) -> None:
+    Worker.objects.filter(pk=worker_id).update(stopped_at=clock.now(), running=0)
+
+
+def workers_mark_dead(*, now: datetime) -> int:
+    """Mark stopped the workers silent for three heartbeat intervals; return how many."""
+    silent = Worker.objects.filter(stopped_at__isnull=True, last_heartbeat_at__lt=selectors.heartbeat_cutoff(now))
+    return silent.update(stopped_at=now)
+
+
+def reap_pass() -> int:
+    """Move the running jobs that nobody runs (`selectors.jobs_running_lost`) where the retry
+    policy sends a lost attempt: the next attempt at once, `failed`, or `cancelled` when a cancel
+    was asked for. Marks dead workers stopped first."""
+    now = clock.now()
+    workers_mark_dead(now=now)
+    reaped = 0
+    for job_id, reason in selectors.jobs_running_lost(now=now).items():
+        with transaction.atomic():
+            job = (
+                Job.objects.select_for_update(skip_locked=True, no_key=True)
+                .filter(pk=job_id, state=JobState.RUNNING)
+                .first()
+            )
+            if job is None:
+                continue
+            nxt = retry.after_attempt(
+                cause=retry.Cause.LOST,
+                attempt=job.attempts,
+                tries_base=job.tries_base,
+                max_tries=job.max_tries,
+                backoff_base_s=job.retry_backoff_s,
+                cancel_requested=job.cancel_requested_at is not None,
+            )
+            why = "its worker stopped" if reason == selectors.LOST_WORKER_DEAD else "its worker no longer runs it"
+            error = f"Attempt {job.attempts} lost: {why}."
+            fields: dict[str, Any]
+            if nxt.delay_s is not None:
+                fields = {"due_at": now + timedelta(seconds=nxt.delay_s), "dispatched_at": None, "error": error}
+            elif nxt.move == "cancel_running":
+                fields = {"finished_at": now}
+            else:
+                fields = {"finished_at": now, "error": error}
+            detail = {"worker": job.worker_id, "reason": reason}
+            if job_transition(job=job, move=nxt.move, kind=nxt.kind, detail=detail, worker_id="", **fields) is not None:
+                reaped += 1
+                transaction.on_commit(partial(_forget, job.pk, job.attempts, job.queue), robust=True)
+    return reaped
+
+
+def _forget(job_id: UUID, attempt: int, queue: str) -> None:
+    try:
+        transport.forget(job_id, attempt, queue)
+    except redis.RedisError as exc:
+        logger.warning("could not drop dead attempt %s:%s from Redis (%s)", job_id, attempt, exc)
+
+
+def queue_pause(*, queue: str, workspace: Workspace | None, actor: User | None) -> QueuePause:
+    """Pause a queue for one workspace (or all, when None): jobs are accepted, none start."""
+    validate_queue_name(queue)
+    pause, _ = QueuePause.objects.get_or_create(queue=queue, workspace=workspace, defaults={"paused_by": actor})
+    return pause
+
+
+def queue_resume(*, queue: str, workspace: Workspace | None) -> bool:
+    """Resume a queue; the relay pushes what waited. Returns False when it was not paused."""
+    validate_queue_name(queue)
+    deleted, _ = QueuePause.objects.filter(queue=queue, workspace=workspace).delete()
+    if deleted:
+        now = clock.now()
+        jobs = Job.objects.filter(queue=queue, state__in=WAITING_STATES)
+        if workspace is not None:
+            jobs = jobs.filter(workspace=workspace)
+        jobs.filter(due_at__lte=now).update(dispatched_at=None)
+        transaction.on_commit(lambda: _nudge(queue), robust=True)
+    return bool(deleted)
+
+
+def _nudge(queue: str) -> None:
+    try:
+        transport.nudge(queue)
+    except redis.RedisError:
+        pass
