@@ -20,7 +20,8 @@ may do inside that scope, never widen it. The mixin applies the scope to:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from django.contrib import admin
 from django.contrib.admin.options import BaseModelAdmin
@@ -32,20 +33,41 @@ from django.http import HttpRequest
 from hq.models import Membership, User, Workspace
 from hq.permissions import staff_admitted, staff_workspace_ids
 
+if TYPE_CHECKING:
+    # Django's admin and form classes are generic only in django-stubs (see hq.admin). One scoped
+    # admin class serves the models of every app, each named by a subclass, so the model is Any.
+    _BaseModelAdmin = BaseModelAdmin[Any]
+    _ModelAdmin = admin.ModelAdmin[Any]
+    _TabularInline = admin.TabularInline[Any, Any]
+    _StackedInline = admin.StackedInline[Any, Any]
+else:
+    _BaseModelAdmin = BaseModelAdmin
+    _ModelAdmin = admin.ModelAdmin
+    _TabularInline = admin.TabularInline
+    _StackedInline = admin.StackedInline
+
 _CACHE_ATTR = "_hq_admin_workspace_ids"
-_UNSET = object()
 
 
-def request_workspace_ids(request: HttpRequest) -> list[Any] | None:
-    """`staff_workspace_ids` for the request's user, computed once per request."""
-    cached = getattr(request, _CACHE_ATTR, _UNSET)
-    if cached is _UNSET or cached[0] != request.user.pk:
-        cached = (request.user.pk, staff_workspace_ids(user=request.user))
+def admin_user(request: HttpRequest) -> User | None:
+    """The signed-in user of an admin request; None when nobody is signed in."""
+    user = request.user
+    return user if isinstance(user, User) else None
+
+
+def request_workspace_ids(request: HttpRequest) -> list[UUID] | None:
+    """`staff_workspace_ids` for the request's user, computed once per request (nobody signed in:
+    no workspace)."""
+    user = admin_user(request)
+    pk = None if user is None else user.pk
+    cached: tuple[UUID | None, list[UUID] | None] | None = getattr(request, _CACHE_ATTR, None)
+    if cached is None or cached[0] != pk:
+        cached = (pk, [] if user is None else staff_workspace_ids(user=user))
         setattr(request, _CACHE_ATTR, cached)
     return cached[1]
 
 
-class WorkspaceScoped(BaseModelAdmin):
+class WorkspaceScoped(_BaseModelAdmin):
     """Mixin for model admins and inlines: rows, permissions, choices and filters limited to the
     workspaces the staff user covers (see the module docstring)."""
 
@@ -60,10 +82,10 @@ class WorkspaceScoped(BaseModelAdmin):
 
     # --- the scope ---------------------------------------------------------------------------------
 
-    def workspace_ids(self, request: HttpRequest) -> list[Any] | None:
+    def workspace_ids(self, request: HttpRequest) -> list[UUID] | None:
         return request_workspace_ids(request)
 
-    def scope_rows(self, request: HttpRequest, rows: QuerySet) -> QuerySet:
+    def scope_rows(self, request: HttpRequest, rows: QuerySet[Any]) -> QuerySet[Any]:
         """`rows` narrowed to the workspaces the user covers (all of them for a superuser)."""
         ids = self.workspace_ids(request)
         if ids is None:
@@ -77,14 +99,16 @@ class WorkspaceScoped(BaseModelAdmin):
         return rows.filter(**lookup)
 
     def _path_is_multi_valued(self) -> bool:
-        if self.workspace_path in (None, "id", "pk"):
+        path = self.workspace_path
+        if path is None or path in ("id", "pk"):
             return False
-        return any(f.one_to_many or f.many_to_many for f in get_fields_from_path(self.model, self.workspace_path))
+        return any(f.one_to_many or f.many_to_many for f in get_fields_from_path(self.model, path))
 
     def admits(self, request: HttpRequest) -> bool:
         """May the user open this page at all: active staff covering at least one workspace (a
         superuser always; for models of no workspace, only a superuser)."""
-        if not staff_admitted(request.user):
+        user = admin_user(request)
+        if user is None or not staff_admitted(user):
             return False
         ids = self.workspace_ids(request)
         return ids is None or (self.workspace_path is not None and bool(ids))
@@ -96,7 +120,7 @@ class WorkspaceScoped(BaseModelAdmin):
             return True
         return self.scope_rows(request, self.model._default_manager.filter(pk=obj.pk)).exists()
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return self.scope_rows(request, super().get_queryset(request))
 
     # --- permissions -------------------------------------------------------------------------------
@@ -139,7 +163,7 @@ class WorkspaceScoped(BaseModelAdmin):
 
     # --- choices on forms --------------------------------------------------------------------------
 
-    def get_field_queryset(self, db: Any, db_field: Any, request: HttpRequest) -> QuerySet | None:
+    def get_field_queryset(self, db: Any, db_field: Any, request: HttpRequest) -> QuerySet[Any] | None:
         """Choices of a ForeignKey or ManyToMany field (select, filter_horizontal or autocomplete)."""
         rows = super().get_field_queryset(db, db_field, request)
         if self.workspace_ids(request) is None:
@@ -200,13 +224,15 @@ def _has_field(model: type[Model], name: str) -> bool:
     return any(f.name == name for f in model._meta.get_fields())
 
 
-class WorkspaceScopedAdmin(WorkspaceScoped, admin.ModelAdmin):
+class WorkspaceScopedAdmin(WorkspaceScoped, _ModelAdmin):
     """A model admin scoped to the user's workspaces; its related-field filters list only values in scope."""
 
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
         return scoped_list_filter(self.model, super().get_list_filter(request))
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> type[ModelForm]:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> type[ModelForm[Any]]:
         return same_workspace_form(self, super().get_form(request, obj, change=change, **kwargs))
 
 
@@ -223,12 +249,13 @@ def scoped_list_filter(model: type[Model], specs: Any) -> list[Any]:
     return out
 
 
-def same_workspace_form(model_admin: WorkspaceScoped, form: type[ModelForm]) -> type[ModelForm]:
+def same_workspace_form(model_admin: WorkspaceScoped, form: type[ModelForm[Any]]) -> type[ModelForm[Any]]:
     """`form` with `check_same_workspace` run after its own clean."""
 
+    # mypy takes no base class that is known only at run time (here, the form Django built).
     class SameWorkspaceForm(form):  # type: ignore[misc, valid-type]
-        def clean(self) -> dict[str, Any]:
-            data = super().clean()
+        def clean(self) -> dict[str, Any] | None:
+            data: dict[str, Any] | None = super().clean()
             model_admin.check_same_workspace(self)
             return data
 
@@ -236,9 +263,9 @@ def same_workspace_form(model_admin: WorkspaceScoped, form: type[ModelForm]) -> 
     return SameWorkspaceForm
 
 
-class WorkspaceScopedTabularInline(WorkspaceScoped, admin.TabularInline):
+class WorkspaceScopedTabularInline(WorkspaceScoped, _TabularInline):
     """An inline scoped like its parent (set `workspace_path` through the parent, e.g. `room__workspace`)."""
 
 
-class WorkspaceScopedStackedInline(WorkspaceScoped, admin.StackedInline):
+class WorkspaceScopedStackedInline(WorkspaceScoped, _StackedInline):
     """As `WorkspaceScopedTabularInline`, stacked."""

@@ -31,6 +31,8 @@ class ThrottledLoginForm(AdminAuthenticationForm):
     throttled_for: int | None = None
 
     def clean(self) -> dict[str, Any]:
+        # The admin's login view always passes its request (the stub allows a form without one).
+        assert self.request is not None
         keys = [auth_failures.address_of(self.request)]
         name = self.cleaned_data.get("username")
         if name:
@@ -52,7 +54,7 @@ class HQAdminSite(admin.AdminSite):
     index_title = "Jobs, approvals and schedules"
     login_form = ThrottledLoginForm
 
-    def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         response = super().login(request, extra_context)
         form = (getattr(response, "context_data", None) or {}).get("form")
         wait = getattr(form, "throttled_for", None)

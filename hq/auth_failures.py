@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
 
 import redis
 from django.conf import settings
+from django.http import HttpRequest
 from rest_framework.settings import api_settings
 
 from hq.errors import Throttled
@@ -41,12 +41,12 @@ __all__ = [
 Key = tuple[str, str]
 
 
-def client_ip(request: Any) -> str:
+def client_ip(request: HttpRequest) -> str:
     """The caller's address: REMOTE_ADDR, or the entry `NUM_PROXIES` trusted proxies appended to
     X-Forwarded-For when that DRF setting is set (never a client-supplied header otherwise)."""
-    remote = request.META.get("REMOTE_ADDR") or "unknown"
+    remote: str = request.META.get("REMOTE_ADDR") or "unknown"
     proxies = api_settings.NUM_PROXIES
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    forwarded: str | None = request.META.get("HTTP_X_FORWARDED_FOR")
     if proxies and forwarded:
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         if hops:
@@ -59,7 +59,7 @@ def address(ip: str) -> Key:
     return ("address", ip)
 
 
-def address_of(request: Any) -> Key:
+def address_of(request: HttpRequest) -> Key:
     return address(client_ip(request))
 
 

@@ -46,7 +46,8 @@ def room_create(
         members |= found
     with transaction.atomic():
         room = Room.objects.create(workspace=workspace, name=name, created_by=creator, agent=agent)
-        room.members.set(members)
+        # The stub takes only int primary keys; Django takes any primary key, and User's is a UUID.
+        room.members.set(members)  # type: ignore[arg-type]
     return room
 
 

@@ -30,6 +30,7 @@ def _first_or_not_found(rows: QuerySet[M], message: str) -> M:
 
 def room_agent(room: Room, agent_id: Any = None) -> Agent:
     """The agent to engage: `agent_id`, else the room's, else the workspace default; it must be enabled."""
+    agent: Agent | None
     if agent_id:
         agent = agent_get(workspace_id=room.workspace_id, agent_id=agent_id)
     else:

@@ -88,7 +88,7 @@ class SelfApproval(Forbidden):
 # --- roles in a workspace ---------------------------------------------------------------------------
 
 
-def workspace_role(*, user_id: object, workspace_id: object) -> str | None:
+def workspace_role(*, user_id: UUID | str, workspace_id: UUID | str) -> str | None:
     """The user's role in the workspace, or None when not a member."""
     return Membership.objects.filter(user_id=user_id, workspace_id=workspace_id).values_list("role", flat=True).first()
 
@@ -98,7 +98,7 @@ def _may_change(*, role: str | None, user_id: object, obj: Owned) -> bool:
     return role == ADMIN or (role is not None and obj.owner_id == user_id)
 
 
-def acts_as_admin(*, user: User | None, workspace_id: object, via: str = VIA_API) -> bool:
+def acts_as_admin(*, user: User | None, workspace_id: UUID | str, via: str = VIA_API) -> bool:
     """Whether `user` counts as a workspace admin for what a job's arguments may ask (a function's
     `check_args`): the system (None), an admin member, or in the admin staff who cover the workspace."""
     if user is None:
@@ -196,7 +196,7 @@ def staff_admitted(user: User) -> bool:
     return bool(user.is_active and user.is_staff)
 
 
-def staff_workspace_ids(*, user: User) -> list[Any] | None:
+def staff_workspace_ids(*, user: User) -> list[UUID] | None:
     """Workspaces a user covers in the admin: the one rule every admin page uses.
 
     None (every workspace) for an active staff superuser; for other active staff, the workspaces
@@ -217,7 +217,7 @@ def staff_covers_all(user: User) -> bool:
     return staff_admitted(user) and bool(user.is_superuser)
 
 
-def staff_covers(user: User, workspace_id: object) -> bool:
+def staff_covers(user: User, workspace_id: UUID | str) -> bool:
     """Whether the user covers this workspace in the admin (`staff_workspace_ids`)."""
     ids = staff_workspace_ids(user=user)
     return ids is None or workspace_id in ids

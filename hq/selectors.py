@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hmac
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from uuid import UUID
 
 from django.db.models import Exists, Model, OuterRef, QuerySet, Subquery
 
@@ -16,8 +17,12 @@ from hq.models import Agent, Membership, PersonalAccessToken, User
 from hq.permissions import staff_workspace_ids
 from hq.permissions import workspace_role as membership_role
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
 __all__ = [
     "Departure",
+    "MemberRole",
     "agent_find",
     "agent_get",
     "member_departure",
@@ -39,7 +44,7 @@ def one_or_404(rows: QuerySet[RowT], pk: Any, message: str, code: str | None = N
     return row
 
 
-def agent_find(*, workspace_id: object, agent_id: object = None) -> Agent | None:
+def agent_find(*, workspace_id: UUID | str, agent_id: UUID | str | None = None) -> Agent | None:
     """The one agent lookup: the workspace's agent `agent_id` (enabled or not, so callers can say
     which), or without an id the workspace's enabled default; None when there is no such agent."""
     if agent_id:
@@ -48,7 +53,11 @@ def agent_find(*, workspace_id: object, agent_id: object = None) -> Agent | None
 
 
 def agent_get(
-    *, workspace_id: object, agent_id: object, message: str = "No such agent.", code: str | None = None
+    *,
+    workspace_id: UUID | str,
+    agent_id: UUID | str | None,
+    message: str = "No such agent.",
+    code: str | None = None,
 ) -> Agent:
     """The workspace's agent `agent_id` (`agent_find`), else 404 with `message`."""
     agent = agent_find(workspace_id=workspace_id, agent_id=agent_id) if agent_id else None
@@ -57,7 +66,14 @@ def agent_get(
     return agent
 
 
-def token_find(*, clear: str) -> PersonalAccessToken | None:
+class MemberRole(TypedDict):
+    """What `token_find` reads onto a token besides its columns."""
+
+    #: The user's role in the token's workspace; None when not a member.
+    member_role: str | None
+
+
+def token_find(*, clear: str) -> WithAnnotations[PersonalAccessToken, MemberRole] | None:
     """Return the token row whose hash matches, with user and workspace loaded, or None.
 
     The same query reads the user's role in the token's workspace into `token.member_role` (None
@@ -97,7 +113,7 @@ class Departure(StrEnum):
         return f"{who} was {self.value}."
 
 
-def member_departure(*, user_id: object, workspace_id: object) -> Departure | None:
+def member_departure(*, user_id: UUID | str, workspace_id: UUID | str) -> Departure | None:
     """Why the user may not act in the workspace (deactivated, not a member, gone), or None when they may."""
     row = (
         User.objects.filter(pk=user_id)

@@ -63,7 +63,7 @@ def sql_param(value: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
-def subquery(rows: QuerySet, *fields: str) -> tuple[str, tuple[Any, ...]]:
+def subquery(rows: QuerySet[Any], *fields: str) -> tuple[str, tuple[Any, ...]]:
     """SQL and params of `rows` as a plain SELECT of `fields` (no ordering), to aggregate over."""
     sql, params = rows.order_by().values(*fields).query.sql_with_params()
     return sql, tuple(params)

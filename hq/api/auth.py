@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
@@ -51,7 +51,7 @@ def _forget() -> None:
     _cache.clear()
 
 
-def bearer_principal(header: str, request: Any) -> Principal:
+def bearer_principal(header: str, request: HttpRequest) -> Principal:
     """The one token check, for the API and `/metrics`: the caller of `Authorization: Bearer hq_pat_...`.
 
     401 (`Unauthenticated`) for a malformed header or an unknown, expired or revoked token, or one

@@ -6,7 +6,7 @@ Views parse the request, call the selectors (`hq.messaging_selectors`) and servi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 from django.db.models import Model, QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
@@ -19,14 +19,24 @@ from hq import messaging
 from hq import messaging_selectors as selectors
 from hq.api.fields import UTCDateTimeField
 from hq.api.pagination import paginate, parse_page
+from hq.api.permissions import principal_of
 from hq.api.schema import PAGE_PARAMETERS
 from hq.errors import ValidationFailed
 from hq.models import Conversation, ConversationMessage, Note, Room, RoomMessage, StoredQuery
 from hq.selectors import agent_get
 
+RowT = TypeVar("RowT", bound=Model)
 
-class RoomOut(serializers.ModelSerializer):
-    results_key = "rooms"  # the list's key in paginated responses (and in the schema)
+
+# An output serializer of rows that are also listed: `results_key` is the list's key in paginated
+# responses (and in the schema). No docstring: drf-spectacular would show it as the description of
+# every subclass without one of its own.
+class ListedOut(serializers.ModelSerializer[RowT]):
+    results_key: ClassVar[str]
+
+
+class RoomOut(ListedOut[Room]):
+    results_key = "rooms"
 
     id = serializers.UUIDField()
     agent_id = serializers.UUIDField(allow_null=True)
@@ -41,13 +51,13 @@ class RoomOut(serializers.ModelSerializer):
         return sorted(str(m.pk) for m in room.members.all())
 
 
-class RoomIn(serializers.Serializer):
+class RoomIn(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=150)
     members = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=500)
     agent_id = serializers.UUIDField(required=False, allow_null=True, default=None)
 
 
-class MessageOut(serializers.ModelSerializer):
+class MessageOut(ListedOut[RoomMessage]):
     results_key = "messages"
 
     id = serializers.UUIDField()
@@ -61,7 +71,7 @@ class MessageOut(serializers.ModelSerializer):
         fields = ["id", "kind", "author_id", "agent_id", "msgtype", "body", "schedule_id", "created_at"]
 
 
-class MessageIn(serializers.Serializer):
+class MessageIn(serializers.Serializer[Any]):
     msgtype = serializers.ChoiceField(choices=RoomMessage.MsgType.values, default=RoomMessage.MsgType.TEXT)
     body = serializers.CharField(max_length=20000)
 
@@ -70,9 +80,9 @@ class MessageIn(serializers.Serializer):
 # object. Each subclass names its serializers (the output's `results_key` is the list's key), which
 # also document both methods. No docstring: drf-spectacular would show it as the description of
 # every subclass without one of its own.
-class ListCreateView(APIView):
-    input_serializer: type[serializers.Serializer]
-    output_serializer: type[serializers.ModelSerializer]
+class ListCreateView(APIView, Generic[RowT]):
+    input_serializer: type[serializers.Serializer[Any]]
+    output_serializer: type[ListedOut[RowT]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -82,10 +92,10 @@ class ListCreateView(APIView):
             post=extend_schema(request=cls.input_serializer, responses={201: out}),
         )(cls)
 
-    def rows(self, request: Request) -> QuerySet:
+    def rows(self, request: Request) -> QuerySet[RowT]:
         raise NotImplementedError
 
-    def create(self, request: Request, data: dict[str, Any]) -> Model:
+    def create(self, request: Request, data: dict[str, Any]) -> RowT:
         raise NotImplementedError
 
     def get(self, request: Request) -> Response:
@@ -100,26 +110,27 @@ class ListCreateView(APIView):
 
 
 def _room(request: Request, room_id: str) -> Room:
-    return selectors.room_for_member(
-        workspace_id=request.auth.workspace_id, user_id=request.auth.user.pk, room_id=room_id
-    )
+    caller = principal_of(request)
+    return selectors.room_for_member(workspace_id=caller.workspace_id, user_id=caller.user.pk, room_id=room_id)
 
 
-class RoomsView(ListCreateView):
+class RoomsView(ListCreateView[Room]):
     """Rooms the caller belongs to; create one."""
 
     required_scopes = {"GET": "rooms:read", "POST": "rooms:write"}
     input_serializer, output_serializer = RoomIn, RoomOut
 
     def rows(self, request: Request) -> QuerySet[Room]:
-        return selectors.room_list(workspace_id=request.auth.workspace_id, user_id=request.auth.user.pk)
+        caller = principal_of(request)
+        return selectors.room_list(workspace_id=caller.workspace_id, user_id=caller.user.pk)
 
     def create(self, request: Request, data: dict[str, Any]) -> Room:
+        caller = principal_of(request)
         agent_id = data["agent_id"]
-        agent = agent_get(workspace_id=request.auth.workspace_id, agent_id=agent_id) if agent_id else None
+        agent = agent_get(workspace_id=caller.workspace_id, agent_id=agent_id) if agent_id else None
         return messaging.room_create(
-            workspace=request.auth.workspace,
-            creator=request.auth.user,
+            workspace=caller.workspace,
+            creator=caller.user,
             name=data["name"],
             member_ids=data["members"],
             agent=agent,
@@ -149,11 +160,11 @@ class RoomMessagesView(APIView):
         room = _room(request, room_id)
         data = MessageIn(data=request.data)
         data.is_valid(raise_exception=True)
-        msg = messaging.message_post(room=room, author=request.auth.user, **data.validated_data)
+        msg = messaging.message_post(room=room, author=principal_of(request).user, **data.validated_data)
         return Response(MessageOut(msg).data, status=status.HTTP_201_CREATED)
 
 
-class NoteOut(serializers.ModelSerializer):
+class NoteOut(ListedOut[Note]):
     results_key = "notes"
 
     id = serializers.UUIDField()
@@ -165,7 +176,7 @@ class NoteOut(serializers.ModelSerializer):
         fields = ["id", "title", "body", "tags", "author_id", "created_at"]
 
 
-class NoteIn(serializers.Serializer):
+class NoteIn(serializers.Serializer[Any]):
     title = serializers.CharField(max_length=200)
     body = serializers.CharField(max_length=100_000, required=False, allow_blank=True, default="")
     tags = serializers.ListField(
@@ -173,7 +184,7 @@ class NoteIn(serializers.Serializer):
     )
 
 
-class QueryFilters(serializers.Serializer):
+class QueryFilters(serializers.Serializer[Any]):
     text = serializers.CharField(max_length=200, required=False, allow_blank=True)
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=50)
     author_id = serializers.UUIDField(required=False, allow_null=True)
@@ -181,18 +192,18 @@ class QueryFilters(serializers.Serializer):
     created_before = UTCDateTimeField(required=False, allow_null=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=selectors.MAX_QUERY_LIMIT)
 
-    def to_internal_value(self, data):  # noqa: ANN001, ANN201
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
         unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
         if unknown:
             raise serializers.ValidationError({k: ["Unknown filter."] for k in sorted(unknown)})
-        value = super().to_internal_value(data)
+        value: dict[str, Any] = super().to_internal_value(data)
         for key in ("created_after", "created_before", "author_id"):
             if value.get(key) is not None:
                 value[key] = value[key].isoformat() if key != "author_id" else str(value[key])
         return value
 
 
-class StoredQueryOut(serializers.ModelSerializer):
+class StoredQueryOut(ListedOut[StoredQuery]):
     results_key = "queries"
 
     id = serializers.UUIDField()
@@ -204,31 +215,33 @@ class StoredQueryOut(serializers.ModelSerializer):
         fields = ["id", "name", "filters", "owner_id", "created_at"]
 
 
-class StoredQueryIn(serializers.Serializer):
+class StoredQueryIn(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=150)
     filters = QueryFilters(required=False, default=dict)
 
 
-class NotesView(ListCreateView):
+class NotesView(ListCreateView[Note]):
     required_scopes = {"GET": "notes:read", "POST": "notes:write"}
     input_serializer, output_serializer = NoteIn, NoteOut
 
     def rows(self, request: Request) -> QuerySet[Note]:
-        return selectors.note_list(workspace_id=request.auth.workspace_id)
+        return selectors.note_list(workspace_id=principal_of(request).workspace_id)
 
     def create(self, request: Request, data: dict[str, Any]) -> Note:
-        return messaging.note_create(workspace=request.auth.workspace, author=request.auth.user, **data)
+        caller = principal_of(request)
+        return messaging.note_create(workspace=caller.workspace, author=caller.user, **data)
 
 
-class StoredQueriesView(ListCreateView):
+class StoredQueriesView(ListCreateView[StoredQuery]):
     required_scopes = {"GET": "notes:read", "POST": "notes:write"}
     input_serializer, output_serializer = StoredQueryIn, StoredQueryOut
 
     def rows(self, request: Request) -> QuerySet[StoredQuery]:
-        return selectors.stored_query_list(workspace_id=request.auth.workspace_id)
+        return selectors.stored_query_list(workspace_id=principal_of(request).workspace_id)
 
     def create(self, request: Request, data: dict[str, Any]) -> StoredQuery:
-        return messaging.stored_query_create(workspace=request.auth.workspace, owner=request.auth.user, **data)
+        caller = principal_of(request)
+        return messaging.stored_query_create(workspace=caller.workspace, owner=caller.user, **data)
 
 
 class StoredQueryResultsView(APIView):
@@ -244,12 +257,12 @@ class StoredQueryResultsView(APIView):
         }
     )
     def get(self, request: Request, query_id: str) -> Response:
-        query = selectors.stored_query_get(workspace_id=request.auth.workspace_id, query_id=query_id)
+        query = selectors.stored_query_get(workspace_id=principal_of(request).workspace_id, query_id=query_id)
         notes = selectors.notes_matching(workspace_id=query.workspace_id, filters=query.filters)
         return Response({"notes": NoteOut(notes, many=True).data, "total": len(notes)})
 
 
-class ConversationOut(serializers.ModelSerializer):
+class ConversationOut(ListedOut[Conversation]):
     results_key = "conversations"
 
     id = serializers.UUIDField()
@@ -262,7 +275,7 @@ class ConversationOut(serializers.ModelSerializer):
         fields = ["id", "title", "schedule_id", "created_at", "updated_at"]
 
 
-class ConversationMessageOut(serializers.ModelSerializer):
+class ConversationMessageOut(serializers.ModelSerializer[ConversationMessage]):
     id = serializers.UUIDField()
     fire_id = serializers.UUIDField(allow_null=True)
     agent_id = serializers.UUIDField(allow_null=True)
@@ -295,6 +308,7 @@ class ConversationsView(APIView):
         responses={200: ConversationOut(many=True)},
     )
     def get(self, request: Request) -> Response:
+        caller = principal_of(request)
         schedule_id = None
         if request.query_params.get("schedule_id"):
             try:
@@ -302,7 +316,7 @@ class ConversationsView(APIView):
             except serializers.ValidationError as exc:
                 raise ValidationFailed("schedule_id is not a UUID.", fields={"schedule_id": ["Not a UUID."]}) from exc
         rows = selectors.conversation_list(
-            workspace_id=request.auth.workspace_id, owner_id=request.auth.user.pk, schedule_id=schedule_id
+            workspace_id=caller.workspace_id, owner_id=caller.user.pk, schedule_id=schedule_id
         )
         return paginate(self, request, rows, ConversationOut, "conversations")
 
@@ -314,8 +328,9 @@ class ConversationView(APIView):
 
     @extend_schema(parameters=PAGE_PARAMETERS, responses={200: ConversationDetailOut})
     def get(self, request: Request, conversation_id: str) -> Response:
+        caller = principal_of(request)
         conversation = selectors.conversation_get(
-            workspace_id=request.auth.workspace_id, owner_id=request.auth.user.pk, conversation_id=conversation_id
+            workspace_id=caller.workspace_id, owner_id=caller.user.pk, conversation_id=conversation_id
         )
         limit, offset = parse_page(request.query_params)
         messages = selectors.conversation_message_list(conversation=conversation)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rest_framework import serializers
 
 from hq.api.fields import JSONObjectField, UTCDateTimeField, iso
-from queueapp.models import QUEUE_NAME, QUEUE_NAME_RULE, HITLRequest, Job, JobEvent
+from queueapp.models import QUEUE_NAME, QUEUE_NAME_RULE, HITLRequest, Job, JobEvent, Worker
+from queueapp.registry import JobFunction
+
+if TYPE_CHECKING:
+    from queueapp.enqueue import NewJob
 
 
-class JobSubmitIn(serializers.Serializer):
+class JobSubmitIn(serializers.Serializer[Any]):
     function = serializers.CharField(max_length=200, help_text="A registered function (see /v1/queue/functions).")
     args = JSONObjectField(required=False, default=dict, help_text="Keyword arguments: a JSON object.")
     queue = serializers.RegexField(
@@ -48,7 +52,7 @@ class JobSubmitIn(serializers.Serializer):
         return value
 
 
-class JobBatchIn(serializers.Serializer):
+class JobBatchIn(serializers.Serializer[Any]):
     jobs = JobSubmitIn(many=True, help_text="1 to 1,000 submissions, each as POST /v1/queue/jobs takes it.")
 
 
@@ -110,7 +114,10 @@ def _number(value: object, low: float, high: float) -> float:
     return _bounded(result, low, high)
 
 
-def _bounded(value: Any, low: float, high: float) -> Any:
+NumberT = TypeVar("NumberT", int, float)
+
+
+def _bounded(value: NumberT, low: float, high: float) -> NumberT:
     if value < low:
         raise _Refused(f"Ensure this value is greater than or equal to {low}.")
     if value > high:
@@ -132,12 +139,15 @@ def _boolean(value: object) -> bool:
 def _datetime(value: object) -> datetime:
     field = UTCDateTimeField()
     try:
-        return field.run_validation(value)
+        result: datetime = field.run_validation(value)
     except serializers.ValidationError as exc:
-        raise _Refused(str(exc.detail[0])) from None
+        # A field's errors are a list of messages (a serializer's would be a dict by field).
+        detail = exc.detail
+        raise _Refused(str(detail[0] if isinstance(detail, list) else detail)) from None
+    return result
 
 
-def _object(value: object) -> dict:
+def _object(value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _Refused("Must be a JSON object.")
     return value
@@ -198,11 +208,50 @@ def submit_parse(body: object) -> tuple[dict[str, Any], dict[str, list[str]]]:
     return values, errors
 
 
-def _ms(a, b) -> int | None:  # noqa: ANN001
+def _ms(a: datetime | None, b: datetime | None) -> int | None:
     return int((b - a).total_seconds() * 1000) if a and b else None
 
 
-class JobOut(serializers.ModelSerializer):
+def _wait_ms(job: Job | NewJob) -> int | None:
+    return _ms(max(job.created_at, job.due_at) if job.due_at else job.created_at, job.first_started_at)
+
+
+def _run_ms(job: Job | NewJob) -> int | None:
+    return _ms(job.started_at, job.finished_at)
+
+
+def job_out(job: Job | NewJob) -> dict[str, Any]:
+    """`JobOut`'s fields, written out: DRF builds and walks a field object per value, which was a
+    fifth of a submit's CPU. A `NewJob` (a batch's, not read back) renders as its row would."""
+    return {
+        "id": str(job.id),
+        "workspace_id": str(job.workspace_id),
+        "owner_id": str(job.owner_id) if job.owner_id else None,
+        "function": job.function,
+        "args": job.args,
+        "queue": job.queue,
+        "state": job.state,
+        "correlation_id": job.correlation_id,
+        "idempotency_key": job.idempotency_key,
+        "attempts": job.attempts,
+        "max_tries": job.max_tries,
+        "timeout_seconds": job.timeout_s,
+        "due_at": iso(job.due_at),
+        "result": job.result,
+        "error": job.error,
+        "cancel_requested_at": iso(job.cancel_requested_at),
+        "created_at": iso(job.created_at),
+        "dispatched_at": iso(job.dispatched_at),
+        "started_at": iso(job.started_at),
+        "first_started_at": iso(job.first_started_at),
+        "finished_at": iso(job.finished_at),
+        "updated_at": iso(job.updated_at),
+        "wait_ms": _wait_ms(job),
+        "run_ms": _run_ms(job),
+    }
+
+
+class JobOut(serializers.ModelSerializer[Job]):
     results_key = "jobs"  # the list's key in paginated responses (and in the schema)
 
     id = serializers.UUIDField()
@@ -250,43 +299,17 @@ class JobOut(serializers.ModelSerializer):
         ]
 
     def get_wait_ms(self, job: Job) -> int | None:
-        return _ms(max(job.created_at, job.due_at) if job.due_at else job.created_at, job.first_started_at)
+        return _wait_ms(job)
 
     def get_run_ms(self, job: Job) -> int | None:
-        return _ms(job.started_at, job.finished_at)
+        return _run_ms(job)
 
-    def to_representation(self, job: Job) -> dict:
-        """The fields above, written out: DRF builds and walks a field object per value, which was a
-        fifth of a submit's CPU. The declared fields still describe the shape for the schema."""
-        return {
-            "id": str(job.id),
-            "workspace_id": str(job.workspace_id),
-            "owner_id": str(job.owner_id) if job.owner_id else None,
-            "function": job.function,
-            "args": job.args,
-            "queue": job.queue,
-            "state": job.state,
-            "correlation_id": job.correlation_id,
-            "idempotency_key": job.idempotency_key,
-            "attempts": job.attempts,
-            "max_tries": job.max_tries,
-            "timeout_seconds": job.timeout_s,
-            "due_at": iso(job.due_at),
-            "result": job.result,
-            "error": job.error,
-            "cancel_requested_at": iso(job.cancel_requested_at),
-            "created_at": iso(job.created_at),
-            "dispatched_at": iso(job.dispatched_at),
-            "started_at": iso(job.started_at),
-            "first_started_at": iso(job.first_started_at),
-            "finished_at": iso(job.finished_at),
-            "updated_at": iso(job.updated_at),
-            "wait_ms": self.get_wait_ms(job),
-            "run_ms": self.get_run_ms(job),
-        }
+    def to_representation(self, job: Job) -> dict[str, Any]:
+        """`job_out`: the declared fields above describe the shape for the schema."""
+        return job_out(job)
 
 
-class JobEventOut(serializers.ModelSerializer):
+class JobEventOut(serializers.ModelSerializer[JobEvent]):
     results_key = "events"
 
     at = UTCDateTimeField()
@@ -297,7 +320,7 @@ class JobEventOut(serializers.ModelSerializer):
         fields = ["id", "kind", "from_state", "to_state", "attempt", "actor_id", "detail", "at"]
 
 
-class DepthOut(serializers.Serializer):
+class DepthOut(serializers.Serializer[dict[str, Any]]):
     queue = serializers.CharField()
     waiting = serializers.IntegerField(help_text="Queued, or deferred and due.")
     deferred = serializers.IntegerField(help_text="Deferred, not yet due.")
@@ -307,7 +330,7 @@ class DepthOut(serializers.Serializer):
     paused = serializers.BooleanField()
 
 
-class FunctionOut(serializers.Serializer):
+class FunctionOut(serializers.Serializer[JobFunction]):
     name = serializers.CharField()
     queue = serializers.CharField()
     requires_approval = serializers.BooleanField()
@@ -316,7 +339,7 @@ class FunctionOut(serializers.Serializer):
     description = serializers.CharField()
 
 
-class WorkerOut(serializers.Serializer):
+class WorkerOut(serializers.Serializer[Worker]):
     id = serializers.CharField()
     hostname = serializers.CharField()
     pid = serializers.IntegerField()
@@ -327,12 +350,12 @@ class WorkerOut(serializers.Serializer):
     last_heartbeat_at = UTCDateTimeField()
 
 
-class QueueStateOut(serializers.Serializer):
+class QueueStateOut(serializers.Serializer[dict[str, Any]]):
     queue = serializers.CharField()
     paused = serializers.BooleanField()
 
 
-class HITLRequestOut(serializers.ModelSerializer):
+class HITLRequestOut(serializers.ModelSerializer[HITLRequest]):
     results_key = "requests"
 
     id = serializers.UUIDField()
@@ -362,7 +385,7 @@ class HITLRequestOut(serializers.ModelSerializer):
         ]
 
 
-class HITLRejectIn(serializers.Serializer):
+class HITLRejectIn(serializers.Serializer[Any]):
     comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
@@ -387,5 +410,5 @@ class JobBatchItemOut(JobOut):
         fields = [*JobOut.Meta.fields, "replayed"]
 
 
-class JobBatchOut(serializers.Serializer):
+class JobBatchOut(serializers.Serializer[dict[str, Any]]):
     jobs = JobBatchItemOut(many=True, help_text="The jobs, in the order submitted.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db.models import Model, QuerySet
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from hq import permissions
 from hq.api.fields import iso
 from hq.api.pagination import paginate
+from hq.api.permissions import principal_of
 from queueapp import observability, registry, selectors, services
 from queueapp.api.filters import HITLFilter, JobFilter
 from queueapp.api.serializers import (
@@ -32,33 +33,42 @@ from queueapp.api.serializers import (
     JobSubmitIn,
     QueueStateOut,
     WorkerOut,
+    job_out,
     submit_parse,
 )
+from queueapp.models import HITLRequest, Job
 
 UUID_RE = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 
+RowT = TypeVar("RowT", bound=Model)
 
-class CallerRowsViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+
+class CallerRowsViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[RowT]):
     """List and retrieve what the caller may read: `visible` lists it (a selector that asks
     hq.permissions), `get_one` finds one by the URL's id or answers 404."""
 
     lookup_value_regex = UUID_RE
+    # Narrower than GenericViewSet's: every subclass names both.
+    serializer_class: type[serializers.ModelSerializer[RowT]]
+    lookup_url_kwarg: str
     #: `(principal=)` -> the rows the caller may read.
-    visible: Callable[..., QuerySet]
+    visible: Callable[..., QuerySet[RowT]]
     #: `(principal=, <lookup_url_kwarg>=)` -> one of them, else NotFound.
-    get_one: Callable[..., Model]
+    get_one: Callable[..., RowT]
     order_by: tuple[str, ...]
 
-    def get_queryset(self) -> QuerySet:
+    def get_queryset(self) -> QuerySet[RowT]:
         if getattr(self, "swagger_fake_view", False):
-            return self.serializer_class.Meta.model.objects.none()
-        return self.visible(principal=self.request.auth).order_by(*self.order_by)
+            model: type[RowT] = self.serializer_class.Meta.model
+            return model._default_manager.none()
+        return self.visible(principal=principal_of(self.request)).order_by(*self.order_by)
 
-    def get_object(self) -> Model:
-        return self.get_one(principal=self.request.auth, **{self.lookup_url_kwarg: self.kwargs[self.lookup_url_kwarg]})
+    def get_object(self) -> RowT:
+        kwarg = self.lookup_url_kwarg
+        return self.get_one(principal=principal_of(self.request), **{kwarg: self.kwargs[kwarg]})
 
 
-class JobViewSet(CallerRowsViewSet):
+class JobViewSet(CallerRowsViewSet[Job]):
     """Submit, list, inspect, cancel and retry jobs."""
 
     serializer_class = JobOut
@@ -90,11 +100,12 @@ class JobViewSet(CallerRowsViewSet):
         ],
     )
     def create(self, request: Request) -> Response:
+        caller = principal_of(request)
         values, errors = submit_parse(request.data)
         if errors:
             raise serializers.ValidationError(errors)
         job, created = services.job_submit(
-            workspace=request.auth.workspace, owner=request.auth.user, submission=services.Submission(**values)
+            workspace=caller.workspace, owner=caller.user, submission=services.Submission(**values)
         )
         return Response(JobOut(job).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
@@ -107,6 +118,7 @@ class JobViewSet(CallerRowsViewSet):
     )
     @action(detail=False, methods=["post"], url_path="batch")
     def batch(self, request: Request) -> Response:
+        caller = principal_of(request)
         body = request.data
         items = body.get("jobs") if isinstance(body, dict) else None
         if not isinstance(items, list):
@@ -121,24 +133,24 @@ class JobViewSet(CallerRowsViewSet):
         if errors:
             raise serializers.ValidationError(errors)
         results = services.jobs_submit_many(
-            workspace=request.auth.workspace,
-            owner=request.auth.user,
+            workspace=caller.workspace,
+            owner=caller.user,
             submissions=[services.Submission(**values) for values in submissions],
         )
-        out = [{**JobOut(job).data, "replayed": not created} for job, created in results]
+        out = [{**job_out(job), "replayed": not created} for job, created in results]
         fresh = any(created for _, created in results)
         return Response({"jobs": out}, status=status.HTTP_202_ACCEPTED if fresh else status.HTTP_200_OK)
 
     @extend_schema(request=None, responses={200: JobOut})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, job_id: str) -> Response:
-        job = services.job_cancel(job=self.get_object(), actor=request.auth.user)
+        job = services.job_cancel(job=self.get_object(), actor=principal_of(request).user)
         return Response(JobOut(job).data)
 
     @extend_schema(request=None, responses={200: JobOut})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, job_id: str) -> Response:
-        job = services.job_retry(job=self.get_object(), actor=request.auth.user)
+        job = services.job_retry(job=self.get_object(), actor=principal_of(request).user)
         return Response(JobOut(job).data)
 
     @extend_schema(responses={200: JobEventOut(many=True)})
@@ -148,7 +160,7 @@ class JobViewSet(CallerRowsViewSet):
         return paginate(self, request, job.events.order_by("at", "id"), JobEventOut, "events")
 
 
-class HITLViewSet(CallerRowsViewSet):
+class HITLViewSet(CallerRowsViewSet[HITLRequest]):
     """Human-in-the-loop requests: list (oldest first), inspect, approve, reject."""
 
     serializer_class = HITLRequestOut
@@ -166,13 +178,14 @@ class HITLViewSet(CallerRowsViewSet):
     }
 
     def _decide(self, request: Request, decision: str, body_class: type) -> Response:
+        caller = principal_of(request)
         hitl = self.get_object()
         # 403 (role, self-approval) comes before 400 (body): check who before parsing what.
-        permissions.ensure_may_decide_hitl(request=hitl, actor=request.auth.user, via=permissions.VIA_API)
+        permissions.ensure_may_decide_hitl(request=hitl, actor=caller.user, via=permissions.VIA_API)
         body = body_class(data=request.data)
         body.is_valid(raise_exception=True)
         hitl = services.hitl_decide(
-            request=hitl, actor=request.auth.user, decision=decision, via="api", **body.validated_data
+            request=hitl, actor=caller.user, decision=decision, via="api", **body.validated_data
         )
         return Response(HITLRequestOut(hitl).data)
 
@@ -194,7 +207,7 @@ class CorrelationView(APIView):
 
     @extend_schema(responses={200: JobOut(many=True)}, parameters=None)
     def get(self, request: Request, correlation_id: str) -> Response:
-        rows = selectors.jobs_visible(principal=request.auth).filter(correlation_id=correlation_id)
+        rows = selectors.jobs_visible(principal=principal_of(request)).filter(correlation_id=correlation_id)
         return paginate(self, request, rows.order_by("created_at", "id"), JobOut, "jobs")
 
 
@@ -205,7 +218,7 @@ class DepthView(APIView):
 
     @extend_schema(responses={200: inline_serializer("Depth", {"queues": DepthOut(many=True)})})
     def get(self, request: Request) -> Response:
-        return Response({"queues": selectors.queue_depth(workspace_id=request.auth.workspace_id)})
+        return Response({"queues": selectors.queue_depth(workspace_id=principal_of(request).workspace_id)})
 
 
 class FunctionsView(APIView):
@@ -215,7 +228,9 @@ class FunctionsView(APIView):
 
     @extend_schema(responses={200: inline_serializer("Functions", {"functions": FunctionOut(many=True)})})
     def get(self, request: Request) -> Response:
-        return Response({"functions": FunctionOut(registry.functions(), many=True).data})
+        # The stub's Serializer takes one instance, though with many=True DRF takes a list.
+        functions = FunctionOut(registry.functions(), many=True)  # type: ignore[arg-type]
+        return Response({"functions": functions.data})
 
 
 class WorkersView(APIView):
@@ -225,12 +240,14 @@ class WorkersView(APIView):
 
     @extend_schema(responses={200: inline_serializer("Workers", {"workers": WorkerOut(many=True)})})
     def get(self, request: Request) -> Response:
-        permissions.require_admin(request.auth)
-        running = selectors.running_by_worker(workspace_id=request.auth.workspace_id)
+        caller = principal_of(request)
+        permissions.require_admin(caller)
+        running = selectors.running_by_worker(workspace_id=caller.workspace_id)
         workers = list(selectors.workers_live())
         for w in workers:
             w.running = running.get(w.id, 0)
-        return Response({"workers": WorkerOut(workers, many=True).data})
+        # The stub's Serializer takes one instance, though with many=True DRF takes a list.
+        return Response({"workers": WorkerOut(workers, many=True).data})  # type: ignore[arg-type]
 
 
 class QueuePauseView(APIView):
@@ -241,11 +258,12 @@ class QueuePauseView(APIView):
 
     @extend_schema(request=None, responses={200: QueueStateOut})
     def post(self, request: Request, queue: str) -> Response:
-        permissions.require_admin(request.auth)
+        caller = principal_of(request)
+        permissions.require_admin(caller)
         if self.resume:
-            services.queue_resume(queue=queue, workspace=request.auth.workspace)
+            services.queue_resume(queue=queue, workspace=caller.workspace)
         else:
-            services.queue_pause(queue=queue, workspace=request.auth.workspace, actor=request.auth.user)
+            services.queue_pause(queue=queue, workspace=caller.workspace, actor=caller.user)
         return Response({"queue": queue, "paused": not self.resume})
 
 
@@ -286,6 +304,7 @@ class ObservabilitySummaryView(APIView):
         }
     )
     def get(self, request: Request) -> Response:
-        permissions.require_admin(request.auth)
-        body = observability.summary(workspace_ids=[request.auth.workspace_id])
+        caller = principal_of(request)
+        permissions.require_admin(caller)
+        body = observability.summary(workspace_ids=[caller.workspace_id])
         return Response(_api_json(body))

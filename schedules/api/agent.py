@@ -20,10 +20,11 @@ from rest_framework.views import APIView
 
 from hq.api.fields import UTCDateTimeField
 from hq.api.pagination import paginate
+from hq.api.permissions import principal_of
 from hq.api.schema import PAGE_PARAMETERS
 from hq.errors import ValidationFailed
 from hq.models import User
-from hq.permissions import Principal, require_admin
+from hq.permissions import require_admin
 from schedules import services
 from schedules.models import Schedule, ScheduleState
 from schedules.selectors import schedule_get, schedules_on
@@ -68,7 +69,7 @@ class DestinationField(serializers.JSONField):
 ARG_KEYS = ("prompt", "agent_id", "deliver_to", "reset_each_fire", "delivery_locale")
 
 
-class ScheduleIn(serializers.Serializer):
+class ScheduleIn(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(
         max_length=5000, required=False, allow_null=True, allow_blank=True, default=None
@@ -81,7 +82,7 @@ class ScheduleIn(serializers.Serializer):
     delivery_locale = serializers.CharField(required=False, allow_null=True, default=None, max_length=35)
 
 
-class SchedulePatch(serializers.Serializer):
+class SchedulePatch(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=5000, required=False, allow_null=True, allow_blank=True)
     trigger = TriggerField(required=False)
@@ -105,7 +106,7 @@ class SchedulePatch(serializers.Serializer):
         return value
 
 
-class ScheduleOut(serializers.Serializer):
+class ScheduleOut(serializers.Serializer[Schedule]):
     id = serializers.UUIDField()
     name = serializers.CharField()
     description = serializers.CharField(allow_null=True)
@@ -137,7 +138,7 @@ class ScheduleOut(serializers.Serializer):
 
 
 def _bool(raw: str | None, name: str) -> bool:
-    if raw in (None, ""):
+    if not raw:  # absent or empty
         return False
     if raw.lower() in ("true", "1", "yes"):
         return True
@@ -184,7 +185,7 @@ class SchedulesView(APIView):
     )
     def get(self, request: Request) -> Response:
         q = request.query_params
-        principal: Principal = request.auth
+        principal = principal_of(request)
         scope = q.get("scope") or "mine"
         if scope not in ("mine", "workspace"):
             raise ValidationFailed("scope must be mine or workspace.", fields={"scope": ["Use mine or workspace."]})
@@ -221,12 +222,13 @@ class SchedulesView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
+        caller = principal_of(request)
         data = ScheduleIn(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         s = services.schedule_create(
-            workspace=request.auth.workspace,
-            owner=request.auth.user,
+            workspace=caller.workspace,
+            owner=caller.user,
             name=v["name"],
             description=v["description"],
             trigger=v["trigger"],
@@ -257,12 +259,12 @@ class ScheduleView(APIView):
 
     @extend_schema(responses={200: ScheduleOut})
     def get(self, request: Request, schedule_id: str) -> Response:
-        s = schedule_get(principal=request.auth, surface="agent", schedule_id=schedule_id)
+        s = schedule_get(principal=principal_of(request), surface="agent", schedule_id=schedule_id)
         return Response(ScheduleOut(s).data)
 
     @extend_schema(request=SchedulePatch, responses={200: OK_NEXT})
     def patch(self, request: Request, schedule_id: str) -> Response:
-        s = schedule_get(principal=request.auth, surface="agent", schedule_id=schedule_id, to_change=True)
+        s = schedule_get(principal=principal_of(request), surface="agent", schedule_id=schedule_id, to_change=True)
         data = SchedulePatch(data=request.data)
         data.is_valid(raise_exception=True)
         s, trigger_changed = services.schedule_update(schedule=s, merge=("args",), **data.validated_data)
@@ -273,8 +275,9 @@ class ScheduleView(APIView):
 
     @extend_schema(responses={200: OK})
     def delete(self, request: Request, schedule_id: str) -> Response:
-        s = schedule_get(principal=request.auth, surface="agent", schedule_id=schedule_id, to_change=True)
-        services.schedule_archive(schedule=s, actor=request.auth.user)
+        caller = principal_of(request)
+        s = schedule_get(principal=caller, surface="agent", schedule_id=schedule_id, to_change=True)
+        services.schedule_archive(schedule=s, actor=caller.user)
         return Response({"ok": True})
 
 
@@ -286,19 +289,20 @@ class ScheduleActionView(APIView):
 
     @extend_schema(request=None, responses={200: OK_NEXT})
     def post(self, request: Request, schedule_id: str) -> Response:
-        s = schedule_get(principal=request.auth, surface="agent", schedule_id=schedule_id, to_change=True)
+        caller = principal_of(request)
+        s = schedule_get(principal=caller, surface="agent", schedule_id=schedule_id, to_change=True)
         if self.verb == "pause":
-            services.schedule_pause(schedule=s, actor=request.auth.user)
+            services.schedule_pause(schedule=s, actor=caller.user)
             return Response({"ok": True})
         if self.verb == "resume":
             s = services.schedule_resume(schedule=s)
             return Response({"ok": True, "next_fire_at": UTCDateTimeField().to_representation(s.next_fire_at)})
-        fire = services.schedule_fire_now(schedule=s, actor=request.auth.user)
+        fire = services.schedule_fire_now(schedule=s, actor=caller.user)
         return Response({"ok": True, "fire_id": str(fire.pk), "job_id": str(fire.job_id)})
 
     @extend_schema(responses={200: OK})
     def delete(self, request: Request, schedule_id: str) -> Response:
-        s = schedule_get(principal=request.auth, surface="agent", schedule_id=schedule_id, to_change=True)
+        s = schedule_get(principal=principal_of(request), surface="agent", schedule_id=schedule_id, to_change=True)
         services.schedule_erase(schedule=s)
         return Response({"ok": True})
 
@@ -327,9 +331,10 @@ class OwnersView(APIView):
         }
     )
     def get(self, request: Request) -> Response:
-        require_admin(request.auth)
+        caller = principal_of(request)
+        require_admin(caller)
         counts = (
-            schedules_on(request.auth, "agent")
+            schedules_on(caller, "agent")
             .exclude(state=ScheduleState.ARCHIVED)
             .values("owner_id")
             .annotate(n=Count("id"))

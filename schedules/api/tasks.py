@@ -14,13 +14,14 @@ from rest_framework.views import APIView
 
 from hq.api.fields import JSONObjectField, UTCDateTimeField
 from hq.api.pagination import paginate
+from hq.api.permissions import principal_of
 from hq.errors import ValidationFailed
 from schedules import actions, services
 from schedules.models import Schedule, ScheduleState
 from schedules.selectors import schedule_get, schedules_visible
 
 
-class TaskIn(serializers.Serializer):
+class TaskIn(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200)
     schedule = serializers.CharField(max_length=256, help_text='5-field crontab, e.g. "0 9 * * MON".')
     timezone = serializers.CharField(max_length=64, help_text='IANA zone, e.g. "Europe/Amsterdam".')
@@ -29,7 +30,7 @@ class TaskIn(serializers.Serializer):
     enabled = serializers.BooleanField(default=True)
 
 
-class TaskPatch(serializers.Serializer):
+class TaskPatch(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200, required=False)
     schedule = serializers.CharField(max_length=256, required=False)
     timezone = serializers.CharField(max_length=64, required=False)
@@ -42,7 +43,7 @@ class TaskPatch(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class TaskOut(serializers.Serializer):
+class TaskOut(serializers.Serializer[Schedule]):
     results_key = "tasks"  # the list's key in paginated responses (and in the schema)
 
     id = serializers.UUIDField()
@@ -126,7 +127,11 @@ class TasksView(APIView):
     @extend_schema(responses={200: TaskOut(many=True)})
     def get(self, request: Request) -> Response:
         return paginate(
-            self, request, schedules_visible(request.auth, "tasks").order_by("-created_at", "id"), TaskOut, "tasks"
+            self,
+            request,
+            schedules_visible(principal_of(request), "tasks").order_by("-created_at", "id"),
+            TaskOut,
+            "tasks",
         )
 
     @extend_schema(
@@ -135,14 +140,15 @@ class TasksView(APIView):
         examples=[OpenApiExample("send_message", value=EXAMPLE, request_only=True)],
     )
     def post(self, request: Request) -> Response:
+        caller = principal_of(request)
         data = TaskIn(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         _check_action(v["action"])
         with _task_fields():
             task = services.schedule_create(
-                workspace=request.auth.workspace,
-                owner=request.auth.user,
+                workspace=caller.workspace,
+                owner=caller.user,
                 name=v["name"],
                 trigger={"kind": "cron", "expr": v["schedule"], "tz": v["timezone"]},
                 action=v["action"],
@@ -163,12 +169,13 @@ class TaskView(APIView):
 
     @extend_schema(responses={200: TaskOut})
     def get(self, request: Request, task_id: str) -> Response:
-        task = schedule_get(principal=request.auth, surface="tasks", schedule_id=task_id)
+        task = schedule_get(principal=principal_of(request), surface="tasks", schedule_id=task_id)
         return Response(TaskOut(task).data)
 
     @extend_schema(request=TaskPatch, responses={200: TaskOut})
     def patch(self, request: Request, task_id: str) -> Response:
-        task = schedule_get(principal=request.auth, surface="tasks", schedule_id=task_id)
+        caller = principal_of(request)
+        task = schedule_get(principal=caller, surface="tasks", schedule_id=task_id)
         data = TaskPatch(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -181,11 +188,11 @@ class TaskView(APIView):
         if "args" in v:
             changes["args"] = v["args"]  # a task's args are replaced whole
         with _task_fields():
-            task = services.task_update(schedule=task, actor=request.auth.user, enabled=v.get("enabled"), **changes)
+            task = services.task_update(schedule=task, actor=caller.user, enabled=v.get("enabled"), **changes)
         return Response(TaskOut(task).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, task_id: str) -> Response:
-        task = schedule_get(principal=request.auth, surface="tasks", schedule_id=task_id)
+        task = schedule_get(principal=principal_of(request), surface="tasks", schedule_id=task_id)
         services.schedule_delete(schedule=task)
         return Response(status=status.HTTP_204_NO_CONTENT)
