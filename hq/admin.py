@@ -24,7 +24,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 
 from hq import admin_actions, services, tokens
-from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
+from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline, admin_user
 from hq.display import clip_json
 from hq.errors import HQError
 from hq.jsonguard import load_json
@@ -59,11 +59,10 @@ else:
     _UserAdmin = BaseUserAdmin
 
 
-def _actor(request: HttpRequest) -> User:
-    """The user acting in the admin (the admin site lets only active staff users in)."""
-    user = request.user
-    assert isinstance(user, User)
-    return user
+def _covers_all(request: HttpRequest) -> bool:
+    """`staff_covers_all` for the request's user; nobody signed in covers nothing."""
+    user = admin_user(request)
+    return user is not None and staff_covers_all(user)
 
 
 class GuardedJSONField(forms.JSONField):
@@ -182,18 +181,18 @@ class UserAdmin(WorkspaceScopedAdmin, _UserAdmin):
     )
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        if obj is not None and not staff_covers_all(request.user):
+        if obj is not None and not _covers_all(request):
             return self.staff_fieldsets  # no password hash, no permissions
         return super().get_fieldsets(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return staff_covers_all(request.user) and super().has_add_permission(request)
+        return _covers_all(request) and super().has_add_permission(request)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return staff_covers_all(request.user) and super().has_change_permission(request, obj)
+        return _covers_all(request) and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return staff_covers_all(request.user) and super().has_delete_permission(request, obj)
+        return _covers_all(request) and super().has_delete_permission(request, obj)
 
     actions = ["deactivate_selected"]
     deactivate_template = "admin/hq/user/deactivate_confirmation.html"
@@ -205,14 +204,14 @@ class UserAdmin(WorkspaceScopedAdmin, _UserAdmin):
         deactivating = change and "is_active" in form.changed_data and not obj.is_active
         super().save_model(request, obj, form, change)
         if deactivating:
-            services.user_deactivate(user=obj, actor=_actor(request))
+            services.user_deactivate(user=obj, actor=admin_actions.actor(request))
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
-        services.user_delete(user=obj, actor=_actor(request))
+        services.user_delete(user=obj, actor=admin_actions.actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            services.user_delete(user=user, actor=_actor(request))
+            services.user_delete(user=user, actor=admin_actions.actor(request))
 
     @admin.action(description="Deactivate selected users…", permissions=["change"])
     def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
@@ -223,7 +222,7 @@ class UserAdmin(WorkspaceScopedAdmin, _UserAdmin):
                 if user.pk == request.user.pk:
                     self.message_user(request, "You cannot deactivate yourself.", messages.ERROR)
                     continue
-                services.user_deactivate(user=user, actor=_actor(request))
+                services.user_deactivate(user=user, actor=admin_actions.actor(request))
                 done += 1
             if done:
                 self.message_user(
@@ -264,11 +263,11 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
     inlines = [MembershipInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return staff_covers_all(request.user) and super().has_add_permission(request)
+        return _covers_all(request) and super().has_add_permission(request)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))
-        return fields if staff_covers_all(request.user) else [*fields, "plan"]
+        return fields if _covers_all(request) else [*fields, "plan"]
 
     def save_model(self, request: HttpRequest, obj: Workspace, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -277,7 +276,7 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         if isinstance(formset, MembershipFormSet):
-            formset.actor = _actor(request)
+            formset.actor = admin_actions.actor(request)
         super().save_formset(request, form, formset, change)
 
 
@@ -296,11 +295,11 @@ class MembershipAdmin(WorkspaceScopedAdmin):
         return ["user", "workspace"] if obj is not None else []
 
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
-        services.membership_end(membership=obj, actor=_actor(request))
+        services.membership_end(membership=obj, actor=admin_actions.actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
         for membership in queryset:
-            services.membership_end(membership=membership, actor=_actor(request))
+            services.membership_end(membership=membership, actor=admin_actions.actor(request))
 
 
 class TokenForm(_TokenForm):

@@ -17,15 +17,26 @@ from typing import Any, TypeVar
 from django.contrib import messages
 from django.contrib.admin import ModelAdmin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from hq.admin_scoping import WorkspaceScopedAdmin
+from hq.admin_scoping import WorkspaceScopedAdmin, admin_user
 from hq.errors import HQError
+from hq.models import User
 
 RowT = TypeVar("RowT", bound=Model)
+
+
+def actor(request: HttpRequest) -> User:
+    """The user an action is done as: the signed-in user (the admin site lets only active staff in,
+    so nobody signed in is refused rather than passed to a service as no actor)."""
+    user = admin_user(request)
+    if user is None:
+        raise PermissionDenied
+    return user
 
 
 def confirmed(request: HttpRequest) -> bool:
@@ -34,7 +45,7 @@ def confirmed(request: HttpRequest) -> bool:
 
 
 def confirmation_page(
-    model_admin: ModelAdmin,
+    model_admin: ModelAdmin[Any],
     request: HttpRequest,
     *,
     template: str,

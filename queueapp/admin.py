@@ -8,20 +8,22 @@ staff the rows of the workspaces they administer, where they may also decide, re
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.db.models.expressions import OrderBy
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from hq import admin_actions, clock, permissions
-from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
+from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline, admin_user
 from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, with_json_text
 from hq.errors import HQError
 from queueapp import services
@@ -75,7 +77,7 @@ class HITLRequestAdmin(ConsoleAdmin):
     search_help_text = "Request id, job id or correlation id."
     list_select_related = ["workspace", "requested_by", "decided_by"]
     actions = ["approve_selected", "reject_selected"]
-    fields = [
+    fields: ClassVar[tuple[str, ...]] = (
         "id",
         "state",
         "workspace",
@@ -86,15 +88,16 @@ class HITLRequestAdmin(ConsoleAdmin):
         "requested_by",
         "reason",
         *HITLRequest.DECISION_FIELDS,
-    ]
+    )
     readonly_fields = fields
     change_form_template = "admin/queueapp/hitlrequest/change_form.html"
     confirmation_template = "admin/queueapp/hitlrequest/decide_confirmation.html"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[HITLRequest]:
         return with_json_text(super().get_queryset(request), "args", "approved_args")
 
-    def get_ordering(self, request: HttpRequest) -> list:
+    # django-stubs types the ordering as field names only; Django's admin also takes expressions.
+    def get_ordering(self, request: HttpRequest) -> list[str | OrderBy]:  # type: ignore[override]
         """Pending first, then oldest first."""
         pending_first = Case(
             When(state=HITLState.PENDING, then=Value(0)), default=Value(1), output_field=IntegerField()
@@ -121,14 +124,16 @@ class HITLRequestAdmin(ConsoleAdmin):
     # Actions on selected rows: a confirmation page first, like `delete_selected`.
 
     @admin.action(description="Approve selected requests…", permissions=["operate"])
-    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[HITLRequest]) -> HttpResponse | None:
         return self._decide_selected(request, queryset, "approve")
 
     @admin.action(description="Reject selected requests…", permissions=["operate"])
-    def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[HITLRequest]) -> HttpResponse | None:
         return self._decide_selected(request, queryset, "reject")
 
-    def _decide_selected(self, request: HttpRequest, queryset: QuerySet, decision: str) -> HttpResponse | None:
+    def _decide_selected(
+        self, request: HttpRequest, queryset: QuerySet[HITLRequest], decision: str
+    ) -> HttpResponse | None:
         form = DecisionForm(request.POST if request.POST.get("post") else None)
         if form.is_bound and form.is_valid():
             done = sum(self._decide(request, hitl, decision, form.cleaned_data["comment"]) for hitl in queryset)
@@ -141,7 +146,9 @@ class HITLRequestAdmin(ConsoleAdmin):
     def _decide(self, request: HttpRequest, hitl: HITLRequest, decision: str, comment: str) -> bool:
         """Run the service; show a refusal (403, 409...) as a message, never an error page."""
         try:
-            services.hitl_decide(request=hitl, actor=request.user, decision=decision, via="admin", comment=comment)
+            services.hitl_decide(
+                request=hitl, actor=admin_actions.actor(request), decision=decision, via="admin", comment=comment
+            )
         except HQError as exc:
             self.message_user(request, f"{hitl.function} (job {hitl.job_id}): {exc.message}", messages.ERROR)
             return False
@@ -171,7 +178,7 @@ class HITLRequestAdmin(ConsoleAdmin):
 
     # Buttons on a request's page: the same confirmation, for one request.
 
-    def get_urls(self) -> list:
+    def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
             path("<path:object_id>/approve/", view(self.approve_view), name="queueapp_hitlrequest_approve"),
@@ -191,7 +198,7 @@ class HITLRequestAdmin(ConsoleAdmin):
             raise Http404("No such HITL request.")
         back = HttpResponseRedirect(reverse("admin:queueapp_hitlrequest_change", args=[hitl.pk]))
         try:
-            permissions.ensure_may_decide_hitl(request=hitl, actor=request.user, via=DecidedVia.ADMIN)
+            permissions.ensure_may_decide_hitl(request=hitl, actor=admin_actions.actor(request), via=DecidedVia.ADMIN)
         except HQError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return back
@@ -207,13 +214,14 @@ class HITLRequestAdmin(ConsoleAdmin):
         return self._confirmation(request, [hitl], decision, form)
 
     def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         hitl = self.get_object(request, unquote(object_id))
+        user = admin_user(request)
         can_decide = False
-        if hitl is not None and hitl.state == HITLState.PENDING:
+        if hitl is not None and user is not None and hitl.state == HITLState.PENDING:
             try:
-                permissions.ensure_may_decide_hitl(request=hitl, actor=request.user, via=DecidedVia.ADMIN)
+                permissions.ensure_may_decide_hitl(request=hitl, actor=user, via=DecidedVia.ADMIN)
                 can_decide = True
             except HQError:
                 pass
@@ -229,7 +237,7 @@ class JobEventInline(WorkspaceScopedTabularInline):
     workspace_path = "job__workspace"
     model_permissions = False
     model = JobEvent
-    fields = ["at", "kind", "from_state", "to_state", "attempt", "actor", "detail_pretty"]
+    fields: ClassVar[tuple[str, ...]] = ("at", "kind", "from_state", "to_state", "attempt", "actor", "detail_pretty")
     readonly_fields = fields
     ordering = ["at", "id"]
     extra = 0
@@ -237,7 +245,7 @@ class JobEventInline(WorkspaceScopedTabularInline):
     verbose_name = "event"
     verbose_name_plural = "Timeline"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[JobEvent]:
         return with_json_text(super().get_queryset(request), "detail")
 
     @admin.display(description="Detail")
@@ -264,7 +272,7 @@ class JobAdmin(ConsoleAdmin):
     show_full_result_count = False
     inlines = [JobEventInline]
     actions = ["retry_selected", "cancel_selected"]
-    fields = [
+    fields: ClassVar[tuple[str, ...]] = (
         "id",
         "state",
         "workspace",
@@ -287,10 +295,10 @@ class JobAdmin(ConsoleAdmin):
         "finished_at",
         "cancel_requested_at",
         "worker_id",
-    ]
+    )
     readonly_fields = fields
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         return with_json_text(super().get_queryset(request), "args", "result")
 
     @admin.display(description="Arguments")
@@ -302,24 +310,26 @@ class JobAdmin(ConsoleAdmin):
         return _pre(obj, "result")
 
     @admin.action(description="Retry selected jobs", permissions=["operate"])
-    def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        actor = admin_actions.actor(request)
         self._run(
             request,
             queryset,
             "Retried",
-            lambda job: services.job_retry(job=job, actor=request.user, via=DecidedVia.ADMIN),
+            lambda job: services.job_retry(job=job, actor=actor, via=DecidedVia.ADMIN),
         )
 
     @admin.action(description="Cancel selected jobs", permissions=["operate"])
-    def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        actor = admin_actions.actor(request)
         self._run(
             request,
             queryset,
             "Cancelled (or asked to abort)",
-            lambda job: services.job_cancel(job=job, actor=request.user, via=DecidedVia.ADMIN),
+            lambda job: services.job_cancel(job=job, actor=actor, via=DecidedVia.ADMIN),
         )
 
-    def _run(self, request: HttpRequest, queryset: QuerySet, verb: str, call: Any) -> None:
+    def _run(self, request: HttpRequest, queryset: QuerySet[Job], verb: str, call: Callable[[Job], object]) -> None:
         """Apply `call` to each job the user administers; every refusal (the service's own role check
         included) is reported, none skipped silently."""
         admin_actions.apply_each(self, request, queryset, call, done=f"{verb} {{count}} job(s).", label=_job_label)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from django import forms
@@ -35,6 +35,12 @@ from hq.models import User
 from schedules import actions, services, triggers
 from schedules.models import Schedule, ScheduleFire, ScheduleState
 
+if TYPE_CHECKING:
+    # Django's form classes are generic only in django-stubs (see hq.admin).
+    _ScheduleModelForm = forms.ModelForm[Schedule]
+else:
+    _ScheduleModelForm = forms.ModelForm
+
 RECENT_FIRES = 20
 #: The list shows this much of a state reason; the schedule's page shows all of it.
 REASON_CHARS = 120
@@ -50,8 +56,11 @@ class OwnerFilter(admin.SimpleListFilter):
         owner_ids = model_admin.scope_rows(request, Schedule.objects.all()).values("owner_id").distinct()
         return [(str(u.pk), u.label) for u in User.objects.filter(pk__in=owner_ids).order_by("display_name", "email")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(owner_id=self.value()) if self.value() else queryset
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> QuerySet[Schedule]:
+        owner = self.value()
+        # owner__pk (same SQL as owner_id, no join): django-stubs types an FK's own column as a UUID
+        # only, its target's pk as a UUID or its text, which is what the query string gives.
+        return queryset.filter(owner__pk=owner) if owner else queryset
 
 
 class DestinationFilter(admin.SimpleListFilter):
@@ -62,7 +71,7 @@ class DestinationFilter(admin.SimpleListFilter):
         kinds = ("web_inbox", "slack_dm", "slack_channel", "teams_dm", "teams_channel")
         return [(k, k) for k in kinds]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> QuerySet[Schedule]:
         return queryset.filter(args__deliver_to__kind=self.value()) if self.value() else queryset
 
 
@@ -72,12 +81,22 @@ class FireInline(WorkspaceScopedTabularInline):
     extra = 0
     can_delete = False
     ordering = ["-slot"]
-    fields = ["slot", "manual", "status", "lag_ms", "skipped_slots", "error", "job_id", "started_at", "finished_at"]
+    fields: ClassVar[tuple[str, ...]] = (
+        "slot",
+        "manual",
+        "status",
+        "lag_ms",
+        "skipped_slots",
+        "error",
+        "job_id",
+        "started_at",
+        "finished_at",
+    )
     readonly_fields = fields
     max_num = 0
     verbose_name_plural = f"recent fires (latest {RECENT_FIRES})"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ScheduleFire]:
         """The schedule's latest RECENT_FIRES fires only: a years-old schedule has thousands."""
         rows = super().get_queryset(request).order_by("-slot")
         match = request.resolver_match
@@ -109,7 +128,7 @@ def _action_choices() -> list[tuple[str, str]]:
     return [(name, name) for name in actions.names()]
 
 
-class ScheduleForm(forms.ModelForm):
+class ScheduleForm(_ScheduleModelForm):
     """The add and change form. Validating it runs `schedule_create` or `schedule_update`.
 
     The services hold every rule for a schedule's trigger, args, owner, plan limit and state, and
@@ -149,8 +168,10 @@ class ScheduleForm(forms.ModelForm):
         if note:
             self.fields[ARGS_INPUT].help_text = f"{note} Saving other changes keeps the stored args."
 
+    # django-stubs leaves out BaseModelForm._post_clean, Django's step after clean() that builds the
+    # instance and validates the model, which this form extends.
     def _post_clean(self) -> None:
-        super()._post_clean()
+        super()._post_clean()  # type: ignore[misc]
         if self.errors:
             return
         try:
@@ -267,7 +288,7 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
     list_filter = [OwnerFilter, "state", "action", DestinationFilter, "workspace"]
     search_fields = ["name", "id", "owner__email"]
     list_select_related = ["owner", "workspace"]
-    fields = [
+    fields: ClassVar[tuple[str, ...]] = (
         "id",
         "name",
         "description",
@@ -289,8 +310,8 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
         "last_run_conversation_id",
         "created_at",
         "updated_at",
-    ]
-    add_fields = ["workspace", "owner", "name", "description", "action", "trigger", ARGS_INPUT]
+    )
+    add_fields = ("workspace", "owner", "name", "description", "action", "trigger", ARGS_INPUT)
     #: What a schedule's page lets you change (not once it is archived); the rest is fixed or the engine's.
     editable_fields = ["name", "description", "trigger", ARGS_INPUT]
     form = ScheduleForm
@@ -305,7 +326,7 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
     actions = ["pause", "resume", "fire_now", "archive", "erase"]
     confirmation_template = "admin/schedules/schedule/action_confirmation.html"
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
         # args are the client's (an agent schedule's prompt and extras): read as stored text, so a
         # row of any depth renders. The trigger is normalised on every write, so always flat.
         return with_json_text(super().get_queryset(request), "args")
@@ -313,11 +334,11 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
     def _editable(self, request: HttpRequest, obj: Schedule) -> bool:
         return obj.state != ScheduleState.ARCHIVED and self.has_change_permission(request, obj)
 
-    def get_fields(self, request: HttpRequest, obj: Schedule | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Schedule | None = None) -> tuple[str, ...]:
         if obj is None:
             return self.add_fields
         if self._editable(request, obj):
-            return [ARGS_INPUT if f == "args_json" else f for f in self.fields]
+            return tuple(ARGS_INPUT if f == "args_json" else f for f in self.fields)
         return self.fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Schedule | None = None) -> list[str]:
@@ -326,7 +347,7 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
         editable = self.editable_fields if self._editable(request, obj) else []
         return [f for f in self.get_fields(request, obj) if f not in editable]
 
-    def get_inlines(self, request: HttpRequest, obj: Schedule | None) -> list[type[InlineModelAdmin]]:
+    def get_inlines(self, request: HttpRequest, obj: Schedule | None) -> list[type[InlineModelAdmin[Any, Any]]]:
         # The recent fires are for reading. A POST goes without them: the scheduler may have added
         # a fire since the page was drawn, and the posted rows would then fail a formset check
         # after ScheduleForm's service had already saved the schedule.
@@ -383,33 +404,34 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
     # Actions on selected schedules: a confirmation page first, then the service for each.
 
     @admin.action(description="Pause selected schedules", permissions=["change"])
-    def pause(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def pause(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> HttpResponse | None:
         return self._lifecycle(request, queryset, "pause")
 
     @admin.action(description="Resume selected schedules", permissions=["change"])
-    def resume(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def resume(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> HttpResponse | None:
         return self._lifecycle(request, queryset, "resume")
 
     @admin.action(description="Fire selected schedules now", permissions=["change"])
-    def fire_now(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def fire_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> HttpResponse | None:
         return self._lifecycle(request, queryset, "fire_now")
 
     @admin.action(description="Archive (cancel) selected schedules", permissions=["change"])
-    def archive(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def archive(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> HttpResponse | None:
         return self._lifecycle(request, queryset, "archive")
 
     @admin.action(description="Erase selected archived schedules and their history", permissions=["change"])
-    def erase(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    def erase(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> HttpResponse | None:
         return self._lifecycle(request, queryset, "erase")
 
-    def _lifecycle(self, request: HttpRequest, queryset: QuerySet, name: str) -> HttpResponse | None:
+    def _lifecycle(self, request: HttpRequest, queryset: QuerySet[Schedule], name: str) -> HttpResponse | None:
         step = LIFECYCLE[name]
         if admin_actions.confirmed(request):
+            actor = admin_actions.actor(request)
             admin_actions.apply_each(
                 self,
                 request,
                 queryset,
-                lambda s: step.run(s, request.user),
+                lambda s: step.run(s, actor),
                 done=f"{step.done} {{count}} schedule(s).",
                 label=_schedule_label,
             )

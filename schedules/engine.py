@@ -39,7 +39,9 @@ class Due(NamedTuple):
     owner_id: Any
     trigger: dict[str, Any]
     action: str
-    next_fire_at: datetime
+    #: None for a schedule fired by hand while paused (`schedule_fire_now`); the scheduler claims
+    #: only rows where it is set and due.
+    next_fire_at: datetime | None
 
 
 #: (schedule, slot, slots skipped before it, manual) for each fire to write.
@@ -134,6 +136,7 @@ def scheduler_pass(*, batch: int | None = None) -> int:
             following: dict[tuple[str, datetime], datetime | None] = {}  # many rows share a trigger and slot
             for s in due:
                 slot, skipped = s.next_fire_at, 0
+                assert slot is not None  # claimed by next_fire_at <= now
                 try:
                     key = (json.dumps(s.trigger, sort_keys=True), slot)
                     if key not in following:
@@ -165,4 +168,6 @@ def scheduler_pass(*, batch: int | None = None) -> int:
 
 def next_due_at() -> datetime | None:
     """The earliest next fire of any active schedule (one indexed query)."""
-    return Schedule.objects.filter(state=ScheduleState.ACTIVE).aggregate(m=Min("next_fire_at"))["m"]
+    active = Schedule.objects.filter(state=ScheduleState.ACTIVE)
+    earliest: datetime | None = active.aggregate(m=Min("next_fire_at"))["m"]
+    return earliest

@@ -69,9 +69,8 @@ def fire_run(*, fire_id: Any) -> str:
         Schedule.objects.filter(pk=s.pk).update(
             last_fire_at=now, last_fire_status=FireStatus.RUNNING, last_fire_lag_ms=lag_ms
         )
-    action = actions.get(s.action)
     try:
-        result = action.fn(s, fire, args)
+        result = _registered(s.action).fn(s, fire, args)
     except Exception as exc:
         logger.warning("fire %s of schedule %s failed: %s", fire.pk, s.pk, exc)
         with transaction.atomic():
@@ -101,6 +100,15 @@ def fire_stop_for_departed_owner(fire: ScheduleFire, *, outcome: str) -> str:
         services.schedule_quarantine(s, reason)
     finish_fire(fire, FireStatus.SKIPPED, error=f"Quarantined: {reason} {outcome}")
     return reason
+
+
+def _registered(name: str) -> actions.Action:
+    """The action a fire runs. `validate_args` has refused an unregistered name before a fire gets
+    here, and actions register at start-up, so this raises only if that changes."""
+    action = actions.get(name)
+    if action is None:
+        raise LookupError(f"Action '{name}' is not registered.")
+    return action
 
 
 def _quarantine_cause(exc: Exception) -> str:

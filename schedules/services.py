@@ -281,7 +281,7 @@ def _cancel_pending_fires(s: Schedule, reason: str) -> int:
 
     pending = list(ScheduleFire.objects.select_for_update(no_key=True).filter(schedule=s, status=FireStatus.PENDING))
     for fire in pending:
-        job = Job.objects.filter(pk=fire.job_id).first()
+        job = None if fire.job_id is None else Job.objects.filter(pk=fire.job_id).first()
         if job is not None and job.state in ("queued", "deferred", "awaiting_approval"):
             queue_services.job_cancel(job=job, actor=None)
         fire.status, fire.error, fire.finished_at = FireStatus.SKIPPED, reason, clock.now()
