@@ -203,4 +203,5 @@ def test_worker_killed_in_the_middle_of_many_jobs(api, member, procs, burst):
     burst()
     assert set(Job.objects.filter(pk__in=retried).values_list("state", "attempts")) == {("succeeded", 2)}
     assert set(Job.objects.filter(pk__in=final).values_list("state", flat=True)) == {"failed"}
-    assert all(runs(i) == 2 for i in retried), "the lost attempt and the one that succeeded; no third run"
+    counts = {str(i): runs(i) for i in retried}
+    assert all(n == 2 for n in counts.values()), f"the lost attempt and the one that succeeded, no third run: {counts}"
