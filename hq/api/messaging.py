@@ -6,6 +6,7 @@ Views parse the request, call the selectors (`hq.messaging_selectors`) and servi
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import Any, ClassVar, Generic, TypeVar
 
 from django.db.models import Model, QuerySet
@@ -80,7 +81,7 @@ class MessageIn(serializers.Serializer[Any]):
 # object. Each subclass names its serializers (the output's `results_key` is the list's key), which
 # also document both methods. No docstring: drf-spectacular would show it as the description of
 # every subclass without one of its own.
-class ListCreateView(APIView, Generic[RowT]):
+class ListCreateView(APIView, Generic[RowT], metaclass=ABCMeta):
     input_serializer: type[serializers.Serializer[Any]]
     output_serializer: type[ListedOut[RowT]]
 
@@ -92,11 +93,13 @@ class ListCreateView(APIView, Generic[RowT]):
             post=extend_schema(request=cls.input_serializer, responses={201: out}),
         )(cls)
 
+    @abstractmethod
     def rows(self, request: Request) -> QuerySet[RowT]:
-        raise NotImplementedError
+        """The rows the caller may list, in the API's order."""
 
+    @abstractmethod
     def create(self, request: Request, data: dict[str, Any]) -> RowT:
-        raise NotImplementedError
+        """Write one object from the validated body."""
 
     def get(self, request: Request) -> Response:
         out = self.output_serializer
