@@ -28,7 +28,7 @@ from django.utils.text import Truncator
 
 from hq import admin_actions, clock
 from hq.admin import GuardedJSONField
-from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline
+from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline, admin_user
 from hq.display import clipped_note, json_text_attr, stored_json, stored_value, with_json_text
 from hq.errors import HQError
 from hq.models import User
@@ -194,6 +194,8 @@ class ScheduleForm(_ScheduleModelForm):
                 action=data["action"],
                 args=data[ARGS_INPUT],
             )
+        if self.instance.state == ScheduleState.ARCHIVED:
+            return self.instance  # read-only: its page shows no field to change
         changes = {
             part: data[field]
             for part, field in _FORM_FIELD_OF.items()
@@ -356,6 +358,12 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
     def save_model(self, request: HttpRequest, obj: Schedule, form: Any, change: bool) -> None:
         """Nothing left to write: validating ScheduleForm ran the service that saved the schedule."""
 
+    def has_erase_permission(self, request: HttpRequest) -> bool:
+        """Erasing deletes a schedule and its history for good: it takes Django's delete permission,
+        as deleting did before the admin went through the services (change alone is not enough)."""
+        user = admin_user(request)
+        return bool(self.admits(request) and user and user.has_perm(f"{self.opts.app_label}.delete_schedule"))
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         """None on the schedules pages (no delete action, button or page): archive, then erase.
 
@@ -419,7 +427,7 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
     def archive(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> HttpResponse | None:
         return self._lifecycle(request, queryset, "archive")
 
-    @admin.action(description="Erase selected archived schedules and their history", permissions=["change"])
+    @admin.action(description="Erase selected archived schedules and their history", permissions=["erase"])
     def erase(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> HttpResponse | None:
         return self._lifecycle(request, queryset, "erase")
 

@@ -333,3 +333,39 @@ def test_staff_add_only_in_their_workspaces_for_members_of_it(member):
     assert not Schedule.objects.exists()
     assert client.post(f"{CHANGELIST}add/", add_form(member, room)).status_code == 302
     assert Schedule.objects.get().owner == member.user
+
+
+def test_erase_takes_the_delete_permission_not_change_alone(member):
+    """Erasing deletes a schedule and its history for good: staff given view and change, but not
+    delete, can archive but are not offered Erase, and a forged Erase POST deletes nothing."""
+    from django.contrib.auth.models import Permission
+
+    s = task(member, "keep-me")
+    staff = member.user
+    staff.is_staff = True
+    staff.save()
+    hq_services.membership_set(user=staff, workspace=member.workspace, role="admin")
+    staff.user_permissions.set(Permission.objects.filter(codename__in=["view_schedule", "change_schedule"]))
+    client = Client()
+    client.force_login(staff)
+    page = client.get(CHANGELIST).content.decode()
+    assert 'value="archive"' in page and 'value="erase"' not in page
+    act(client, "archive", s)
+    act(client, "erase", s)
+    assert Schedule.objects.filter(pk=s.pk, state="archived").exists(), "archived, not erased"
+    staff.user_permissions.add(Permission.objects.get(codename="delete_schedule"))
+    staff = User.objects.get(pk=staff.pk)  # drop the cached permissions
+    client.force_login(staff)
+    assert 'value="erase"' in client.get(CHANGELIST).content.decode()
+    act(client, "erase", s)
+    assert not Schedule.objects.filter(pk=s.pk).exists()
+
+
+def test_saving_an_archived_schedule_unchanged_is_not_an_error(superuser_client, member):
+    s = task(member)
+    services.schedule_archive(schedule=s, actor=member.user)
+    url = f"{CHANGELIST}{s.pk}/change/"
+    unchanged = {k: v for k, v in change_form(s).items() if k != "action_args"}  # the page has no args input
+    resp = superuser_client.post(url, unchanged)
+    assert resp.status_code == 302, form_errors(resp) if resp.status_code == 200 else resp.status_code
+    assert Schedule.objects.get(pk=s.pk).state == "archived"
