@@ -12,20 +12,13 @@ from typing import Any, TypeVar
 
 from django.db.models import Model, Q, QuerySet
 
-from hq.errors import NotFound, ValidationFailed
+from hq.errors import ValidationFailed
 from hq.models import Agent, Conversation, ConversationMessage, Note, Room, RoomMessage, StoredQuery
-from hq.selectors import agent_find, agent_get
+from hq.selectors import agent_find, agent_get, one_or_404
 
 MAX_QUERY_LIMIT = 100
 
 M = TypeVar("M", bound=Model)
-
-
-def _first_or_not_found(rows: QuerySet[M], message: str) -> M:
-    row = rows.first()
-    if row is None:
-        raise NotFound(message)
-    return row
 
 
 def room_agent(room: Room, agent_id: Any = None) -> Agent:
@@ -48,8 +41,8 @@ def room_list(*, workspace_id: Any, user_id: Any) -> QuerySet[Room]:
 
 def room_for_member(*, workspace_id: Any, user_id: Any, room_id: Any) -> Room:
     """The room, when `user_id` is a member of it in this workspace; else NotFound."""
-    rows = Room.objects.filter(workspace_id=workspace_id, pk=room_id, members__pk=user_id)
-    return _first_or_not_found(rows, "No such room (or you are not a member).")
+    rows = Room.objects.filter(workspace_id=workspace_id, members__pk=user_id)
+    return one_or_404(rows, room_id, "No such room (or you are not a member).")
 
 
 def room_message_list(*, room: Room) -> QuerySet[RoomMessage]:
@@ -97,8 +90,7 @@ def stored_query_list(*, workspace_id: Any) -> QuerySet[StoredQuery]:
 
 def stored_query_get(*, workspace_id: Any, query_id: Any) -> StoredQuery:
     """The workspace's stored query `query_id`; else NotFound."""
-    rows = StoredQuery.objects.filter(workspace_id=workspace_id, pk=query_id)
-    return _first_or_not_found(rows, "No such stored query.")
+    return one_or_404(StoredQuery.objects.filter(workspace_id=workspace_id), query_id, "No such stored query.")
 
 
 def conversation_list(*, workspace_id: Any, owner_id: Any, schedule_id: Any = None) -> QuerySet[Conversation]:
@@ -111,8 +103,8 @@ def conversation_list(*, workspace_id: Any, owner_id: Any, schedule_id: Any = No
 
 def conversation_get(*, workspace_id: Any, owner_id: Any, conversation_id: Any) -> Conversation:
     """The owner's conversation `conversation_id`; else NotFound."""
-    rows = Conversation.objects.filter(workspace_id=workspace_id, owner_id=owner_id, pk=conversation_id)
-    return _first_or_not_found(rows, "No such conversation.")
+    rows = Conversation.objects.filter(workspace_id=workspace_id, owner_id=owner_id)
+    return one_or_404(rows, conversation_id, "No such conversation.")
 
 
 def conversation_message_list(*, conversation: Conversation) -> QuerySet[ConversationMessage]:

@@ -12,12 +12,13 @@ The rules:
 - a workspace admin reads and changes everything of their workspace; a member reads and changes
   what they own (jobs, schedules, tasks). Another workspace's object is never found (404), nor
   is another member's, except that changing another member's agent schedule is 403 `not_owner`
-  (DECISIONS, "Who may do what").
+  (an agent schedule's owner is shown to the workspace, so hiding it would say nothing).
 - HITL requests: an admin or a holder of `hitl:approve` reads the workspace's; anyone else the
   ones they asked for or that gate their jobs. Deciding takes `hitl:approve` and membership over
   the API, workspace cover in the admin, and is never the requester's (`SelfApproval`).
-- the services check again whatever a door checked (`ensure_may_change`, `ensure_may_decide_hitl`),
-  so a caller that skips the view or the admin is held to the same rule.
+- the job and HITL services check again whatever a door checked (`ensure_may_change`,
+  `ensure_may_decide_hitl`), so a caller that skips the view or the admin is held to the same
+  rule; the schedule services trust their callers (both APIs and the admin check first).
 - `/metrics` takes a workspace admin's token (or the `METRICS_TOKEN`, checked by the view).
 
 `hq` imports none of the apps, so objects are described by the fields the rules read (`Owned`,

@@ -67,7 +67,7 @@ class FixedWindow:
         for key in keys:
             name = self.name(key, bucket)
             pipe.incrby(name, n)
-            pipe.expire(name, self.seconds + 1)
+            pipe.expireat(name, (bucket + 1) * self.seconds + 1)  # a second after its window ends
         return [int(c) for c in pipe.execute()[::2]]
 
     def counts(self, keys: list[tuple[str, ...]]) -> list[int]:
@@ -94,6 +94,7 @@ class Admission:
         self.window = FixedWindow(namespace, rate)
         self.max_lease = max(1, min(MAX_LEASE, self.window.limit // 100))
         self._leases: dict[tuple[str, ...], _Lease] = {}
+        self._swept = -1  # the window whose first request dropped the leases of earlier ones
         self._lock = threading.Lock()
 
     def allow(self, key: tuple[str, ...]) -> tuple[bool, float]:
@@ -101,9 +102,13 @@ class Admission:
         bucket = self.window.bucket()
         with self._lock:
             lease = self._leases.get(key)
+            if bucket != self._swept:
+                # Once per window: the leases of ended windows are worth nothing.
+                self._leases = {k: v for k, v in self._leases.items() if v.bucket == bucket}
+                self._swept = bucket
+                lease = self._leases.get(key)
             if lease is None or lease.bucket != bucket:
                 lease = self._leases[key] = _Lease(bucket)
-                self._forget_old(bucket)
             if lease.left > 0:
                 lease.left -= 1
                 return True, self.window.retry_after(bucket)
@@ -124,9 +129,3 @@ class Admission:
                 lease.left += max(0, granted - 1)
                 lease.spent = count >= self.window.limit
         return granted > 0, self.window.retry_after(bucket)
-
-    def _forget_old(self, bucket: int) -> None:
-        """Drop leases of windows that have ended (the lock is held)."""
-        if len(self._leases) > 1000:
-            for k in [k for k, v in self._leases.items() if v.bucket != bucket]:
-                del self._leases[k]

@@ -13,10 +13,6 @@ from hq import tokens
 from hq.errors import NotFound
 from hq.models import Agent, Membership, PersonalAccessToken, User
 
-# Moved to the permissions module; here for callers of the old path.
-from hq.permissions import staff_workspace_ids
-from hq.permissions import workspace_role as membership_role
-
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
 
@@ -26,9 +22,7 @@ __all__ = [
     "agent_find",
     "agent_get",
     "member_departure",
-    "membership_role",
     "one_or_404",
-    "staff_workspace_ids",
     "token_find",
 ]
 

@@ -118,9 +118,10 @@ else:
     DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", None if _prepare == "none" else int(_prepare))
     if HQ_DB_POOL_MAX > 0:
         # One connection is kept open; more are opened on demand up to the maximum and closed after
-        # ten idle minutes. Each is checked when handed out (at most once a second: hq.pgbackend), so
-        # one killed by PostgreSQL is replaced rather than failing a request. Pooled connections are returned at
-        # the end of each request, which is what CONN_MAX_AGE=0 means here (Django requires it).
+        # ten idle minutes. Each is verified by a round trip when handed out if it was not verified in
+        # the last second (hq.pgbackend); one PostgreSQL killed since fails its request with 503 and
+        # is replaced. Pooled connections are returned at the end of each request, which is what
+        # CONN_MAX_AGE=0 means here (Django requires it).
         # While PostgreSQL refuses, the pool retries 1, 2, 4 s apart; giving up after 5 s (instead of
         # psycopg's 5 minutes, where the waits grow to 2 minutes) lets the next request start a
         # fresh attempt, so service resumes within seconds of PostgreSQL's return.

@@ -14,6 +14,7 @@ from hq.models import Agent, Conversation, ConversationMessage
 from hq.selectors import agent_find, agent_get
 from queueapp import enqueue
 from queueapp.registry import JobContext, job_function
+from schedules import fires
 from schedules.actions import ActionResult, schedule_action
 from schedules.models import FireStatus, Schedule, ScheduleFire
 
@@ -148,7 +149,6 @@ def _owner_departed_before_delivery(*, delivery_id: Any, fire_id: Any) -> bool:
     """Deliver nothing for an owner who left the workspace or was deactivated since the fire ran:
     the schedule is quarantined, the fire skipped and the delivery abandoned."""
     from delivery import services as delivery_services
-    from schedules import fires
 
     with transaction.atomic():
         fire = _locked_fire(fire_id)
@@ -163,7 +163,6 @@ def _owner_departed_before_delivery(*, delivery_id: Any, fire_id: Any) -> bool:
 def deliver_run(*, delivery_id: Any, fire_id: Any) -> str:
     """One delivery attempt; a retryable failure re-defers a new job instead of sleeping in a worker slot."""
     from delivery import services as delivery_services
-    from schedules import fires
 
     if _owner_departed_before_delivery(delivery_id=delivery_id, fire_id=fire_id):
         return "failed"

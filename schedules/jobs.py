@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db.utils import DatabaseError
@@ -12,9 +12,6 @@ from hq import clock, metrics
 from queueapp.registry import JobContext, job_function, side_task
 from queueapp.runtime import SideTaskRuntime, run_sync
 from schedules import engine, fires
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger("hq.scheduler")
 

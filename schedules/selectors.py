@@ -36,7 +36,7 @@ def schedule_get(*, principal: Principal, surface: str, schedule_id: Any, to_cha
     """One schedule on `surface` that the caller may read, else 404; with `to_change`, one they may change.
 
     Another member's agent schedule is found for a change and refused with 403 `not_owner`, as the
-    agent schedules guide has it; another member's task stays 404 (DECISIONS, "Who may do what").
+    agent schedules guide has it; another member's task stays 404 (`hq.permissions`).
     """
     finds_others = to_change and surface == "agent"
     rows = schedules_on(principal, surface) if finds_others else schedules_visible(principal, surface)

@@ -24,9 +24,10 @@ def check(conn: Any) -> None:
     """Raise (so the pool discards `conn`) when it is broken; verify it at most once a second."""
     now = time.monotonic()
     fresh = now - getattr(conn, "_hq_checked_at", float("-inf")) < RECHECK_AFTER_S
-    if not fresh or conn.closed or conn.pgconn.status != pq.ConnStatus.OK:
-        ConnectionPool.check_connection(conn)
-    conn._hq_checked_at = now
+    if fresh and not conn.closed and conn.pgconn.status == pq.ConnStatus.OK:
+        return
+    ConnectionPool.check_connection(conn)
+    conn._hq_checked_at = now  # only a round trip that succeeded counts as verified
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
