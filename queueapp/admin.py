@@ -311,28 +311,24 @@ class JobAdmin(ConsoleAdmin):
 
     @admin.action(description="Retry selected jobs", permissions=["operate"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        actor = admin_actions.actor(request)
-        self._run(
-            request,
-            queryset,
-            "Retried",
-            lambda job: services.job_retry(job=job, actor=actor, via=DecidedVia.ADMIN),
-        )
+        self._run(request, queryset, "Retried", services.job_retry)
 
     @admin.action(description="Cancel selected jobs", permissions=["operate"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._run(request, queryset, "Cancelled (or asked to abort)", services.job_cancel)
+
+    def _run(self, request: HttpRequest, queryset: QuerySet[Job], verb: str, service: Callable[..., object]) -> None:
+        """Call `service(job=, actor=, via=ADMIN)` for each job the user administers; every refusal (the
+        service's own role check included) is reported, none skipped silently."""
         actor = admin_actions.actor(request)
-        self._run(
+        admin_actions.apply_each(
+            self,
             request,
             queryset,
-            "Cancelled (or asked to abort)",
-            lambda job: services.job_cancel(job=job, actor=actor, via=DecidedVia.ADMIN),
+            lambda job: service(job=job, actor=actor, via=DecidedVia.ADMIN),
+            done=f"{verb} {{count}} job(s).",
+            label=_job_label,
         )
-
-    def _run(self, request: HttpRequest, queryset: QuerySet[Job], verb: str, call: Callable[[Job], object]) -> None:
-        """Apply `call` to each job the user administers; every refusal (the service's own role check
-        included) is reported, none skipped silently."""
-        admin_actions.apply_each(self, request, queryset, call, done=f"{verb} {{count}} job(s).", label=_job_label)
 
 
 def _job_label(job: Job) -> str:
