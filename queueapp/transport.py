@@ -25,6 +25,7 @@ from arq.constants import (
     in_progress_key_prefix,
     job_key_prefix,
     result_key_prefix,
+    retry_key_prefix,
 )
 
 from hq import clock
@@ -308,13 +309,25 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _forget_commands(pipe: Any, queue: str, arq_ids: list[str]) -> None:
+    """Queue entries first, then the keys: an entry whose in-progress key is gone is claimable."""
+    pipe.zrem(queue_key(queue), *arq_ids)
+    pipe.zrem(abort_jobs_ss, *arq_ids)
+    pipe.delete(*(prefix + i for i in arq_ids for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix)))
+
+
 def forget(job_id: UUID | str, attempt: int, queue: str, client: redis.Redis | None = None) -> None:
     """Drop a dead attempt from ARQ (its worker died): queue entry, job and in-progress keys."""
-    arq_id = arq_job_id(job_id, attempt)
-    pipe = (client or hq_redis.client()).pipeline(transaction=False)
-    pipe.zrem(queue_key(queue), arq_id)
-    pipe.delete(job_key_prefix + arq_id, in_progress_key_prefix + arq_id)
+    pipe = (client or hq_redis.client()).pipeline(transaction=True)
+    _forget_commands(pipe, queue, [arq_job_id(job_id, attempt)])
     pipe.execute()
+
+
+async def aforget(client: aioredis.Redis, queue: str, arq_ids: list[str]) -> None:
+    """Drop attempts that ended from ARQ, in one MULTI (what ARQ's `finish_job` does for one job)."""
+    async with client.pipeline(transaction=True) as pipe:
+        _forget_commands(pipe, queue, arq_ids)
+        await pipe.execute()
 
 
 async def startable_count(queue: str, client: aioredis.Redis, now_ms: int, limit: int = 1000) -> int:

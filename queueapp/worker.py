@@ -34,7 +34,7 @@ from queueapp import registry, retry, selectors, transitions, transport
 from queueapp.registry import JobContext
 from queueapp.runtime import run_sync
 from queueapp.services import engine
-from queueapp.store import Outcome, Started, Store
+from queueapp.store import Batcher, Outcome, Started, Store
 
 logger = logging.getLogger("hq.worker")
 
@@ -115,6 +115,11 @@ class Runtime:
             # Paused, not yet due, or no longer waiting: hand a waiting row back to the relay.
             await self.store.unmark(job_id, attempt)
             return
+        # Abortable from now on (ARQ's `_cancel_aborted_jobs` looks in `job_tasks`); an abort that
+        # came earlier stays in ARQ's set until the next check finds this task.
+        task = asyncio.current_task()
+        if task is not None:
+            worker.job_tasks[arq_id] = task
         t0 = time.monotonic()
         wait_s = (clock.now() - started.due_at).total_seconds() if started.due_at else None
         metrics.job_started(started.queue, started.function, wait_s)
@@ -213,7 +218,10 @@ def _describe(exc: BaseException) -> str:
 
 
 async def _arq_entry(ctx: dict[str, Any], job_id: str, attempt: int) -> None:
-    """The one ARQ function: run attempt `attempt` of HQ job `job_id`."""
+    """The one ARQ function, as ARQ's own `run_job` would call it (the payload's arguments).
+
+    `HQWorker` never goes through ARQ's `run_job`: it runs claimed attempts in `run_claimed`.
+    """
     worker: HQWorker = ctx["hq_worker"]
     await worker.runtime.run_attempt(worker, ctx["job_id"], job_id, attempt)
 
@@ -225,7 +233,10 @@ class HQWorker(Worker):
         self.runtime = runtime
         self.hq_queue = queue
         self.wake = asyncio.Event()
+        self.abort_wake = True  # look for abort requests on the first poll, then when nudged
+        self.next_abort_check = 0.0
         self.lane_running: Counter[str] = Counter()
+        self.finished_ids: Batcher[str, None] = Batcher(self._forget_finished)
         super().__init__(
             functions=[
                 func(_arq_entry, name=transport.ARQ_FUNCTION, timeout=ARQ_TIMEOUT_S, max_tries=1, keep_result=0)
@@ -289,7 +300,10 @@ class HQWorker(Worker):
         """ARQ's poll with the read of its queue replaced by a fair claim across lanes."""
         if self.allow_pick_jobs and self.job_counter < self.max_jobs:
             await self.claim_fairly()
-        if self.allow_abort_jobs:
+        if self.allow_abort_jobs and (self.abort_wake or time.monotonic() >= self.next_abort_check):
+            # An abort is nudged ("*abort*"); the poll delay is the fallback for a nudge lost.
+            self.abort_wake = False
+            self.next_abort_check = time.monotonic() + self.poll_delay_s
             await self._cancel_aborted_jobs()
         for arq_id, task in list(self.tasks.items()):
             if task.done():
@@ -319,12 +333,45 @@ class HQWorker(Worker):
         finally:
             for _ in range(free - len(claimed)):
                 self.sem.release()
-        for arq_id, score, lane in claimed:
+        for arq_id, _score, lane in claimed:
             self.job_counter += 1
             self.lane_running[lane] += 1
-            task = self.loop.create_task(self.run_job(arq_id, score))
+            task = self.loop.create_task(self.run_claimed(arq_id))
             task.add_done_callback(partial(self._slot_freed, lane))
             self.tasks[arq_id] = task
+
+    async def run_claimed(self, arq_id: str) -> None:
+        """Run a claimed attempt, then take it out of ARQ's keys (batched with the others ending).
+
+        ARQ's own `run_job` spends two MULTI round trips per job on its payload, retry counter and
+        result keys. HQ needs none of them: the attempt is named by its id (`<job id>:<attempt>`),
+        PostgreSQL holds its state and retries, and ARQ keeps no results. An abort cancels the
+        inner task only (`run_attempt` puts it in `job_tasks` once the attempt has started).
+        """
+        job_id, _, attempt = arq_id.rpartition(":")
+        inner = self.loop.create_task(self.runtime.run_attempt(self, arq_id, job_id, int(attempt)))
+        try:
+            await inner
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this task was cancelled (a drain's end), not just the attempt by an abort
+        except Exception:
+            # As ARQ's run_job: logged, and the attempt leaves ARQ. Its row is still waiting or
+            # running in PostgreSQL, where the relay or the reaper picks it up again.
+            logger.exception("attempt %s failed outside the job body", arq_id)
+        finally:
+            self.job_tasks.pop(arq_id, None)
+            self.aborting_tasks.discard(arq_id)
+            try:
+                await asyncio.shield(self.finished_ids.submit(arq_id))
+            except (redis.RedisError, OSError) as exc:
+                # Its in-progress key (a week) keeps it from being claimed again; PostgreSQL has the outcome.
+                logger.warning("could not clear attempt %s from Redis: %s", arq_id, exc)
+
+    async def _forget_finished(self, arq_ids: list[str]) -> list[None]:
+        await transport.aforget(self.pool, self.hq_queue, arq_ids)
+        return [None] * len(arq_ids)
 
     def _slot_freed(self, lane: str, _task: asyncio.Task[Any]) -> None:
         self.lane_running[lane] -= 1
@@ -354,6 +401,8 @@ async def _listen_nudges(runtime: Runtime, client: aioredis.Redis) -> None:
                     continue
                 queue = msg["data"].decode() if isinstance(msg["data"], bytes) else str(msg["data"])
                 for w in runtime.workers:
+                    if queue == "*abort*":
+                        w.abort_wake = True
                     if queue in (w.hq_queue, "*abort*"):
                         w.wake.set()
                 runtime.relay_wake.set()

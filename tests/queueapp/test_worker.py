@@ -46,6 +46,20 @@ def test_submit_run_succeeded_with_result(api, member, burst):
     assert kinds == ["submitted", "started", "succeeded"]
 
 
+def test_an_attempt_that_ended_leaves_nothing_in_arqs_keys(api, member, burst):
+    """The worker clears ARQ's queue entry, job and in-progress keys of each attempt that ended."""
+    from arq.constants import in_progress_key_prefix, job_key_prefix
+
+    ids = [submit(api, member) for _ in range(3)]
+    arq_ids = [transport.arq_job_id(i, 1) for i in ids]
+    r = hq_redis.client()
+    assert r.zcard(transport.queue_key("default")) == 3 and r.exists(*(job_key_prefix + a for a in arq_ids)) == 3
+    burst()
+    assert [job(i).state for i in ids] == ["succeeded"] * 3
+    assert r.zcard(transport.queue_key("default")) == 0
+    assert r.exists(*(p + a for a in arq_ids for p in (job_key_prefix, in_progress_key_prefix))) == 0
+
+
 def test_sync_function_uses_the_orm(api, member, burst):
     job_id = submit(api, member, function="tests.sync_echo", args={"k": 1})
     burst()
