@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import bisect
+import functools
 import json
 import logging
 import os
@@ -162,7 +163,10 @@ class _Buffer:
 _buffer = _Buffer()
 
 
-def _field(values: Iterable[str], suffix: str | None = None) -> str:
+@functools.lru_cache(maxsize=4096)
+def _field(values: tuple[str, ...], suffix: str | None = None) -> str:
+    """The hash field of a series (label values, then a histogram part); cached: a worker records
+    the same few series for every job."""
     parts = [str(v) for v in values]
     if suffix is not None:
         parts.append(suffix)

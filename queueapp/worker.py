@@ -126,12 +126,15 @@ class Runtime:
         try:
             outcome = await self._execute(started, attempt)
         except asyncio.CancelledError:
+            worker.free_slot(arq_id)
             if arq_id in worker.aborting_tasks:
                 outcome = _after(started, attempt, "Cancelled while running.", retry.Cause.INTERRUPTED, cancelled=True)
             else:
                 outcome = _after(started, attempt, "Interrupted: the worker stopped.", retry.Cause.INTERRUPTED)
             await self._finish(started, attempt, outcome, time.monotonic() - t0)
             raise
+        # The body is over: its slot takes the next job while this attempt's end is recorded.
+        worker.free_slot(arq_id)
         await self._finish(started, attempt, outcome, time.monotonic() - t0)
 
     async def _execute(self, started: Started, attempt: int) -> Outcome:
@@ -148,10 +151,13 @@ class Runtime:
             max_tries=started.max_tries,
             correlation_id=started.correlation_id,
         )
-        call = fn.fn(ctx) if fn.is_async else run_sync(fn.fn, ctx)
+        deadline = asyncio.timeout(started.timeout_s)
         try:
-            result = await asyncio.wait_for(call, timeout=started.timeout_s)
-        except TimeoutError:
+            async with deadline:
+                result = await (fn.fn(ctx) if fn.is_async else run_sync(fn.fn, ctx))
+        except TimeoutError as exc:
+            if not deadline.expired():  # the body's own timeout (an HTTP call...), not the job's
+                return _after(started, attempt, _describe(exc), retry.Cause.ERROR)
             return _after(started, attempt, f"Timed out after {started.timeout_s}s.", retry.Cause.ERROR)
         except Exception as exc:  # a job's own failure is data, not a worker crash
             return _after(started, attempt, _describe(exc), retry.Cause.ERROR)
@@ -236,6 +242,8 @@ class HQWorker(Worker):
         self.abort_wake = True  # look for abort requests on the first poll, then when nudged
         self.next_abort_check = 0.0
         self.lane_running: Counter[str] = Counter()
+        self.slot_lanes: dict[str, str] = {}  # claimed attempt -> its lane, while it holds a slot
+        self.ending = 0  # attempts whose body is over and whose end is still being recorded
         self.finished_ids: Batcher[str, None] = Batcher(self._forget_finished)
         super().__init__(
             functions=[
@@ -319,6 +327,8 @@ class HQWorker(Worker):
         lane instead, and never gives one workspace more than its share of this worker's slots.
         """
         free = 0
+        if self.ending >= self.max_jobs:
+            return  # PostgreSQL is behind on recording ends: take no more until it catches up
         while self.job_counter + free < self.max_jobs and not self.sem.locked():
             await self.sem.acquire()
             free += 1
@@ -336,8 +346,9 @@ class HQWorker(Worker):
         for arq_id, _score, lane in claimed:
             self.job_counter += 1
             self.lane_running[lane] += 1
+            self.slot_lanes[arq_id] = lane
             task = self.loop.create_task(self.run_claimed(arq_id))
-            task.add_done_callback(partial(self._slot_freed, lane))
+            task.add_done_callback(partial(self._attempt_done, arq_id))
             self.tasks[arq_id] = task
 
     async def run_claimed(self, arq_id: str) -> None:
@@ -373,11 +384,28 @@ class HQWorker(Worker):
         await transport.aforget(self.pool, self.hq_queue, arq_ids)
         return [None] * len(arq_ids)
 
-    def _slot_freed(self, lane: str, _task: asyncio.Task[Any]) -> None:
+    def free_slot(self, arq_id: str) -> None:
+        """Give the attempt's slot (and its lane's share) to the next job; once per attempt.
+
+        A slot bounds running job bodies. `run_attempt` frees it when the body ends, before the
+        end is recorded; an attempt that never started frees it when its task is done.
+        """
+        lane = self.slot_lanes.pop(arq_id, None)
+        if lane is None:
+            return
+        if arq_id in self.tasks and not self.tasks[arq_id].done():
+            self.ending += 1
         self.lane_running[lane] -= 1
         if not self.lane_running[lane]:
             del self.lane_running[lane]
         self._release_sem_dec_counter_on_complete()
+
+    def _attempt_done(self, arq_id: str, _task: asyncio.Task[Any]) -> None:
+        if arq_id in self.slot_lanes:
+            self.free_slot(arq_id)
+        else:
+            self.ending -= 1
+            self.wake.set()  # a claim held back by `ending` may go on
 
     async def _drained(self) -> bool:
         if self.tasks and any(not t.done() for t in self.tasks.values()):

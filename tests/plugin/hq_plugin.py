@@ -49,6 +49,13 @@ async def sleep(ctx: JobContext) -> dict:
     return {"attempt": ctx.attempt}
 
 
+@job_function("tests.own_timeout", max_tries=1, timeout=60)
+async def own_timeout(ctx: JobContext) -> None:
+    """Fail at once with the body's own TimeoutError (an upstream call that gave up), not the job's."""
+    _count(ctx)
+    raise TimeoutError("upstream did not answer in 2 s")
+
+
 @job_function("tests.sync_echo", max_tries=1)
 def sync_echo(ctx: JobContext) -> dict:
     """A synchronous body (runs in a thread) that may use the ORM."""

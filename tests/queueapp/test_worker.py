@@ -90,6 +90,13 @@ def test_timeout_fails_the_attempt(api, member, burst):
     assert j.state == "failed" and "Timed out after 1s" in j.error
 
 
+def test_a_bodys_own_timeout_error_is_reported_as_itself(api, member, burst):
+    job_id = submit(api, member, function="tests.own_timeout")
+    burst()
+    j = job(job_id)
+    assert j.state == "failed" and "upstream did not answer in 2 s" in j.error and "Timed out after" not in j.error
+
+
 def test_deferred_job_runs_after_its_time(api, member, burst):
     job_id = submit(api, member, defer_by_seconds=1.5)
     burst()
