@@ -158,24 +158,26 @@ _START = MOVES["start"]
 
 # Start attempts, in one statement for a batch of deliveries: only from queued, or deferred and
 # due; never in a paused queue; only for the attempt number ARQ delivered. `cur` locks the rows in
-# id order (so two batches cannot deadlock) and reports the state each moved from.
+# id order (so two batches cannot deadlock) and reports the state each moved from; the UPDATE
+# joins `cur` alone (joining `req` again made PostgreSQL rescan `cur` once per row).
 START_SQL = f"""
 WITH req AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS r(id, attempt)
 ), cur AS (
-    SELECT j.id, j.state FROM queueapp_job j JOIN req ON req.id = j.id ORDER BY j.id FOR NO KEY UPDATE OF j
+    SELECT j.id, j.state, req.attempt FROM queueapp_job j JOIN req ON req.id = j.id
+     ORDER BY j.id FOR NO KEY UPDATE OF j
 ), moved AS (
     UPDATE queueapp_job j
        SET state = '{_START.target}', attempts = j.attempts + 1, started_at = %(now)s,
            first_started_at = COALESCE(j.first_started_at, %(now)s), worker_id = %(worker)s,
            updated_at = %(now)s
-      FROM cur JOIN req ON req.id = cur.id
-     WHERE j.id = cur.id AND j.attempts = req.attempt - 1
+      FROM cur
+     WHERE j.id = cur.id AND j.attempts = cur.attempt - 1
        AND {_sql_allows("start", "j")}
        AND NOT EXISTS (
            SELECT 1 FROM queueapp_queuepause p
             WHERE p.queue = j.queue AND (p.workspace_id IS NULL OR p.workspace_id = j.workspace_id))
- RETURNING j.id, cur.state AS from_state, req.attempt, j.function, j.args, j.timeout_s, j.max_tries,
+ RETURNING j.id, cur.state AS from_state, cur.attempt, j.function, j.args, j.timeout_s, j.max_tries,
            j.tries_base, j.retry_backoff_s, j.workspace_id, j.owner_id, j.correlation_id, j.queue, j.due_at
 ), ev AS (
     INSERT INTO queueapp_jobevent (job_id, kind, from_state, to_state, attempt, detail, at)
