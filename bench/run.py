@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -830,19 +831,87 @@ def hq_latency(procs: Procs, port: int, token: str, rate: float, seconds: float)
 # never the project's, through a driver script in bench/peers/ that imports no Django and no HQ.
 
 PEERS = BENCH / "peers"
-PEER_VENV = ROOT / ".run" / "bench-peers"
-PEER_PY = PEER_VENV / "bin" / "python"
 PEER_DB_PREFIX = os.environ.get("HQ_BENCH_PEER_DB_PREFIX", "hq_bench_peer")
-PEER_DBS = {"pgqueuer": f"{PEER_DB_PREFIX}_pgq", "procrastinate": f"{PEER_DB_PREFIX}_proc"}
+PEER_DBS = {
+    "pgqueuer": f"{PEER_DB_PREFIX}_pgq",
+    "procrastinate": f"{PEER_DB_PREFIX}_proc",
+    "oban": f"{PEER_DB_PREFIX}_oban",
+}
 PEER_GOALS = (  # (side, label): HQ's median drain ratio against it should reach 1.0 (issue 16)
     ("pgq-default", "HQ drain >= 1.0x pgqueuer with its defaults"),
     ("pgq-100", "(aim) HQ drain >= 1.0x pgqueuer at batch size 100"),
 )
 
 
-def peer_sides(jobs: int, slow_jobs: int) -> list[dict]:
+def python312() -> str | None:
+    """A Python 3.12 that runs, for oban-py: python3.12 on PATH (not a pyenv shim for a version
+    pyenv does not select), else pyenv's newest 3.12."""
+    pyenv = sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.12*/bin/python"))[::-1]
+    for cand in [shutil.which("python3.12"), *pyenv]:
+        check = [cand or "", "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 12))"]
+        if cand and subprocess.run(check, capture_output=True, check=False).returncode == 0:
+            return cand
+    return None
+
+
+class PeerVenv:
+    """A throwaway venv under .run/ (never the project's) holding one requirements file's exact pins."""
+
+    def __init__(self, name: str, requirements: str, base: Callable[[], str | None]) -> None:
+        self.path = ROOT / ".run" / name
+        self.py = self.path / "bin" / "python"
+        self.requirements = PEERS / requirements
+        self.base = base  # finds the interpreter to build the venv with, when it is needed
+
+    def pins(self) -> dict[str, str]:
+        pins = {}
+        for line in self.requirements.read_text().splitlines():
+            name, sep, version = line.split("#")[0].strip().partition("==")
+            if sep:
+                pins[name] = version
+        return pins
+
+    def installed(self) -> dict[str, str] | None:
+        """The pinned packages' versions installed in the venv (None: no usable venv)."""
+        if not self.py.exists():
+            return None
+        code = "import importlib.metadata as m, json, sys; print(json.dumps({p: m.version(p) for p in sys.argv[1:]}))"
+        r = subprocess.run([str(self.py), "-c", code, *self.pins()], capture_output=True, text=True, check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def ensure(self) -> str:
+        """Reuse the venv when it holds the pinned versions, else (re)build it; raise on failure."""
+        rel, req = os.path.relpath(self.path, ROOT), os.path.relpath(self.requirements, ROOT)
+        if self.installed() == self.pins():
+            return f"reused {rel}"
+        if not self.py.exists():
+            base = self.base()
+            if not base:
+                raise RuntimeError(f"no interpreter to build {rel} with")
+            shutil.rmtree(self.path, ignore_errors=True)
+            r = subprocess.run([base, "-m", "venv", str(self.path)], capture_output=True, text=True, check=False)
+            if r.returncode != 0:
+                raise RuntimeError(f"{base} -m venv {rel} failed: {r.stderr.strip()[-300:]}")
+        pip = [str(self.py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(self.requirements)]
+        r = subprocess.run(pip, capture_output=True, text=True, timeout=900, check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"pip install -r {req} failed: {r.stderr.strip()[-400:]}")
+        if self.installed() != self.pins():
+            raise RuntimeError(f"{rel} holds {self.installed()}, not {self.pins()}")
+        return f"built {rel} (pip install -r {req})"
+
+    def versions(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.pins().items())
+
+
+PEER_VENV = PeerVenv("bench-peers", "requirements.txt", lambda: shutil.which("python3") or sys.executable)
+OBAN_VENV = PeerVenv("bench-oban", "requirements-oban.txt", python312)  # oban-py needs Python 3.12
+VENV_OF = {"pgqueuer": PEER_VENV, "procrastinate": PEER_VENV, "oban": OBAN_VENV}
+
+
+def peer_sides(jobs: int, slow_jobs: int, oban: bool) -> list[dict]:
     """The peers' drain configurations, in the order each round runs them."""
-    return [
+    sides = [
         {"key": "pgq-default", "peer": "pgqueuer", "label": "pgqueuer, its defaults (batch 10)", "n": jobs, "argv": []},
         {
             "key": "pgq-100",
@@ -866,57 +935,9 @@ def peer_sides(jobs: int, slow_jobs: int) -> list[dict]:
             "argv": ["--concurrency", "100"],
         },
     ]
-
-
-def peer_pins() -> dict[str, str]:
-    pins = {}
-    for line in (PEERS / "requirements.txt").read_text().splitlines():
-        name, sep, version = line.split("#")[0].strip().partition("==")
-        if sep:
-            pins[name] = version
-    return pins
-
-
-def peer_installed() -> dict[str, str] | None:
-    """The pinned packages' versions installed in the peers' venv (None: no usable venv)."""
-    if not PEER_PY.exists():
-        return None
-    code = "import importlib.metadata as m, json, sys; print(json.dumps({p: m.version(p) for p in sys.argv[1:]}))"
-    r = subprocess.run([str(PEER_PY), "-c", code, *peer_pins()], capture_output=True, text=True, check=False)
-    return json.loads(r.stdout) if r.returncode == 0 else None
-
-
-def ensure_peer_venv() -> str:
-    """Reuse .run/bench-peers when it holds the pinned versions, else (re)build it; raise on failure."""
-    if peer_installed() == peer_pins():
-        return f"reused {os.path.relpath(PEER_VENV, ROOT)}"
-    if not PEER_PY.exists():
-        shutil.rmtree(PEER_VENV, ignore_errors=True)
-        base = shutil.which("python3") or sys.executable
-        r = subprocess.run([base, "-m", "venv", str(PEER_VENV)], capture_output=True, text=True, check=False)
-        if r.returncode != 0:
-            raise RuntimeError(f"python3 -m venv {PEER_VENV} failed: {r.stderr.strip()[-300:]}")
-    r = subprocess.run(
-        [
-            str(PEER_PY),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "-r",
-            str(PEERS / "requirements.txt"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if r.returncode != 0:
-        raise RuntimeError(f"pip install -r bench/peers/requirements.txt failed: {r.stderr.strip()[-400:]}")
-    if peer_installed() != peer_pins():
-        raise RuntimeError(f"the venv holds {peer_installed()}, not {peer_pins()}")
-    return f"built {os.path.relpath(PEER_VENV, ROOT)} (pip install -r bench/peers/requirements.txt)"
+    if oban:
+        sides.append({"key": "oban-100", "peer": "oban", "label": "oban-py, queue limit 100", "n": jobs, "argv": []})
+    return sides
 
 
 def peer_dsn(peer: str) -> str:
@@ -924,37 +945,47 @@ def peer_dsn(peer: str) -> str:
 
 
 def peer_cmd(peer: str, command: str, *argv: str) -> list[str]:
-    return [str(PEER_PY), str(PEERS / f"{peer}_peer.py"), command, "--dsn", peer_dsn(peer), *argv]
+    return [str(VENV_OF[peer].py), str(PEERS / f"{peer}_peer.py"), command, "--dsn", peer_dsn(peer), *argv]
 
 
-def peer_databases(create: bool) -> None:
-    """Drop each peer's database; with create, make it anew and install that peer's schema."""
+def peer_databases(peers: list[str], create: bool) -> None:
+    """Drop these peers' databases; with create, make each anew and install that peer's schema."""
     import psycopg
 
     with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as c:
-        for db in PEER_DBS.values():
-            c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        for peer in peers:
+            c.execute(f"DROP DATABASE IF EXISTS {PEER_DBS[peer]} WITH (FORCE)")
             if create:
-                c.execute(f"CREATE DATABASE {db}")
-    for peer in PEER_DBS if create else ():
+                c.execute(f"CREATE DATABASE {PEER_DBS[peer]}")
+    for peer in peers if create else ():
         r = subprocess.run(peer_cmd(peer, "install"), capture_output=True, text=True, timeout=120, check=False)
         if r.returncode != 0:
             raise RuntimeError(f"{peer} schema install failed: {r.stderr.strip()[-400:]}")
 
 
-def setup_peers(jobs: int, slow_jobs: int) -> tuple[list[dict], str]:
-    """The peer sides to drain and a note; no sides and the reason when they cannot run here."""
+def setup_peer_group(peers: list[str]) -> tuple[bool, str]:
+    """Build or reuse the peers' venv and create their databases: (ready, what was done or why not)."""
+    venv = VENV_OF[peers[0]]
     try:
-        note = ensure_peer_venv()
-        peer_databases(create=True)
+        note = venv.ensure()
+        peer_databases(peers, create=True)
     except Exception as exc:  # noqa: BLE001 - whatever stops them, the rest of the bench runs
         try:
-            peer_databases(create=False)
+            peer_databases(peers, create=False)
         except Exception:  # noqa: BLE001
             pass
-        return [], f"peers skipped: {exc}"
-    versions = ", ".join(f"{k} {v}" for k, v in peer_pins().items())
-    return peer_sides(jobs, slow_jobs), f"{note}: {versions}; databases {', '.join(PEER_DBS.values())}"
+        return False, f"{' and '.join(peers)} skipped: {exc}"
+    return True, f"{note}: {venv.versions()}; databases {', '.join(PEER_DBS[p] for p in peers)}"
+
+
+def setup_peers(jobs: int, slow_jobs: int, oban: bool) -> tuple[list[dict], str]:
+    """The peer sides to drain and a note; no sides, and why, when they cannot run here."""
+    groups = [["pgqueuer", "procrastinate"]] + ([["oban"]] if oban else [])
+    done = [setup_peer_group(g) for g in groups]
+    ready = {p for g, (ok, _) in zip(groups, done, strict=True) if ok for p in g}
+    sides = [s for s in peer_sides(jobs, slow_jobs, oban) if s["peer"] in ready]
+    note = "; ".join(note for _, note in done)
+    return sides, note if sides else f"peers skipped: {note}"
 
 
 def peer_drain(procs: Procs, tmp: Path, side: dict) -> dict:
@@ -1060,10 +1091,10 @@ class PeerRounds:
         self.failed: dict[str, str] = {}
         self.note = ""
 
-    def setup(self, enabled: bool, jobs: int, slow_jobs: int) -> None:
+    def setup(self, enabled: bool, jobs: int, slow_jobs: int, oban: bool) -> None:
         if enabled:
-            log(f"peers: venv {os.path.relpath(PEER_VENV, ROOT)}, databases {', '.join(PEER_DBS.values())}")
-            self.sides, self.note = setup_peers(jobs, slow_jobs)
+            log("peers: throwaway venvs under .run/, one database each")
+            self.sides, self.note = setup_peers(jobs, slow_jobs, oban)
             log(f"  {self.note}")
 
     def round(self, procs: Procs, tmp: Path, hq_rate: float, r: int, rounds: int) -> None:
@@ -1079,7 +1110,7 @@ class PeerRounds:
 
     def close(self) -> None:
         if self.sides:
-            peer_databases(create=False)
+            peer_databases(sorted({s["peer"] for s in self.sides}), create=False)
 
 
 def render_peers(res: dict) -> tuple[list[str], list[str], list[tuple[str, bool]], list[tuple[str, bool]]]:
@@ -1123,7 +1154,9 @@ def render_peers(res: dict) -> tuple[list[str], list[str], list[tuple[str, bool]
         "| " + " | ".join(head) + " | worker CPU / job (ms) | PostgreSQL CPU / job (ms) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    cpu = [("", "")] * 2 + [(fmt(p["worker_ms"], 3), fmt(p["pg_ms"], 3)) for p in peers.values()]
+    b, h = res["bare_drain"], res["hq_drain"]  # the round with the median HQ/ARQ ratio
+    cpu = [(fmt(cpu_ms(b, "worker"), 3), "-"), (fmt(cpu_ms(h, "worker"), 3), fmt(cpu_ms(h, "pg"), 3))]
+    cpu += [(fmt(p["worker_ms"], 3), fmt(p["pg_ms"], 3)) for p in peers.values()]
     md += [f"| {' | '.join(c)} | {wc} | {pc} |" for c, (wc, pc) in zip(cells, cpu, strict=True)]
     for p in peers.values():
         if p["failed"]:
@@ -1504,7 +1537,13 @@ PEER_METHOD = """
   default, at most N) because it is slow: rates, not windows, are compared. Per side: the median
   rate over the rounds (lowest-highest) and the median of HQ's ratio to it, each round's HQ rate
   over that side's rate in the same round. CPU: the same sampler, over that peer's database's
-  backends. oban-py is not run (see README: Benchmarks)."""
+  backends. oban-py only with `--oban` (off by default: it needs Python 3.12; venv
+  `.run/bench-oban` from `bench/peers/requirements-oban.txt`, built with `python3.12` from PATH or
+  pyenv, else "oban skipped" and why): `bench/peers/oban_peer.py`, as `oban start --queues
+  default:100` runs it (uvloop, orjson, `Oban.create_pool` defaults), jobs in one
+  `Oban.enqueue_many`; oban has no burst mode, so the driver stops it once every completion was
+  acknowledged; last finish = when its batched acknowledgement (`Query.ack_jobs`: one UPDATE per
+  job in one transaction) that recorded the last job 'completed' returned."""
 
 
 def api_and_latency(procs: Procs, tmp: Path, args: argparse.Namespace, res: dict, token: str) -> None:
@@ -1606,6 +1645,11 @@ def main() -> int:
         default=1000,
         help="jobs per procrastinate drain (default 1000, at most --jobs; it drains ~100-300/s)",
     )
+    ap.add_argument(
+        "--oban",
+        action="store_true",
+        help="with the peers, also oban-py (needs Python 3.12; venv .run/bench-oban); off by default",
+    )
     ap.add_argument("--only", choices=["drain"], default=None, help="drain: the drain rounds alone, no API/latency")
     args = ap.parse_args()
     if args.quick:
@@ -1627,7 +1671,7 @@ def main() -> int:
         configure_django()
         info = machine_info()
         log("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-        peers.setup(args.peers, args.jobs, min(args.slow_peer_jobs, args.jobs))
+        peers.setup(args.peers, args.jobs, min(args.slow_peer_jobs, args.jobs), args.oban)
 
         # The machine's speed drifts between minutes: each round drains both sides back to back, and
         # the report takes the round with the median ratio (its figures fill the table) and the spread.

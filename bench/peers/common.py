@@ -5,8 +5,11 @@ Runs inside the throwaway venv (.run/bench-peers); no Django, no HQ code.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 T_PROC = time.time()
@@ -50,3 +53,28 @@ class Drain:
 def noop_body(drain: Drain) -> None:
     """The job body every side runs: nothing (HQ's `hq.noop` and bare ARQ's `noop` return None)."""
     drain.job_started()
+
+
+def cli(
+    install: Callable[[str], Awaitable[None]],
+    enqueue: Callable[[str, int], Awaitable[dict]],
+    drain: Callable[[str, int, int | None], Drain],
+    option: tuple[str, str],
+    run: Callable = asyncio.run,
+) -> int:
+    """A driver's command line: `install`, `enqueue --n N` (prints its JSON), `drain --n N --out
+    FILE [OPTION VALUE]`, each with `--dsn`; `option` is the peer's one setting (flag, help)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("command", choices=["install", "enqueue", "drain"])
+    p.add_argument("--dsn", required=True)
+    p.add_argument("--n", type=int, default=0)
+    p.add_argument(option[0], dest="option", type=int, default=None, help=option[1])
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    if a.command == "install":
+        run(install(a.dsn))
+    elif a.command == "enqueue":
+        print(json.dumps(run(enqueue(a.dsn, a.n))))
+    else:
+        drain(a.dsn, a.n, a.option).write(a.out)
+    return 0

@@ -18,16 +18,14 @@ the statement returned, so the last finish is when the last job's success was co
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from common import Drain, noop_body
+from common import Drain, cli, noop_body
 from pgqueuer import Queries, QueueManager, run
 from pgqueuer.adapters.cli.cli import asyncio_run
 from pgqueuer.db import AsyncpgDriver
@@ -69,7 +67,7 @@ async def counts(dsn: str) -> dict:
     return {"succeeded": log.get("successful", 0), "unfinished": left, "detail": {"queue table": left, "log": log}}
 
 
-def drain(dsn: str, n: int, batch_size: int | None, out: str) -> None:
+def drain(dsn: str, n: int, batch_size: int | None) -> Drain:
     st = Drain(n=n)
 
     @asynccontextmanager
@@ -101,24 +99,11 @@ def drain(dsn: str, n: int, batch_size: int | None, out: str) -> None:
     asyncio_run(run(factory, **options))
     st.t_exit = time.time()
     st.db = asyncio.run(counts(dsn))
-    st.write(out)
+    return st
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["install", "enqueue", "drain"])
-    p.add_argument("--dsn", required=True)
-    p.add_argument("--n", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=None, help="default: pgqueuer's own (10)")
-    p.add_argument("--out", default=None)
-    a = p.parse_args()
-    if a.command == "install":
-        asyncio.run(install(a.dsn))
-    elif a.command == "enqueue":
-        print(json.dumps(asyncio.run(enqueue(a.dsn, a.n))))
-    else:
-        drain(a.dsn, a.n, a.batch_size, a.out)
-    return 0
+    return cli(install, enqueue, drain, ("--batch-size", "default: pgqueuer's own (10)"))
 
 
 if __name__ == "__main__":

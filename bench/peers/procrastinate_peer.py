@@ -20,13 +20,11 @@ the last finish is when the last job's status 'succeeded' was committed.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import sys
 import time
 
-from common import Drain, noop_body
+from common import Drain, cli, noop_body
 from procrastinate import App, PsycopgConnector
 from procrastinate.jobs import Status
 
@@ -89,20 +87,12 @@ async def drain(dsn: str, n: int, concurrency: int | None) -> Drain:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["install", "enqueue", "drain"])
-    p.add_argument("--dsn", required=True)
-    p.add_argument("--n", type=int, default=0)
-    p.add_argument("--concurrency", type=int, default=None, help="default: procrastinate's own (1)")
-    p.add_argument("--out", default=None)
-    a = p.parse_args()
-    if a.command == "install":
-        asyncio.run(install(a.dsn))
-    elif a.command == "enqueue":
-        print(json.dumps(asyncio.run(enqueue(a.dsn, a.n))))
-    else:
-        asyncio.run(drain(a.dsn, a.n, a.concurrency)).write(a.out)
-    return 0
+    return cli(
+        install,
+        enqueue,
+        lambda dsn, n, concurrency: asyncio.run(drain(dsn, n, concurrency)),
+        ("--concurrency", "default: procrastinate's own (1)"),
+    )
 
 
 if __name__ == "__main__":
