@@ -10,6 +10,9 @@ Phases (each baseline runs right before its HQ counterpart, so they share the ma
   3. HQ drain: N `hq.noop` jobs through `queueapp.services.job_submit`, drained by one
      `manage.py runworker --burst --concurrency 100`. Drain time = min(first_started_at) ->
      max(finished_at) of the Job rows. Checks: all succeeded, one `started` event per job.
+  3b. durable PostgreSQL peers (--peers, on by default), in every round after HQ: pgqueuer (its
+     defaults, batch size 100), procrastinate (its defaults, concurrency 100), oban-py with --oban;
+     drivers in bench/peers/, run in throwaway venvs under .run/, each peer in its own database.
   4. API: the production server (granian WSGI, as `make run` and docker-compose start it) + 16
      keep-alive client threads POSTing {"function":"hq.noop"} M times, then GET /v1/me M times (the
      floor: the same stack doing nothing); compared with `enqueue_job` from asyncio at concurrency
