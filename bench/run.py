@@ -1304,62 +1304,6 @@ def cpu_ms(d: dict, key: str) -> float:
     return d["cpu"].get(key, 0.0) / d["n"] * 1000
 
 
-def phase_rows(res: dict) -> list[tuple[str, str, str, str]]:
-    """The table's rows after the drain: enqueue, API, batch, in-process submit, latency."""
-    ba, ha = res["bare_enqueue"], res["api"]
-    bl, hl = res["bare_latency"], res["hq_latency"]
-    return [
-        (
-            f"Enqueue rate, concurrency {CLIENTS} (enqueue_job vs API POST /s)",
-            fmt(ba["rate"]),
-            fmt(ha["rps"]),
-            f"{ha['rps'] / ba['rate']:.2f}x",
-        ),
-        ("  HQ POST latency p50 / p99 (ms)", "", f"{fmt(ha['p50'])} / {fmt(ha['p99'])}", ""),
-        ("  CPU per POST (us): web server / PostgreSQL / Redis / client threads", "", fmt_cpu(ha["cpu_us"]), ""),
-        ("  CPU per floor GET (us), same columns", "", fmt_cpu(res["floor"]["cpu_us"]), ""),
-        (
-            "  floor: authenticated GET /v1/me, same server and clients (/s); POST / floor",
-            "",
-            fmt(res["floor"]["rps"]),
-            f"{ha['rps'] / res['floor']['rps']:.2f}x",
-        ),
-        (
-            f"Batch submit, {res['batch']['per_call']:,} jobs per POST /v1/queue/jobs/batch (jobs/s)",
-            fmt(ba["rate"]),
-            fmt(res["batch"]["jobs_per_s"]),
-            f"{res['batch']['jobs_per_s'] / ba['rate']:.2f}x",
-        ),
-        ("  batch call latency p50 / p99 (ms)", "", f"{fmt(res['batch']['p50'])} / {fmt(res['batch']['p99'])}", ""),
-        (
-            "In-process submit, one thread (enqueue_job x16 vs job_submit /s)",
-            fmt(ba["rate"]),
-            fmt(res["inproc"]["single"]),
-            f"{res['inproc']['single'] / ba['rate']:.2f}x",
-        ),
-        (
-            "In-process jobs_submit_many, 1,000 per call (/s)",
-            fmt(ba["rate"]),
-            fmt(res["inproc"]["many"]),
-            f"{res['inproc']['many'] / ba['rate']:.2f}x",
-        ),
-        (
-            "  PostgreSQL alone: the bare job+event INSERT, one connection (pgbench), 1 / 1,000 rows per commit (/s)",
-            "",
-            " / ".join(fmt(v) if v else "-" for v in (res["pg_floor"]["single"], res["pg_floor"]["many"])),
-            "",
-        ),
-        ("Enqueue->start latency p50 (ms)", fmt(bl["p50"]), fmt(hl["p50"]), f"{hl['p50'] / bl['p50']:.3f}x"),
-        ("Enqueue->start latency p99 (ms)", fmt(bl["p99"]), fmt(hl["p99"]), f"{hl['p99'] / bl['p99']:.3f}x"),
-        (
-            "  HQ from the client's POST send: p50 / p99 (ms)",
-            "",
-            f"{fmt(hl['client_p50'])} / {fmt(hl['client_p99'])}",
-            "",
-        ),
-    ]
-
-
 def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> tuple[str, list[str]]:
     b, h = res["bare_drain"], res["hq_drain"]
     drain_ratio = h["rate"] / b["rate"]
@@ -1464,6 +1408,62 @@ def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> t
         ]
     md += ["", "## How each figure is measured", "", METHOD + (PEER_METHOD if res.get("peers") else "")]
     return "\n".join(lines), md
+
+
+def phase_rows(res: dict) -> list[tuple[str, str, str, str]]:
+    """The table's rows after the drain: enqueue, API, batch, in-process submit, latency."""
+    ba, ha = res["bare_enqueue"], res["api"]
+    bl, hl = res["bare_latency"], res["hq_latency"]
+    return [
+        (
+            f"Enqueue rate, concurrency {CLIENTS} (enqueue_job vs API POST /s)",
+            fmt(ba["rate"]),
+            fmt(ha["rps"]),
+            f"{ha['rps'] / ba['rate']:.2f}x",
+        ),
+        ("  HQ POST latency p50 / p99 (ms)", "", f"{fmt(ha['p50'])} / {fmt(ha['p99'])}", ""),
+        ("  CPU per POST (us): web server / PostgreSQL / Redis / client threads", "", fmt_cpu(ha["cpu_us"]), ""),
+        ("  CPU per floor GET (us), same columns", "", fmt_cpu(res["floor"]["cpu_us"]), ""),
+        (
+            "  floor: authenticated GET /v1/me, same server and clients (/s); POST / floor",
+            "",
+            fmt(res["floor"]["rps"]),
+            f"{ha['rps'] / res['floor']['rps']:.2f}x",
+        ),
+        (
+            f"Batch submit, {res['batch']['per_call']:,} jobs per POST /v1/queue/jobs/batch (jobs/s)",
+            fmt(ba["rate"]),
+            fmt(res["batch"]["jobs_per_s"]),
+            f"{res['batch']['jobs_per_s'] / ba['rate']:.2f}x",
+        ),
+        ("  batch call latency p50 / p99 (ms)", "", f"{fmt(res['batch']['p50'])} / {fmt(res['batch']['p99'])}", ""),
+        (
+            "In-process submit, one thread (enqueue_job x16 vs job_submit /s)",
+            fmt(ba["rate"]),
+            fmt(res["inproc"]["single"]),
+            f"{res['inproc']['single'] / ba['rate']:.2f}x",
+        ),
+        (
+            "In-process jobs_submit_many, 1,000 per call (/s)",
+            fmt(ba["rate"]),
+            fmt(res["inproc"]["many"]),
+            f"{res['inproc']['many'] / ba['rate']:.2f}x",
+        ),
+        (
+            "  PostgreSQL alone: the bare job+event INSERT, one connection (pgbench), 1 / 1,000 rows per commit (/s)",
+            "",
+            " / ".join(fmt(v) if v else "-" for v in (res["pg_floor"]["single"], res["pg_floor"]["many"])),
+            "",
+        ),
+        ("Enqueue->start latency p50 (ms)", fmt(bl["p50"]), fmt(hl["p50"]), f"{hl['p50'] / bl['p50']:.3f}x"),
+        ("Enqueue->start latency p99 (ms)", fmt(bl["p99"]), fmt(hl["p99"]), f"{hl['p99'] / bl['p99']:.3f}x"),
+        (
+            "  HQ from the client's POST send: p50 / p99 (ms)",
+            "",
+            f"{fmt(hl['client_p50'])} / {fmt(hl['client_p99'])}",
+            "",
+        ),
+    ]
 
 
 METHOD = """\
