@@ -10,6 +10,9 @@ Phases (each baseline runs right before its HQ counterpart, so they share the ma
   3. HQ drain: N `hq.noop` jobs through `queueapp.services.job_submit`, drained by one
      `manage.py runworker --burst --concurrency 100`. Drain time = min(first_started_at) ->
      max(finished_at) of the Job rows. Checks: all succeeded, one `started` event per job.
+  3b. durable PostgreSQL peers (--peers, on by default), in every round after HQ: pgqueuer (its
+     defaults, batch size 100), procrastinate (its defaults, concurrency 100), oban-py with --oban;
+     drivers in bench/peers/, run in throwaway venvs under .run/, each peer in its own database.
   4. API: the production server (granian WSGI, as `make run` and docker-compose start it) + 16
      keep-alive client threads POSTing {"function":"hq.noop"} M times, then GET /v1/me M times (the
      floor: the same stack doing nothing); compared with `enqueue_job` from asyncio at concurrency
@@ -41,13 +44,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 VENV_BIN = ROOT / ".venv" / "bin"
 PY = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
-DB_NAME = "hq_bench"
+DB_NAME = os.environ.get("HQ_BENCH_DB", "hq_bench")  # another name keeps a second checkout's runs apart
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 REDIS_DB = 15
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
@@ -242,7 +246,7 @@ class CpuSampler(threading.Thread):
     from its first sample), so process start-up outside the drain window is not charged.
     """
 
-    def __init__(self, worker_pid: int, interval: float = 0.02, wrapped: bool = False) -> None:
+    def __init__(self, worker_pid: int, interval: float = 0.02, wrapped: bool = False, db: str = DB_NAME) -> None:
         super().__init__(daemon=True)
         self.root = worker_pid
         # wrapped: worker_pid is a profiler that runs the worker as its child; charge only the child
@@ -251,6 +255,7 @@ class CpuSampler(threading.Thread):
             self.groups["redis"].add(int(redis_client().info("server")["process_id"]))
         except Exception:  # noqa: BLE001
             pass
+        self.db = db
         self.interval = interval
         self.samples: list[tuple[float, dict[int, float], tuple[int, int]]] = []
         self.halt = threading.Event()
@@ -258,14 +263,14 @@ class CpuSampler(threading.Thread):
     def run(self) -> None:
         import psycopg
 
-        conn = psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={DB_NAME}", autocommit=True)
+        conn = psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={self.db}", autocommit=True)
         next_scan = 0.0
         try:
             while not self.halt.is_set():
                 now = time.time()
                 if now >= next_scan:
                     rows = conn.execute(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [DB_NAME]
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [self.db]
                     ).fetchall()
                     self.groups["pg"].update(r[0] for r in rows)
                     self.groups["worker"].update(descendants(self.root))
@@ -824,6 +829,351 @@ def hq_latency(procs: Procs, port: int, token: str, rate: float, seconds: float)
     }
 
 
+# --- durable PostgreSQL peers (pgqueuer, procrastinate) -----------------------------------------
+# Each runs in the throwaway venv .run/bench-peers (bench/peers/requirements.txt, exact versions),
+# never the project's, through a driver script in bench/peers/ that imports no Django and no HQ.
+
+PEERS = BENCH / "peers"
+PEER_DB_PREFIX = os.environ.get("HQ_BENCH_PEER_DB_PREFIX", "hq_bench_peer")
+PEER_DBS = {
+    "pgqueuer": f"{PEER_DB_PREFIX}_pgq",
+    "procrastinate": f"{PEER_DB_PREFIX}_proc",
+    "oban": f"{PEER_DB_PREFIX}_oban",
+}
+PEER_GOALS = (  # (side, label): HQ's median drain ratio against it should reach 1.0 (issue 16)
+    ("pgq-default", "HQ drain >= 1.0x pgqueuer with its defaults"),
+    ("pgq-100", "(aim) HQ drain >= 1.0x pgqueuer at batch size 100"),
+)
+
+
+def python312() -> str | None:
+    """A Python 3.12 that runs, for oban-py: python3.12 on PATH (not a pyenv shim for a version
+    pyenv does not select), else pyenv's newest 3.12."""
+    pyenv = sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.12*/bin/python"))[::-1]
+    for cand in [shutil.which("python3.12"), *pyenv]:
+        check = [cand or "", "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 12))"]
+        if cand and subprocess.run(check, capture_output=True, check=False).returncode == 0:
+            return cand
+    return None
+
+
+class PeerVenv:
+    """A throwaway venv under .run/ (never the project's) holding one requirements file's exact pins."""
+
+    def __init__(self, name: str, requirements: str, base: Callable[[], str | None]) -> None:
+        self.path = ROOT / ".run" / name
+        self.py = self.path / "bin" / "python"
+        self.requirements = PEERS / requirements
+        self.base = base  # finds the interpreter to build the venv with, when it is needed
+
+    def pins(self) -> dict[str, str]:
+        pins = {}
+        for line in self.requirements.read_text().splitlines():
+            name, sep, version = line.split("#")[0].strip().partition("==")
+            if sep:
+                pins[name] = version
+        return pins
+
+    def installed(self) -> dict[str, str] | None:
+        """The pinned packages' versions installed in the venv (None: no usable venv)."""
+        if not self.py.exists():
+            return None
+        code = "import importlib.metadata as m, json, sys; print(json.dumps({p: m.version(p) for p in sys.argv[1:]}))"
+        r = subprocess.run([str(self.py), "-c", code, *self.pins()], capture_output=True, text=True, check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def ensure(self) -> str:
+        """Reuse the venv when it holds the pinned versions, else (re)build it; raise on failure."""
+        rel, req = os.path.relpath(self.path, ROOT), os.path.relpath(self.requirements, ROOT)
+        if self.installed() == self.pins():
+            return f"reused {rel}"
+        if not self.py.exists():
+            base = self.base()
+            if not base:
+                raise RuntimeError(f"no interpreter to build {rel} with")
+            shutil.rmtree(self.path, ignore_errors=True)
+            r = subprocess.run([base, "-m", "venv", str(self.path)], capture_output=True, text=True, check=False)
+            if r.returncode != 0:
+                raise RuntimeError(f"{base} -m venv {rel} failed: {r.stderr.strip()[-300:]}")
+        pip = [str(self.py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(self.requirements)]
+        r = subprocess.run(pip, capture_output=True, text=True, timeout=900, check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"pip install -r {req} failed: {r.stderr.strip()[-400:]}")
+        if self.installed() != self.pins():
+            raise RuntimeError(f"{rel} holds {self.installed()}, not {self.pins()}")
+        return f"built {rel} (pip install -r {req})"
+
+    def versions(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.pins().items())
+
+
+PEER_VENV = PeerVenv("bench-peers", "requirements.txt", lambda: shutil.which("python3") or sys.executable)
+OBAN_VENV = PeerVenv("bench-oban", "requirements-oban.txt", python312)  # oban-py needs Python 3.12
+VENV_OF = {"pgqueuer": PEER_VENV, "procrastinate": PEER_VENV, "oban": OBAN_VENV}
+
+
+def peer_sides(jobs: int, slow_jobs: int, oban: bool) -> list[dict]:
+    """The peers' drain configurations, in the order each round runs them."""
+    sides = [
+        {"key": "pgq-default", "peer": "pgqueuer", "label": "pgqueuer, its defaults (batch 10)", "n": jobs, "argv": []},
+        {
+            "key": "pgq-100",
+            "peer": "pgqueuer",
+            "label": "pgqueuer, batch size 100",
+            "n": jobs,
+            "argv": ["--batch-size", "100"],
+        },
+        {
+            "key": "proc-1",
+            "peer": "procrastinate",
+            "label": "procrastinate, its defaults (concurrency 1)",
+            "n": slow_jobs,
+            "argv": [],
+        },
+        {
+            "key": "proc-100",
+            "peer": "procrastinate",
+            "label": "procrastinate, concurrency 100",
+            "n": slow_jobs,
+            "argv": ["--concurrency", "100"],
+        },
+    ]
+    if oban:
+        sides.append({"key": "oban-100", "peer": "oban", "label": "oban-py, queue limit 100", "n": jobs, "argv": []})
+    return sides
+
+
+def peer_dsn(peer: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:5432/{PEER_DBS[peer]}"
+
+
+def peer_cmd(peer: str, command: str, *argv: str) -> list[str]:
+    return [str(VENV_OF[peer].py), str(PEERS / f"{peer}_peer.py"), command, "--dsn", peer_dsn(peer), *argv]
+
+
+def peer_databases(peers: list[str], create: bool) -> None:
+    """Drop these peers' databases; with create, make each anew and install that peer's schema."""
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as c:
+        for peer in peers:
+            c.execute(f"DROP DATABASE IF EXISTS {PEER_DBS[peer]} WITH (FORCE)")
+            if create:
+                c.execute(f"CREATE DATABASE {PEER_DBS[peer]}")
+    for peer in peers if create else ():
+        r = subprocess.run(peer_cmd(peer, "install"), capture_output=True, text=True, timeout=120, check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"{peer} schema install failed: {r.stderr.strip()[-400:]}")
+
+
+def setup_peer_group(peers: list[str]) -> tuple[bool, str]:
+    """Build or reuse the peers' venv and create their databases: (ready, what was done or why not)."""
+    venv = VENV_OF[peers[0]]
+    try:
+        note = venv.ensure()
+        peer_databases(peers, create=True)
+    except Exception as exc:  # noqa: BLE001 - whatever stops them, the rest of the bench runs
+        try:
+            peer_databases(peers, create=False)
+        except Exception:  # noqa: BLE001
+            pass
+        return False, f"{' and '.join(peers)} skipped: {exc}"
+    return True, f"{note}: {venv.versions()}; databases {', '.join(PEER_DBS[p] for p in peers)}"
+
+
+def setup_peers(jobs: int, slow_jobs: int, oban: bool) -> tuple[list[dict], str]:
+    """The peer sides to drain and a note; no sides, and why, when they cannot run here."""
+    groups = [["pgqueuer", "procrastinate"]] + ([["oban"]] if oban else [])
+    done = [setup_peer_group(g) for g in groups]
+    ready = {p for g, (ok, _) in zip(groups, done, strict=True) if ok for p in g}
+    sides = [s for s in peer_sides(jobs, slow_jobs, oban) if s["peer"] in ready]
+    note = "; ".join(note for _, note in done)
+    return sides, note if sides else f"peers skipped: {note}"
+
+
+def peer_drain(procs: Procs, tmp: Path, side: dict) -> dict:
+    """Enqueue side["n"] no-op jobs in bulk, then drain them with one worker process of that peer."""
+    n, peer = side["n"], side["peer"]
+    r = subprocess.run(
+        peer_cmd(peer, "enqueue", "--n", str(n)), capture_output=True, text=True, timeout=120 + n / 50, check=False
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"{peer} enqueue failed: {r.stderr.strip()[-400:]}")
+    enqueue_s = json.loads(r.stdout.strip().splitlines()[-1])["enqueue_s"]
+    out = tmp / f"{side['key']}.json"
+    out.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    p = procs.start(side["key"], peer_cmd(peer, "drain", "--n", str(n), "--out", str(out), *side["argv"]), env_for())
+    sampler = CpuSampler(p.pid, db=PEER_DBS[peer])
+    sampler.start()
+    try:
+        rc = p.wait(timeout=120 + n / 20)
+    finally:
+        sampler.stop()
+    wall = time.perf_counter() - t0
+    if rc != 0 or not out.exists():
+        raise RuntimeError(f"{side['key']} worker exited {rc} (see {tmp / (side['key'] + '.log')})")
+    st = json.loads(out.read_text())
+    drain = st["last_finish"] - st["first_start"]
+    checks = {
+        f"all {n} started once and recorded succeeded by the worker": st["started"] == n and st["finished"] == n,
+        f"the database holds {n} succeeded, none unfinished": st["db"]["succeeded"] == n
+        and st["db"]["unfinished"] == 0,
+    }
+    return {
+        "n": n,
+        "enqueue_s": enqueue_s,
+        "drain_s": drain,
+        "rate": n / drain,
+        "wall_s": wall,
+        "startup_s": st["first_start"] - st["t_proc"],
+        "writes": st["writes"],
+        "db": st["db"]["detail"],
+        "checks": checks,
+        "cpu": sampler.between(st["first_start"], st["last_finish"]),
+    }
+
+
+def peer_round(procs: Procs, tmp: Path, sides: list[dict], failed: dict[str, str], r: int, rounds: int) -> dict:
+    """One round of every peer side still running; a side that fails is noted and left out from then on."""
+    out = {}
+    for side in sides:
+        if side["key"] in failed:
+            continue
+        log(f"round {r}/{rounds}: {side['label']} drain, {side['n']} jobs")
+        try:
+            d = out[side["key"]] = peer_drain(procs, tmp, side)
+        except (OSError, RuntimeError, KeyError, ValueError, subprocess.TimeoutExpired) as exc:
+            failed[side["key"]] = str(exc)
+            log(f"  {side['key']} failed, left out from now on: {exc}")
+            continue
+        log(
+            f"  {d['rate']:.0f} jobs/s (window {d['drain_s']:.2f} s, enqueue {d['enqueue_s']:.2f} s, worker CPU "
+            f"{cpu_ms(d, 'worker'):.3f} ms/job, PG {cpu_ms(d, 'pg'):.3f} ms/job, {d['writes']} status writes); "
+            f"checks {'all pass' if all(d['checks'].values()) else d['checks']}"
+        )
+    return out
+
+
+def median_spread(values: list[float]) -> tuple[float, float, float]:
+    s = sorted(values)
+    return s[len(s) // 2], s[0], s[-1]
+
+
+def summarize_peers(sides: list[dict], per_round: list[dict], hq_rates: list[float], failed: dict[str, str]) -> dict:
+    """Per side: median rate (lowest-highest) and the median of HQ's ratio to it in the same round."""
+    out = {}
+    for side in sides:
+        got = [(rnd[side["key"]], hq) for rnd, hq in zip(per_round, hq_rates, strict=True) if side["key"] in rnd]
+        if not got:
+            continue
+        rate = median_spread([d["rate"] for d, _ in got])
+        ratio = median_spread([hq / d["rate"] for d, hq in got])
+        mid = sorted(got, key=lambda dh: dh[0]["rate"])[len(got) // 2][0]
+        out[side["key"]] = {
+            "label": side["label"],
+            "n": side["n"],
+            "rounds": len(got),
+            "rate": rate,
+            "ratio": ratio,
+            "worker_ms": cpu_ms(mid, "worker"),
+            "pg_ms": cpu_ms(mid, "pg"),
+            "checks": all(all(d["checks"].values()) for d, _ in got),
+            "failed": failed.get(side["key"], ""),
+        }
+    return out
+
+
+class PeerRounds:
+    """The peers' part of the drain rounds: set up once, every side once per round, then summed up."""
+
+    def __init__(self) -> None:
+        self.sides: list[dict] = []
+        self.per_round: list[dict] = []
+        self.hq_rates: list[float] = []  # HQ's rate in the same round, for the ratios
+        self.failed: dict[str, str] = {}
+        self.note = ""
+
+    def setup(self, enabled: bool, jobs: int, slow_jobs: int, oban: bool) -> None:
+        if enabled:
+            log("peers: throwaway venvs under .run/, one database each")
+            self.sides, self.note = setup_peers(jobs, slow_jobs, oban)
+            log(f"  {self.note}")
+
+    def round(self, procs: Procs, tmp: Path, hq_rate: float, r: int, rounds: int) -> None:
+        if self.sides:
+            self.hq_rates.append(hq_rate)
+            self.per_round.append(peer_round(procs, tmp, self.sides, self.failed, r, rounds))
+
+    def report(self, res: dict) -> None:
+        if self.note:
+            res["peers_note"] = self.note
+        if self.sides:
+            res["peers"] = summarize_peers(self.sides, self.per_round, self.hq_rates, self.failed)
+
+    def close(self) -> None:
+        if self.sides:
+            peer_databases(sorted({s["peer"] for s in self.sides}), create=False)
+
+
+def render_peers(res: dict) -> tuple[list[str], list[str], list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """The peers' drain table (text, markdown), issue 16's goals against them, and their checks."""
+    note, peers = res.get("peers_note", ""), res.get("peers", {})
+    if not peers:
+        return (["", note], ["", note], [], []) if note else ([], [], [], [])
+    b_rate = median_spread([b for b, _ in res["drain_rounds"]])
+    h_rate = median_spread([h for _, h in res["drain_rounds"]])
+    rows = [
+        (
+            "bare ARQ (max_jobs 100)",
+            res["bare_drain"]["n"],
+            b_rate,
+            median_spread([h / b for b, h in res["drain_rounds"]]),
+        ),
+        ("HQ (runworker --concurrency 100)", res["hq_drain"]["n"], h_rate, None),
+    ]
+    rows += [(p["label"], p["n"], p["rate"], p["ratio"]) for p in peers.values()]
+    cells = [
+        (
+            label,
+            f"{n:,}",
+            f"{fmt(rate[0])} ({fmt(rate[1], 0)}-{fmt(rate[2], 0)})",
+            f"{ratio[0]:.2f}x ({ratio[1]:.2f}-{ratio[2]:.2f}x)" if ratio else "",
+        )
+        for label, n, rate, ratio in rows
+    ]
+    head = (
+        "Drain, one worker process (median of rounds)",
+        "jobs",
+        "jobs/s (lowest-highest)",
+        "HQ / side (lowest-highest)",
+    )
+    w = [max(len(c[i]) for c in [head, *cells]) for i in range(4)]
+    text = ["", "  ".join(f"{h:<{w[i]}}" if i == 0 else f"{h:>{w[i]}}" for i, h in enumerate(head))]
+    text += ["-" * (sum(w) + 6)]
+    text += ["  ".join(f"{c:<{w[i]}}" if i == 0 else f"{c:>{w[i]}}" for i, c in enumerate(row)) for row in cells]
+    md = ["", "## Drain against the durable PostgreSQL queues", "", f"Peers: {note}.", ""]
+    md += [
+        "| " + " | ".join(head) + " | worker CPU / job (ms) | PostgreSQL CPU / job (ms) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    b, h = res["bare_drain"], res["hq_drain"]  # the round with the median HQ/ARQ ratio
+    cpu = [(fmt(cpu_ms(b, "worker"), 3), "-"), (fmt(cpu_ms(h, "worker"), 3), fmt(cpu_ms(h, "pg"), 3))]
+    cpu += [(fmt(p["worker_ms"], 3), fmt(p["pg_ms"], 3)) for p in peers.values()]
+    md += [f"| {' | '.join(c)} | {wc} | {pc} |" for c, (wc, pc) in zip(cells, cpu, strict=True)]
+    for p in peers.values():
+        if p["failed"]:
+            text.append(f"{p['label']}: failed after {p['rounds']} round(s): {p['failed']}")
+            md.append(f"\n{p['label']}: failed after {p['rounds']} round(s): {p['failed']}")
+    goals = [
+        (f"{label} (median {peers[key]['ratio'][0]:.2f}x)", peers[key]["ratio"][0] >= 1.0)
+        for key, label in PEER_GOALS
+        if key in peers
+    ]
+    checks = [(f"{p['label']}: every job started once and succeeded, every round", p["checks"]) for p in peers.values()]
+    return text, md, goals, checks
+
+
 # --- profiling (--profile) ------------------------------------------------------------------
 
 PROFILE_RULES = [  # first match wins: (label, frame name in the stack)
@@ -956,8 +1306,6 @@ def cpu_ms(d: dict, key: str) -> float:
 
 def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> tuple[str, list[str]]:
     b, h = res["bare_drain"], res["hq_drain"]
-    ba, ha = res["bare_enqueue"], res["api"]
-    bl, hl = res["bare_latency"], res["hq_latency"]
     drain_ratio = h["rate"] / b["rate"]
     rows = [
         (
@@ -997,6 +1345,76 @@ def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> t
             fmt(100 * h["cpu"].get("machine_busy", 0), 0),
             "",
         ),
+    ]
+    rows += phase_rows(res) if "api" in res else []  # none with --only drain
+    rows += [
+        (
+            "(info) drain-phase enqueue: enqueue_job x16 / job_submit x1 (/s)",
+            fmt(b["n"] / b["enqueue_s"]),
+            fmt(h["n"] / h["submit_s"]),
+            "",
+        ),
+    ]
+    goals = [(f"HQ drain throughput >= 0.5x bare ARQ ({drain_ratio:.2f}x)", drain_ratio >= 0.5)]
+    if "hq_latency" in res:
+        hl = res["hq_latency"]
+        goals.append((f"HQ enqueue->start p50 < 20 ms ({hl['p50']:.1f} ms)", hl["p50"] < 20))
+    peer_text, peer_md, peer_goals, peer_checks = render_peers(res)
+    goals += peer_goals
+    checks = list(h["checks"].items()) + [("checks pass in every round", res["drain_checks"])]
+    w0 = max(len(r[0]) for r in rows)
+    lines = [f"{'Figure':<{w0}}  {'bare ARQ':>10}  {'HQ':>14}  {'HQ/ARQ':>7}", "-" * (w0 + 37)]
+    lines += [f"{r[0]:<{w0}}  {r[1]:>10}  {r[2]:>14}  {r[3]:>7}" for r in rows]
+    lines += peer_text
+    lines += [""] + [f"{'PASS' if ok else 'FAIL'}  goal: {g}" for g, ok in goals]
+    lines += [f"{'PASS' if ok else 'FAIL'}  check: HQ drain {c}" for c, ok in checks]
+    lines += [f"{'PASS' if ok else 'FAIL'}  check: {c}" for c, ok in peer_checks]
+
+    md = ["# Queue benchmark: HQ vs bare ARQ", ""]
+    md += [
+        f"Generated by `bench/run.py {' '.join(sys.argv[1:])}`".rstrip() + f" in {total_s:.0f} s. "
+        "Another workload may share the machine: compare ratios from one run, not absolute figures.",
+        "",
+    ]
+    if res.get("warning"):
+        md += [f"**{res['warning']}**", ""]
+        lines += ["", res["warning"]]
+    md += ["| machine | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in info.items()]
+    md += [
+        "",
+        f"Parameters: jobs={args.jobs}, requests={args.requests}, rate={args.rate}/s, seconds={args.seconds}, "
+        f"worker concurrency={CONCURRENCY}, client concurrency={CLIENTS}.",
+        "",
+    ]
+    md += ["| figure | bare ARQ | HQ | HQ / bare ARQ |", "|---|---:|---:|---:|"]
+    md += [f"| {r[0].strip()} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]
+    md += peer_md
+    md += ["", "## Goals and checks", ""]
+    md += [f"- **{'PASS' if ok else 'FAIL'}** {g}" for g, ok in goals]
+    md += [f"- **{'PASS' if ok else 'FAIL'}** HQ drain: {c}" for c, ok in checks]
+    md += [f"- **{'PASS' if ok else 'FAIL'}** {c}" for c, ok in peer_checks]
+    if res.get("profile"):
+        pf = res["profile"]
+        md += [
+            "",
+            f"## Worker profile: {pf['tool']}",
+            "",
+            f"`runworker --burst` draining {args.jobs} jobs under the profiler ({pf['rate']:.0f} jobs/s with its "
+            "overhead).",
+            "",
+            "```",
+            pf["text"],
+            "```",
+        ]
+    md += ["", "## How each figure is measured", "", METHOD + (PEER_METHOD if res.get("peers") else "")]
+    return "\n".join(lines), md
+
+
+def phase_rows(res: dict) -> list[tuple[str, str, str, str]]:
+    """The table's rows after the drain: enqueue, API, batch, in-process submit, latency."""
+    ba, ha = res["bare_enqueue"], res["api"]
+    bl, hl = res["bare_latency"], res["hq_latency"]
+    return [
         (
             f"Enqueue rate, concurrency {CLIENTS} (enqueue_job vs API POST /s)",
             fmt(ba["rate"]),
@@ -1045,60 +1463,7 @@ def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> t
             f"{fmt(hl['client_p50'])} / {fmt(hl['client_p99'])}",
             "",
         ),
-        (
-            "(info) drain-phase enqueue: enqueue_job x16 / job_submit x1 (/s)",
-            fmt(b["n"] / b["enqueue_s"]),
-            fmt(h["n"] / h["submit_s"]),
-            "",
-        ),
     ]
-    goals = [
-        (f"HQ drain throughput >= 0.5x bare ARQ ({drain_ratio:.2f}x)", drain_ratio >= 0.5),
-        (f"HQ enqueue->start p50 < 20 ms ({hl['p50']:.1f} ms)", hl["p50"] < 20),
-    ]
-    checks = list(h["checks"].items()) + [("checks pass in every round", res["drain_checks"])]
-    w0 = max(len(r[0]) for r in rows)
-    lines = [f"{'Figure':<{w0}}  {'bare ARQ':>10}  {'HQ':>14}  {'HQ/ARQ':>7}", "-" * (w0 + 37)]
-    lines += [f"{r[0]:<{w0}}  {r[1]:>10}  {r[2]:>14}  {r[3]:>7}" for r in rows]
-    lines += [""] + [f"{'PASS' if ok else 'FAIL'}  goal: {g}" for g, ok in goals]
-    lines += [f"{'PASS' if ok else 'FAIL'}  check: HQ drain {c}" for c, ok in checks]
-
-    md = ["# Queue benchmark: HQ vs bare ARQ", ""]
-    md += [
-        f"Generated by `bench/run.py {' '.join(sys.argv[1:])}`".rstrip() + f" in {total_s:.0f} s. "
-        "Another workload may share the machine: compare ratios from one run, not absolute figures.",
-        "",
-    ]
-    if res.get("warning"):
-        md += [f"**{res['warning']}**", ""]
-        lines += ["", res["warning"]]
-    md += ["| machine | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in info.items()]
-    md += [
-        "",
-        f"Parameters: jobs={args.jobs}, requests={args.requests}, rate={args.rate}/s, seconds={args.seconds}, "
-        f"worker concurrency={CONCURRENCY}, client concurrency={CLIENTS}.",
-        "",
-    ]
-    md += ["| figure | bare ARQ | HQ | HQ / bare ARQ |", "|---|---:|---:|---:|"]
-    md += [f"| {r[0].strip()} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]
-    md += ["", "## Goals and checks", ""]
-    md += [f"- **{'PASS' if ok else 'FAIL'}** {g}" for g, ok in goals]
-    md += [f"- **{'PASS' if ok else 'FAIL'}** HQ drain: {c}" for c, ok in checks]
-    if res.get("profile"):
-        pf = res["profile"]
-        md += [
-            "",
-            f"## Worker profile: {pf['tool']}",
-            "",
-            f"`runworker --burst` draining {args.jobs} jobs under the profiler ({pf['rate']:.0f} jobs/s with its "
-            "overhead).",
-            "",
-            "```",
-            pf["text"],
-            "```",
-        ]
-    md += ["", "## How each figure is measured", "", METHOD]
-    return "\n".join(lines), md
 
 
 METHOD = """\
@@ -1142,6 +1507,117 @@ METHOD = """\
   poll_delay 0.5 s, max_jobs 100; latency = `on_job_start` time - the job's `enqueue_time`.
 - Percentiles are nearest-rank."""
 
+PEER_METHOD = """
+- **Drain against the durable PostgreSQL queues** (`--peers`, on by default; `--no-peers` leaves
+  them out). pgqueuer and procrastinate, at the exact versions in `bench/peers/requirements.txt`,
+  run in the throwaway venv `.run/bench-peers` (the bench builds it with `python3 -m venv` and
+  pip when it is absent or holds other versions; never the project's venv; without it the report
+  says "peers skipped" and why) through `bench/peers/pgqueuer_peer.py` and
+  `procrastinate_peer.py`, which import no Django and no HQ code. Each peer has its own
+  database (`hq_bench_peer_pgq`, `hq_bench_peer_proc`: dropped, created and given the peer's schema
+  by the peer's own call, `Queries.install()` / `schema_manager.apply_schema_async()`, at the
+  start; dropped at the end). Every round, right after bare ARQ and HQ, drains: pgqueuer with its
+  defaults, pgqueuer at batch size 100, procrastinate with its defaults, procrastinate at
+  concurrency 100. Each empties the peer's tables, enqueues N no-op jobs in one bulk call
+  (pgqueuer `Queries.enqueue` with lists, procrastinate `Task.batch_defer_async`) before the worker
+  starts, then ONE worker process drains them. pgqueuer as `pgq run FACTORY --mode drain
+  [--batch-size 100]` runs it: `pgqueuer.run` on pgqueuer's own `asyncio_run` (uvloop, which
+  pgqueuer installs), one asyncpg connection, a QueueManager with one entrypoint; its defaults are
+  batch_size 10 and no concurrency cap. procrastinate: `App.run_worker_async(wait=False)` (stop
+  when no job is left) on the stdlib asyncio loop as `procrastinate worker` runs it, its default
+  psycopg pool, concurrency 1 (its default) or 100 (for a no-op, 100 only adds contention: see the
+  rates). The job functions do nothing but note the time of their first call (the same work as
+  `hq.noop` and bare ARQ's `noop`). Window = first start -> last finish, wall clock in the worker
+  process as for bare ARQ: first start = the first job body entered; last finish = when the
+  status write that recorded the last job's success returned, i.e. was committed. pgqueuer writes
+  it in batches (`JobStatusLogBuffer`: at batch_size entries, every ~0.1 s and on exit, each batch
+  one autocommit `Queries.log_jobs` statement moving the jobs from `pgqueuer` to `pgqueuer_log`);
+  procrastinate once per job (`JobManager.finish_job`: `procrastinate_finish_job`, committed when
+  its pooled connection is returned). The driver wraps that method and stamps the time after it
+  returned. Correctness, every round: each body ran once, each success was written, and the
+  database holds N succeeded (pgqueuer_log 'successful' rows; procrastinate_jobs status
+  'succeeded') and nothing unfinished. procrastinate drains `--slow-peer-jobs` jobs (1,000 by
+  default, at most N) because it is slow: rates, not windows, are compared. Per side: the median
+  rate over the rounds (lowest-highest) and the median of HQ's ratio to it, each round's HQ rate
+  over that side's rate in the same round. CPU: the same sampler, over that peer's database's
+  backends. oban-py only with `--oban` (off by default: it needs Python 3.12; venv
+  `.run/bench-oban` from `bench/peers/requirements-oban.txt`, built with `python3.12` from PATH or
+  pyenv, else "oban skipped" and why): `bench/peers/oban_peer.py`, as `oban start --queues
+  default:100` runs it (uvloop, orjson, `Oban.create_pool` defaults), jobs in one
+  `Oban.enqueue_many`; oban has no burst mode, so the driver stops it once every completion was
+  acknowledged; last finish = when its batched acknowledgement (`Query.ack_jobs`: one UPDATE per
+  job in one transaction) that recorded the last job 'completed' returned."""
+
+
+def api_and_latency(procs: Procs, tmp: Path, args: argparse.Namespace, res: dict, token: str) -> None:
+    """The phases after the drain rounds (left out by --only drain): enqueue, API, batch, in-process
+    submit, the PostgreSQL floor and enqueue->start latency; their figures go into res."""
+    log(f"bare ARQ enqueue: {args.requests} enqueue_job at concurrency {CLIENTS}")
+    reset_state()
+    s = asyncio.run(arq_enqueue(args.requests, CLIENTS))
+    res["bare_enqueue"] = {"n": args.requests, "elapsed_s": s, "rate": args.requests / s}
+    log(f"  {args.requests / s:.0f} enqueues/s")
+
+    reset_state()
+    web, port = start_web(procs)
+    api_load(port, token, 64, CLIENTS)  # warm-up
+    reset_state()
+    log(f"HQ API: {args.requests} POSTs at concurrency {CLIENTS} to the production server on port {port}")
+    web_cpu = CpuSampler(web.pid)
+    web_cpu.groups["client"] = {os.getpid()}  # the client threads (and this sampler)
+    web_cpu.start()
+    res["api"] = a = api_load(port, token, args.requests, CLIENTS)
+    (count,) = sql_one("SELECT count(*) FROM queueapp_job")
+    log(
+        f"  {a['rps']:.0f} req/s, p50 {a['p50']:.1f} ms, p99 {a['p99']:.1f} ms, errors {a['errors']}, "
+        f"connections opened {a['connects']}, jobs recorded {count}"
+    )
+    if a["errors"] or count != args.requests:
+        raise RuntimeError(f"API phase: {a['errors']} errors {a['statuses']}, {count} jobs recorded")
+    log(f"floor: {args.requests} authenticated GET /v1/me at concurrency {CLIENTS}")
+    res["floor"] = f = api_load(port, token, args.requests, CLIENTS, ("GET", "/v1/me", None), ok=200)
+    web_cpu.stop()
+    for phase in (a, f):
+        spent = web_cpu.between(*phase["window"])
+        phase["cpu_us"] = {k: spent.get(k, 0.0) / phase["n"] * 1e6 for k in ("worker", "pg", "redis", "client")}
+    log(f"  CPU per request (us) POST {fmt_cpu(a['cpu_us'])}; floor {fmt_cpu(f['cpu_us'])}")
+    log(f"  {f['rps']:.0f} req/s, p50 {f['p50']:.1f} ms; POST / floor {a['rps'] / f['rps']:.2f}x")
+
+    reset_state()
+    calls, per_call = (5, 1000) if args.quick else (20, 1000)
+    log(f"HQ batch: {calls} POST /v1/queue/jobs/batch of {per_call} jobs, 2 clients")
+    res["batch"] = bt = api_batches(port, token, calls, per_call, 2)
+    bt["per_call"] = per_call
+    (count,) = sql_one("SELECT count(*) FROM queueapp_job")
+    (pushed,) = (redis_client().zcard(transport_queue_key()),)
+    log(f"  {bt['jobs_per_s']:.0f} jobs/s, call p50 {bt['p50']:.0f} ms; recorded {count}, pushed {pushed}")
+    if bt["errors"] or count != calls * per_call or pushed != count:
+        raise RuntimeError(f"batch: {bt['errors']} errors {bt['statuses']}, {count} recorded, {pushed} pushed")
+
+    reset_state()
+    n_single, n_many = (300, 5000) if args.quick else (args.requests, 20_000)
+    log(f"HQ in-process: job_submit x{n_single} on one thread, jobs_submit_many x{n_many}")
+    res["inproc"] = {"single": n_single / hq_submit(n_single)}
+    reset_state()
+    res["inproc"]["many"] = n_many / hq_submit_many(n_many)
+    log(f"  job_submit {res['inproc']['single']:.0f}/s, jobs_submit_many {res['inproc']['many']:.0f}/s")
+    reset_state()
+    res["pg_floor"] = {"single": pg_floor(tmp, 1), "many": pg_floor(tmp, 1000)}
+    reset_state()
+    log(f"  PostgreSQL alone (pgbench, the bare INSERT): {res['pg_floor']}")
+
+    log(f"bare ARQ enqueue->start: {args.rate}/s for {args.seconds} s, default poll_delay")
+    res["bare_latency"] = bl = bare_latency(procs, tmp, args.rate, args.seconds)
+    log(f"  p50 {bl['p50']:.1f} ms, p99 {bl['p99']:.1f} ms over {bl['n']} jobs")
+
+    log(f"HQ enqueue->start: POST {args.rate}/s for {args.seconds} s with runworker running")
+    res["hq_latency"] = hl = hq_latency(procs, port, token, args.rate, args.seconds)
+    log(
+        f"  p50 {hl['p50']:.1f} ms, p99 {hl['p99']:.1f} ms over {hl['n']} jobs "
+        f"(achieved {hl['achieved_rate']:.1f}/s; from client send p50 {hl['client_p50']:.1f} ms)"
+    )
+    procs.stop(web)
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1160,6 +1636,24 @@ def main() -> int:
     )
     ap.add_argument("--py-spy", default=None, help="py-spy executable (default: on PATH); not installed by the bench")
     ap.add_argument("--keep-logs", action="store_true", help="keep subprocess logs even on success")
+    ap.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also drain pgqueuer and procrastinate in every round, in the venv .run/bench-peers (default: on)",
+    )
+    ap.add_argument(
+        "--slow-peer-jobs",
+        type=int,
+        default=1000,
+        help="jobs per procrastinate drain (default 1000, at most --jobs; it drains ~100-300/s)",
+    )
+    ap.add_argument(
+        "--oban",
+        action="store_true",
+        help="with the peers, also oban-py (needs Python 3.12; venv .run/bench-oban); off by default",
+    )
+    ap.add_argument("--only", choices=["drain"], default=None, help="drain: the drain rounds alone, no API/latency")
     args = ap.parse_args()
     if args.quick:
         args.jobs, args.requests, args.seconds = min(args.jobs, 500), min(args.requests, 300), min(args.seconds, 3)
@@ -1172,6 +1666,7 @@ def main() -> int:
     procs = Procs(tmp)
     res: dict = {}
     ok = False
+    peers = PeerRounds()
     try:
         log(f"setup: database {DB_NAME} (drop, create, migrate), Redis db {REDIS_DB}, token; logs in {tmp}")
         code_before = code_snapshot()
@@ -1179,6 +1674,7 @@ def main() -> int:
         configure_django()
         info = machine_info()
         log("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+        peers.setup(args.peers, args.jobs, min(args.slow_peer_jobs, args.jobs), args.oban)
 
         # The machine's speed drifts between minutes: each round drains both sides back to back, and
         # the report takes the round with the median ratio (its figures fill the table) and the spread.
@@ -1198,76 +1694,15 @@ def main() -> int:
                 f"{h['rate'] / b['rate']:.2f}x; checks {'all pass' if all(h['checks'].values()) else h['checks']}"
             )
             rounds.append((b, h))
+            peers.round(procs, tmp, h["rate"], r, args.rounds)
+        peers.report(res)
         rounds.sort(key=lambda bh: bh[1]["rate"] / bh[0]["rate"])
         res["bare_drain"], res["hq_drain"] = rounds[len(rounds) // 2]
         res["drain_rounds"] = [(b["rate"], h["rate"]) for b, h in rounds]
         res["drain_checks"] = all(all(h["checks"].values()) for _, h in rounds)
 
-        log(f"bare ARQ enqueue: {args.requests} enqueue_job at concurrency {CLIENTS}")
-        reset_state()
-        s = asyncio.run(arq_enqueue(args.requests, CLIENTS))
-        res["bare_enqueue"] = {"n": args.requests, "elapsed_s": s, "rate": args.requests / s}
-        log(f"  {args.requests / s:.0f} enqueues/s")
-
-        reset_state()
-        web, port = start_web(procs)
-        api_load(port, token, 64, CLIENTS)  # warm-up
-        reset_state()
-        log(f"HQ API: {args.requests} POSTs at concurrency {CLIENTS} to the production server on port {port}")
-        web_cpu = CpuSampler(web.pid)
-        web_cpu.groups["client"] = {os.getpid()}  # the client threads (and this sampler)
-        web_cpu.start()
-        res["api"] = a = api_load(port, token, args.requests, CLIENTS)
-        (count,) = sql_one("SELECT count(*) FROM queueapp_job")
-        log(
-            f"  {a['rps']:.0f} req/s, p50 {a['p50']:.1f} ms, p99 {a['p99']:.1f} ms, errors {a['errors']}, "
-            f"connections opened {a['connects']}, jobs recorded {count}"
-        )
-        if a["errors"] or count != args.requests:
-            raise RuntimeError(f"API phase: {a['errors']} errors {a['statuses']}, {count} jobs recorded")
-        log(f"floor: {args.requests} authenticated GET /v1/me at concurrency {CLIENTS}")
-        res["floor"] = f = api_load(port, token, args.requests, CLIENTS, ("GET", "/v1/me", None), ok=200)
-        web_cpu.stop()
-        for phase in (a, f):
-            spent = web_cpu.between(*phase["window"])
-            phase["cpu_us"] = {k: spent.get(k, 0.0) / phase["n"] * 1e6 for k in ("worker", "pg", "redis", "client")}
-        log(f"  CPU per request (us) POST {fmt_cpu(a['cpu_us'])}; floor {fmt_cpu(f['cpu_us'])}")
-        log(f"  {f['rps']:.0f} req/s, p50 {f['p50']:.1f} ms; POST / floor {a['rps'] / f['rps']:.2f}x")
-
-        reset_state()
-        calls, per_call = (5, 1000) if args.quick else (20, 1000)
-        log(f"HQ batch: {calls} POST /v1/queue/jobs/batch of {per_call} jobs, 2 clients")
-        res["batch"] = bt = api_batches(port, token, calls, per_call, 2)
-        bt["per_call"] = per_call
-        (count,) = sql_one("SELECT count(*) FROM queueapp_job")
-        (pushed,) = (redis_client().zcard(transport_queue_key()),)
-        log(f"  {bt['jobs_per_s']:.0f} jobs/s, call p50 {bt['p50']:.0f} ms; recorded {count}, pushed {pushed}")
-        if bt["errors"] or count != calls * per_call or pushed != count:
-            raise RuntimeError(f"batch: {bt['errors']} errors {bt['statuses']}, {count} recorded, {pushed} pushed")
-
-        reset_state()
-        n_single, n_many = (300, 5000) if args.quick else (args.requests, 20_000)
-        log(f"HQ in-process: job_submit x{n_single} on one thread, jobs_submit_many x{n_many}")
-        res["inproc"] = {"single": n_single / hq_submit(n_single)}
-        reset_state()
-        res["inproc"]["many"] = n_many / hq_submit_many(n_many)
-        log(f"  job_submit {res['inproc']['single']:.0f}/s, jobs_submit_many {res['inproc']['many']:.0f}/s")
-        reset_state()
-        res["pg_floor"] = {"single": pg_floor(tmp, 1), "many": pg_floor(tmp, 1000)}
-        reset_state()
-        log(f"  PostgreSQL alone (pgbench, the bare INSERT): {res['pg_floor']}")
-
-        log(f"bare ARQ enqueue->start: {args.rate}/s for {args.seconds} s, default poll_delay")
-        res["bare_latency"] = bl = bare_latency(procs, tmp, args.rate, args.seconds)
-        log(f"  p50 {bl['p50']:.1f} ms, p99 {bl['p99']:.1f} ms over {bl['n']} jobs")
-
-        log(f"HQ enqueue->start: POST {args.rate}/s for {args.seconds} s with runworker running")
-        res["hq_latency"] = hl = hq_latency(procs, port, token, args.rate, args.seconds)
-        log(
-            f"  p50 {hl['p50']:.1f} ms, p99 {hl['p99']:.1f} ms over {hl['n']} jobs "
-            f"(achieved {hl['achieved_rate']:.1f}/s; from client send p50 {hl['client_p50']:.1f} ms)"
-        )
-        procs.stop(web)
+        if args.only != "drain":  # --only drain: the drain rounds alone
+            api_and_latency(procs, tmp, args, res, token)
 
         if args.profile:
             log(f"profile: HQ drain of {args.jobs} jobs under {'py-spy' if py_spy else 'cProfile'}")
@@ -1290,6 +1725,7 @@ def main() -> int:
         return 0
     finally:
         procs.stop_all()
+        peers.close()
         if ok and not args.keep_logs:
             shutil.rmtree(tmp, ignore_errors=True)
         elif not ok:
