@@ -61,6 +61,8 @@ class Outcome:
     due_at: datetime | None = None
     dispatched_at: datetime | None = None
     detail: dict[str, Any] | None = None
+    #: When the body ended (the job's `finished_at` when the move ends the job), not when the batch is written.
+    ended_at: datetime = dataclasses.field(default_factory=clock.now)
 
     def __post_init__(self) -> None:
         if self.move not in transitions.FINISH_MOVES:
@@ -207,7 +209,7 @@ class PgStore:
             "kinds": [o.kind for _, _, o in items],
             "results": [Jsonb(o.result) if o.result is not None else None for _, _, o in items],
             "errors": [o.error for _, _, o in items],
-            "finished": [now if o.finished else None for _, _, o in items],
+            "finished": [o.ended_at if o.finished else None for _, _, o in items],
             "dues": [o.due_at for _, _, o in items],
             "dispatched": [o.dispatched_at for _, _, o in items],
             "details": [Jsonb(o.detail or {}) for _, _, o in items],
@@ -304,7 +306,7 @@ def _orm_finish(job_id: str, attempt: int, outcome: Outcome) -> bool:
         "result": outcome.result,
         "error": outcome.error,
         "worker_id": "",
-        "finished_at": now if outcome.finished else None,
+        "finished_at": outcome.ended_at if outcome.finished else None,
         "dispatched_at": outcome.dispatched_at,
     }
     if outcome.due_at is not None:
