@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services lint typecheck bench soak chaos fuzz lock audit system-deps clean
+.PHONY: run test install services lint typecheck bench soak rss-soak chaos fuzz lock audit system-deps clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ bench: install
 soak: install
 	bash scripts/ensure-services.sh
 	$(PY) bench/soak.py --minutes $(or $(SOAK_MINUTES),5)
+
+## rss-soak: worker memory under RSS_RATE (1,000) jobs/s for RSS_MINUTES (10); prints FLAT or NOT FLAT
+rss-soak: install
+	bash scripts/ensure-services.sh
+	@mkdir -p .run
+	$(PY) bench/rss_soak.py --minutes $(or $(RSS_MINUTES),10) --rate $(or $(RSS_RATE),1000)
 
 ## chaos: only the fault tests (they also run in make test)
 chaos: install

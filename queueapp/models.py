@@ -115,6 +115,18 @@ class Job(models.Model):
             models.Index(fields=["workspace", "function"], name="job_ws_function"),
             models.Index(fields=["queue", "state", "due_at"], name="job_queue_state_due"),
             models.Index(fields=["due_at"], name="job_waiting_due", condition=Q(state__in=["queued", "deferred"])),
+            # The relay's two reads stay small however long the backlog: waiting rows never pushed
+            # (normally none), and waiting rows by the time of their last push (the oldest first).
+            models.Index(
+                fields=["due_at"],
+                name="job_unpushed",
+                condition=Q(state__in=["queued", "deferred"], dispatched_at__isnull=True),
+            ),
+            models.Index(
+                fields=["dispatched_at"],
+                name="job_pushed_waiting",
+                condition=Q(state__in=["queued", "deferred"], dispatched_at__isnull=False),
+            ),
             models.Index(fields=["worker_id"], name="job_running_worker", condition=Q(state="running")),
             models.Index(fields=["finished_at"], name="job_finished"),
             # The observability summary: windows over recent finishes per workspace, and current counts

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 
 import redis
 from django.conf import settings
@@ -24,13 +25,19 @@ logger = logging.getLogger("hq.worker")
 async def relay(runtime: SideTaskRuntime) -> None:
     """Push jobs Redis may not hold; everything waiting when Redis reports a new run_id."""
     last_run_id: str | None = None
+    next_old = 0.0
     while not runtime.stopping.is_set():
         try:
             run_id = await run_sync(transport.server_run_id)
             everything = last_run_id is not None and run_id != last_run_id
             if everything:
                 logger.warning("Redis restarted (run_id changed): re-pushing every waiting job")
-            pushed = await run_sync(engine.relay_pass, everything=everything)
+            # A nudge (every push sends one) wakes the relay for jobs never pushed; the safety net
+            # for old pushes runs once per interval, however busy the queue is.
+            old = time.monotonic() >= next_old
+            if old:
+                next_old = time.monotonic() + settings.HQ_RELAY_INTERVAL_S
+            pushed = await run_sync(engine.relay_pass, everything=everything, old_pushes=old)
             last_run_id = run_id
             if pushed:
                 logger.info("relay pushed %d job(s)", pushed)

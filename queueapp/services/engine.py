@@ -15,7 +15,7 @@ from uuid import UUID
 import redis
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import QuerySet
 
 from hq import clock
 from hq.models import User, Workspace
@@ -26,21 +26,37 @@ from queueapp.services.jobs import job_transition
 logger = logging.getLogger(__name__)
 
 
-def relay_pass(*, everything: bool = False, batch: int = 500) -> int:
-    """Push due waiting jobs that Redis may not hold: never pushed, or pushed longer ago than the grace.
+def relay_pass(*, everything: bool = False, old_pushes: bool = True, batch: int = 500) -> int:
+    """Push due waiting jobs that Redis may not hold; return how many were picked.
 
-    `everything` ignores the grace (Redis reported a new run_id: it may have lost all it held).
-    The conditional start keeps a job single however often it is pushed.
+    Jobs never pushed (or handed back) are all pushed, batch by batch. Jobs pushed longer ago than
+    `HQ_RELAY_GRACE_S` are a safety net for a Redis that lost them without restarting (a flush, an
+    eviction): one batch per pass, the oldest push first, so that a backlog older than the grace
+    costs a bounded amount per pass instead of all of it every pass (`old_pushes=False` skips
+    them: the relay side task checks them once per interval). `everything` pushes every
+    waiting job (Redis reported a new run_id: it may have lost all it held). The conditional start
+    keeps a job single however often it is pushed.
     """
     now = clock.now()
+    due = selectors.jobs_due_unpaused()
+    if everything:
+        return _relay_batches(due, now, batch, rounds=None, order="due_at")
+    pushed = _relay_batches(due.filter(dispatched_at__isnull=True), now, batch, rounds=None, order="due_at")
+    if not old_pushes:
+        return pushed
+    cutoff = now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
+    return pushed + _relay_batches(due.filter(dispatched_at__lt=cutoff), now, batch, rounds=1, order="dispatched_at")
+
+
+def _relay_batches(rows: QuerySet[Job], now: datetime, batch: int, rounds: int | None, order: str) -> int:
+    """Push `rows` in batches (at most `rounds` of them), `order` first, and stamp them dispatched;
+    return how many (the indexes `job_unpushed` and `job_pushed_waiting` serve the two orders)."""
     pushed = 0
-    while True:
+    while rounds is None or rounds > 0:
         with transaction.atomic():
-            cutoff = now if everything else now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
-            rows = selectors.jobs_due_unpaused().filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=cutoff))
             picked = list(
                 rows.select_for_update(skip_locked=True, no_key=True)
-                .order_by("due_at")
+                .order_by(order)
                 .values_list("id", "attempts", "queue", "due_at", "function", "workspace_id")[:batch]
             )
             if not picked:
@@ -50,6 +66,8 @@ def relay_pass(*, everything: bool = False, batch: int = 500) -> int:
             pushed += len(picked)
         if len(picked) < batch:
             return pushed
+        rounds = None if rounds is None else rounds - 1
+    return pushed
 
 
 def worker_heartbeat(

@@ -164,6 +164,25 @@ def test_redis_flushed_jobs_are_repushed_once(api, member, burst):
     assert all(job(i).state == "succeeded" and runs(i) == 1 for i in ids)
 
 
+def test_relay_pushes_every_unpushed_job_but_one_batch_of_old_pushes_per_pass(api, member):
+    """A backlog older than the grace (Redis holds it, the workers are behind) costs one batch per
+    pass, oldest push first, not all of it every pass; a job never pushed is always pushed."""
+    ids = [submit(api, member, function="tests.count") for _ in range(5)]
+    long_ago = clock.now() - timedelta(seconds=3600)
+    Job.objects.filter(pk__in=ids).update(dispatched_at=None)
+    assert services.relay_pass(batch=2) == 5, "never pushed: all of them, batch after batch"
+    for n, i in enumerate(ids):
+        Job.objects.filter(pk=i).update(dispatched_at=long_ago + timedelta(seconds=n))
+    assert services.relay_pass(batch=2) == 2
+    assert sorted(
+        str(i)
+        for i in Job.objects.filter(dispatched_at__gt=long_ago + timedelta(seconds=60)).values_list("pk", flat=True)
+    ) == sorted(ids[:2])
+    assert services.relay_pass(batch=2) == 2
+    assert services.relay_pass(batch=2) == 1
+    assert services.relay_pass(batch=2) == 0, "all pushed within the grace now"
+
+
 def test_duplicate_deliveries_start_once(api, member, burst):
     job_id = submit(api, member, function="tests.count")
     j = job(job_id)
