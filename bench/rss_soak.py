@@ -122,13 +122,18 @@ def main() -> int:
                 next_sample += SAMPLE_S
                 if len(samples) % 12 == 0:
                     print(f"  {samples[-1][0]:5.0f} s: worker RSS {samples[-1][1] / 1024:.1f} MiB, {accepted} accepted")
-        deadline = time.monotonic() + 120
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM queueapp_job WHERE finished_at IS NULL")
+            (backlog,) = cur.fetchone()
+        t_end = time.monotonic()
+        deadline = t_end + 120
         while time.monotonic() < deadline:
             with connection.cursor() as cur:
                 cur.execute("SELECT count(*) FROM queueapp_job WHERE finished_at IS NULL")
                 if cur.fetchone()[0] == 0:
                     break
             time.sleep(0.5)
+        drained_s = time.monotonic() - t_end
         samples.append((time.monotonic() - t0, rss_kib(worker.pid)))
     finally:
         worker.terminate()
@@ -150,7 +155,8 @@ def main() -> int:
     lost = accepted - ok
     print(
         f"rss soak: {args.minutes:g} min at {args.rate:g} jobs/s; accepted {accepted}, recorded {total}, "
-        f"succeeded {ok}, lost {lost}, started twice {twice}; submitter at most {behind_max:.2f} s behind schedule"
+        f"succeeded {ok}, lost {lost}, started twice {twice}; submitter at most {behind_max:.2f} s behind schedule; "
+        f"unfinished when the submits stopped {backlog} (drained {drained_s:.1f} s later)"
     )
     print(
         f"worker RSS: {warm / 1024:.1f} MiB after {WARMUP_S:.0f} s, {last / 1024:.1f} MiB at the end, "

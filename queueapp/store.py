@@ -142,6 +142,11 @@ class PgStore:
         for key in ("cursor_factory", "context", "server_side_binding", "prepare_threshold"):
             params.pop(key, None)
         params["autocommit"] = True
+        # Never prepared: a prepared statement's generic plan is made once, when the job table may
+        # be small, and kept. A worker started on an empty table then joined its START batches to a
+        # sequential scan of 27,000 rows (110-190 ms per batch in rss_soak, seen with auto_explain);
+        # planned each time, the lookups stay on the primary key whatever the table's size.
+        params["prepare_threshold"] = None
         # At most `HQ_WORKER_DB_POOL_MAX` connections (one kept open); the batchers rarely need more
         # than two, since each flush carries every start or finish that arrived meanwhile. A dropped
         # connection is found by `_fetch`, which retries once on a fresh one. Made closed, so that
