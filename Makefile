@@ -48,7 +48,7 @@ typecheck: install
 ## bench: benchmarks with their baselines in the same run (not tests); writes bench/RESULTS-*.md
 bench: install
 	bash scripts/ensure-services.sh
-	$(PY) bench/run.py
+	$(PY) bench/run.py --profile
 	$(PY) bench/summary_bench.py | tee bench/RESULTS-summary.txt
 	$(PY) bench/scheduler_bench.py
 	{ echo "# HQ benchmark report"; echo; echo "Written by make bench on $$(date -u +%F). Machine: $$(nproc) cores."; \

@@ -1059,6 +1059,19 @@ class PeerVenv:
 PEER_VENV = PeerVenv("bench-peers", "requirements.txt", lambda: shutil.which("python3") or sys.executable)
 OBAN_VENV = PeerVenv("bench-oban", "requirements-oban.txt", python312)  # oban-py needs Python 3.12
 VENV_OF = {"pgqueuer": PEER_VENV, "procrastinate": PEER_VENV, "oban": OBAN_VENV}
+TOOLS_VENV = PeerVenv("bench-tools", "requirements-tools.txt", lambda: shutil.which("python3") or sys.executable)
+
+
+def find_py_spy(given: str | None) -> str | None:
+    """py-spy: the one given, else on PATH, else the bench's tools venv (built when absent)."""
+    if given or shutil.which("py-spy"):
+        return given or shutil.which("py-spy")
+    try:
+        log(f"py-spy: {TOOLS_VENV.ensure()}")
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        log(f"py-spy unavailable ({exc}); the profile uses cProfile")
+        return None
+    return str(TOOLS_VENV.path / "bin" / "py-spy")
 
 
 def peer_sides(jobs: int, slow_jobs: int, oban: bool) -> list[dict]:
@@ -1809,7 +1822,9 @@ def main() -> int:
         action="store_true",
         help="also drain N jobs under a profiler (py-spy when found, else cProfile) and attribute it",
     )
-    ap.add_argument("--py-spy", default=None, help="py-spy executable (default: on PATH); not installed by the bench")
+    ap.add_argument(
+        "--py-spy", default=None, help="py-spy executable (default: on PATH, else the venv .run/bench-tools)"
+    )
     ap.add_argument("--keep-logs", action="store_true", help="keep subprocess logs even on success")
     ap.add_argument(
         "--peers",
@@ -1833,7 +1848,7 @@ def main() -> int:
     if args.quick:
         args.jobs, args.requests, args.seconds = min(args.jobs, 500), min(args.requests, 300), min(args.seconds, 3)
         args.rounds = 1
-    py_spy = args.py_spy or shutil.which("py-spy")
+    py_spy = find_py_spy(args.py_spy) if args.profile else None
 
     lock = bench_lock()  # held until this process exits
     t_start = time.perf_counter()
