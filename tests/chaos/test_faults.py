@@ -12,6 +12,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from django.test import override_settings
@@ -31,9 +32,12 @@ pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def private_redis():
+    """A redis-server of the test's own, on this xdist worker's db. A subprocess worker reaches it
+    only through HQ_TEST_REDIS_BASE (hq.test_settings sets REDIS_URL from it, over the env's)."""
     server = RedisServer()
     server.start()
-    with override_settings(REDIS_URL=server.url):
+    db = settings.REDIS_URL.rsplit("/", 1)[1]
+    with override_settings(REDIS_URL=f"{server.base}/{db}"):
         hq_redis.reset()
         yield server
     server.stop()
@@ -69,7 +73,7 @@ def test_redis_restart_loses_nothing_and_doubles_nothing(api, member, procs, pri
         action="send_message",
         args={"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "x"}},
     )
-    procs.env.update({"REDIS_URL": private_redis.url, "HQ_RELAY_GRACE_S": "1", "HQ_SCHEDULER_MAX_SLEEP_S": "1"})
+    procs.env.update({"HQ_TEST_REDIS_BASE": private_redis.base, "HQ_SCHEDULER_MAX_SLEEP_S": "1"})
     procs.worker()
     before = [submit(api, member) for _ in range(10)]
     wait_for(lambda: Job.objects.filter(pk__in=before, state="succeeded").count() == 10, what="jobs before")
@@ -82,6 +86,8 @@ def test_redis_restart_loses_nothing_and_doubles_nothing(api, member, procs, pri
     hq_redis.reset()
     wait_for(lambda: ScheduleFire.objects.filter(schedule=task).exists(), timeout=20, what="the fire")
     time.sleep(1.5)
+    # The worker's Redis is this one too: nothing reached it (the relay's grace is long past).
+    assert not Job.objects.filter(pk__in=during).exclude(state="queued").exists()
 
     private_redis.start()  # a new, empty Redis: a new run_id
     hq_redis.reset()
