@@ -8,13 +8,19 @@ from hq import redis as hq_redis
 from queueapp.registry import JobContext, job_function
 
 
+def runs_by_attempt(job_id: object) -> dict[int, int]:
+    """How many times each attempt's body started (counted in Redis by the body itself)."""
+    counts = hq_redis.client().hgetall(hq_redis.key("test-runs", str(job_id)))
+    return {int(attempt): int(n) for attempt, n in counts.items()}
+
+
 def runs(job_id: object) -> int:
-    """How many times a job body started (counted in Redis by the body itself)."""
-    return int(hq_redis.client().get(hq_redis.key("test-runs", str(job_id))) or 0)
+    """How many times a job body started, over all its attempts."""
+    return sum(runs_by_attempt(job_id).values())
 
 
 def _count(ctx: JobContext) -> None:
-    hq_redis.client().incr(hq_redis.key("test-runs", str(ctx.job_id)))
+    hq_redis.client().hincrby(hq_redis.key("test-runs", str(ctx.job_id)), str(ctx.attempt), 1)
 
 
 @job_function("tests.count", max_tries=3, retry_backoff=0)
