@@ -191,7 +191,9 @@ class PgStore:
             row.pop("from_state", None)
             key = (str(row["id"]), row.pop("attempt"))
             started[key] = Started(**row)
-        return [started.get((job_id, attempt)) for job_id, attempt in items]
+        # One START row feeds one body: should the same attempt be delivered twice into one batch
+        # (the relay reclaimed it while this worker held it), the second delivery gets None.
+        return [started.pop((job_id, attempt), None) for job_id, attempt in items]
 
     async def unmark(self, job_id: str, attempt: int) -> str | None:
         async with self.pool.connection() as conn:

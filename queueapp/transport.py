@@ -146,10 +146,14 @@ def _due_queues(items: list[Push], now_ms: int) -> set[str]:
     return {i.queue for i in items if i.due_at.timestamp() * 1000 <= now_ms + 50}
 
 
-def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
+def push(items: Iterable[Push], client: redis.Redis | None = None, *, reclaim: bool = False) -> int:
     """Hand attempts to ARQ; return how many were new. Raises `redis.RedisError` when Redis is away.
 
     Like `ArqRedis.enqueue_job`, a push is refused while ARQ still holds the job or its result.
+    `reclaim` first drops each attempt's job and in-progress keys: for a row still waiting long
+    after its push, which a worker may have claimed and died before starting (its in-progress key
+    would keep every other worker off it for a week). Safe because START is conditional: should
+    the first claimer still start it, the second delivery is refused.
     """
     items = list(items)
     if not items:
@@ -157,6 +161,9 @@ def push(items: Iterable[Push], client: redis.Redis | None = None) -> int:
     client = client or hq_redis.client()
     now_ms = clock_ms()
     calls = _script_calls(items, now_ms)
+    if reclaim:
+        ids = [arq_job_id(i.job_id, i.attempt) for i in items]
+        client.delete(*(prefix + i for i in ids for prefix in (job_key_prefix, in_progress_key_prefix)))
     for attempt in (1, 2):
         # EVALSHA straight away: a registered script in a pipeline asks SCRIPT EXISTS first, a
         # second round trip on every push. A server that lacks the script (restarted) gets it once.

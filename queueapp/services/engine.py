@@ -31,24 +31,29 @@ def relay_pass(*, everything: bool = False, old_pushes: bool = True, batch: int 
 
     Jobs never pushed (or handed back) are all pushed, batch by batch. Jobs pushed longer ago than
     `HQ_RELAY_GRACE_S` are a safety net for a Redis that lost them without restarting (a flush, an
-    eviction): one batch per pass, the oldest push first, so that a backlog older than the grace
-    costs a bounded amount per pass instead of all of it every pass (`old_pushes=False` skips
-    them: the relay side task checks them once per interval). `everything` pushes every
+    eviction) and for a worker that claimed one and died before starting it (its in-progress key
+    is dropped: `transport.push(reclaim=True)`). They go one batch per pass, the oldest push
+    first, so that a backlog older than the grace costs a bounded amount per pass instead of all
+    of it every pass (`old_pushes=False` skips them: the relay side task checks them once per
+    interval). `everything` pushes every
     waiting job (Redis reported a new run_id: it may have lost all it held). The conditional start
     keeps a job single however often it is pushed.
     """
     now = clock.now()
     due = selectors.jobs_due_unpaused()
     if everything:
-        return _relay_batches(due, now, batch, rounds=None, order="due_at")
+        return _relay_batches(due, now, batch, rounds=None, order="due_at", reclaim=True)
     pushed = _relay_batches(due.filter(dispatched_at__isnull=True), now, batch, rounds=None, order="due_at")
     if not old_pushes:
         return pushed
     cutoff = now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
-    return pushed + _relay_batches(due.filter(dispatched_at__lt=cutoff), now, batch, rounds=1, order="dispatched_at")
+    old = due.filter(dispatched_at__lt=cutoff)
+    return pushed + _relay_batches(old, now, batch, rounds=1, order="dispatched_at", reclaim=True)
 
 
-def _relay_batches(rows: QuerySet[Job], now: datetime, batch: int, rounds: int | None, order: str) -> int:
+def _relay_batches(
+    rows: QuerySet[Job], now: datetime, batch: int, rounds: int | None, order: str, reclaim: bool = False
+) -> int:
     """Push `rows` in batches (at most `rounds` of them), `order` first, and stamp them dispatched;
     return how many (the indexes `job_unpushed` and `job_pushed_waiting` serve the two orders)."""
     pushed = 0
@@ -61,7 +66,8 @@ def _relay_batches(rows: QuerySet[Job], now: datetime, batch: int, rounds: int |
             )
             if not picked:
                 return pushed
-            transport.push(transport.Push(i, a + 1, q, d, registry.fair_lane(f, w)) for i, a, q, d, f, w in picked)
+            pushes = [transport.Push(i, a + 1, q, d, registry.fair_lane(f, w)) for i, a, q, d, f, w in picked]
+            transport.push(pushes, reclaim=reclaim)
             Job.objects.filter(pk__in=[p[0] for p in picked]).update(dispatched_at=now)
             pushed += len(picked)
         if len(picked) < batch:

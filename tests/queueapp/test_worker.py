@@ -183,6 +183,60 @@ def test_relay_pushes_every_unpushed_job_but_one_batch_of_old_pushes_per_pass(ap
     assert services.relay_pass(batch=2) == 0, "all pushed within the grace now"
 
 
+def test_an_attempt_claimed_by_a_worker_that_died_before_starting_it_runs(api, member, burst):
+    """A claim marks the attempt in progress for a week; a worker killed before its START commits
+    leaves the row waiting. The relay's check of old pushes drops the stale claim and pushes again."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+    from django.conf import settings
+
+    job_id = submit(api, member, function="tests.count")
+
+    async def die_after_claiming() -> list[str]:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        share = transport.Share(cap=10, user_limit=10, running={})
+        got = await transport.claim(client, "default", 10, share, 7 * 24 * 3600 * 1000)
+        await client.aclose()
+        return [arq_id for arq_id, _, _ in got]
+
+    assert asyncio.run(die_after_claiming()) == [f"{job_id}:1"]
+
+    async def startable() -> int:
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        try:
+            return await transport.startable_count("default", client, transport.clock_ms())
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(startable()) == 0
+    Job.objects.filter(pk=job_id).update(dispatched_at=clock.now() - timedelta(hours=1))
+    assert services.relay_pass() == 1
+    assert asyncio.run(startable()) == 1, "the stale claim is dropped and the attempt can be claimed again"
+    burst()
+    assert (job(job_id).state, runs(job_id)) == ("succeeded", 1)
+
+
+def test_one_attempt_delivered_twice_into_one_start_batch_starts_one_body(api, member):
+    import asyncio
+
+    from queueapp import store as stores
+
+    job_id = submit(api, member, function="tests.count")
+
+    async def start_twice() -> list:
+        st = stores.for_database()
+        await st.open()
+        try:
+            return list(await asyncio.gather(st.start(job_id, 1, "w:1"), st.start(job_id, 1, "w:1")))
+        finally:
+            await st.close()
+
+    got = asyncio.run(start_twice())
+    assert sorted(x is None for x in got) == [False, True], got
+    assert started_events(job_id) == 1
+
+
 def test_duplicate_deliveries_start_once(api, member, burst):
     job_id = submit(api, member, function="tests.count")
     j = job(job_id)
