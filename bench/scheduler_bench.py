@@ -58,12 +58,13 @@ from bench.run import Procs, bench_lock, log, manage, pct, proc_cpu_s, wait_for 
 BENCH = ROOT / "bench"
 VENV_BIN = ROOT / ".venv" / "bin"
 PY = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
-DB_NAME = "hq_bench_sched"
+# The databases and the Redis database are the bench's own (dropped and flushed); another run on
+# the same machine can point them elsewhere: HQ_BENCH_SCHED_DB, HQ_BENCH_BEAT_DB, HQ_BENCH_REDIS_URL.
+DB_NAME = os.environ.get("HQ_BENCH_SCHED_DB", "hq_bench_sched")
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
-BEAT_DB = "hq_bench_beat"
+BEAT_DB = os.environ.get("HQ_BENCH_BEAT_DB", "hq_bench_beat")
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-REDIS_DB = 15
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = os.environ.get("HQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 PREFIX = "hqbenchsched:"
 EMAIL = "bench-sched@example.com"
 WORKSPACE = "bench-sched"
@@ -889,7 +890,7 @@ def main() -> int:
     res: dict = {"errors": {}}
     ok = False
     try:
-        log(f"setup: database {DB_NAME} (drop, create, migrate), Redis db {REDIS_DB} prefix {PREFIX}; logs in {tmp}")
+        log(f"setup: database {DB_NAME} (drop, create, migrate), Redis {REDIS_URL} prefix {PREFIX}; logs in {tmp}")
         code_before = code_snapshot()
         setup_database()
         configure_django()
