@@ -86,7 +86,7 @@ def _insert_text(model: type[models.Model], names: tuple[str, ...], varying: tup
     fields = _fields_cached(model, names)
     select = [f"r.{quote(f.column)}" if f.attname in varying else f"%s::{f.db_type(connection)}" for f in fields]
     arrays_of = [f for f in fields if f.attname in varying]
-    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in arrays_of)
+    arrays = ", ".join(f"%b::{f.db_type(connection)}[]" for f in arrays_of)
     aliases = ", ".join(quote(f.column) for f in arrays_of)
     targets = ", ".join(quote(f.column) for f in fields)
     return (
@@ -122,7 +122,7 @@ def bulk_update(model: type[models.Model], pks: Sequence[Any], columns: Mapping[
     pk = model._meta.pk
     quote = connection.ops.quote_name
     sets = ", ".join(f"{quote(f.column)} = r.{quote(f.column)}" for f in fields)
-    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in [pk, *fields])
+    arrays = ", ".join(f"%b::{f.db_type(connection)}[]" for f in [pk, *fields])
     names = ", ".join(quote(f.column) for f in [pk, *fields])
     table, key = quote(model._meta.db_table), quote(pk.column)
     execute_binary(
@@ -139,10 +139,12 @@ def _concrete_field(model: type[models.Model], name: str) -> models.Field[Any, A
 
 
 def execute_binary(query: str, params: list[Any]) -> None:
-    """Run one statement with server-side binding and binary dumping (PostgreSQL only).
+    """Run one statement with server-side binding and binary results (PostgreSQL only).
 
     Django's client-side cursor quotes every array element through a regex: a third of the cost
-    of a 1,000-row insert.
+    of a 1,000-row insert. Arrays are bound with `%b`: psycopg's default (`%s`) sends a list in
+    PostgreSQL's text array syntax, built element by element in Python (quoting each timestamp
+    through a regex) and parsed back by the server, five to ten times the cost of the binary form.
     """
     import psycopg
 
