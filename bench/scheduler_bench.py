@@ -335,6 +335,7 @@ def run_burst(procs: Procs, fx: dict, n: int, distinct: bool = False) -> dict:
         f"scheduler nudged {margin:.2f} s before S"
     )
     if margin < 0.3:
+        procs.stop(sched)  # else it would still be firing during the next phase
         raise RuntimeError(f"setup overran the slot ({margin:.2f} s left); the machine is too busy")
 
     poller = Poller(zkey)
