@@ -59,6 +59,10 @@ class _Outcome(NamedTuple):
     state_reason: str
 
 
+#: A pass's outcomes by (trigger JSON text, slot, action): rows that share them share the outcome.
+_Outcomes = dict[tuple[str, datetime, str], _Outcome]
+
+
 def next_fire(trigger: dict[str, Any], after: datetime) -> datetime | None:
     """The next slot strictly after `after` (TriggerError for a bad stored trigger)."""
     return triggers.next_fire_after(trigger, after)
@@ -226,7 +230,7 @@ def _fire_due(now: datetime, batch: int) -> int:
     moment a claim comes back full: while PostgreSQL writes one batch, the next is built. They
     claim disjoint rows (SKIP LOCKED), exactly as that many schedulers would.
     """
-    outcomes: dict[tuple[str, datetime, str], _Outcome] = {}  # rows sharing a trigger, slot and action
+    outcomes: _Outcomes = {}
     helpers = settings.HQ_SCHEDULER_CONNECTIONS - 1 if connection.vendor == "postgresql" else 0
     pool: ThreadPoolExecutor | None = None
     running: list[Future[int]] = []
@@ -248,7 +252,7 @@ def _fire_due(now: datetime, batch: int) -> int:
 def _fire_batches(
     now: datetime,
     batch: int,
-    outcomes: dict[tuple[str, datetime, str], _Outcome],
+    outcomes: _Outcomes,
     *,
     on_full: Callable[[], None] | None = None,
     own_thread: bool = False,
@@ -269,7 +273,7 @@ def _fire_batches(
 def _fire_batch(
     now: datetime,
     batch: int,
-    outcomes: dict[tuple[str, datetime, str], _Outcome],
+    outcomes: _Outcomes,
     on_full: Callable[[], None] | None = None,
 ) -> tuple[int, bool]:
     """Claim, fire and advance one batch in one transaction; return (fires written, whether the claim was full).
