@@ -21,11 +21,12 @@ Phases:
      from the bits of i, five zones), so no next fire is shared between rows; then ("burst") all
      on one trigger.
      Then a diagnostic: the same N schedules made due again and fired by one in-process
-     `scheduler_pass()` with timers around its parts (SQL via connection.execute_wrapper).
+     `scheduler_pass()` on one connection with timers around its parts.
   3. idle: N idle schedules (next_fire_at 1-31 days ahead) for N = 1,000; 10,000; 100,000 (the table
-     grows, VACUUM ANALYZE after each step, as autovacuum would): one `scheduler_pass()` +
-     `next_due_at()` in this process, median of 50 after 5 warm-ups. Goal: < 2 ms and flat.
-     EXPLAIN ANALYZE of both statements must show the partial index `schedule_due`.
+     grows, VACUUM ANALYZE after each step, as autovacuum would): one `scheduler_tick()` (what the
+     scheduler side task calls) in this process, median of 50 after 5 warm-ups. Goal: < 2 ms and
+     flat. EXPLAIN ANALYZE of the claim (also as a prepared statement's generic plan) and of the
+     next-due read must show the partial index `schedule_due`.
   4. django-celery-beat at the same N (bench/beat_compare.py under a throwaway venv /tmp/beatvenv,
      own settings module, its own database `hq_bench_beat`), interleaved with step 3 per N.
 Results: printed and written to bench/RESULTS-scheduler.md. Databases are dropped and Redis db 15
@@ -58,12 +59,13 @@ from bench.run import Procs, bench_lock, log, manage, pct, proc_cpu_s, wait_for 
 BENCH = ROOT / "bench"
 VENV_BIN = ROOT / ".venv" / "bin"
 PY = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
-DB_NAME = "hq_bench_sched"
+# The databases and the Redis database are the bench's own (dropped and flushed); another run on
+# the same machine can point them elsewhere: HQ_BENCH_SCHED_DB, HQ_BENCH_BEAT_DB, HQ_BENCH_REDIS_URL.
+DB_NAME = os.environ.get("HQ_BENCH_SCHED_DB", "hq_bench_sched")
 DB_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
-BEAT_DB = "hq_bench_beat"
+BEAT_DB = os.environ.get("HQ_BENCH_BEAT_DB", "hq_bench_beat")
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-REDIS_DB = 15
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = os.environ.get("HQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 PREFIX = "hqbenchsched:"
 EMAIL = "bench-sched@example.com"
 WORKSPACE = "bench-sched"
@@ -333,6 +335,7 @@ def run_burst(procs: Procs, fx: dict, n: int, distinct: bool = False) -> dict:
         f"scheduler nudged {margin:.2f} s before S"
     )
     if margin < 0.3:
+        procs.stop(sched)  # else it would still be firing during the next phase
         raise RuntimeError(f"setup overran the slot ({margin:.2f} s left); the machine is too busy")
 
     poller = Poller(zkey)
@@ -444,9 +447,13 @@ def run_burst(procs: Procs, fx: dict, n: int, distinct: bool = False) -> dict:
 
 
 def profile_pass(n: int) -> dict:
-    """Make the N burst schedules due again and time one in-process scheduler_pass by its parts."""
+    """Make the N burst schedules due again and time one in-process scheduler_pass by its parts.
+
+    With one connection (HQ_SCHEDULER_CONNECTIONS=1): the parts of batches run at once would overlap.
+    """
     from django.conf import settings
     from django.db import connection
+    from django.test.utils import override_settings
 
     from hq import clock, db
     from queueapp import enqueue
@@ -469,16 +476,10 @@ def profile_pass(n: int) -> dict:
 
         return wrapper
 
-    def select_timer(execute, stmt, params, many, context):  # noqa: ANN001, ANN202
-        t0 = time.perf_counter()
-        try:
-            return execute(stmt, params, many, context)
-        finally:
-            if stmt.lstrip().startswith("SELECT") and "schedules_schedule" in stmt[:200]:
-                t_["select"] += time.perf_counter() - t0
-
     patches = [
+        (engine, "_claim", "select"),
         (engine, "next_fire", "next_fire"),
+        (engine, "_not_yet_fired", "fired check"),
         (db, "bulk_insert", lambda model, *_: f"insert {model.__name__}"),
         (db, "bulk_update", "update"),
         (enqueue, "jobs_insert", "insert jobs"),
@@ -491,7 +492,7 @@ def profile_pass(n: int) -> dict:
     connection.ensure_connection()
     connection._commit = timed("commit", connection._commit)
     try:
-        with connection.execute_wrapper(select_timer):
+        with override_settings(HQ_SCHEDULER_CONNECTIONS=1):
             t0 = time.perf_counter()
             fired = engine.scheduler_pass()
             total = time.perf_counter() - t0
@@ -504,6 +505,7 @@ def profile_pass(n: int) -> dict:
     parts = [
         ("due SELECT ... FOR NO KEY UPDATE SKIP LOCKED, rows as tuples", ms(t_["select"])),
         (f"next_fire() x{n // batches} (cron, cached per trigger and slot)", ms(t_["next_fire"])),
+        ("already-fired check: SELECT ... = ANY(array)", ms(t_["fired check"])),
         ("ScheduleFire INSERT ... unnest", ms(t_["insert ScheduleFire"])),
         ("Job + JobEvent INSERT ... unnest, one statement", ms(t_["insert jobs"])),
         ("advance schedules: UPDATE ... FROM unnest", ms(t_["update"])),
@@ -518,58 +520,88 @@ def profile_pass(n: int) -> dict:
 # --- idle ------------------------------------------------------------------------------------
 
 
-def explain(stmt: str) -> str:
+def explain(stmt: str, params: list, generic: bool = False) -> str:
+    """EXPLAIN ANALYZE of one statement as the engine runs it (bound on the server), rolled back.
+
+    generic: the plan PostgreSQL keeps for a prepared statement (the engine's are prepared after
+    their first run), which cannot use a parameter's value to pick an index.
+    """
+    import psycopg
     from django.db import connection, transaction
 
-    with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("EXPLAIN (ANALYZE, COSTS OFF) " + stmt)
+    connection.ensure_connection()
+    with transaction.atomic(), psycopg.Cursor(connection.connection) as cur:
+        if generic:
+            cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cur.execute("EXPLAIN (ANALYZE, COSTS OFF) " + stmt, params)
         plan = "\n".join(r[0] for r in cur.fetchall())
         transaction.set_rollback(True)
     return plan
 
 
-def measure_idle(n: int, iters: int) -> dict:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+class StatementLog:
+    """The statements this process sends to PostgreSQL meanwhile (Django's and raw psycopg's)."""
 
+    def __enter__(self) -> list[str]:
+        import psycopg
+
+        self.sent: list[str] = []
+        self.original = psycopg.Cursor.execute
+        sent, original = self.sent, self.original
+
+        def execute(cur, query, params=None, **kw):  # noqa: ANN001, ANN003, ANN202
+            sent.append(query if isinstance(query, str) else repr(query))
+            return original(cur, query, params, **kw)
+
+        psycopg.Cursor.execute = execute
+        return self.sent
+
+    def __exit__(self, *exc: object) -> None:
+        import psycopg
+
+        psycopg.Cursor.execute = self.original
+
+
+def measure_idle(n: int, iters: int) -> dict:
+    from django.conf import settings
+    from django.db import connection
+
+    from hq import clock
     from schedules import engine
 
     for _ in range(5):
-        engine.scheduler_pass()
-        engine.next_due_at()
-    times, p_times, d_times, cpu = [], [], [], []
+        engine.scheduler_tick()
+    times, cpu = [], []
     fired = 0
     for _ in range(iters):
         c0 = time.thread_time()
         t0 = time.perf_counter()
-        fired += engine.scheduler_pass()
+        fired += engine.scheduler_tick()[0]
         t1 = time.perf_counter()
-        engine.next_due_at()
-        t2 = time.perf_counter()
         cpu.append((time.thread_time() - c0) * 1000)
-        times.append((t2 - t0) * 1000)
-        p_times.append((t1 - t0) * 1000)
-        d_times.append((t2 - t1) * 1000)
-    with CaptureQueriesContext(connection) as q:
-        engine.scheduler_pass()
-        engine.next_due_at()
-    stmts = [x["sql"] for x in q.captured_queries]
-    due_sql = next(s for s in stmts if "SKIP LOCKED" in s)
-    min_sql = next(s for s in stmts if "MIN(" in s.upper())
-    plans = {"due": explain(due_sql), "next_due_at": explain(min_sql)}
+        times.append((t1 - t0) * 1000)
+    with StatementLog() as stmts:
+        engine.scheduler_tick()
+    in_transaction = connection.connection.info.transaction_status != 0  # psycopg: 0 = idle, no transaction
+    due_sql = engine.CLAIM_SQL.format(batch=settings.HQ_SCHEDULER_BATCH)
+    now = [clock.now()]
+    plans = {
+        "due": explain(due_sql, now),
+        "due (prepared, generic plan)": explain(due_sql, now, generic=True),
+        "next_due_at": explain(engine.NEXT_DUE_SQL, []),
+    }
     return {
         "n": n,
         "median_ms": statistics.median(times),
         "p90_ms": pct(times, 90),
         "cpu_ms": statistics.median(cpu),
-        "pass_ms": statistics.median(p_times),
-        "next_due_ms": statistics.median(d_times),
         "fired": fired,
         "statements": len(stmts),
         "statement_heads": [
-            "SELECT ... SKIP LOCKED" if "SKIP LOCKED" in x else "SELECT MIN(...)" if "MIN(" in x else x[:8]
+            "SELECT ... SKIP LOCKED" if "SKIP LOCKED" in x else "SELECT min(...)" if "min(" in x.lower() else x[:8]
             for x in stmts
         ],
+        "left_open_transaction": in_transaction,
         "plans": plans,
         "index_used": all("schedule_due" in p for p in plans.values()),
         "due_sql": due_sql,
@@ -673,7 +705,7 @@ def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> t
     if idle:
         hdr = (
             "N idle",
-            "HQ pass+next_due ms (p90)",
+            "HQ tick ms (p90)",
             "HQ client CPU ms",
             "beat steady tick ms",
             "beat rebuild tick ms",
@@ -703,11 +735,11 @@ def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> t
         md += ["| " + " | ".join(r) + " |" for r in rows]
         md += [
             "",
-            "HQ: one `scheduler_pass()` + `next_due_at()` in-process (median of "
-            f"{args.iters} after 5 warm-ups); split: "
+            "HQ: one `scheduler_tick()` in-process, as the scheduler side task calls it (median of "
+            f"{args.iters} after 5 warm-ups); statements sent per iteration: "
             + "; ".join(
-                f"N={x['n']:,}: pass {x['pass_ms']:.3f} + next_due_at {x['next_due_ms']:.3f} ms, "
-                f"{x['statements']} statements ({', '.join(x['statement_heads'])})"
+                f"N={x['n']:,}: {x['statements']} ({', '.join(x['statement_heads'])})"
+                + (", transaction left open" if x["left_open_transaction"] else "")
                 for x in idle
             )
             + ".",
@@ -731,22 +763,12 @@ def render(info: dict, args: argparse.Namespace, res: dict, total_s: float) -> t
         verdicts.append(
             ("check: EXPLAIN uses partial index schedule_due at every N", all(x["index_used"] for x in idle))
         )
-        md += [
-            "",
-            f"EXPLAIN (ANALYZE, COSTS OFF) at N = {last['n']:,}:",
-            "",
-            "```",
-            last["due_sql"],
-            "",
-            last["plans"]["due"],
-            "",
-            "-- next_due_at()",
-            last["plans"]["next_due_at"],
-            "```",
-        ]
-        lines += ["", f"EXPLAIN at N={last['n']:,} (due query / next_due_at):"]
-        lines += ["  " + ln for ln in last["plans"]["due"].splitlines()]
-        lines += ["  " + ln for ln in last["plans"]["next_due_at"].splitlines()]
+        md += ["", f"EXPLAIN (ANALYZE, COSTS OFF) at N = {last['n']:,}:", "", "```", last["due_sql"]]
+        lines += ["", f"EXPLAIN at N={last['n']:,}:"]
+        for name, plan in last["plans"].items():
+            md += ["", f"-- {name}", plan]
+            lines += [f"  -- {name}"] + ["  " + ln for ln in plan.splitlines()]
+        md.append("```")
     if res.get("beat_note"):
         md += ["", f"django-celery-beat: {res['beat_note']}"]
         lines += ["", f"django-celery-beat: {res['beat_note']}"]
@@ -846,16 +868,21 @@ METHOD = """\
   utime+stime of the scheduler process and of the database's PostgreSQL backends, read from /proc
   just before S and right after the last fire became visible.
 - Where a batch's time goes: after the burst the same N schedules are set due (1 s ago) and ONE
-  `scheduler_pass()` runs in this process with timers wrapped (in this process only) around
-  `engine.next_fire`, `hq.db.bulk_insert` (per model), `hq.db.bulk_update`, the connection's
-  COMMIT, `enqueue.push` and `enqueue._count`, plus `connection.execute_wrapper` for the due
-  SELECT. Figures are per batch; "rest" is the pass's total minus the timed parts.
+  `scheduler_pass()` runs in this process on one connection (HQ_SCHEDULER_CONNECTIONS=1, so no two
+  batches overlap) with timers wrapped (in this process only) around `engine._claim` (the due
+  SELECT), `engine.next_fire`, `engine._not_yet_fired`, `hq.db.bulk_insert` (per model),
+  `hq.db.bulk_update`, the connection's COMMIT, `enqueue.push` and `enqueue._count`. Figures are
+  per batch; "rest" is the pass's total minus the timed parts. The burst itself runs with the
+  default HQ_SCHEDULER_CONNECTIONS.
 - Idle: the table is emptied, then grown to each N with next_fire_at 1-31 days ahead, then VACUUM
-  ANALYZE. One iteration = `scheduler_pass()` + `next_due_at()` exactly as the scheduler side task
-  calls them (minus the thread hop), wall clock in this process; median and p90 of the timed
-  iterations after 5 warm-ups; "client CPU" = this thread's CPU time per iteration (Django ORM and
-  psycopg, not PostgreSQL's), less sensitive to other load. EXPLAIN (ANALYZE) runs the two
-  statements captured from a real iteration (inside a rolled-back transaction).
+  ANALYZE. One iteration = `scheduler_tick()` exactly as the scheduler side task calls it (minus the
+  thread hop), wall clock in this process; median and p90 of the timed iterations after 5 warm-ups;
+  "client CPU" = this thread's CPU time per iteration (Django and psycopg, not PostgreSQL's), less
+  sensitive to other load. The statements one iteration sends are logged at psycopg's
+  `Cursor.execute` (psycopg's own BEGIN/COMMIT do not pass there; whether the iteration left a
+  transaction open is read from the connection). EXPLAIN (ANALYZE) runs the engine's claim and
+  next-due statements with the iteration's parameters, bound on the server as the engine does, the
+  claim also under `plan_cache_mode = force_generic_plan` (inside rolled-back transactions).
 - django-celery-beat: bench/beat_compare.py under /tmp/beatvenv (celery, django-celery-beat, Django
   5.2, psycopg; never the project venv), its own settings module in a temp dir, PostgreSQL database
   `hq_bench_beat`; N PeriodicTasks on one CrontabSchedule `0 * * * *` UTC; Celery with
@@ -889,7 +916,7 @@ def main() -> int:
     res: dict = {"errors": {}}
     ok = False
     try:
-        log(f"setup: database {DB_NAME} (drop, create, migrate), Redis db {REDIS_DB} prefix {PREFIX}; logs in {tmp}")
+        log(f"setup: database {DB_NAME} (drop, create, migrate), Redis {REDIS_URL} prefix {PREFIX}; logs in {tmp}")
         code_before = code_snapshot()
         setup_database()
         configure_django()

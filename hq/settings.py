@@ -197,6 +197,9 @@ HQ_SCHEDULE_MAX_CONSECUTIVE_FAILURES = env.int("HQ_SCHEDULE_MAX_CONSECUTIVE_FAIL
 HQ_SCHEDULER_MAX_SLEEP_S = env.float("HQ_SCHEDULER_MAX_SLEEP_S", default=30.0)
 # Due schedules claimed per scheduler transaction.
 HQ_SCHEDULER_BATCH = env.int("HQ_SCHEDULER_BATCH", default=1000)
+# Transactions (each on its own connection) a scheduler runs at once through a backlog larger than
+# one batch; PostgreSQL writes one batch while the scheduler builds the next. 1 turns it off.
+HQ_SCHEDULER_CONNECTIONS = env.int("HQ_SCHEDULER_CONNECTIONS", default=2)
 
 # Outside services. Base URLs come only from settings (never from a request body), so tests point
 # them at loopback servers.

@@ -30,11 +30,10 @@ async def scheduler(runtime: SideTaskRuntime) -> None:
         max_sleep_s = settings.HQ_SCHEDULER_MAX_SLEEP_S
         sleep_s = max_sleep_s
         try:
-            fired = await run_sync(engine.scheduler_pass)
+            fired, nxt = await run_sync(engine.scheduler_tick)
             metrics.scheduler_iteration(fired)
             if fired:
                 logger.info("scheduler fired %d schedule(s)", fired)
-            nxt = await run_sync(engine.next_due_at)
             if nxt is not None:
                 sleep_s = min(max_sleep_s, max((nxt - clock.now()).total_seconds(), 0.0))
                 if not fired and sleep_s == 0.0:

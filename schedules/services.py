@@ -271,8 +271,8 @@ def schedule_fire_now(*, schedule: Schedule, actor: User | None) -> ScheduleFire
     if s.state not in (ScheduleState.ACTIVE, ScheduleState.PAUSED):
         raise _conflict(s, "fire")
     _ensure_owner_present(s, "fire")
-    due = engine.Due(s.pk, s.workspace_id, s.owner_id, s.trigger, s.action, s.next_fire_at)
-    return ScheduleFire.objects.get(pk=engine.fires_create([(due, clock.now(), 0, True)])[0])
+    item = engine.FireItem(s.pk, s.workspace_id, s.owner_id, clock.now(), skipped_slots=0, manual=True)
+    return ScheduleFire.objects.get(pk=engine.fires_create([item])[0])
 
 
 def _cancel_pending_fires(s: Schedule, reason: str) -> int:

@@ -143,16 +143,23 @@ class TriggerTooExpensive(TriggerError):
 
 
 class _Budget:
-    """The work left to one evaluation: CPU seconds of this thread and scan windows."""
+    """The work left to one evaluation: CPU seconds of this thread and scan windows.
+
+    The CPU clock starts at the first scan window: reading it is a system call (about 1 us, more
+    on a loaded VM), and a cron evaluation, which never scans, would pay it on every next fire.
+    """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.deadline = time.thread_time() + seconds
+        self.deadline: float | None = None
         self.windows = EVALUATION_MAX_WINDOWS
 
     def spend(self) -> None:
         self.windows -= 1
-        if self.windows < 0 or time.thread_time() > self.deadline:
+        now = time.thread_time()
+        if self.deadline is None:
+            self.deadline = now + self.seconds
+        if self.windows < 0 or now > self.deadline:
             raise TriggerTooExpensive(
                 f"the rule is too expensive to evaluate: finding one occurrence takes more than "
                 f"{EVALUATION_MAX_WINDOWS} scan windows or {self.seconds * 1000:.0f} ms; "
@@ -195,7 +202,8 @@ def use_pinned_tzdata() -> None:
     """
     zoneinfo.reset_tzpath(to=[])
     zoneinfo.ZoneInfo.clear_cache()
-    _load_zone.cache_clear()
+    for cached in (_load_zone, _wall_to_utc, _local_wall):
+        cached.cache_clear()
 
 
 # --------------------------------------------------------------------------- #
@@ -356,6 +364,7 @@ def _load_zone(name: str) -> zoneinfo.ZoneInfo:
         raise TriggerError(f"unknown time zone {name!r}", "tz") from exc
 
 
+@functools.lru_cache(maxsize=8192)  # pure; schedules due together share their slots and zones
 def _wall_to_utc(wall: datetime, zone: zoneinfo.ZoneInfo) -> datetime:
     """Map a naive local wall time to the single UTC instant it fires at.
 
@@ -382,6 +391,7 @@ def _wall_to_utc(wall: datetime, zone: zoneinfo.ZoneInfo) -> datetime:
     return datetime.fromtimestamp(hi, UTC)
 
 
+@functools.lru_cache(maxsize=1024)  # pure; a scheduler batch asks it for one slot in a few zones
 def _local_wall(instant: datetime, zone: zoneinfo.ZoneInfo) -> datetime:
     """The naive wall-clock reading of ``instant`` in ``zone`` (fold dropped)."""
     return instant.astimezone(zone).replace(tzinfo=None, fold=0)
@@ -495,7 +505,7 @@ _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
 _WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # five constants, hashed by identity (a cache key)
 class _CronField:
     label: str
     low: int
@@ -586,21 +596,20 @@ def _parse_cron(expr: str) -> _Cron:
             f"got {len(fields)}; seconds and year fields are not supported",
             "expr",
         )
-    values = [_expand_cron_field(raw, spec) for raw, spec in zip(fields, _CRON_FIELDS, strict=True)]
+    minute, hour, day, month, weekday = _CRON_FIELDS
     # Vixie cron: a day field starting with '*' is unrestricted, and the two day
     # fields are OR-ed only when both are restricted.
     day_or = not (fields[2].startswith("*") or fields[4].startswith("*"))
-    minutes, hours, days, months, weekdays = values
     cron = _Cron(
         " ".join(fields),
         day_or,
-        tuple(minutes),
-        tuple(hours),
-        frozenset(days),
-        frozenset(months),
-        frozenset(weekdays),
+        _expand_cron_field(fields[0], minute),
+        _expand_cron_field(fields[1], hour),
+        _cron_field_set(fields[2], day),
+        _cron_field_set(fields[3], month),
+        _cron_field_set(fields[4], weekday),
     )
-    if not day_or and not any(d <= _LONGEST_MONTH[m - 1] for m in months for d in days):
+    if not day_or and not any(d <= _LONGEST_MONTH[m - 1] for m in cron.months for d in cron.days):
         raise TriggerError(f"cron expression {cron.normalised!r} never matches a real date", "expr")
     return cron
 
@@ -615,16 +624,29 @@ def _expand_cron_macro(text: str) -> str:
     raise TriggerError(f"unknown cron macro {text!r}; accepted: {accepted}", "expr")
 
 
-def _expand_cron_field(text: str, field: _CronField) -> list[int]:
+@functools.lru_cache(maxsize=4096)
+def _expand_cron_field(text: str, field: _CronField) -> tuple[int, ...]:
+    """A field's numbers, sorted; cached per text, since most expressions share most fields ("*")."""
     values: set[int] = set()
     for token in text.split(","):
         if not token:
             raise TriggerError(f"cron {field.label} field {text!r} has an empty list item", "expr")
         values |= _expand_cron_token(token, field)
-    return sorted(values)
+    return tuple(sorted(values))
 
 
-def _expand_cron_token(token: str, field: _CronField) -> set[int]:
+@functools.lru_cache(maxsize=1024)
+def _cron_field_set(text: str, field: _CronField) -> frozenset[int]:
+    """A field's numbers as a set: the day and month fields are tested by membership."""
+    return frozenset(_expand_cron_field(text, field))
+
+
+@functools.lru_cache(maxsize=4096)
+def _expand_cron_token(token: str, field: _CronField) -> frozenset[int]:
+    """A list item's numbers; cached, since expressions that differ mostly share their items."""
+    if token.isdigit() and len(token) <= 4:  # a plain number, by far the most common token: no regex
+        value = _cron_value(token, field)
+        return frozenset((value % 7,) if field.label == "day-of-week" else (value,))
     match = _CRON_TOKEN.match(token)
     if match is None or (match["a"] and match["b"] is None and match["step"]):
         raise TriggerError(_cron_token_problem(token, field), "expr")
@@ -646,7 +668,7 @@ def _expand_cron_token(token: str, field: _CronField) -> set[int]:
     if not 1 <= step <= field.size:
         raise TriggerError(f"cron {field.label} step in {token!r} must be between 1 and {field.size}", "expr")
     values = range(low, high + 1, step)
-    return {v % 7 for v in values} if is_dow else set(values)
+    return frozenset(v % 7 for v in values) if is_dow else frozenset(values)
 
 
 def _cron_token_problem(token: str, field: _CronField) -> str:

@@ -94,6 +94,42 @@ def test_a_slot_that_already_fired_is_skipped_without_stalling_the_batch(member,
     assert a.state == "active" and a.next_fire_at > slot
 
 
+def test_a_backlog_larger_than_a_batch_fires_each_schedule_once_over_two_connections(member, room, settings):
+    """Past a full claim a second transaction on its own connection claims too (SKIP LOCKED, as a
+    second scheduler would): every schedule fires once, and no extra connection stays open."""
+    from django.db import connection
+
+    settings.HQ_SCHEDULER_BATCH, settings.HQ_SCHEDULER_CONNECTIONS = 3, 2
+    schedules = [make(member, room, expr="0 0 * * *", due_ago_s=0) for _ in range(10)]
+    slots = {s.pk: s.next_fire_at for s in schedules}
+    app = connection.settings_dict["OPTIONS"]["application_name"]
+
+    def backends() -> int:
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [app])
+            return int(cur.fetchone()[0])
+
+    before = backends()
+    assert engine.scheduler_pass() == 10
+    fires = list(ScheduleFire.objects.values_list("schedule_id", "slot"))
+    assert sorted(fires) == sorted(slots.items())
+    assert Job.objects.filter(function="schedules.fire").count() == 10
+    assert not Schedule.objects.filter(next_fire_at__lte=clock.now()).exists()
+    wait_for(lambda: backends() == before, timeout=10, what="the second connection closed")
+
+
+def test_a_tick_fires_what_is_due_and_returns_the_earliest_next_fire(member, room):
+    due = make(member, room, expr="0 0 * * *", due_ago_s=0)
+    later = make(member, room, expr="30 * * * *")
+    fired, earliest = engine.scheduler_tick()
+    due.refresh_from_db()
+    assert fired == 1 and ScheduleFire.objects.get().schedule_id == due.pk
+    assert earliest == min(due.next_fire_at, later.next_fire_at) > clock.now()
+    assert engine.scheduler_tick() == (0, earliest)  # idle: nothing claimed, the same answer
+    Schedule.objects.update(state="paused", next_fire_at=None)
+    assert engine.scheduler_tick() == (0, None)
+
+
 def test_downtime_fires_latest_missed_slot_once(member, room):
     s = make(member, room, expr="0 8 * * *", tz="Europe/Stockholm")
     # Six daily slots before the latest one, whatever the time of day the test runs at (counting
