@@ -9,9 +9,11 @@ from datetime import timedelta
 
 import pytest
 from arq.connections import RedisSettings, create_pool
+from arq.constants import in_progress_key_prefix
 from django.conf import settings
 
 from hq import clock
+from hq import redis as hq_redis
 from queueapp import services, transport
 from queueapp.models import Job
 from queueapp.runtime import run_sync
@@ -54,7 +56,8 @@ def test_an_attempt_claimed_twice_by_one_worker_stays_in_flight_and_frees_its_sl
         # The relay's pass of old pushes, between this worker's claim and its START.
         assert services.relay_pass() == 1, "the row was still waiting: reclaimed and pushed again"
         loop.run_until_complete(w.claim_fairly())  # the same attempt, claimed again by the same worker
-        assert w.job_counter == 2, "claimed twice"
+        held = hq_redis.client().exists(in_progress_key_prefix + arq_id)
+        assert held == 1 and hq_redis.client().zscore(transport.queue_key("default"), arq_id), "claimed again"
 
         async def body_running_alone() -> None:
             main = asyncio.ensure_future(w.main())
