@@ -344,6 +344,13 @@ class HQWorker(Worker):
             for _ in range(free - len(claimed)):
                 self.sem.release()
         for arq_id, _score, lane in claimed:
+            held = self.tasks.get(arq_id)
+            if held is not None and not held.done():
+                # The relay reclaimed an attempt this worker holds and pushed it again: the task
+                # that holds it starts it (or is refused) and clears its keys when it ends. A
+                # second task would share its bookkeeping, keyed by the attempt's id.
+                self.sem.release()
+                continue
             self.job_counter += 1
             self.lane_running[lane] += 1
             self.slot_lanes[arq_id] = lane
@@ -372,7 +379,8 @@ class HQWorker(Worker):
             # running in PostgreSQL, where the relay or the reaper picks it up again.
             logger.exception("attempt %s failed outside the job body", arq_id)
         finally:
-            self.job_tasks.pop(arq_id, None)
+            if self.job_tasks.get(arq_id) is inner:
+                del self.job_tasks[arq_id]
             self.aborting_tasks.discard(arq_id)
             try:
                 await asyncio.shield(self.finished_ids.submit(arq_id))
