@@ -146,14 +146,30 @@ def _due_queues(items: list[Push], now_ms: int) -> set[str]:
     return {i.queue for i in items if i.due_at.timestamp() * 1000 <= now_ms + 50}
 
 
-def push(items: Iterable[Push], client: redis.Redis | None = None, *, reclaim: bool = False) -> int:
+# Drop the job and in-progress keys of attempts claimed before ARGV[1] (ms): the claim script
+# stamps its time in the in-progress key ('1', as ARQ writes, counts as long ago).
+_RECLAIM_LUA = """
+local dropped = 0
+for i = 1, #KEYS, 2 do
+  local claimed = tonumber(redis.call('get', KEYS[i]) or '')
+  if claimed and claimed < tonumber(ARGV[1]) then
+    redis.call('del', KEYS[i], KEYS[i + 1])
+    dropped = dropped + 1
+  end
+end
+return dropped
+"""
+
+
+def push(items: Iterable[Push], client: redis.Redis | None = None, *, reclaim_before: datetime | None = None) -> int:
     """Hand attempts to ARQ; return how many were new. Raises `redis.RedisError` when Redis is away.
 
     Like `ArqRedis.enqueue_job`, a push is refused while ARQ still holds the job or its result.
-    `reclaim` first drops each attempt's job and in-progress keys: for a row still waiting long
-    after its push, which a worker may have claimed and died before starting (its in-progress key
-    would keep every other worker off it for a week). Safe because START is conditional: should
-    the first claimer still start it, the second delivery is refused.
+    `reclaim_before` first drops the keys of each attempt a worker claimed before that time: for
+    a row still waiting long after its claim, whose worker died before starting it (the claim's
+    in-progress key would keep every other worker off it for a week). An attempt claimed since
+    is left to its worker, which starts it within milliseconds; should both start it anyway,
+    START is conditional and one is refused.
     """
     items = list(items)
     if not items:
@@ -161,9 +177,10 @@ def push(items: Iterable[Push], client: redis.Redis | None = None, *, reclaim: b
     client = client or hq_redis.client()
     now_ms = clock_ms()
     calls = _script_calls(items, now_ms)
-    if reclaim:
+    if reclaim_before is not None:
         ids = [arq_job_id(i.job_id, i.attempt) for i in items]
-        client.delete(*(prefix + i for i in ids for prefix in (job_key_prefix, in_progress_key_prefix)))
+        keys = [k for i in ids for k in (in_progress_key_prefix + i, job_key_prefix + i)]
+        client.eval(_RECLAIM_LUA, len(keys), *keys, str(int(reclaim_before.timestamp() * 1000)))
     for attempt in (1, 2):
         # EVALSHA straight away: a registered script in a pipeline asks SCRIPT EXISTS first, a
         # second round trip on every push. A server that lacks the script (restarted) gets it once.
@@ -223,7 +240,7 @@ end
 local out, done = {}, {}
 local function take(id, score, lane)
   if redis.call('zscore', KEYS[1], id) and redis.call('exists', ipfx .. id) == 0 then
-    redis.call('psetex', ipfx .. id, ttl, '1')
+    redis.call('psetex', ipfx .. id, ttl, now)
     out[#out + 1] = id
     out[#out + 1] = score
     out[#out + 1] = lane

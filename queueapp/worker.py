@@ -18,6 +18,7 @@ import socket
 import time
 import traceback
 from collections import Counter
+from collections.abc import Coroutine
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -112,10 +113,15 @@ class Runtime:
     async def run_attempt(self, worker: HQWorker, arq_id: str, job_id: str, attempt: int) -> None:
         started = await self.store.start(job_id, attempt, self.worker_id)
         if started is None:
-            # Paused, not yet due, or no longer waiting: hand a waiting row back to the relay.
+            # Paused, not yet due, or no longer waiting: leave ARQ, then hand a waiting row back to
+            # the relay (in this order, so that the relay's next push of it is not refused).
+            try:
+                await asyncio.shield(worker.finished_ids.submit(arq_id))
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("could not clear attempt %s from Redis: %s", arq_id, exc)
             await self.store.unmark(job_id, attempt)
             return
-        # Abortable from now on (ARQ's `_cancel_aborted_jobs` looks in `job_tasks`); an abort that
+        # Abortable while the body runs (ARQ's `_cancel_aborted_jobs` looks in `job_tasks`); an abort that
         # came earlier stays in ARQ's set until the next check finds this task.
         task = asyncio.current_task()
         if task is not None:
@@ -126,16 +132,16 @@ class Runtime:
         try:
             outcome = await self._execute(started, attempt)
         except asyncio.CancelledError:
-            worker.free_slot(arq_id)
+            worker.body_ended(arq_id, task)
             if arq_id in worker.aborting_tasks:
                 outcome = _after(started, attempt, "Cancelled while running.", retry.Cause.INTERRUPTED, cancelled=True)
             else:
                 outcome = _after(started, attempt, "Interrupted: the worker stopped.", retry.Cause.INTERRUPTED)
-            await self._finish(started, attempt, outcome, time.monotonic() - t0)
+            await _whole(self._finish(started, attempt, outcome, time.monotonic() - t0))
             raise
         # The body is over: its slot takes the next job while this attempt's end is recorded.
-        worker.free_slot(arq_id)
-        await self._finish(started, attempt, outcome, time.monotonic() - t0)
+        worker.body_ended(arq_id, task)
+        await _whole(self._finish(started, attempt, outcome, time.monotonic() - t0))
 
     async def _execute(self, started: Started, attempt: int) -> Outcome:
         fn = registry.get_function(started.function)
@@ -188,6 +194,20 @@ class Runtime:
                 await transport.apush([push], self.redis)
             except redis.RedisError:
                 logger.warning("could not push the retry of job %s; the relay will", started.id)
+
+
+async def _whole(step: Coroutine[Any, Any, None]) -> None:
+    """Run `step` to its end even if the caller is cancelled meanwhile, then pass the cancel on.
+
+    Recording an attempt's end (and pushing its retry) must finish before ARQ's keys are cleared
+    and before a draining worker closes its pool.
+    """
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 def _after(started: Started, attempt: int, error: str, cause: retry.Cause, *, cancelled: bool = False) -> Outcome:
@@ -391,6 +411,12 @@ class HQWorker(Worker):
     async def _forget_finished(self, arq_ids: list[str]) -> list[None]:
         await transport.aforget(self.pool, self.hq_queue, arq_ids)
         return [None] * len(arq_ids)
+
+    def body_ended(self, arq_id: str, task: asyncio.Task[Any] | None) -> None:
+        """The attempt's body is over: no abort can reach it now, and its slot is free."""
+        if task is not None and self.job_tasks.get(arq_id) is task:
+            del self.job_tasks[arq_id]
+        self.free_slot(arq_id)
 
     def free_slot(self, arq_id: str) -> None:
         """Give the attempt's slot (and its lane's share) to the next job; once per attempt.

@@ -15,7 +15,7 @@ from uuid import UUID
 import redis
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from hq import clock
 from hq.models import User, Workspace
@@ -31,28 +31,34 @@ def relay_pass(*, everything: bool = False, old_pushes: bool = True, batch: int 
 
     Jobs never pushed (or handed back) are all pushed, batch by batch. Jobs pushed longer ago than
     `HQ_RELAY_GRACE_S` are a safety net for a Redis that lost them without restarting (a flush, an
-    eviction) and for a worker that claimed one and died before starting it (its in-progress key
-    is dropped: `transport.push(reclaim=True)`). They go one batch per pass, the oldest push
-    first, so that a backlog older than the grace costs a bounded amount per pass instead of all
-    of it every pass (`old_pushes=False` skips them: the relay side task checks them once per
-    interval). `everything` pushes every
-    waiting job (Redis reported a new run_id: it may have lost all it held). The conditional start
-    keeps a job single however often it is pushed.
+    eviction) and for a worker that claimed one and died before starting it (a claim older than
+    the grace is dropped: `transport.push(reclaim_before=...)`). They go one batch per pass, the
+    oldest push first, so that a backlog older than the grace costs a bounded amount per pass
+    instead of all of it every pass (`old_pushes=False` skips them: the relay side task checks
+    them once per interval). `everything` pushes every waiting job (Redis reported a new run_id:
+    it may have lost all it held). The conditional start keeps a job single however often it is
+    pushed.
     """
     now = clock.now()
     due = selectors.jobs_due_unpaused()
-    if everything:
-        return _relay_batches(due, now, batch, rounds=None, order="due_at", reclaim=True)
+    cutoff = now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
+    if everything:  # each batch's rows are stamped `now`, so the next batch takes the next rows
+        every = due.filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now))
+        return _relay_batches(every, now, batch, rounds=None, order="due_at", reclaim_before=cutoff)
     pushed = _relay_batches(due.filter(dispatched_at__isnull=True), now, batch, rounds=None, order="due_at")
     if not old_pushes:
         return pushed
-    cutoff = now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
     old = due.filter(dispatched_at__lt=cutoff)
-    return pushed + _relay_batches(old, now, batch, rounds=1, order="dispatched_at", reclaim=True)
+    return pushed + _relay_batches(old, now, batch, rounds=1, order="dispatched_at", reclaim_before=cutoff)
 
 
 def _relay_batches(
-    rows: QuerySet[Job], now: datetime, batch: int, rounds: int | None, order: str, reclaim: bool = False
+    rows: QuerySet[Job],
+    now: datetime,
+    batch: int,
+    rounds: int | None,
+    order: str,
+    reclaim_before: datetime | None = None,
 ) -> int:
     """Push `rows` in batches (at most `rounds` of them), `order` first, and stamp them dispatched;
     return how many (the indexes `job_unpushed` and `job_pushed_waiting` serve the two orders)."""
@@ -67,7 +73,7 @@ def _relay_batches(
             if not picked:
                 return pushed
             pushes = [transport.Push(i, a + 1, q, d, registry.fair_lane(f, w)) for i, a, q, d, f, w in picked]
-            transport.push(pushes, reclaim=reclaim)
+            transport.push(pushes, reclaim_before=reclaim_before)
             Job.objects.filter(pk__in=[p[0] for p in picked]).update(dispatched_at=now)
             pushed += len(picked)
         if len(picked) < batch:

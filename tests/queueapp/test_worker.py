@@ -181,6 +181,7 @@ def test_relay_pushes_every_unpushed_job_but_one_batch_of_old_pushes_per_pass(ap
     assert services.relay_pass(batch=2) == 2
     assert services.relay_pass(batch=2) == 1
     assert services.relay_pass(batch=2) == 0, "all pushed within the grace now"
+    assert services.relay_pass(everything=True, batch=2) == 5, "everything: each waiting job once, batch after batch"
 
 
 def test_an_attempt_claimed_by_a_worker_that_died_before_starting_it_runs(api, member, burst):
@@ -210,6 +211,14 @@ def test_an_attempt_claimed_by_a_worker_that_died_before_starting_it_runs(api, m
             await client.aclose()
 
     assert asyncio.run(startable()) == 0
+    Job.objects.filter(pk=job_id).update(dispatched_at=clock.now() - timedelta(hours=1))
+    assert services.relay_pass() == 1
+    assert asyncio.run(startable()) == 0, "a fresh claim is its worker's: it starts it within milliseconds"
+    # The claim was made an hour ago (the claim script stamps its time in the in-progress key).
+    from arq.constants import in_progress_key_prefix
+
+    an_hour_ago = int((clock.now() - timedelta(hours=1)).timestamp() * 1000)
+    hq_redis.client().set(in_progress_key_prefix + f"{job_id}:1", an_hour_ago, keepttl=True)
     Job.objects.filter(pk=job_id).update(dispatched_at=clock.now() - timedelta(hours=1))
     assert services.relay_pass() == 1
     assert asyncio.run(startable()) == 1, "the stale claim is dropped and the attempt can be claimed again"
