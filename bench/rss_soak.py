@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.soak import reset_database, rss_kb  # noqa: E402  (the soak's own helpers, shared)
+
 DB = "hq_rss"
 ENV = {
     "DJANGO_SETTINGS_MODULE": "hq.settings",
@@ -41,13 +44,6 @@ SAMPLE_S = 5.0
 PER_CALL = 100
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def slope_per_min(samples: list[tuple[float, int]]) -> float:
     """Least-squares slope of (seconds, KiB), in KiB per minute."""
     n = len(samples)
@@ -60,18 +56,13 @@ def slope_per_min(samples: list[tuple[float, int]]) -> float:
 
 
 def reset() -> None:
-    import psycopg
     import redis
 
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
+    reset_database(DB, ENV)
     redis.Redis.from_url(ENV["REDIS_URL"]).flushdb()
-    env = {**os.environ, **ENV}
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"], env=env, check=True)
     subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "create_token", "--email", "rss@example.com", "--workspace", "rss"],
-        env=env,
+        env={**os.environ, **ENV},
         check=True,
         capture_output=True,
     )
@@ -118,7 +109,7 @@ def main() -> int:
             accepted += PER_CALL
             calls += 1
             if time.monotonic() >= next_sample:
-                samples.append((time.monotonic() - t0, rss_kib(worker.pid)))
+                samples.append((time.monotonic() - t0, rss_kb(worker.pid)))
                 next_sample += SAMPLE_S
                 if len(samples) % 12 == 0:
                     print(f"  {samples[-1][0]:5.0f} s: worker RSS {samples[-1][1] / 1024:.1f} MiB, {accepted} accepted")
@@ -134,7 +125,7 @@ def main() -> int:
                     break
             time.sleep(0.5)
         drained_s = time.monotonic() - t_end
-        samples.append((time.monotonic() - t0, rss_kib(worker.pid)))
+        samples.append((time.monotonic() - t0, rss_kb(worker.pid)))
     finally:
         worker.terminate()
         worker.wait(60)

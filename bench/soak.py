@@ -46,14 +46,15 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def reset_database() -> None:
+def reset_database(db: str = DB, env: dict[str, str] = ENV) -> None:
+    """Drop and create `db`, then migrate it (bench/rss_soak.py uses it for its own database)."""
     import psycopg
 
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
+        conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {db}")
     subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"], env={**os.environ, **ENV}, check=True
+        [sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"], env={**os.environ, **env}, check=True
     )
 
 
