@@ -1,0 +1,1 @@
+"""HQ's Python client: no server dependencies (httpx only); `hq_client.django` is the optional extra."""
