@@ -71,6 +71,10 @@ HQ_ENV = {
     "HQ_THROTTLE_RATE": "1000000/min",
     "HQ_DB_APPLICATION_NAME": "hq_bench",
     "PYTHONUNBUFFERED": "1",
+    # One workspace submits every job, as one application does on the peers (which have no tenants):
+    # run as a single-tenant deployment is told to (README, "Fair share"), so that one workspace may
+    # hold every slot rather than the default half.
+    "HQ_WORKSPACE_SHARE": "1",
 }
 
 
@@ -576,6 +580,14 @@ def sql_one(query: str, params: tuple = ()):  # noqa: ANN201
         return cur.fetchone()
 
 
+def sql_all(query: str, params: tuple = ()) -> list[tuple]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
 def hq_drain(
     procs: Procs,
     n: int,
@@ -613,6 +625,7 @@ def hq_drain(
         raise RuntimeError(f"runworker --burst exited {rc}")
     time.sleep(0.5)  # a backend reports its statistics as it exits, just after the worker does
     work = {k: v - work_before.get(k, 0) for k, v in work_counters().items()}
+    entries = index_entries(work_before.get("wal_lsn", 0.0), work_before.get("wal_lsn", 0.0) + work.get("wal_lsn", 0.0))
     total, ok, first, last, min_att, max_att = sql_one(
         "SELECT count(*), count(*) FILTER (WHERE state = 'succeeded'), min(first_started_at), max(finished_at),"
         " min(attempts), max(attempts) FROM queueapp_job"
@@ -645,6 +658,7 @@ def hq_drain(
         "gaps": int(gaps),
         "gap_s": float(gap_s),
         "work": work,
+        "index_entries": entries,
         "visibility": visibility,
     }
 
@@ -668,6 +682,8 @@ def work_counters() -> dict[str, float]:
         wal = c.execute("SELECT wal_records, wal_bytes, wal_sync FROM pg_stat_wal").fetchone()
         if wal:
             out["wal_records"], out["wal_bytes"], out["wal_syncs"] = (float(x) for x in wal)
+        lsn = c.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()
+        out["wal_lsn"] = float(lsn[0]) if lsn else 0.0
         for rel, ins, upd, hot in c.execute(
             "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = ANY(%s)",
             (list(JOB_TABLES),),
@@ -679,13 +695,58 @@ def work_counters() -> dict[str, float]:
     return out
 
 
+# A B-tree record that adds an entry to an index: an insert into a leaf page, into a posting list,
+# or the insert that split a leaf (the split record carries it).
+_BTREE_ENTRY = re.compile(r"desc: (?:INSERT_LEAF|INSERT_POST|SPLIT_L|SPLIT_R)\b.*?blkref #0: rel \d+/\d+/(\d+)")
+
+
+def index_entries(lsn_from: float, lsn_to: float) -> dict[str, int]:
+    """Entries added to each index of the job tables between two WAL positions, read from the WAL
+    itself with pg_waldump (so a partial index counts only the rows its condition admits).
+
+    Empty when pg_waldump or the WAL directory cannot be read (another machine's layout)."""
+
+    def lsn(x: float) -> str:
+        n = int(x)
+        return f"{n >> 32:X}/{n & 0xFFFFFFFF:X}"
+
+    rels = {
+        str(node): name
+        for name, node in sql_all(
+            "SELECT c.relname, pg_relation_filenode(c.oid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE i.indrelid = ANY(%s::regclass[])",
+            (list(JOB_TABLES),),
+        )
+    }
+    (data_dir,) = sql_one("SHOW data_directory")
+    waldump = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_waldump"), reverse=True)), None)
+    if waldump is None:
+        return {}
+    try:
+        out = subprocess.run(
+            [str(waldump), "-p", f"{data_dir}/pg_wal", "-s", lsn(lsn_from), "-e", lsn(lsn_to), "-r", "Btree"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    counts = dict.fromkeys(rels.values(), 0)
+    for m in _BTREE_ENTRY.finditer(out):
+        name = rels.get(m.group(1))
+        if name is not None:
+            counts[name] += 1
+    return counts if sum(counts.values()) else {}
+
+
 def work_rows(h: dict) -> list[tuple[str, str, str, str]]:
     """Per-job counts of what the HQ drain asked of PostgreSQL and Redis (the table's last column: the count)."""
     w, n = h.get("work") or {}, h["n"]
     if not w:
         return []
     idx = {t: int(sql_one("SELECT count(*) FROM pg_indexes WHERE tablename = %s", (t,))[0]) for t in JOB_TABLES}
-    entries = sum((w.get(f"{t}.upd", 0) - w.get(f"{t}.hot", 0) + w.get(f"{t}.ins", 0)) * idx[t] for t in JOB_TABLES)
+    entries = h.get("index_entries") or {}
+    busiest = sorted(entries.items(), key=lambda kv: (-kv[1], kv[0]))
     redis = sorted(((k[6:], v) for k, v in w.items() if k.startswith("redis.") and v > 0), key=lambda kv: -kv[1])
     per = lambda x: f"{x / n:.3f}"  # noqa: E731
     return [
@@ -698,9 +759,10 @@ def work_rows(h: dict) -> list[tuple[str, str, str, str]]:
             "",
         ),
         (
-            f"  per job: index entries written ({idx['queueapp_job']} job indexes, {idx['queueapp_jobevent']} event)",
+            f"  per job: index entries written, from the WAL ({idx['queueapp_job']} job indexes, "
+            f"{idx['queueapp_jobevent']} event): " + ", ".join(f"{k} {v / n:.2f}" for k, v in busiest[:4]) + ", ...",
             "",
-            per(entries),
+            per(sum(entries.values())) if entries else "not read",
             "",
         ),
         (
