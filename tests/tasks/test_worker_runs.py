@@ -128,7 +128,12 @@ def test_signals__enqueued_in_the_caller_started_and_finished_in_the_worker(task
 
     first = tasks.with_context.enqueue("sig")  # fails once, then succeeds
     worker = procs.worker()
-    wait_for(lambda: tasks.with_context.get_result(first.id).is_finished, timeout=30, what="the task to finish")
+    wait_for(
+        lambda: [s for s in signals_seen() if s["id"] == first.id and s["signal"] == "finished"],
+        timeout=30,
+        what="task_finished from the worker",
+    )
+    assert tasks.with_context.get_result(first.id).status == TaskResultStatus.SUCCESSFUL
     seen = [s for s in signals_seen() if s["id"] == first.id]
     assert [s["signal"] for s in seen] == ["enqueued", "started", "started", "finished"]
     assert seen[0]["pid"] == os.getpid() and seen[0]["status"] == "READY"
