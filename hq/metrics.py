@@ -129,14 +129,14 @@ class _Buffer:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pending: dict[tuple[str, str], float] = {}
-        self.pid = os.getpid()
         self.thread: threading.Thread | None = None
+
+    def forked(self) -> None:
+        """In a forked child: the parent flushes what it buffered; this process starts afresh."""
+        self.lock, self.pending, self.thread = threading.Lock(), {}, None
 
     def add(self, items: Iterable[tuple[str, str, float]]) -> None:
         with self.lock:
-            if self.pid != os.getpid():
-                # A forked child: the parent flushes what it buffered; this process starts afresh.
-                self.pid, self.pending, self.thread = os.getpid(), {}, None
             for metric, fld, amount in items:
                 key = (metric, fld)
                 self.pending[key] = self.pending.get(key, 0) + amount
@@ -161,6 +161,8 @@ class _Buffer:
 
 
 _buffer = _Buffer()
+# Reset in the child at fork, rather than comparing pids on every increment (a worker makes four per job).
+os.register_at_fork(after_in_child=_buffer.forked)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -235,9 +237,7 @@ def _flush() -> bool:
 def _flush_forever() -> None:
     while True:
         time.sleep(max(float(getattr(settings, "HQ_METRICS_FLUSH_S", 1.0)), 0.05))
-        if _buffer.pid != os.getpid():
-            return
-        flush()
+        flush()  # a thread lives only in the process that started it: a forked child starts its own
 
 
 atexit.register(flush)

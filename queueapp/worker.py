@@ -445,15 +445,20 @@ class HQWorker(Worker):
             if self.job_tasks.get(arq_id) is inner:
                 del self.job_tasks[arq_id]
             self.aborting_tasks.discard(arq_id)
-            try:
-                await asyncio.shield(self.finished_ids.submit(arq_id))
-            except (redis.RedisError, OSError) as exc:
-                # Its in-progress key (a week) keeps it from being claimed again; PostgreSQL has the outcome.
-                logger.warning("could not clear attempt %s from Redis: %s", arq_id, exc)
+            # Not waited for: the attempt is over, and its in-progress key keeps it from being
+            # claimed again until the batch clears it (`close` waits for the last batch). Should
+            # Redis fail the batch, that key (a week) still does; PostgreSQL has the outcome.
+            self.finished_ids.add(arq_id)
 
     async def _forget_finished(self, arq_ids: list[str]) -> list[None]:
         await transport.aforget(self.pool, self.hq_queue, arq_ids)
         return [None] * len(arq_ids)
+
+    async def close(self) -> None:
+        """Let the attempts end and leave ARQ's keys, then close as ARQ does."""
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await self.finished_ids.idle()
+        await super().close()
 
     def body_ended(self, arq_id: str, task: asyncio.Task[Any] | None) -> None:
         """The attempt's body is over: no abort can reach it now, and its slot is free."""
