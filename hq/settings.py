@@ -5,6 +5,7 @@ from __future__ import annotations
 import zoneinfo
 from pathlib import Path
 
+import django
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -40,6 +41,9 @@ INSTALLED_APPS = [
     "schedules",
     "delivery",
 ]
+if django.VERSION < (6, 0):
+    # Django's Tasks framework, backported (django-tasks); Django 6 has it built in (django.tasks).
+    INSTALLED_APPS.append("django_tasks")
 # Plugins are ordinary Django apps; each one's `hq_plugin` module is imported at start-up.
 HQ_PLUGINS = env.list("HQ_PLUGINS", default=[])
 INSTALLED_APPS += [p for p in HQ_PLUGINS if p not in INSTALLED_APPS]
@@ -185,6 +189,16 @@ HQ_WORKER_CONCURRENCY = env.int("HQ_WORKER_CONCURRENCY", default=100)
 HQ_WORKSPACE_SHARE = env.float("HQ_WORKSPACE_SHARE", default=0.5)
 # The queues clients may name on submit (besides those registered functions use); runworker's default.
 HQ_QUEUES = env.list("HQ_QUEUES", default=["default"])
+# Django's Tasks framework runs on HQ (README, "Django tasks"): `my_task.enqueue()` records an HQ
+# job in the caller's transaction. A task's job belongs to the workspace WORKSPACE names (a slug or
+# an id); a task may name its own (`workspace=`).
+TASKS = {
+    "default": {
+        "BACKEND": "queueapp.tasks_backend.HQBackend",
+        "QUEUES": HQ_QUEUES,
+        "OPTIONS": {"WORKSPACE": env.str("HQ_TASKS_WORKSPACE", default="")},
+    }
+}
 # The longest `hq.sleep` a workspace member may submit (admins: up to its 3600 s limit).
 HQ_MEMBER_SLEEP_MAX_S = env.float("HQ_MEMBER_SLEEP_MAX_S", default=60.0)
 HQ_ENGINE_RESERVED_SLOTS = env.int("HQ_ENGINE_RESERVED_SLOTS", default=4)

@@ -25,3 +25,9 @@ class QueueConfig(AppConfig):
 
         # Plugins: every installed app's `hq_plugin` module registers functions and actions.
         autodiscover_modules("hq_plugin")
+        # Django tasks (TASKS on HQBackend) defined in an installed app's `tasks` or `hq_plugin`
+        # module become job functions named by their module path; only these ever run.
+        from queueapp import tasks_backend
+
+        autodiscover_modules("tasks")
+        tasks_backend.discover()

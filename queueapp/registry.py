@@ -36,6 +36,9 @@ JobCallable = Callable[[JobContext], Any] | Callable[[JobContext], Awaitable[Any
 #: Checks a submit's args before the job is recorded: (args, caller is a workspace admin) ->
 #: problems by args key (empty when fine).
 ArgsCheck = Callable[[dict[str, Any], bool], dict[str, str]]
+#: Called by the worker once it has recorded the end of an attempt that finished the job
+#: (succeeded, failed, cancelled while running), with the job's id.
+EndHook = Callable[[UUID], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class JobFunction:
     internal: bool = False
     description: str = ""
     check_args: ArgsCheck | None = None
+    on_end: EndHook | None = None
 
     @property
     def is_async(self) -> bool:
@@ -73,6 +77,7 @@ def job_function(
     approval_ttl: int = 24 * 3600,
     internal: bool = False,
     check_args: ArgsCheck | None = None,
+    on_end: EndHook | None = None,
 ) -> Callable[[JobCallable], JobCallable]:
     """Register a job function under `name`.
 
@@ -83,6 +88,7 @@ def job_function(
     :param approval_ttl: seconds an approval request stays open before it expires.
     :param internal: hidden from /functions and refused on submit (engine jobs).
     :param check_args: refuses a submit's args with 400 before anything is recorded.
+    :param on_end: awaited in the worker after it recorded the attempt that finished the job.
     """
 
     def register(fn: JobCallable) -> JobCallable:
@@ -101,6 +107,7 @@ def job_function(
             internal=internal,
             description=(inspect.getdoc(fn) or "").split("\n")[0],
             check_args=check_args,
+            on_end=on_end,
         )
         return fn
 

@@ -146,7 +146,8 @@ class Runtime:
     async def _execute(self, started: Started, attempt: int) -> Outcome:
         fn = registry.get_function(started.function)
         if fn is None:
-            return Outcome("fail", "failed", error=f"Function '{started.function}' is not registered on this worker.")
+            error = f"Function '{started.function}' is not registered on this worker."
+            return Outcome("fail", "failed", error=error, detail={"error": error})
         ctx = JobContext(
             job_id=started.id,
             workspace_id=started.workspace_id,
@@ -163,15 +164,16 @@ class Runtime:
                 result = await (fn.fn(ctx) if fn.is_async else run_sync(fn.fn, ctx))
         except TimeoutError as exc:
             if not deadline.expired():  # the body's own timeout (an HTTP call...), not the job's
-                return _after(started, attempt, _describe(exc), retry.Cause.ERROR)
-            return _after(started, attempt, f"Timed out after {started.timeout_s}s.", retry.Cause.ERROR)
+                return _after(started, attempt, _describe(exc), retry.Cause.ERROR, exc=exc)
+            return _after(started, attempt, f"Timed out after {started.timeout_s}s.", retry.Cause.ERROR, exc=exc)
         except Exception as exc:  # a job's own failure is data, not a worker crash
-            return _after(started, attempt, _describe(exc), retry.Cause.ERROR)
+            return _after(started, attempt, _describe(exc), retry.Cause.ERROR, exc=exc)
         try:
             return Outcome("succeed", "succeeded", result=_jsonable(result))
         except (TypeError, ValueError) as exc:
             # The body ran; running it again would not make its result JSON.
-            return Outcome("fail", "failed", error=f"Result is not JSON: {exc}")
+            error = f"Result is not JSON: {exc}"
+            return Outcome("fail", "failed", error=error, detail={"error": error, **failure_detail(exc)})
 
     async def _finish(self, started: Started, attempt: int, outcome: Outcome, run_s: float) -> None:
         try:
@@ -186,6 +188,8 @@ class Runtime:
             logger.warning("job %s attempt %s was moved by someone else; result discarded", started.id, attempt)
             return
         metrics.job_finished(started.queue, started.function, transitions.MOVES[outcome.move].target, run_s)
+        if outcome.finished:
+            await _ended(started)
         # A next attempt (retry_later, requeue) has a due time; `_after` marked it dispatched for this push.
         if outcome.due_at is not None and self.redis is not None:
             lane = registry.fair_lane(started.function, started.workspace_id)
@@ -194,6 +198,17 @@ class Runtime:
                 await transport.apush([push], self.redis)
             except redis.RedisError:
                 logger.warning("could not push the retry of job %s; the relay will", started.id)
+
+
+async def _ended(started: Started) -> None:
+    """Run the function's end hook (`JobFunction.on_end`) for a job whose end was just recorded."""
+    fn = registry.get_function(started.function)
+    if fn is None or fn.on_end is None:
+        return
+    try:
+        await fn.on_end(started.id)
+    except Exception:  # a hook's failure must not take the worker down; the job's end is recorded
+        logger.exception("end hook of %s failed for job %s", started.function, started.id)
 
 
 async def _whole(step: Coroutine[Any, Any, None]) -> None:
@@ -210,10 +225,20 @@ async def _whole(step: Coroutine[Any, Any, None]) -> None:
         raise
 
 
-def _after(started: Started, attempt: int, error: str, cause: retry.Cause, *, cancelled: bool = False) -> Outcome:
+def _after(
+    started: Started,
+    attempt: int,
+    error: str,
+    cause: retry.Cause,
+    *,
+    cancelled: bool = False,
+    exc: BaseException | None = None,
+) -> Outcome:
     """How an attempt that ended without a result is recorded, as the retry policy decides.
 
     A next attempt is marked dispatched now: this worker pushes it itself once the finish is recorded.
+    The event of an attempt whose body raised `exc` keeps the exception's class and traceback
+    (`failure_detail`).
     """
     nxt = retry.after_attempt(
         cause=cause,
@@ -225,8 +250,9 @@ def _after(started: Started, attempt: int, error: str, cause: retry.Cause, *, ca
     )
     if nxt.move == "cancel_running":
         return Outcome(nxt.move, nxt.kind, error=error)
+    raised = failure_detail(exc) if exc is not None else {}
     if nxt.delay_s is None:
-        return Outcome(nxt.move, nxt.kind, error=error, detail={"error": error[:2000]})
+        return Outcome(nxt.move, nxt.kind, error=error, detail={"error": error[:2000], **raised})
     now = clock.now()
     return Outcome(
         nxt.move,
@@ -234,13 +260,30 @@ def _after(started: Started, attempt: int, error: str, cause: retry.Cause, *, ca
         error=error,
         due_at=now + timedelta(seconds=nxt.delay_s),
         dispatched_at=now,
-        detail={"error": error[:2000], "retry_in_s": round(nxt.delay_s, 3)},
+        detail={"error": error[:2000], "retry_in_s": round(nxt.delay_s, 3), **raised},
     )
 
 
 def _describe(exc: BaseException) -> str:
     tb = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     return tb[:4000]
+
+
+#: The most of a failed attempt's traceback its event keeps (the end, where the error is).
+MAX_TRACEBACK_CHARS = 16_000
+
+
+def failure_detail(exc: BaseException) -> dict[str, str]:
+    """What a failed attempt's event records of the exception: its class path and traceback.
+
+    The traceback is cut to its last MAX_TRACEBACK_CHARS characters (a deep recursion's is huge),
+    marked where it was cut.
+    """
+    tb = "".join(traceback.format_exception(exc))
+    if len(tb) > MAX_TRACEBACK_CHARS:
+        tb = "[... traceback cut ...]\n" + tb[-MAX_TRACEBACK_CHARS:]
+    cls = type(exc)
+    return {"exception": f"{cls.__module__}.{cls.__qualname__}", "traceback": tb}
 
 
 async def _arq_entry(ctx: dict[str, Any], job_id: str, attempt: int) -> None:

@@ -109,6 +109,8 @@ class Submission:
     defer_by_seconds: float | None = None
     max_tries: int | None = None
     timeout_seconds: int | None = None
+    #: Base of the exponential backoff between attempts; the function's when None.
+    retry_backoff_s: float | None = None
     #: Wait for a person's approval before running, even when the function does not ask for it.
     requires_approval: bool = False
     approval_reason: str = ""
@@ -126,6 +128,8 @@ class Submission:
             "max_tries": self.max_tries,
             "timeout_seconds": self.timeout_seconds,
         }
+        if self.retry_backoff_s is not None:
+            body["retry_backoff_s"] = self.retry_backoff_s  # only when used, as below
         if self.requires_approval or self.approval_reason:
             # Only when used, so the keys of jobs recorded before HITL existed keep their hash.
             body["requires_approval"] = self.requires_approval
@@ -237,6 +241,7 @@ def _prepare(
         idempotency_hash=submission.fingerprint() if submission.idempotency_key else "",
         max_tries=submission.max_tries or None,
         timeout_s=submission.timeout_seconds or None,
+        retry_backoff_s=submission.retry_backoff_s,
     )
 
 

@@ -1,0 +1,134 @@
+"""Django tasks the tests run on real workers: discovered at start-up because this plugin app is installed.
+
+Each body counts its runs in Redis (`tests.plugin.hq_plugin.runs`); a receiver of every task signal
+records which process fired it, so tests can tell the caller's signals from the worker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from django.dispatch import receiver
+
+from hq import redis as hq_redis
+from queueapp.tasks_backend import hq_task
+from queueapp.tasks_compat import TaskContext, task, task_enqueued, task_finished, task_started
+
+
+def _count(key: str) -> int:
+    return int(hq_redis.client().hincrby(hq_redis.key("task-runs"), key, 1))
+
+
+def task_runs(key: str) -> int:
+    """How many times a task body started for `key`."""
+    return int(hq_redis.client().hget(hq_redis.key("task-runs"), key) or 0)
+
+
+@task
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+@task()
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Return what it was called with (tuples come back as lists)."""
+    return {"args": args, "kwargs": kwargs}
+
+
+@task(max_tries=3, retry_backoff=0)
+def count(key: str) -> int:
+    """Count a run under `key`; return the count."""
+    return _count(key)
+
+
+@task
+async def async_count(key: str) -> dict[str, Any]:
+    """An async task: count, yield to the loop, and say so."""
+    n = _count(key)
+    await asyncio.sleep(0)
+    return {"key": key, "runs": n, "async": True}
+
+
+@task(takes_context=True, max_tries=2, retry_backoff=0)
+def with_context(context: TaskContext, key: str) -> dict[str, Any]:
+    """Fail the first attempt, then return what the context says."""
+    _count(key)
+    if context.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    result = context.task_result
+    return {
+        "attempt": context.attempt,
+        "id": result.id,
+        "status": str(result.status),
+        "worker_ids": len(result.worker_ids),
+        "errors": [e.exception_class_path for e in result.errors],
+    }
+
+
+@hq_task(max_tries=2, retry_backoff=0)
+def always_fails(key: str) -> None:
+    """Raise a ValueError on every attempt."""
+    _count(key)
+    raise ValueError(f"{key} is broken")
+
+
+@hq_task(requires_approval=True, max_tries=1)
+def gated_transfer(amount: int) -> dict[str, int]:
+    """A transfer that waits for a person's approval."""
+    _count(f"transfer-{amount}")
+    return {"transferred": amount}
+
+
+@task(max_tries=2, retry_backoff=0, timeout=60)
+async def slow(key: str, seconds: float) -> int:
+    """Sleep `seconds` on the first attempt only, then count."""
+    n = _count(key)
+    if n == 1:
+        await asyncio.sleep(seconds)
+    return n
+
+
+@task
+def bytes_back() -> Any:
+    """Return bytes, which Django's JSON normalisation turns into text."""
+    return b"caf\xc3\xa9"
+
+
+# --- which process fires which signal ---------------------------------------------------------------
+
+
+def signals_seen() -> list[dict[str, Any]]:
+    """Every task signal fired so far, oldest first: {signal, id, status, pid, attempts}."""
+    raw = hq_redis.client().lrange(hq_redis.key("task-signals"), 0, -1)
+    return [json.loads(item) for item in raw]
+
+
+def _record(name: str, task_result: Any) -> None:
+    entry = {
+        "signal": name,
+        "id": task_result.id,
+        "status": str(task_result.status),
+        "pid": os.getpid(),
+        "attempts": task_result.attempts,
+        "errors": len(task_result.errors),
+    }
+    hq_redis.client().rpush(hq_redis.key("task-signals"), json.dumps(entry))
+
+
+@receiver(task_enqueued)
+def _on_enqueued(sender: Any, task_result: Any, **kwargs: Any) -> None:
+    _record("enqueued", task_result)
+
+
+@receiver(task_started)
+def _on_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
+    _record("started", task_result)
+
+
+@receiver(task_finished)
+def _on_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
+    _record("finished", task_result)
