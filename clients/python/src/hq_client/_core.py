@@ -93,7 +93,11 @@ class Api:
         json: Any = None,
     ) -> httpx.Request:
         """The request for `method` on `path` (already filled), with the token and JSON body."""
-        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        query = {
+            k: [_query_value(item) for item in v] if isinstance(v, list | tuple | set | frozenset) else _query_value(v)
+            for k, v in (params or {}).items()
+            if v is not None
+        }
         headers = {
             "Authorization": f"Bearer {self.token}",
             "Accept": "application/json",
@@ -408,3 +412,11 @@ def paged(path: str) -> Callable[[Callable[Concatenate[Route, P], Listing[T]]], 
         return PagedOp(path, build)
 
     return wrap
+
+
+def collect(listing: Listing[T]) -> Program[list[T]]:
+    """Every item of `listing`, read page by page into one list (for methods built on a whole list)."""
+    items: list[T] = []
+    while not listing.done:
+        items += listing.take((yield from listing.next_page()))
+    return items

@@ -201,14 +201,14 @@ class Operations:
     def jobs(
         route: Route,
         *,
-        state: str | None = None,
+        state: str | Sequence[str] | None = None,
         function: str | None = None,
         queue: str | None = None,
         correlation_id: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
     ) -> Listing[Job]:
-        """Every job of the workspace that matches the filters (the newest first)."""
+        """Every job of the workspace that matches the filters (`state`: one or several), the newest first."""
         return _page(
             route,
             "jobs",
@@ -303,9 +303,13 @@ class Operations:
 
     @paged("/v1/queue/hitl")
     def hitl_requests(
-        route: Route, *, state: str | None = None, function: str | None = None, job_id: str | None = None
+        route: Route,
+        *,
+        state: str | Sequence[str] | None = None,
+        function: str | None = None,
+        job_id: str | None = None,
     ) -> Listing[HITLRequest]:
-        """Every approval request that matches the filters."""
+        """Every approval request that matches the filters (`state`: one or several; HQ's default: pending)."""
         return _page(route, "requests", state=state, function=function, job_id=job_id)
 
     @op("GET", "/v1/queue/hitl/{request_id}")
