@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install services lint typecheck bench soak rss-soak chaos fuzz lock audit system-deps clean
+.PHONY: run test test-django61 install services lint typecheck bench soak rss-soak chaos fuzz lock audit system-deps clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ system-deps:
 test: install system-deps
 	bash scripts/ensure-services.sh
 	$(PY) -m pytest -n 2 -m "not soak" $(PYTEST_ARGS)
+
+## test-django61: the task backends' and client's tests on Django 6.1 (own venv under .run/, Python 3.12/3.13)
+test-django61: install
+	bash scripts/ensure-services.sh
+	bash scripts/test-django61.sh $(PYTEST_ARGS)
 
 services:
 	bash scripts/ensure-services.sh

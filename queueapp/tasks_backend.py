@@ -97,8 +97,14 @@ class TaskAttemptFailed(Exception):
 # --- the task class --------------------------------------------------------------------------------
 
 
+if TYPE_CHECKING:
+    _TaskBase = Task[Any, Any]  # generic in the backport's annotations
+else:
+    _TaskBase = Task  # Django 6's is not subscriptable
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class HQTask(Task[Any, Any]):
+class HQTask(_TaskBase):
     """A Django task with HQ's own options; `None` leaves the default (HQ's or the registered task's).
 
     :param max_tries: attempts per run before the job fails (1 to 25; HQ's default 3).
