@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hq_client.django.compat import Task
 
+if TYPE_CHECKING:
+    _TaskBase = Task[Any, Any]  # generic in the backport's annotations
+else:
+    _TaskBase = Task  # Django 6's is not subscriptable at run time
+
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteTask(Task[Any, Any]):
+class RemoteTask(_TaskBase):
     """A Django task with HQ's options; None leaves HQ's default (or the task's registration on HQ).
 
     :param max_tries: attempts before the job fails (sent with each enqueue).
