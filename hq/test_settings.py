@@ -15,7 +15,7 @@ os.environ["REDIS_URL"] = os.environ.get("HQ_TEST_REDIS_BASE", "redis://127.0.0.
 )
 os.environ["HQ_REDIS_PREFIX"] = f"hqtest:{_worker}:"
 os.environ.setdefault("HQ_DB_APPLICATION_NAME", f"hq-test-{_worker}")
-os.environ.setdefault("HQ_PLUGINS", "tests.plugin")
+os.environ.setdefault("HQ_PLUGINS", "tests.plugin,tests.client.taskapp")
 # The test process connects without a pool: pytest-django's test transactions and the threads some
 # tests start would each hold a pooled connection. Tests of the pool start servers and workers as
 # subprocesses with HQ_DB_POOL_MAX set (tests/chaos/test_web_faults.py).

@@ -1,0 +1,257 @@
+"""`RemoteBackend`: a Django project's tasks run on a remote HQ, over its REST API.
+
+    TASKS = {
+        "default": {
+            "BACKEND": "hq_client.django.RemoteBackend",
+            "QUEUES": ["default"],
+            "OPTIONS": {"URL": "https://hq.example.com", "TOKEN": "hq_pat_..."},
+        }
+    }
+
+`my_task.enqueue(...)` submits one job (POST /v1/queue/jobs) naming the task's module path; HQ's
+workers run it, because the same task module is installed on HQ as a plugin app (`HQ_PLUGINS`)
+and discovered there at start-up. `enqueue_many` submits many calls in batches of 1,000.
+`get_result` reads the job, its events (per-attempt errors, workers) and, for a rejected job, its
+approval request, and maps them through `hq_client.states` and `hq_client.results`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from django.core import checks
+from django.utils.module_loading import import_string
+
+from hq_client._core import Api, Program, RetryPolicy, collect
+from hq_client._operations import Operations, submission
+from hq_client.client import AsyncClient, Client
+from hq_client.django.compat import (
+    BaseTaskBackend,
+    InvalidTask,
+    Task,
+    TaskError,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    normalize_json,
+    task_enqueued,
+)
+from hq_client.django.task import RemoteTask
+from hq_client.errors import NotFound, ValidationError
+from hq_client.results import task_errors, task_worker_ids
+from hq_client.states import task_job_args, task_status
+from hq_client.types import BatchJob, HITLRequest, Job, JobEvent, JobSubmission, parse_datetime
+
+T = TypeVar("T")
+
+#: OPTIONS keys RemoteBackend reads.
+OPTION_KEYS = frozenset({"URL", "TOKEN", "TIMEOUT_S", "RETRIES"})
+
+
+def _when(value: str | None) -> datetime | None:
+    return parse_datetime(value) if value else None
+
+
+class RemoteBackend(BaseTaskBackend):
+    """Run this project's Django tasks as jobs on a remote HQ (README, "Django tasks on a remote HQ").
+
+    OPTIONS: `URL` (HQ's base URL) and `TOKEN` (a personal access token with `queue:read` and
+    `queue:write`), required; `TIMEOUT_S` per request (default 10); `RETRIES`, tries of a read or
+    submit on a transport error or 503 (default 4; a submit carries an idempotency key, so a retry
+    never makes a second job).
+    """
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = False  # HQ has no priorities yet
+    task_class = RemoteTask
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self.url = str(self.options.get("URL") or "")
+        self.token = str(self.options.get("TOKEN") or "")
+        self.timeout_s = float(self.options.get("TIMEOUT_S", 10.0))
+        self.api = Api(
+            base_url=self.url, token=self.token, retry=RetryPolicy(tries=int(self.options.get("RETRIES", 4)))
+        )
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Client:
+        """The backend's blocking client (one connection pool, shared by threads)."""
+        with self._lock:
+            if self._client is None:
+                self._client = Client(self.url, self.token, timeout_s=self.timeout_s, retry=self.api.retry)
+            return self._client
+
+    def _async_client(self) -> AsyncClient:
+        return AsyncClient(self.url, self.token, timeout_s=self.timeout_s, retry=self.api.retry)
+
+    # --- the contract ------------------------------------------------------------------------------------
+
+    def enqueue(self, task: Task[Any, T], args: Any, kwargs: Any) -> TaskResult[T]:
+        self.validate_task(task)
+        job = self.client.run(Operations.job_submit.program(self.api, **self._submission(task, args, kwargs)))
+        return self._enqueued(task, job)
+
+    async def aenqueue(self, task: Task[Any, T], args: Any, kwargs: Any) -> TaskResult[T]:
+        self.validate_task(task)
+        async with self._async_client() as hq:
+            job = await hq.run(Operations.job_submit.program(self.api, **self._submission(task, args, kwargs)))
+        return self._enqueued(task, job)
+
+    def enqueue_many(
+        self, task: Task[Any, T], calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> list[TaskResult[T]]:
+        """Enqueue `task` once per `(args, kwargs)` in `calls`, 1,000 to a request (POST /v1/queue/jobs/batch)."""
+        self.validate_task(task)
+        items = [self._item(task, args, kwargs) for args, kwargs in calls]
+        jobs = self.client.run(Operations.jobs_submit_many.program(self.api, items))
+        return [self._enqueued(task, job) for job in jobs]
+
+    async def aenqueue_many(
+        self, task: Task[Any, T], calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> list[TaskResult[T]]:
+        """`enqueue_many`, awaited."""
+        self.validate_task(task)
+        items = [self._item(task, args, kwargs) for args, kwargs in calls]
+        async with self._async_client() as hq:
+            jobs = await hq.run(Operations.jobs_submit_many.program(self.api, items))
+        return [self._enqueued(task, job) for job in jobs]
+
+    def get_result(self, result_id: str) -> TaskResult[Any]:
+        return self._result(result_id, self.client.run(self._read(result_id)))
+
+    async def aget_result(self, result_id: str) -> TaskResult[Any]:
+        async with self._async_client() as hq:
+            return self._result(result_id, await hq.run(self._read(result_id)))
+
+    def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
+        """The OPTIONS are complete: URL (http or https) and TOKEN; no keys this backend ignores."""
+        where = f"TASKS[{self.alias!r}]['OPTIONS']"
+        if not self.url.startswith(("http://", "https://")):
+            yield checks.Error(f"{where} needs URL, HQ's base URL (http:// or https://).", id="hq_client.E001")
+        if not self.token:
+            yield checks.Error(f"{where} needs TOKEN, an HQ personal access token.", id="hq_client.E002")
+        unknown = sorted(set(self.options) - OPTION_KEYS)
+        if unknown:
+            yield checks.Warning(
+                f"{where} has keys RemoteBackend does not read: {unknown}",
+                hint=f"It reads {sorted(OPTION_KEYS)}.",
+                id="hq_client.W001",
+            )
+
+    # --- submits -----------------------------------------------------------------------------------------
+
+    def _item(self, task: Task[Any, Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> JobSubmission:
+        return submission(**self._submission(task, args, kwargs))
+
+    def _submission(self, task: Task[Any, Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The job that runs `task(*args, **kwargs)` on HQ: its module path is HQ's function name."""
+        try:
+            call = task_job_args(normalize_json(list(args)), normalize_json(dict(kwargs)))
+        except (TypeError, ValueError) as exc:
+            raise InvalidTask(f"The arguments of {task.module_path} must be JSON: {exc}") from exc
+        return {
+            "function": task.module_path,
+            "args": call,
+            "queue": task.queue_name,
+            "defer_until": task.run_after,
+            # HQ's own task options (queueapp.tasks_backend.HQTask) when the task class has them.
+            "max_tries": getattr(task, "max_tries", None),
+            "timeout_seconds": getattr(task, "timeout", None),
+            "require_approval": bool(getattr(task, "requires_approval", False)),
+            "correlation_id": getattr(task, "correlation_id", None) or None,
+            "idempotency_key": getattr(task, "idempotency_key", None),
+        }
+
+    def _enqueued(self, task: Task[Any, T], job: Job | BatchJob) -> TaskResult[T]:
+        result: TaskResult[T] = self._task_result(task, job, [], None)
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    # --- results -----------------------------------------------------------------------------------------
+
+    def _read(self, result_id: str) -> Program[tuple[Job, list[JobEvent], HITLRequest | None] | None]:
+        """The job, its events and (when rejected) its latest approval request; None when there is no such job."""
+        try:
+            job: Job = yield from Operations.job_get.program(self.api, result_id)
+        except (NotFound, ValidationError):
+            return None
+        events = yield from collect(Operations.job_events.listing(self.api, result_id))
+        approval = None
+        if job["state"] == "rejected":
+            requests = yield from collect(
+                Operations.hitl_requests.listing(self.api, job_id=result_id, state=("rejected", "expired"))
+            )
+            approval = max(requests, key=lambda r: r["created_at"], default=None)
+        return job, events, approval
+
+    def _result(self, result_id: str, read: tuple[Job, list[JobEvent], HITLRequest | None] | None) -> TaskResult[Any]:
+        if read is None:
+            raise TaskResultDoesNotExist(result_id)
+        job, events, approval = read
+        try:
+            task = import_string(job["function"])
+        except ImportError:
+            task = None
+        if not isinstance(task, Task):
+            raise TaskResultDoesNotExist(f"{result_id} is the job of {job['function']!r}, not a task of this project")
+        if task.backend != self.alias or (job["queue"] != task.queue_name and job["queue"] in self.queues):
+            task = task.using(backend=self.alias, queue_name=job["queue"] if job["queue"] in self.queues else None)
+        return self._task_result(task, job, events, approval)
+
+    def _task_result(
+        self, task: Task[Any, T], job: Job | BatchJob, events: list[JobEvent], approval: HITLRequest | None
+    ) -> TaskResult[T]:
+        call = job["args"] if isinstance(job["args"], dict) else {}
+        result: TaskResult[T] = TaskResult(
+            task=task,
+            id=job["id"],
+            status=TaskResultStatus(task_status(job["state"])),
+            enqueued_at=_when(job["created_at"]),
+            started_at=_when(job["first_started_at"]),
+            finished_at=_when(job["finished_at"]),
+            last_attempted_at=_when(job["started_at"]),
+            args=list(call.get("args", [])),
+            kwargs=dict(call.get("kwargs", {})),
+            backend=self.alias,
+            errors=[
+                TaskError(exception_class_path=e.exception_class_path, traceback=e.traceback)
+                for e in task_errors(job, events, approval)
+            ],
+            worker_ids=task_worker_ids(events),
+        )
+        if job["state"] == "succeeded":
+            object.__setattr__(result, "_return_value", job["result"])
+        return result
+
+
+def enqueue_many(task: Task[Any, T], calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[TaskResult[T]]:
+    """Enqueue `task` once per `(args, kwargs)` in `calls` through its RemoteBackend, in batch requests.
+
+        results = enqueue_many(send_invoice, [((42,), {}), ((43,), {"copy": True})])
+
+    One POST /v1/queue/jobs/batch per 1,000 calls; each call gets an idempotency key, so a retried
+    request records no job twice. `task_enqueued` fires for each.
+    """
+    return _remote(task).enqueue_many(task, calls)
+
+
+async def aenqueue_many(
+    task: Task[Any, T], calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
+) -> list[TaskResult[T]]:
+    """`enqueue_many`, awaited."""
+    return await _remote(task).aenqueue_many(task, calls)
+
+
+def _remote(task: Task[Any, Any]) -> RemoteBackend:
+    backend = task.get_backend()
+    if not isinstance(backend, RemoteBackend):
+        raise InvalidTask(f"{task.module_path} runs on {type(backend).__name__}, not hq_client.django.RemoteBackend")
+    return backend

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TaskAppConfig(AppConfig):
+    name = "tests.client.taskapp"
+    label = "client_taskapp"
