@@ -818,11 +818,12 @@ def _run_script():  # noqa: ANN202 - scripts/run.py, the one place that says how
     return module
 
 
-def start_web(procs: Procs) -> tuple[subprocess.Popen, int]:
-    """The production web server, started as `make run` and docker-compose start it (granian)."""
+def start_web(procs: Procs, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    """The production web server, started as `make run` and docker-compose start it (granian);
+    `env`: another bench's environment instead of this one's."""
     port = free_port()
     run = _run_script()
-    p = procs.start("web", run.web_server_argv("127.0.0.1", port), run.web_env(env_for()))
+    p = procs.start("web", run.web_server_argv("127.0.0.1", port), run.web_env(env or env_for()))
 
     def up() -> bool:
         try:
