@@ -145,6 +145,24 @@ class Procs:
                 log(f"could not stop {p.pid}: {exc}")
 
 
+def end_run(
+    procs: Procs, tmp: Path, ok: bool, keep_logs: bool, lock: object, cleanup: Callable[[], None] | None = None
+) -> None:
+    """A bench's end, whatever happened: stop every subprocess, run the bench's own cleanup, drop
+    the logs of a run that went well (else say where they are), release the bench lock."""
+    procs.stop_all()
+    if cleanup is not None:
+        try:
+            cleanup()
+        except Exception as exc:  # noqa: BLE001
+            print(f"cleanup failed: {exc}", file=sys.stderr)
+    if ok and not keep_logs:
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif not ok:
+        print(f"Subprocess logs kept in {tmp}", file=sys.stderr)
+    lock.close()  # type: ignore[attr-defined]
+
+
 LOCK_PATH = Path(tempfile.gettempdir()) / "hq-bench.lock"
 
 
@@ -1977,13 +1995,7 @@ def main() -> int:
         ok = True
         return 0
     finally:
-        procs.stop_all()
-        peers.close()
-        if ok and not args.keep_logs:
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif not ok:
-            print(f"Subprocess logs kept in {tmp}", file=sys.stderr)
-        lock.close()
+        end_run(procs, tmp, ok, args.keep_logs, lock, peers.close)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ from bench.run import (  # noqa: E402
     Procs,
     bench_lock,
     code_state,
+    end_run,
     log,
     manage,
     median_spread,
@@ -460,24 +461,14 @@ def main() -> int:
         ok = True
         return 0
     finally:
-        procs.stop_all()
-        try:
+
+        def cleanup() -> None:
             from django.db import connections
 
             connections.close_all()
-        except Exception:
-            pass
-        try:
-            admin_sql(
-                f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)", f"DROP DATABASE IF EXISTS {TDB_DB} WITH (FORCE)"
-            )
-        except Exception as exc:
-            print(f"cleanup failed: {exc}", file=sys.stderr)
-        if ok and not args.keep_logs:
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif not ok:
-            print(f"Subprocess logs kept in {tmp}", file=sys.stderr)
-        lock.close()
+            admin_sql(*(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)" for db in (DB_NAME, TDB_DB)))
+
+        end_run(procs, tmp, ok, args.keep_logs, lock, cleanup)
 
 
 if __name__ == "__main__":
