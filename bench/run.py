@@ -145,6 +145,24 @@ class Procs:
                 log(f"could not stop {p.pid}: {exc}")
 
 
+def end_run(
+    procs: Procs, tmp: Path, ok: bool, keep_logs: bool, lock: object, cleanup: Callable[[], None] | None = None
+) -> None:
+    """A bench's end, whatever happened: stop every subprocess, run the bench's own cleanup, drop
+    the logs of a run that went well (else say where they are), release the bench lock."""
+    procs.stop_all()
+    if cleanup is not None:
+        try:
+            cleanup()
+        except Exception as exc:  # noqa: BLE001
+            print(f"cleanup failed: {exc}", file=sys.stderr)
+    if ok and not keep_logs:
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif not ok:
+        print(f"Subprocess logs kept in {tmp}", file=sys.stderr)
+    lock.close()  # type: ignore[attr-defined]
+
+
 LOCK_PATH = Path(tempfile.gettempdir()) / "hq-bench.lock"
 
 
@@ -818,11 +836,12 @@ def _run_script():  # noqa: ANN202 - scripts/run.py, the one place that says how
     return module
 
 
-def start_web(procs: Procs) -> tuple[subprocess.Popen, int]:
-    """The production web server, started as `make run` and docker-compose start it (granian)."""
+def start_web(procs: Procs, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    """The production web server, started as `make run` and docker-compose start it (granian);
+    `env`: another bench's environment instead of this one's."""
     port = free_port()
     run = _run_script()
-    p = procs.start("web", run.web_server_argv("127.0.0.1", port), run.web_env(env_for()))
+    p = procs.start("web", run.web_server_argv("127.0.0.1", port), run.web_env(env or env_for()))
 
     def up() -> bool:
         try:
@@ -1976,13 +1995,7 @@ def main() -> int:
         ok = True
         return 0
     finally:
-        procs.stop_all()
-        peers.close()
-        if ok and not args.keep_logs:
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif not ok:
-            print(f"Subprocess logs kept in {tmp}", file=sys.stderr)
-        lock.close()
+        end_run(procs, tmp, ok, args.keep_logs, lock, peers.close)
 
 
 if __name__ == "__main__":

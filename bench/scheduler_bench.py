@@ -54,7 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import Procs, bench_lock, log, manage, pct, proc_cpu_s, wait_for  # noqa: E402
+from bench.run import Procs, bench_lock, end_run, log, manage, pct, proc_cpu_s, wait_for  # noqa: E402
 
 BENCH = ROOT / "bench"
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -994,26 +994,18 @@ def main() -> int:
         ok = True
         return 0
     finally:
-        procs.stop_all()
-        try:
+
+        def cleanup() -> None:
             from django.db import connections
 
             connections.close_all()
-        except Exception:  # noqa: BLE001
-            pass
-        if not args.keep:
-            try:
+            if not args.keep:
                 admin_sql(
                     f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)", f"DROP DATABASE IF EXISTS {BEAT_DB} WITH (FORCE)"
                 )
                 redis_client().flushdb()
-            except Exception as exc:  # noqa: BLE001
-                print(f"cleanup failed: {exc}", file=sys.stderr)
-        if ok and not args.keep_logs:
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif not ok:
-            print(f"Subprocess logs kept in {tmp}", file=sys.stderr)
-        lock.close()
+
+        end_run(procs, tmp, ok, args.keep_logs, lock, cleanup)
 
 
 if __name__ == "__main__":

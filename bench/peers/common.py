@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 
 T_PROC = time.time()
@@ -48,6 +50,16 @@ class Drain:
     def write(self, path: str) -> None:
         with open(path, "w") as f:
             json.dump(asdict(self), f)
+
+
+def timed_calls(call: Callable[[], object], n: int, around: Callable[[], AbstractContextManager] | None) -> float:
+    """Seconds for `n` calls of `call` on this thread: each alone, or all inside one `around()`
+    (a transaction, whose end is timed too). The tasks bench's enqueue loop, on both sides."""
+    t0 = time.perf_counter()
+    with around() if around is not None else contextlib.nullcontext():
+        for _ in range(n):
+            call()
+    return time.perf_counter() - t0
 
 
 def noop_body(drain: Drain) -> None:
