@@ -12,54 +12,53 @@ nothing is ever imported by name). The job's `args` carry the call (`hq_client.s
 - The worker runs the task's function as the job's body: `task_started` fires before it,
   `task_finished` once the end of the attempt that finished the job is recorded (both in the
   worker's process).
-- `get_result` reads the job and its events into a `TaskResult` (`task_result_of`); the
-  README's "Django tasks" section has the table.
+- `get_result` reads the job, its events and (rejected) its approval request into a `TaskResult`
+  (`task_result_of`) through `hq_client.django.HQTaskBackend`, which the remote backend shares:
+  the README's "Django tasks" section has the table.
 
-HQ's own options ride on the task (`HQTask`): max tries, backoff, timeout, approval (the HITL
-gate), correlation id, idempotency key, workspace. `@task(max_tries=5)` passes them on both Django
-6 and the backport (both forward extra keywords to the backend's `task_class`); `hq_task` is the
-same decorator with them named; `.using(...)` takes them per call.
+HQ's own options ride on the task (`hq_client.django.HQTask`, shared with the remote backend so one
+task module serves both): max tries, backoff, timeout, approval (the HITL gate), correlation id,
+idempotency key, workspace. `@task(max_tries=5)` passes them on both Django 6 and the backport
+(both forward extra keywords to the backend's `task_class`); `hq_client.django.hq_task` is the same
+decorator with them named; `.using(...)` takes them per call.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import sys
 import uuid
-from collections.abc import Callable, Iterable
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.apps import apps
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from hq_client.states import task_call, task_call_problems, task_job_args, task_status
-
-from hq import clock
-from queueapp import registry
-from queueapp.runtime import run_sync
-from queueapp.tasks_compat import (
-    BaseTaskBackend,
+from hq_client.django.base import HQTaskBackend
+from hq_client.django.compat import (
     InvalidTask,
     Task,
     TaskContext,
-    TaskError,
     TaskResult,
     TaskResultDoesNotExist,
-    TaskResultStatus,
     normalize_json,
-    task,
     task_enqueued,
     task_finished,
     task_started,
 )
+from hq_client.django.task import option
+from hq_client.results import FAILED_ATTEMPT_KINDS
+from hq_client.states import task_call, task_call_problems
+
+from hq import clock
+from queueapp import registry
+from queueapp.runtime import run_sync
 
 if TYPE_CHECKING:
     from hq.models import Workspace
-    from queueapp.models import Job, JobEvent
+    from queueapp.models import Job
 
 T = TypeVar("T")
 
@@ -67,136 +66,6 @@ T = TypeVar("T")
 TASK_MODULES = ("tasks", "hq_plugin")
 #: OPTIONS keys HQBackend reads.
 OPTION_KEYS = frozenset({"WORKSPACE"})
-MAX_TRIES = 25
-MAX_TEXT = 200
-
-
-# --- why a task that did not run is FAILED -------------------------------------------------------
-
-
-class TaskNotRun(Exception):
-    """The task's job ended without running it to the end."""
-
-
-class TaskCancelled(TaskNotRun):
-    """The job was cancelled (before it started, or while it ran)."""
-
-
-class TaskRejected(TaskNotRun):
-    """A person rejected the job at its approval gate (HITL)."""
-
-
-class TaskApprovalExpired(TaskRejected):
-    """Nobody decided the job's approval request before it expired."""
-
-
-class TaskAttemptFailed(Exception):
-    """An attempt failed without an exception of the task's own (its worker was lost, say)."""
-
-
-# --- the task class --------------------------------------------------------------------------------
-
-
-if TYPE_CHECKING:
-    _TaskBase = Task[Any, Any]  # generic in the backport's annotations
-else:
-    _TaskBase = Task  # Django 6's is not subscriptable
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class HQTask(_TaskBase):
-    """A Django task with HQ's own options; `None` leaves the default (HQ's or the registered task's).
-
-    :param max_tries: attempts per run before the job fails (1 to 25; HQ's default 3).
-    :param retry_backoff: base seconds of the exponential backoff between attempts (default 2).
-    :param timeout: per-attempt limit in seconds (default 300).
-    :param requires_approval: every call waits for a person's approval (HITL) before it runs.
-    :param approval_ttl: seconds an approval request stays open (default a day).
-    :param correlation_id: groups related jobs (`/v1/queue/correlation/{id}`).
-    :param idempotency_key: one job per key in the workspace for `HQ_IDEMPOTENCY_WINDOW_S`: an
-        enqueue with a key already used returns the first job's result (set it with `.using()`).
-    :param workspace: the job's workspace (slug or id) instead of the backend's WORKSPACE.
-    """
-
-    max_tries: int | None = None
-    retry_backoff: float | None = None
-    timeout: int | None = None
-    requires_approval: bool = False
-    approval_ttl: int | None = None
-    correlation_id: str = ""
-    idempotency_key: str | None = None
-    workspace: str | None = None
-
-    def using(
-        self,
-        *,
-        priority: int | None = None,
-        queue_name: str | None = None,
-        run_after: datetime | None = None,
-        backend: str | None = None,
-        max_tries: int | None = None,
-        retry_backoff: float | None = None,
-        timeout: int | None = None,
-        requires_approval: bool | None = None,
-        correlation_id: str | None = None,
-        idempotency_key: str | None = None,
-        workspace: str | None = None,
-    ) -> HQTask:
-        """A copy with other defaults: Django's (priority, queue, run_after, backend) and HQ's."""
-        given: dict[str, Any] = {
-            "priority": priority,
-            "queue_name": queue_name,
-            "run_after": run_after,
-            "backend": backend,
-            "max_tries": max_tries,
-            "retry_backoff": retry_backoff,
-            "timeout": timeout,
-            "requires_approval": requires_approval,
-            "correlation_id": correlation_id,
-            "idempotency_key": idempotency_key,
-            "workspace": workspace,
-        }
-        return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
-
-
-def hq_task(
-    function: Callable[..., Any] | None = None,
-    *,
-    queue_name: str = "default",
-    backend: str = "default",
-    takes_context: bool = False,
-    max_tries: int | None = None,
-    retry_backoff: float | None = None,
-    timeout: int | None = None,
-    requires_approval: bool = False,
-    approval_ttl: int | None = None,
-    correlation_id: str = "",
-    workspace: str | None = None,
-) -> Any:
-    """Django's `@task` with HQ's options named (see `HQTask`); the same decorator underneath.
-
-    Django 6.1's `@task(max_tries=5)` and the backport's do the same (each forwards extra keywords
-    to the backend's `task_class`); this one spells them out for type checkers and readers.
-    """
-    options: dict[str, Any] = {
-        "queue_name": queue_name,
-        "backend": backend,
-        "takes_context": takes_context,
-        "max_tries": max_tries,
-        "retry_backoff": retry_backoff,
-        "timeout": timeout,
-        "requires_approval": requires_approval,
-        "approval_ttl": approval_ttl,
-        "correlation_id": correlation_id,
-        "workspace": workspace,
-    }
-    decorate: Any = task  # its overloads list no options beyond Django's own
-    return decorate(function, **options) if function is not None else decorate(**options)
-
-
-def _option(task_: Task[Any, Any], name: str, default: Any = None) -> Any:
-    """An HQ option of a task (a plain `Task` has none)."""
-    return getattr(task_, name, default)
 
 
 # --- discovery: the tasks the worker may run -------------------------------------------------------
@@ -243,11 +112,11 @@ def _register(task_: Task[Any, Any]) -> None:
     registry.job_function(
         name,
         queue=task_.queue_name,
-        requires_approval=bool(_option(task_, "requires_approval", False)),
-        timeout=_option(task_, "timeout") or defaults.timeout_s,
-        max_tries=_option(task_, "max_tries") or defaults.max_tries,
-        retry_backoff=_first(_option(task_, "retry_backoff"), defaults.retry_backoff_s),
-        approval_ttl=_option(task_, "approval_ttl") or defaults.approval_ttl_s,
+        requires_approval=bool(option(task_, "requires_approval", False)),
+        timeout=option(task_, "timeout") or defaults.timeout_s,
+        max_tries=option(task_, "max_tries") or defaults.max_tries,
+        retry_backoff=_first(option(task_, "retry_backoff"), defaults.retry_backoff_s),
+        approval_ttl=option(task_, "approval_ttl") or defaults.approval_ttl_s,
         check_args=_check_call,
         on_end=functools.partial(_ended, name),
     )(_body(task_))
@@ -336,83 +205,62 @@ def _json_ready(value: Any) -> Any:
 
 # --- results -----------------------------------------------------------------------------------------
 
-#: Events of an attempt that ended in failure (retried later, or the job's last).
-_FAILED_KINDS = ("retry_scheduled", "failed")
+#: The events a task result reads: each attempt's start, and each failed attempt's end.
+_ATTEMPT_KINDS = ("started", *sorted(FAILED_ATTEMPT_KINDS))
 
 
-def task_result_of(job: Job, task_: Task[Any, Any], events: list[JobEvent] | None = None) -> TaskResult[Any]:
-    """The TaskResult a job reads as (README, "Django tasks"): one read of its events unless given."""
-    from queueapp.models import HITLRequest, HITLState, JobEvent, JobState
+def task_result_of(
+    job: Job, task_: Task[Any, Any], events: Sequence[Mapping[str, Any]] | None = None
+) -> TaskResult[Any]:
+    """The TaskResult a job reads as (README, "Django tasks"), on the task's backend: one read of its
+    events unless given (as `{"kind", "detail"}`), and of its latest approval request when rejected."""
+    from queueapp.models import HITLRequest, JobEvent, JobState
 
     if events is None:
-        events = list(JobEvent.objects.filter(job_id=job.pk, kind__in=("started", *_FAILED_KINDS)).order_by("at", "id"))
-    errors = [_attempt_error(event) for event in events if event.kind in _FAILED_KINDS]
-    if job.state == JobState.CANCELLED:
-        errors.append(_error(TaskCancelled, f"Cancelled: {job.error or 'the job was cancelled.'}"))
-    elif job.state == JobState.REJECTED:
-        latest = HITLRequest.objects.filter(job_id=job.pk).order_by("-created_at").first()
-        if latest is not None and latest.state == HITLState.EXPIRED:
-            errors.append(_error(TaskApprovalExpired, f"Expired: nobody approved it by {latest.expires_at}."))
-        else:
-            comment = f" ({latest.comment})" if latest is not None and latest.comment else ""
-            errors.append(_error(TaskRejected, f"Rejected at its approval gate{comment}."))
-    args, kwargs = task_call(job.args)
-    result: TaskResult[Any] = TaskResult(
-        task=_as_enqueued(task_, job),
-        id=str(job.pk),
-        status=TaskResultStatus(task_status(job.state)),
-        enqueued_at=job.created_at,
-        started_at=job.first_started_at,
-        finished_at=job.finished_at,
-        last_attempted_at=job.started_at,
-        args=args,
-        kwargs=kwargs,
-        backend=task_.backend,
-        errors=errors,
-        worker_ids=[str(event.detail.get("worker", "")) for event in events if event.kind == "started"],
-    )
-    if job.state == JobState.SUCCEEDED:
-        object.__setattr__(result, "_return_value", job.result)
-    return result
+        events = list(
+            JobEvent.objects.filter(job_id=job.pk, kind__in=_ATTEMPT_KINDS)
+            .order_by("at", "id")
+            .values("kind", "detail")
+        )
+    approval = None
+    if job.state == JobState.REJECTED:
+        approval = (
+            HITLRequest.objects.filter(job_id=job.pk)
+            .order_by("-created_at")
+            .values("state", "expires_at", "comment")
+            .first()
+        )
+    backend = task_.get_backend()
+    if not isinstance(backend, HQTaskBackend):
+        raise InvalidTask(f"Task {task_.module_path!r} runs on {type(backend).__name__}, not an HQ task backend.")
+    return backend.task_result(task_, _job_fields(job), events, approval)
 
 
-def _attempt_error(event: JobEvent) -> TaskError:
-    detail = event.detail or {}
-    if "exception" in detail:
-        return TaskError(exception_class_path=str(detail["exception"]), traceback=str(detail.get("traceback", "")))
-    reason = detail.get("error") or detail.get("reason") or "The attempt failed."
-    return _error(TaskAttemptFailed, str(reason))
-
-
-def _error(cls: type[BaseException], message: str) -> TaskError:
-    return TaskError(exception_class_path=f"{cls.__module__}.{cls.__qualname__}", traceback=message)
-
-
-def _as_enqueued(task_: Task[Any, Any], job: Job) -> Task[Any, Any]:
-    """The task as its job was enqueued: on the job's queue when the backend has it."""
-    if job.queue == task_.queue_name or job.queue not in task_.get_backend().queues:
-        return task_
-    return dataclasses.replace(task_, queue_name=job.queue)
+def _job_fields(job: Job) -> dict[str, Any]:
+    """The fields of a job a TaskResult reads, as the REST API names them."""
+    return {
+        "id": job.pk,
+        "state": job.state,
+        "queue": job.queue,
+        "args": job.args,
+        "result": job.result,
+        "error": job.error,
+        "created_at": job.created_at,
+        "first_started_at": job.first_started_at,
+        "finished_at": job.finished_at,
+        "started_at": job.started_at,
+    }
 
 
 # --- the backend ---------------------------------------------------------------------------------------
 
 
-class HQBackend(BaseTaskBackend):
+class HQBackend(HQTaskBackend):
     """Run Django tasks as HQ jobs (README, "Django tasks").
 
     OPTIONS: `WORKSPACE`, the slug or id of the workspace whose jobs the tasks become (a task's
     own `workspace` wins). QUEUES: the HQ queues tasks may name (default `["default"]`).
     """
-
-    task_class = HQTask
-    supports_defer = True
-    supports_async_task = True
-    supports_get_result = True
-    # HQ's engine has no priorities yet (another issue). When it does: map `task.priority` onto the
-    # job's in `enqueue`, order the claim by it, and set this True (Django's validate_task then
-    # lets priorities other than 0 through).
-    supports_priority = False
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
@@ -420,26 +268,6 @@ class HQBackend(BaseTaskBackend):
         self._workspaces: dict[str, Workspace] = {}
 
     # --- the contract -------------------------------------------------------------------------------
-
-    def validate_task(self, task: Task[Any, Any]) -> None:
-        """Django's checks, then HQ's options (`HQTask`); InvalidTask says what is wrong."""
-        super().validate_task(task)
-        max_tries = _option(task, "max_tries")
-        if max_tries is not None and not (isinstance(max_tries, int) and 1 <= max_tries <= MAX_TRIES):
-            raise InvalidTask(f"max_tries must be a whole number from 1 to {MAX_TRIES}.")
-        for name in ("timeout", "approval_ttl"):
-            value = _option(task, name)
-            if value is not None and not (isinstance(value, int) and value >= 1):
-                raise InvalidTask(f"{name} must be a whole number of seconds, at least 1.")
-        backoff = _option(task, "retry_backoff")
-        if backoff is not None and not (isinstance(backoff, int | float) and 0 <= backoff <= 3600):
-            raise InvalidTask("retry_backoff must be from 0 to 3600 seconds.")
-        for name in ("correlation_id", "idempotency_key"):
-            value = _option(task, name)
-            if value is not None and not (isinstance(value, str) and len(value) <= MAX_TEXT):
-                raise InvalidTask(f"{name} must be text of at most {MAX_TEXT} characters.")
-        if _option(task, "requires_approval", False) and task.run_after is not None:
-            raise InvalidTask("A task that waits for approval cannot also have run_after: it runs once approved.")
 
     def enqueue(self, task: Task[Any, Any], args: Any, kwargs: Any) -> TaskResult[Any]:
         """Record the task's job in the caller's transaction; it is pushed to a worker after commit."""
@@ -453,19 +281,18 @@ class HQBackend(BaseTaskBackend):
                 f"Task {task.module_path!r} was not discovered at start-up: define it at module level in an "
                 f"installed app's {' or '.join(m + '.py' for m in TASK_MODULES)}, so that HQ's workers run it."
             )
-        call = task_job_args(normalize_json(list(args)), normalize_json(dict(kwargs)))
-        run_after = task.run_after if task.run_after is not None and task.run_after > clock.now() else None
+        options = self.job_options(task)
         submission = services.Submission(
             function=task.module_path,
-            args=call,
-            queue=task.queue_name,
-            correlation_id=_option(task, "correlation_id", "") or "",
-            idempotency_key=_option(task, "idempotency_key"),
-            defer_until=run_after,
-            max_tries=_option(task, "max_tries"),
-            timeout_seconds=_option(task, "timeout"),
-            retry_backoff_s=_option(task, "retry_backoff"),
-            requires_approval=bool(_option(task, "requires_approval", False)),
+            args=self.job_args(task, args, kwargs),
+            queue=options["queue"],
+            correlation_id=options["correlation_id"],
+            idempotency_key=options["idempotency_key"],
+            defer_until=task.run_after if task.run_after is not None and task.run_after > clock.now() else None,
+            max_tries=options["max_tries"],
+            timeout_seconds=options["timeout_seconds"],
+            retry_backoff_s=option(task, "retry_backoff"),
+            requires_approval=options["require_approval"],
         )
         try:
             job, created = services.job_submit(workspace=self._workspace(task), owner=None, submission=submission)
@@ -527,7 +354,7 @@ class HQBackend(BaseTaskBackend):
         """The task's workspace (its own, else WORKSPACE), looked up once per process."""
         from hq.models import Workspace
 
-        ref = _option(task, "workspace") or self.workspace_ref
+        ref = option(task, "workspace") or self.workspace_ref
         if not ref:
             raise ImproperlyConfigured(
                 f"TASKS[{self.alias!r}] OPTIONS has no WORKSPACE and task {task.module_path!r} names none: "
@@ -550,14 +377,7 @@ class HQBackend(BaseTaskBackend):
 
 __all__ = [
     "HQBackend",
-    "HQTask",
-    "TaskApprovalExpired",
-    "TaskAttemptFailed",
-    "TaskCancelled",
-    "TaskNotRun",
-    "TaskRejected",
     "discover",
-    "hq_task",
     "registered_task",
     "task_result_of",
 ]

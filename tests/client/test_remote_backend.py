@@ -5,6 +5,7 @@ worker runs them (HQ discovered them in its plugin app); the project then reads 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -12,9 +13,11 @@ from typing import Any
 
 import pytest
 from hq_client import Client
+from hq_client.django import HQTask
 
 from queueapp.models import Job
 from tests import factories
+from tests.client.taskapp import tasks as shared
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,7 +29,8 @@ def remote(hq_url: str, token: str, *args: str) -> dict[str, Any]:
     """Run the remote project's script; its stdout is one JSON document."""
     env = {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(ROOT),
+        # This checkout's client first (the venv's editable install may point at another checkout).
+        "PYTHONPATH": os.pathsep.join((str(ROOT / "clients" / "python" / "src"), str(ROOT))),
         "HQ_URL": hq_url,
         "HQ_TOKEN": token,
         "DJANGO_SETTINGS_MODULE": "tests.client.remote_project.settings",
@@ -49,6 +53,15 @@ def test_a_separate_project_enqueues_tasks_that_hq_runs_and_reads_their_results(
     assert sent["many_args"] == [[0, 0], [1, 1], [2, 2]]
     assert len(sent["enqueued"]) == 34 and {e["sender"] for e in sent["enqueued"]} == {"RemoteBackend"}
     assert {e["status"] for e in sent["enqueued"]} == {"READY"}
+    # One task class on both sides: the remote project's tasks are HQTask, and HQ's options are
+    # checked there before any request, as HQ's in-process backend checks them.
+    assert sent["task_class"] == "hq_client.django.task.HQTask"
+    assert sent["refused"] == ["max_tries", "approval"]
+    assert (type(shared.always_fails), shared.always_fails.max_tries, shared.always_fails.retry_backoff) == (
+        HQTask,
+        2,
+        0,
+    )
 
     # On HQ: ordinary jobs named by the tasks' module paths, the call in their args.
     added = Job.objects.get(pk=sent["add"])

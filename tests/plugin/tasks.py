@@ -12,10 +12,10 @@ import os
 from typing import Any
 
 from django.dispatch import receiver
+from hq_client.django import hq_task
+from hq_client.django.compat import TaskContext, task, task_enqueued, task_finished, task_started
 
 from hq import redis as hq_redis
-from queueapp.tasks_backend import hq_task
-from queueapp.tasks_compat import TaskContext, task, task_enqueued, task_finished, task_started
 
 
 def _count(key: str) -> int:

@@ -11,12 +11,8 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-
-from hq import clock
-from queueapp import services
-from queueapp.models import Job
-from queueapp.tasks_backend import HQBackend, HQTask
-from queueapp.tasks_compat import (
+from hq_client.django import HQTask
+from hq_client.django.compat import (
     InvalidTask,
     TaskResultDoesNotExist,
     TaskResultMismatch,
@@ -24,6 +20,11 @@ from queueapp.tasks_compat import (
     task,
     task_backends,
 )
+
+from hq import clock
+from queueapp import services
+from queueapp.models import Job
+from queueapp.tasks_backend import HQBackend
 from tests import factories
 from tests.plugin import tasks
 

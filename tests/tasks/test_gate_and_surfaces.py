@@ -6,14 +6,14 @@ from datetime import timedelta
 
 import pytest
 from django.test import Client
+from hq_client.django.compat import TaskResultStatus
+from hq_client.results import TaskApprovalExpired, TaskCancelled, TaskRejected
 
 from hq import clock
 from hq import services as hq_services
 from hq.models import User
 from queueapp import services
 from queueapp.models import HITLRequest, Job
-from queueapp.tasks_backend import TaskApprovalExpired, TaskCancelled, TaskRejected
-from queueapp.tasks_compat import TaskResultStatus
 from tests import factories
 from tests.plugin import tasks
 from tests.plugin.tasks import task_runs

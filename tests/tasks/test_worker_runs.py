@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from hq_client.django.compat import TaskResultStatus
 
 from hq import clock
 from queueapp.models import Job, JobEvent
-from queueapp.tasks_compat import TaskResultStatus
 from tests.plugin import tasks
 from tests.plugin.tasks import signals_seen, task_runs
 

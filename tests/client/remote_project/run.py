@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.client.remote_project.settings")
@@ -22,7 +23,7 @@ import django
 django.setup()
 
 from hq_client.django import RemoteBackend, enqueue_many  # noqa: E402
-from hq_client.django.compat import TaskResult, TaskResultDoesNotExist, task_enqueued  # noqa: E402
+from hq_client.django.compat import InvalidTask, TaskResult, TaskResultDoesNotExist, task_enqueued  # noqa: E402
 
 from tests.client.taskapp import tasks  # noqa: E402
 
@@ -42,6 +43,14 @@ def enqueue() -> dict[str, Any]:
     failing = tasks.always_fails.enqueue(7)
     refund = tasks.refund.enqueue(5)
     many = enqueue_many(tasks.add, [((i, i), {}) for i in range(30)])
+    refused = []
+    for change in ({"max_tries": 26}, {"run_after": datetime.now(UTC) + timedelta(minutes=1)}):
+        try:
+            (tasks.refund if "run_after" in change else tasks.add).using(**change)
+        except InvalidTask as exc:
+            refused.append(
+                "max_tries" if "max_tries" in str(exc) else "approval" if "approval" in str(exc) else str(exc)
+            )
     return {
         "add": added.id,
         "add_status": str(added.status),
@@ -52,6 +61,8 @@ def enqueue() -> dict[str, Any]:
         "many": [r.id for r in many],
         "many_args": [r.args for r in many][:3],
         "enqueued": enqueued,
+        "task_class": f"{type(tasks.add).__module__}.{type(tasks.add).__qualname__}",
+        "refused": refused,
     }
 
 

@@ -1,7 +1,9 @@
 """How a finished (or unfinished) HQ job reads as a Django task's result, without Django.
 
-`hq_client.django.RemoteBackend` builds its `TaskResult`s from these; the status table itself is
-`hq_client.states`. A task that did not run to its end is FAILED with an error whose class says
+Both django.tasks backends build their `TaskResult`s from these (`hq_client.django.HQTaskBackend`:
+HQ's in-process `HQBackend` and the remote `RemoteBackend`), so these classes' paths are what a
+user sees in `TaskError.exception_class_path` whichever backend ran the task; the status table
+itself is `hq_client.states`. A task that did not run to its end is FAILED with an error whose class says
 why: cancelled, rejected at its approval gate, or its approval expired.
 """
 

@@ -1,8 +1,9 @@
 """How an HQ job's state reads as a Django Tasks result status: the one table for both backends.
 
 The in-process backend (`queueapp.tasks_backend`) and the remote one (`hq_client.django`) both map
-through `task_status`, so a task's status never depends on which door it came in by. Plain strings,
-no Django import: the client distribution has no server dependencies.
+through `task_status` (in `hq_client.django.HQTaskBackend.task_result`), so a task's status never
+depends on which door it came in by. Plain strings, no Django import: the client distribution has
+no server dependencies.
 """
 
 from __future__ import annotations

@@ -12,14 +12,14 @@
 workers run it, because the same task module is installed on HQ as a plugin app (`HQ_PLUGINS`)
 and discovered there at start-up. `enqueue_many` submits many calls in batches of 1,000.
 `get_result` reads the job, its events (per-attempt errors, workers) and, for a rejected job, its
-approval request, and maps them through `hq_client.states` and `hq_client.results`.
+approval request, and reads them as a `TaskResult` the way HQ's in-process backend does
+(`hq_client.django.base.HQTaskBackend`, which both subclass).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any, TypeVar
 
 from django.core import checks
@@ -28,22 +28,10 @@ from django.utils.module_loading import import_string
 from hq_client._core import Api, Program, RetryPolicy, collect
 from hq_client._operations import Operations, submission
 from hq_client.client import AsyncClient, Client
-from hq_client.django.compat import (
-    BaseTaskBackend,
-    InvalidTask,
-    Task,
-    TaskError,
-    TaskResult,
-    TaskResultDoesNotExist,
-    TaskResultStatus,
-    normalize_json,
-    task_enqueued,
-)
-from hq_client.django.task import RemoteTask
+from hq_client.django.base import HQTaskBackend
+from hq_client.django.compat import InvalidTask, Task, TaskResult, TaskResultDoesNotExist, task_enqueued
 from hq_client.errors import NotFound, ValidationError
-from hq_client.results import task_errors, task_worker_ids
-from hq_client.states import task_job_args, task_status
-from hq_client.types import BatchJob, HITLRequest, Job, JobEvent, JobSubmission, parse_datetime
+from hq_client.types import BatchJob, HITLRequest, Job, JobEvent, JobSubmission
 
 T = TypeVar("T")
 
@@ -51,11 +39,7 @@ T = TypeVar("T")
 OPTION_KEYS = frozenset({"URL", "TOKEN", "TIMEOUT_S", "RETRIES"})
 
 
-def _when(value: str | None) -> datetime | None:
-    return parse_datetime(value) if value else None
-
-
-class RemoteBackend(BaseTaskBackend):
+class RemoteBackend(HQTaskBackend):
     """Run this project's Django tasks as jobs on a remote HQ (README, "Django tasks on a remote HQ").
 
     OPTIONS: `URL` (HQ's base URL) and `TOKEN` (a personal access token with `queue:read` and
@@ -63,12 +47,6 @@ class RemoteBackend(BaseTaskBackend):
     submit on a transport error or 503 (default 4; a submit carries an idempotency key, so a retry
     never makes a second job).
     """
-
-    supports_defer = True
-    supports_async_task = True
-    supports_get_result = True
-    supports_priority = False  # HQ has no priorities yet
-    task_class = RemoteTask
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
@@ -153,25 +131,17 @@ class RemoteBackend(BaseTaskBackend):
 
     def _submission(self, task: Task[Any, Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The job that runs `task(*args, **kwargs)` on HQ: its module path is HQ's function name."""
-        try:
-            call = task_job_args(normalize_json(list(args)), normalize_json(dict(kwargs)))
-        except (TypeError, ValueError) as exc:
-            raise InvalidTask(f"The arguments of {task.module_path} must be JSON: {exc}") from exc
+        options = self.job_options(task)
         return {
+            **options,
             "function": task.module_path,
-            "args": call,
-            "queue": task.queue_name,
+            "args": self.job_args(task, args, kwargs),
             "defer_until": task.run_after,
-            # HQ's own task options (queueapp.tasks_backend.HQTask) when the task class has them.
-            "max_tries": getattr(task, "max_tries", None),
-            "timeout_seconds": getattr(task, "timeout", None),
-            "require_approval": bool(getattr(task, "requires_approval", False)),
-            "correlation_id": getattr(task, "correlation_id", None) or None,
-            "idempotency_key": getattr(task, "idempotency_key", None),
+            "correlation_id": options["correlation_id"] or None,
         }
 
     def _enqueued(self, task: Task[Any, T], job: Job | BatchJob) -> TaskResult[T]:
-        result: TaskResult[T] = self._task_result(task, job, [], None)
+        result: TaskResult[T] = self.task_result(task, job)
         task_enqueued.send(type(self), task_result=result)
         return result
 
@@ -202,34 +172,7 @@ class RemoteBackend(BaseTaskBackend):
             task = None
         if not isinstance(task, Task):
             raise TaskResultDoesNotExist(f"{result_id} is the job of {job['function']!r}, not a task of this project")
-        if task.backend != self.alias or (job["queue"] != task.queue_name and job["queue"] in self.queues):
-            task = task.using(backend=self.alias, queue_name=job["queue"] if job["queue"] in self.queues else None)
-        return self._task_result(task, job, events, approval)
-
-    def _task_result(
-        self, task: Task[Any, T], job: Job | BatchJob, events: list[JobEvent], approval: HITLRequest | None
-    ) -> TaskResult[T]:
-        call = job["args"] if isinstance(job["args"], dict) else {}
-        result: TaskResult[T] = TaskResult(
-            task=task,
-            id=job["id"],
-            status=TaskResultStatus(task_status(job["state"])),
-            enqueued_at=_when(job["created_at"]),
-            started_at=_when(job["first_started_at"]),
-            finished_at=_when(job["finished_at"]),
-            last_attempted_at=_when(job["started_at"]),
-            args=list(call.get("args", [])),
-            kwargs=dict(call.get("kwargs", {})),
-            backend=self.alias,
-            errors=[
-                TaskError(exception_class_path=e.exception_class_path, traceback=e.traceback)
-                for e in task_errors(job, events, approval)
-            ],
-            worker_ids=task_worker_ids(events),
-        )
-        if job["state"] == "succeeded":
-            object.__setattr__(result, "_return_value", job["result"])
-        return result
+        return self.task_result(task, job, events, approval)
 
 
 def enqueue_many(task: Task[Any, T], calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[TaskResult[T]]:

@@ -1,5 +1,11 @@
-"""Django's Tasks framework wherever this Django keeps it: built in from Django 6.0 (`django.tasks`),
-the `django-tasks` backport on Django 5.2 (`django_tasks`). The one place that knows."""
+"""Django's Tasks framework, wherever this Django keeps it: the one place that knows.
+
+Django 6.0+ has it built in (`django.tasks`); on Django 5.2 the `django-tasks` backport provides
+the same API as `django_tasks`, with two exceptions named differently (`InvalidTaskError`,
+`InvalidTaskBackendError`). Both HQ's in-process backend (`queueapp.tasks_backend`) and the remote
+one (`hq_client.django.RemoteBackend`) import the framework from here, so the same task modules run
+on both Django versions and both sides. mypy reads the backport's annotations (HQ's lock is 5.2).
+"""
 
 from __future__ import annotations
 
@@ -7,21 +13,43 @@ from typing import TYPE_CHECKING
 
 import django
 
-if TYPE_CHECKING or django.VERSION < (6, 0):  # the backport (what mypy reads on HQ's Django 5.2 lock)
+if TYPE_CHECKING or django.VERSION < (6, 0):  # the backport (HQ's lock; what mypy reads)
+    from django_tasks import task_backends as task_backends
     from django_tasks.backends.base import BaseTaskBackend
-    from django_tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus, task
+    from django_tasks.base import (
+        DEFAULT_TASK_PRIORITY,
+        DEFAULT_TASK_QUEUE_NAME,
+        Task,
+        TaskContext,
+        TaskError,
+        TaskResult,
+        TaskResultStatus,
+        task,
+    )
     from django_tasks.exceptions import InvalidTaskError as InvalidTask
-    from django_tasks.exceptions import TaskResultDoesNotExist
-    from django_tasks.signals import task_enqueued
+    from django_tasks.exceptions import TaskResultDoesNotExist, TaskResultMismatch
+    from django_tasks.signals import task_enqueued, task_finished, task_started
     from django_tasks.utils import normalize_json
 else:  # built in
+    from django.tasks import task_backends as task_backends
     from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus, task
-    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-    from django.tasks.signals import task_enqueued
+    from django.tasks.base import (
+        DEFAULT_TASK_PRIORITY,
+        DEFAULT_TASK_QUEUE_NAME,
+        Task,
+        TaskContext,
+        TaskError,
+        TaskResult,
+        TaskResultStatus,
+        task,
+    )
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskResultMismatch
+    from django.tasks.signals import task_enqueued, task_finished, task_started
     from django.utils.json import normalize_json
 
 __all__ = [
+    "DEFAULT_TASK_PRIORITY",
+    "DEFAULT_TASK_QUEUE_NAME",
     "BaseTaskBackend",
     "InvalidTask",
     "Task",
@@ -29,8 +57,12 @@ __all__ = [
     "TaskError",
     "TaskResult",
     "TaskResultDoesNotExist",
+    "TaskResultMismatch",
     "TaskResultStatus",
     "normalize_json",
     "task",
+    "task_backends",
     "task_enqueued",
+    "task_finished",
+    "task_started",
 ]
