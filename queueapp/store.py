@@ -82,6 +82,7 @@ class Store(Protocol):
     async def start(self, job_id: str, attempt: int, worker_id: str) -> Started | None: ...
     async def unmark(self, job_id: str, attempt: int) -> str | None: ...
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool: ...
+    def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[bool]: ...
 
 
 def for_database(alias: str = "default") -> Store:
@@ -108,9 +109,13 @@ class Batcher(Generic[ItemT, ResultT]):
         self._idle: asyncio.Event | None = None
 
     async def submit(self, item: ItemT) -> ResultT:
+        return await self.future(item)
+
+    def future(self, item: ItemT) -> asyncio.Future[ResultT]:
+        """Queue `item`; the future answers it. Cancelling the future does not take the item out."""
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         self._queue(item, future)
-        return await future
+        return future
 
     def add(self, item: ItemT) -> None:
         """Queue `item` for the next flush without waiting for it."""
@@ -195,6 +200,9 @@ class PgStore:
         await self.pool.open(wait=True, timeout=30)
 
     async def close(self) -> None:
+        # Batches in flight are written first (an end whose waiter was cancelled twice, say).
+        await self._starts.idle()
+        await self._finishes.idle()
         await self.pool.close()  # a pool never opened is closed already: nothing to do
 
     async def start(self, job_id: str, attempt: int, worker_id: str) -> Started | None:
@@ -231,6 +239,10 @@ class PgStore:
 
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool:
         return await self._finishes.submit((job_id, attempt, outcome))
+
+    def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[bool]:
+        """`finish` as a future that is written with its batch whoever waits for it."""
+        return self._finishes.future((job_id, attempt, outcome))
 
     async def _finish_many(self, items: list[tuple[str, int, Outcome]]) -> list[bool]:
         from psycopg.types.json import Jsonb
@@ -300,6 +312,9 @@ class OrmStore:
 
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool:
         return await sync_to_async(_orm_finish, thread_sensitive=True)(job_id, attempt, outcome)
+
+    def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[bool]:
+        return asyncio.ensure_future(self.finish(job_id, attempt, outcome))
 
 
 def _orm_start(job_id: str, attempt: int, worker_id: str) -> Started | None:

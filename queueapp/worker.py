@@ -19,7 +19,6 @@ import socket
 import time
 import traceback
 from collections import Counter
-from collections.abc import Coroutine
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -181,11 +180,11 @@ class Runtime:
                 outcome = _after(started, attempt, "Cancelled while running.", retry.Cause.INTERRUPTED, cancelled=True)
             else:
                 outcome = _after(started, attempt, "Interrupted: the worker stopped.", retry.Cause.INTERRUPTED)
-            await _whole(self._finish(started, attempt, outcome, time.monotonic() - t0))
+            await self._finish(started, attempt, outcome, time.monotonic() - t0)
             raise
         # The body is over: its slot takes the next job while this attempt's end is recorded.
         worker.body_ended(arq_id, task)
-        await _whole(self._finish(started, attempt, outcome, time.monotonic() - t0))
+        await self._finish(started, attempt, outcome, time.monotonic() - t0)
 
     async def _execute(self, started: Started, attempt: int) -> Outcome:
         fn = registry.get_function(started.function)
@@ -225,13 +224,34 @@ class Runtime:
             return Outcome("fail", "failed", error=error, detail={"error": error, **failure_detail(exc)})
 
     async def _finish(self, started: Started, attempt: int, outcome: Outcome, run_s: float) -> None:
+        """Record the attempt's end, then push its retry: whole even if this task is cancelled meanwhile.
+
+        Recording an attempt's end (and pushing its retry) must finish before a draining worker
+        closes its pool. A cancel that arrives while the batch is written waits for the batch, lets
+        the rest run, and is passed on at the end.
+        """
+        cancelled: asyncio.CancelledError | None = None
+        writing = self.store.finishing(str(started.id), attempt, outcome)
         try:
-            moved = await self.store.finish(str(started.id), attempt, outcome)
+            try:
+                moved = await asyncio.shield(writing)
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+                moved = await writing
         except Exception:
             # The reaper finds the row still `running` once this worker's heartbeat stops, and the
             # job runs again: job functions must be idempotent (README, "Queue").
             logger.exception("could not record the end of job %s attempt %s", started.id, attempt)
-            return
+            moved = None
+        try:
+            if moved is not None:
+                await self._recorded(started, attempt, outcome, run_s, moved)
+        finally:
+            if cancelled is not None:
+                raise cancelled
+
+    async def _recorded(self, started: Started, attempt: int, outcome: Outcome, run_s: float, moved: bool) -> None:
+        """What follows a recorded end: counts, the function's end hook, the retry's push."""
         self.jobs_done += 1
         if not moved:
             logger.warning("job %s attempt %s was moved by someone else; result discarded", started.id, attempt)
@@ -258,20 +278,6 @@ async def _ended(started: Started) -> None:
         await fn.on_end(started.id)
     except Exception:  # a hook's failure must not take the worker down; the job's end is recorded
         logger.exception("end hook of %s failed for job %s", started.function, started.id)
-
-
-async def _whole(step: Coroutine[Any, Any, None]) -> None:
-    """Run `step` to its end even if the caller is cancelled meanwhile, then pass the cancel on.
-
-    Recording an attempt's end (and pushing its retry) must finish before ARQ's keys are cleared
-    and before a draining worker closes its pool.
-    """
-    task = asyncio.ensure_future(step)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
 
 
 def _after(
