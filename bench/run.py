@@ -1424,13 +1424,13 @@ PROFILE_RULES = [  # first match wins: (label, frame name in the stack)
     ("HQ store: FINISH SQL", "PgStore._finish_many"),
     ("HQ store: START SQL", "PgStore.start"),  # unbatched store, or waiting on a batch
     ("HQ store: FINISH SQL", "PgStore.finish"),
+    ("HQ: clear ended attempts from ARQ's keys (one MULTI per batch)", "HQWorker._forget_finished"),
     ("HQ store: batching", "Batcher."),
-    ("ARQ: claim job (Worker.start_jobs: WATCH/EXISTS/ZSCORE/MULTI)", "Worker.start_jobs"),
-    ("ARQ: finish_job (delete keys, ZREM)", "Worker.finish_job"),
-    ("ARQ: run_job bookkeeping (GET/INCR/EXPIRE/ZREM)", "Worker.run_job"),
+    ("HQ: claim from Redis (one Lua call per free slots)", "HQWorker.claim_fairly"),
     ("HQ: run_attempt/_execute (outside the store)", "Runtime.run_attempt"),
     ("HQ: burst drained check", "HQWorker._drained"),
-    ("ARQ: poll iteration", "Worker._poll_iteration"),
+    ("HQ: poll iteration (abort check, heartbeat)", "HQWorker._poll_iteration"),
+    ("HQ: task per attempt (run_claimed)", "HQWorker.run_claimed"),
 ]
 STORE_PARTS = [  # inside PgStore.*: (label, frame names)
     (
