@@ -51,6 +51,29 @@ class JobSubmitIn(serializers.Serializer[Any]):
             raise serializers.ValidationError("Must be a JSON object.")
         return value
 
+    def to_internal_value(self, data: Any) -> Any:
+        """A key the submit does not know is refused by name (a typo such as `max_retries` must not
+        quietly run the job without it), beside any other field's error."""
+        unknown = unknown_fields(data, self.fields) if isinstance(data, dict) else {}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from exc
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+
+def unknown_fields(body: dict[str, Any], known: Any) -> dict[str, list[str]]:
+    """The error of each key of a submit body that names no field (at most 20 named)."""
+    names = sorted((k for k in body if k not in known), key=str)[:20]
+    return {str(k): [UNKNOWN_FIELD] for k in names}
+
+
+UNKNOWN_FIELD = "Unknown field: a submit takes only the fields of POST /v1/queue/jobs."
+
 
 class JobBatchIn(serializers.Serializer[Any]):
     jobs = JobSubmitIn(many=True, help_text="1 to 1,000 submissions, each as POST /v1/queue/jobs takes it.")
@@ -179,8 +202,8 @@ _SUBMIT_RULES: dict[str, tuple[str, Any, Any, bool]] = {
 def submit_parse(body: object) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """(`services.Submission` keyword arguments, errors by field) for one submit body.
 
-    The rules are `JobSubmitIn`'s: unknown keys are ignored, a body that is not an object is
-    refused as a whole (`non_field_errors`).
+    The rules are `JobSubmitIn`'s: an unknown key is refused by name, a body that is not an object
+    is refused as a whole (`non_field_errors`).
     """
     if not isinstance(body, dict):
         kind = "list" if isinstance(body, list) else type(body).__name__
@@ -205,6 +228,8 @@ def submit_parse(body: object) -> tuple[dict[str, Any], dict[str, list[str]]]:
             values[name] = parse(value)
         except _Refused as exc:
             errors[key] = [exc.message]
+    if not body.keys() <= _SUBMIT_RULES.keys():
+        errors.update(unknown_fields(body, _SUBMIT_RULES))
     return values, errors
 
 

@@ -37,6 +37,13 @@ def test_batch__records_every_job_in_request_order_with_its_event(api, member):
     assert deferred.to_state == "deferred" and "due_at" in deferred.detail
 
 
+def test_batch__an_unknown_field_in_one_item_refuses_the_batch_naming_it(api, member):
+    resp = batch(api, member, [{"function": "hq.echo"}, {"function": "hq.echo", "unique_key": "k"}])
+    assert resp.status_code == 400
+    assert set(resp.json()["error"]["fields"]) == {"jobs.1.unique_key"}
+    assert not Job.objects.exists()
+
+
 def test_batch__a_bad_item_refuses_the_whole_batch_naming_each(api, member):
     items = [
         {"function": "hq.echo"},

@@ -61,6 +61,14 @@ def test_submit__unknown_function_names_known_ones(api, member):
     assert "hq.echo" in err["message"] and "tests.internal" not in err["message"]
 
 
+def test_submit__an_unknown_field_is_refused_by_name_and_nothing_is_recorded(api, member):
+    # A typo (max_retries for max_tries) or a field of a later version must not run the job without it.
+    resp = submit(api, member, function="hq.echo", max_retries=5, priority=3)
+    assert resp.status_code == 400
+    assert set(resp.json()["error"]["fields"]) == {"max_retries", "priority"}
+    assert not Job.objects.exists()
+
+
 def test_submit__defer_in_the_past_beyond_a_minute(api, member):
     past = iso(clock.now() - timedelta(minutes=5))
     resp = submit(api, member, defer_until=past)
