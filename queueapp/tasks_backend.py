@@ -6,7 +6,7 @@ starts: `discover` finds the tasks of every installed app's `tasks` and `hq_plug
 only those run (a REST submit naming any other dotted path is 400, as for any unknown function;
 nothing is ever imported by name). The job's `args` carry the call (`hq_client.states`).
 
-- `enqueue` goes through `services.job_submit`, the path of every submit: the job row is written
+- `enqueue` goes through `services.job_submit_row`, the path of every submit: the job row is written
   in the caller's transaction (rolled back, no job) and pushed to ARQ after commit (the relay
   pushes whatever a failed push left). `task_enqueued` fires once the job is committed.
 - The worker runs the task's function as the job's body: `task_started` fires before it,
@@ -62,6 +62,7 @@ from queueapp.runtime import run_sync
 
 if TYPE_CHECKING:
     from hq.models import Workspace
+    from queueapp.enqueue import NewJob
     from queueapp.models import Job
 
 T = TypeVar("T")
@@ -274,7 +275,7 @@ _ATTEMPT_KINDS = ("started", *sorted(FAILED_ATTEMPT_KINDS))
 
 
 def task_result_of(
-    job: Job, task_: Task[Any, Any], events: Sequence[Mapping[str, Any]] | None = None
+    job: Job | NewJob, task_: Task[Any, Any], events: Sequence[Mapping[str, Any]] | None = None
 ) -> TaskResult[Any]:
     """The TaskResult a job reads as (README, "Django tasks"), on the task's backend: one read of its
     events unless given (as `{"kind", "detail"}`), and of its latest approval request when rejected."""
@@ -308,7 +309,7 @@ def _hq_backend(task_: Task[Any, Any]) -> HQTaskBackend:
     return backend
 
 
-def _job_fields(job: Job) -> dict[str, Any]:
+def _job_fields(job: Job | NewJob) -> dict[str, Any]:
     """The fields of a job a TaskResult reads, as the REST API names them."""
     return {
         "id": job.pk,
@@ -367,7 +368,7 @@ class HQBackend(HQTaskBackend):
             requires_approval=options["require_approval"],
         )
         try:
-            job, created = services.job_submit(workspace=self._workspace(task), owner=None, submission=submission)
+            job, created = services.job_submit_row(workspace=self._workspace(task), owner=None, submission=submission)
         except ValidationFailed as exc:
             raise InvalidTask(exc.message) from exc
         if not created:  # an idempotency key's replay: the first job, as it is now

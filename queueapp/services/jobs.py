@@ -246,7 +246,16 @@ def _prepare(
 
 
 def job_submit(*, workspace: Workspace, owner: User | None, submission: Submission) -> tuple[Job, bool]:
-    """Record a job and hand it to ARQ after commit. Returns (job, created).
+    """`job_submit_row`, with a new job as a `Job` instance."""
+    job, created = job_submit_row(workspace=workspace, owner=owner, submission=submission)
+    return (job.as_job() if isinstance(job, enqueue.NewJob) else job), created
+
+
+def job_submit_row(
+    *, workspace: Workspace, owner: User | None, submission: Submission
+) -> tuple[Job | enqueue.NewJob, bool]:
+    """Record a job and hand it to ARQ after commit. Returns (job, created): a new job as the row
+    written (`enqueue.NewJob`, which reads like a fresh Job without building one), a replay as its Job.
 
     A job whose function requires approval, or submitted with `requires_approval`, is recorded
     `awaiting_approval` with its HITL request in the same transaction and is not pushed.
@@ -260,7 +269,7 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
     )
     if job.waiting and not job.idempotency_key:
         enqueue.jobs_insert([job], actor_id=job.owner_id)  # one statement: no transaction of its own
-        return job.as_job(), True
+        return job, True
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -269,7 +278,7 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
                     if existing is not None:
                         return existing, False
                 _write_with_requests([job], submission_of={job.id: submission}, owner=owner)
-                return job.as_job(), True
+                return job, True
         except IntegrityError:
             # Two requests raced on one idempotency key; the loser re-reads the winner's job.
             continue

@@ -55,3 +55,21 @@ def test_a_rolled_back_transaction__pushes_nothing_and_the_next_one_pushes_its_o
     assert _queued_ids() == {str(job.pk)}
     alone = _submit(caller, 3)  # autocommit: pushed at once
     assert _queued_ids() == {str(job.pk), str(alone.pk)}
+
+
+def test_a_submit_is_one_statement_and_a_transactions_jobs_one_commit_hook():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    caller = factories.caller()
+    with CaptureQueriesContext(connection) as alone:
+        _submit(caller, 0)
+    assert [q["sql"].split()[:3] for q in alone.captured_queries] == [["WITH", "new_jobs", "AS"]]
+    with CaptureQueriesContext(connection) as many, transaction.atomic():
+        for i in range(1, 6):
+            _submit(caller, i)
+        # One hook hands on the five pushes (and counts) in one Redis call; two a job before.
+        assert len(connection.run_on_commit) == 1
+    statements = [q["sql"].split()[0] for q in many.captured_queries]
+    assert statements == ["BEGIN", *["WITH"] * 5, "COMMIT"]  # one INSERT a job
+    assert transport.queue_length("default") == 6
