@@ -41,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -167,47 +166,19 @@ def hq_drain(procs: Procs, n: int, r: int) -> dict:
     return {"enqueue": enq, "rate": n / drain, "s": drain, "checks": checks}
 
 
-class HttpxBatch:
-    """POST /v1/queue/jobs/batch with task-shaped jobs, 1,000 a request, as the remote backend's
-    `enqueue_many` sends them: the task's module path, its call as `args`, its queue, and an
-    idempotency key per call (the client makes one so that a retried request records nothing twice)."""
-
-    def __init__(self, base_url: str, token: str) -> None:
-        import httpx
-
-        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-
-    def enqueue_many(self, task: Any, calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]) -> list[dict]:
-        from hq_client.states import task_job_args
-
-        jobs: list[dict] = []
-        for start in range(0, len(calls), BATCH):
-            body = {
-                "jobs": [
-                    {
-                        "function": task.module_path,
-                        "args": task_job_args(list(args), dict(kwargs)),
-                        "queue": task.queue_name,
-                        "idempotency_key": uuid.uuid4().hex,
-                    }
-                    for args, kwargs in calls[start : start + BATCH]
-                ]
-            }
-            r = self.http.post("/v1/queue/jobs/batch", json=body)
-            if r.status_code != 202:
-                raise RuntimeError(f"batch submit answered {r.status_code}: {r.text[:300]}")
-            jobs += r.json()["jobs"]
-        return jobs
-
-
 def remote_enqueuer(base_url: str, token: str) -> Callable[[Any, Sequence[tuple[Sequence[Any], dict[str, Any]]]], list]:
-    """The remote backend's batch helper: `enqueue_many(task, [(args, kwargs), ...])`.
+    """The remote backend's batch helper itself, `hq_client.django.enqueue_many(task, [(args, kwargs), ...])`:
+    one POST /v1/queue/jobs/batch per 1,000 calls, each with its idempotency key, and a TaskResult
+    (and `task_enqueued`) per call. Its backend is TASKS["remote"], a RemoteBackend on this server, added
+    to this process's settings as a remote project's settings.py would have it."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+    from hq_client.django import enqueue_many
 
-    Until hq-client's RemoteBackend is merged, its HTTP path (HttpxBatch). Once it is, this line
-    becomes the helper itself (`from hq_client.django import RemoteBackend` at the top):
-        return RemoteBackend("bench", {"OPTIONS": {"URL": base_url, "TOKEN": token}}).enqueue_many
-    """
-    return HttpxBatch(base_url, token).enqueue_many
+    options = {"URL": base_url, "TOKEN": token}
+    remote = {"BACKEND": "hq_client.django.RemoteBackend", "QUEUES": ["default"], "OPTIONS": options}
+    override_settings(TASKS={**settings.TASKS, "remote": remote}).enable()
+    return lambda task, calls: enqueue_many(task.using(backend="remote"), calls)
 
 
 def warm_up(enqueue_many: Callable) -> None:
