@@ -21,9 +21,9 @@ from uuid import UUID
 
 import redis
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
-from hq import clock, metrics, permissions
+from hq import clock, db, metrics, permissions
 from hq.errors import Conflict, ValidationFailed
 from hq.models import User, Workspace
 from queueapp import enqueue, registry, transitions, transport
@@ -412,8 +412,7 @@ def _replays_and_fresh(
     keys = [job.idempotency_key for job in jobs if job.idempotency_key]
     existing = {}
     if keys:
-        rows = Job.objects.select_for_update(no_key=True).filter(workspace=workspace, idempotency_key__in=keys)
-        existing = {row.idempotency_key: row for row in rows}
+        existing = {row.idempotency_key: row for row in _jobs_keyed(workspace, keys)}
     results: list[tuple[Job | enqueue.NewJob, bool]] = []
     fresh: list[enqueue.NewJob] = []
     first_of: dict[str, enqueue.NewJob] = {}
@@ -443,6 +442,22 @@ def _replays_and_fresh(
         results.append((job, True))
         fresh.append(job)
     return results, fresh
+
+
+def _jobs_keyed(workspace: Workspace, keys: list[str]) -> list[Job]:
+    """The workspace's jobs that hold any of `keys`, their rows locked.
+
+    The keys go as one array (psycopg binds a list of 1,000 placeholders through a regex: a sixth of
+    a batch submit's time); the rows, seldom any, are then read by id.
+    """
+    if connection.vendor != "postgresql":
+        return list(Job.objects.select_for_update(no_key=True).filter(workspace=workspace, idempotency_key__in=keys))
+    ids = db.fetch_binary(
+        "SELECT id FROM queueapp_job WHERE workspace_id = %s AND idempotency_key = ANY(%b::text[])"
+        " ORDER BY id FOR NO KEY UPDATE",
+        [workspace.pk, keys],
+    )
+    return list(Job.objects.filter(pk__in=[row[0] for row in ids])) if ids else []
 
 
 def job_push(job: Job) -> None:
