@@ -41,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -147,15 +146,35 @@ def hq_enqueue(n: int, atomic: bool) -> dict:
 def hq_drain(procs: Procs, n: int, r: int) -> dict:
     """The jobs enqueued in one transaction, run by one burst worker; the window from the rows."""
     enq = hq_enqueue(n, atomic=True)
-    p = procs.start(
-        f"hq-drain-{r}", [PY, "manage.py", "runworker", "--burst", "--concurrency", str(CONCURRENCY)], env_for()
-    )
+    return _burst_drain(procs, n, f"hq-drain-{r}", enq)
+
+
+def hq_noop_drain(procs: Procs, n: int, r: int) -> dict:
+    """The same drain of N plain `hq.noop` jobs (HQ's own no-op function, async, no task signals):
+    what the task drain's cost is measured against."""
+    from django.db import transaction
+
+    from hq import clock
+    from hq.models import Workspace
+    from queueapp import enqueue, registry
+
+    reset_hq()
+    fn, ws = registry.get_function("hq.noop"), Workspace.objects.get(slug=WORKSPACE)
+    assert fn is not None
+    with transaction.atomic():
+        enqueue.jobs_insert([enqueue.new_job(fn, workspace_id=ws.pk, args={}, now=clock.now()) for _ in range(n)])
+    return _burst_drain(procs, n, f"hq-noop-drain-{r}", {"checks": {}}, function="hq.noop")
+
+
+def _burst_drain(procs: Procs, n: int, name: str, enq: dict, function: str = "bench.taskapp.tasks.noop") -> dict:
+    p = procs.start(name, [PY, "manage.py", "runworker", "--burst", "--concurrency", str(CONCURRENCY)], env_for())
     rc = p.wait(timeout=120 + n / 20)
     if rc != 0:
         raise RuntimeError(f"runworker --burst exited {rc} (see its log in {procs.logdir})")
     total, ok, first, last, once = sql_one(
         "SELECT count(*), count(*) FILTER (WHERE state = 'succeeded'), min(first_started_at), max(finished_at),"
-        " count(*) FILTER (WHERE attempts = 1) FROM queueapp_job"
+        " count(*) FILTER (WHERE attempts = 1) FROM queueapp_job WHERE function = %s",
+        (function,),
     )
     (started,) = sql_one("SELECT count(*) FROM queueapp_jobevent WHERE kind = 'started'")
     drain = (last - first).total_seconds()
@@ -167,47 +186,19 @@ def hq_drain(procs: Procs, n: int, r: int) -> dict:
     return {"enqueue": enq, "rate": n / drain, "s": drain, "checks": checks}
 
 
-class HttpxBatch:
-    """POST /v1/queue/jobs/batch with task-shaped jobs, 1,000 a request, as the remote backend's
-    `enqueue_many` sends them: the task's module path, its call as `args`, its queue, and an
-    idempotency key per call (the client makes one so that a retried request records nothing twice)."""
-
-    def __init__(self, base_url: str, token: str) -> None:
-        import httpx
-
-        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-
-    def enqueue_many(self, task: Any, calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]) -> list[dict]:
-        from hq_client.states import task_job_args
-
-        jobs: list[dict] = []
-        for start in range(0, len(calls), BATCH):
-            body = {
-                "jobs": [
-                    {
-                        "function": task.module_path,
-                        "args": task_job_args(list(args), dict(kwargs)),
-                        "queue": task.queue_name,
-                        "idempotency_key": uuid.uuid4().hex,
-                    }
-                    for args, kwargs in calls[start : start + BATCH]
-                ]
-            }
-            r = self.http.post("/v1/queue/jobs/batch", json=body)
-            if r.status_code != 202:
-                raise RuntimeError(f"batch submit answered {r.status_code}: {r.text[:300]}")
-            jobs += r.json()["jobs"]
-        return jobs
-
-
 def remote_enqueuer(base_url: str, token: str) -> Callable[[Any, Sequence[tuple[Sequence[Any], dict[str, Any]]]], list]:
-    """The remote backend's batch helper: `enqueue_many(task, [(args, kwargs), ...])`.
+    """The remote backend's batch helper itself, `hq_client.django.enqueue_many(task, [(args, kwargs), ...])`:
+    one POST /v1/queue/jobs/batch per 1,000 calls, each with its idempotency key, and a TaskResult
+    (and `task_enqueued`) per call. Its backend is TASKS["remote"], a RemoteBackend on this server, added
+    to this process's settings as a remote project's settings.py would have it."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+    from hq_client.django import enqueue_many
 
-    Until hq-client's RemoteBackend is merged, its HTTP path (HttpxBatch). Once it is, this line
-    becomes the helper itself (`from hq_client.django import RemoteBackend` at the top):
-        return RemoteBackend("bench", {"OPTIONS": {"URL": base_url, "TOKEN": token}}).enqueue_many
-    """
-    return HttpxBatch(base_url, token).enqueue_many
+    options = {"URL": base_url, "TOKEN": token}
+    remote = {"BACKEND": "hq_client.django.RemoteBackend", "QUEUES": ["default"], "OPTIONS": options}
+    override_settings(TASKS={**settings.TASKS, "remote": remote}).enable()
+    return lambda task, calls: enqueue_many(task.using(backend="remote"), calls)
 
 
 def warm_up(enqueue_many: Callable) -> None:
@@ -282,6 +273,7 @@ FIGURES = [
     ("enqueue", "`enqueue()` from one thread, each in autocommit (tasks/s)", "hq_enqueue", "tdb_enqueue"),
     ("enqueue_atomic", "`enqueue()` x N inside one transaction, commit included (tasks/s)", "hq_atomic", "tdb_atomic"),
     ("drain", "Drain: first start -> last finish, one worker process (tasks/s)", "hq_drain", "tdb_drain"),
+    ("noop_drain", "The same drain of HQ's plain `hq.noop` jobs, no task (jobs/s)", "hq_noop_drain", None),
     ("remote", "Remote batch helper's path, 1,000 per POST, one caller (tasks/s)", "hq_remote", None),
     ("remote2", "The same, 2 callers at once (tasks/s)", "hq_remote2", None),
 ]
@@ -296,6 +288,7 @@ def one_round(procs: Procs, home: Path, enqueue_many: Callable, args: argparse.N
         ("hq_enqueue", lambda: hq_enqueue(n, atomic=False)),
         ("tdb_atomic", lambda: tdb_enqueue(home, n, atomic=True)),
         ("hq_drain", lambda: hq_drain(procs, n, r)),
+        ("hq_noop_drain", lambda: hq_noop_drain(procs, n, r)),
         ("tdb_drain", lambda: tdb_drain(home, args.drain_db_tasks)),
         ("hq_remote", lambda: hq_remote(enqueue_many, n, 1)),
         ("hq_remote2", lambda: hq_remote(enqueue_many, n, 2)),
@@ -350,9 +343,18 @@ def render(info: dict[str, str], args: argparse.Namespace, rows: list[dict], not
         tdb_cell = spread(row["tdb"]) if "tdb" in row else "-"
         ratio = spread(row["ratio"], 2, "x") if "ratio" in row else "-"
         md.append(f"| {row['label']} | {tdb_cell} | {spread(row['hq'])} | {ratio} |")
-    enq, rem = by["enqueue"]["hq"][0], by["remote"]["hq"][0]
+    enq, atomic, rem = by["enqueue"]["hq"][0], by["enqueue_atomic"]["hq"][0], by["remote"]["hq"][0]
+    drain, noop = by["drain"]["hq"][0], by["noop_drain"]["hq"][0]
     goals = [
-        (f"in-process `enqueue()` on one thread >= {GOAL_ENQUEUE:,.0f} tasks/s ({enq:,.0f})", enq >= GOAL_ENQUEUE),
+        (
+            f"in-process `enqueue()` on one thread >= {GOAL_ENQUEUE:,.0f} tasks/s, autocommit ({enq:,.0f})",
+            enq >= GOAL_ENQUEUE,
+        ),
+        (
+            f"in-process `enqueue()` on one thread >= {GOAL_ENQUEUE:,.0f} tasks/s, one transaction ({atomic:,.0f})",
+            atomic >= GOAL_ENQUEUE,
+        ),
+        (f"task drain >= 0.8x the `hq.noop` drain ({drain / noop:.2f}x)", drain >= 0.8 * noop),
         (f"remote batch helper >= {GOAL_REMOTE_BATCH:,.0f} tasks/s, one caller ({rem:,.0f})", rem >= GOAL_REMOTE_BATCH),
     ]
     checks = [(f"HQ {row['label'].split(' (')[0]}: {c}", ok) for row in rows for c, ok in row["checks"].items()]
@@ -382,12 +384,15 @@ METHOD = """\
 - Drain: the one-transaction jobs, then ONE `manage.py runworker --burst --concurrency 100`;
   window = min(first_started_at) -> max(finished_at) of the job rows (stamped by the worker's START
   and FINISH statements); process start-up is outside it. Checks: all succeeded, each started once
-  (attempts = 1, N `started` events).
+  (attempts = 1, N `started` events). The `hq.noop` drain: N of HQ's own no-op jobs (an async
+  function, no task signals) written in one statement, then the same burst worker and window: the
+  task drain's cost against it is what running a job as a Django task adds.
 - Remote batch: the production web server (`scripts/run.py`'s granian WSGI, 2 processes, as `make
-  run` starts it) and `remote_enqueuer` in bench/tasks_bench.py: httpx on one keep-alive
-  connection, POST /v1/queue/jobs/batch with 1,000 task-shaped jobs a request (function
+  run` starts it) and `remote_enqueuer` in bench/tasks_bench.py: the remote backend's batch helper
+  itself, `hq_client.django.enqueue_many` on a RemoteBackend (TASKS["remote"] in this process), one
+  keep-alive connection, POST /v1/queue/jobs/batch with 1,000 task-shaped jobs a request (function
   `bench.taskapp.tasks.noop`, args `{{"args": [], "kwargs": {{}}}}`, queue, an idempotency key each),
-  the requests one after another, as the remote backend's `enqueue_many` sends them; timed from the
+  the requests one after another, and a TaskResult (and `task_enqueued`) per call; timed from the
   first request to the last answer (after 4 small warm-up batches, not counted, so that both server
   processes have loaded their code). 2 callers: two threads, N/2 each, at once. Checks: N jobs
   recorded and pushed.
@@ -402,8 +407,8 @@ METHOD = """\
   claims each task and as it saves its success). Checks: every row SUCCESSFUL, each claimed by one
   worker once (`worker_ids` of length 1).
 - Rounds run the figures in this order: django-tasks-db enqueue, HQ enqueue, django-tasks-db
-  one-transaction enqueue, HQ one-transaction enqueue + drain, django-tasks-db drain, remote batch
-  (1, then 2 callers). The web server stays up, idle, through the other phases."""
+  one-transaction enqueue, HQ one-transaction enqueue + drain, the `hq.noop` drain, django-tasks-db
+  drain, remote batch (1, then 2 callers). The web server stays up, idle, through the other phases."""
 
 
 def machine_info() -> dict[str, str]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 def bulk_insert(model: type[models.Model], columns: Mapping[str, Sequence[Any]]) -> int:
@@ -153,10 +158,7 @@ def execute_binary(query: str, params: list[Any]) -> int:
     PostgreSQL's text array syntax, built element by element in Python (quoting each timestamp
     through a regex) and parsed back by the server, five to ten times the cost of the binary form.
     """
-    import psycopg
-
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cur:
+    with _cursor(query) as cur:
         cur.execute(query, params, binary=True)
         return cur.rowcount
 
@@ -167,9 +169,20 @@ def fetch_binary(query: str, params: list[Any]) -> list[tuple[Any, ...]]:
     Rows come back in binary (timestamps, UUIDs decoded in C), without Django's per-value
     converters; jsonb arrives decoded, so select `column::text` to keep JSON as its text.
     """
+    with _cursor(query) as cur:
+        cur.execute(query, params, binary=True)
+        return cur.fetchall()
+
+
+@contextlib.contextmanager
+def _cursor(query: str) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
+    """A psycopg cursor on Django's connection; the statement goes to Django's query log when it
+    keeps one (DEBUG, `CaptureQueriesContext`), as the ORM's do."""
     import psycopg
 
     connection.ensure_connection()
+    start = time.monotonic()
     with psycopg.Cursor(connection.connection) as cur:
-        cur.execute(query, params, binary=True)
-        return cur.fetchall()
+        yield cur
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": query, "time": f"{time.monotonic() - start:.3f}"})

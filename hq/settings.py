@@ -259,7 +259,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"arq": {"level": env.str("ARQ_LOG_LEVEL", default="WARNING")}},
+    "loggers": {
+        "arq": {"level": env.str("ARQ_LOG_LEVEL", default="WARNING")},
+        # Django's Tasks framework logs every task's start and end at INFO (a failure at ERROR): two
+        # lines per task, most of a worker's logging cost at thousands of tasks a second.
+        **{name: {"level": env.str("TASKS_LOG_LEVEL", default="WARNING")} for name in ("django_tasks", "django.tasks")},
+    },
 }
 
 # --- observability ---

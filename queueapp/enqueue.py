@@ -155,10 +155,50 @@ def jobs_insert(jobs: Sequence[NewJob], *, actor_id: uuid.UUID | None = None) ->
         for j in jobs
         if j.waiting
     ]
+    counts = Counter((j.queue, j.function, j.state) for j in jobs)
+    if connection.in_atomic_block and not connection.savepoint_ids:
+        _AfterCommit.of_transaction().add(pushes, counts)
+        return
     if pushes:
         transaction.on_commit(partial(push, pushes), robust=True)
-    counts = Counter((j.queue, j.function, j.state) for j in jobs)
     transaction.on_commit(partial(_count, counts))
+
+
+class _AfterCommit:
+    """The pushes and counts of every job a transaction writes outside any savepoint, handed on in
+    one pipelined push and one count once it commits (N enqueues in one transaction: one Redis call).
+
+    Such writes leave only with the whole transaction (a savepoint's rollback cannot take them), so
+    one commit hook serves them all; writes inside a savepoint keep a hook each, which Django drops
+    when that savepoint rolls back. A transaction is known by its list of commit hooks, which Django
+    replaces on commit and on rollback.
+    """
+
+    def __init__(self, hooks: list[Any]) -> None:
+        self.hooks = hooks
+        self.pushes: list[transport.Push] = []
+        self.counts: Counter[tuple[str, str, str]] = Counter()
+
+    @classmethod
+    def of_transaction(cls) -> _AfterCommit:
+        """The current transaction's, made (and its commit hook registered) by its first write."""
+        current: _AfterCommit | None = getattr(connection, "_hq_after_commit", None)
+        if current is None or current.hooks is not connection.run_on_commit:
+            current = cls(connection.run_on_commit)
+            connection._hq_after_commit = current  # type: ignore[attr-defined]
+            transaction.on_commit(current.run, robust=True)
+        return current
+
+    def add(self, pushes: list[transport.Push], counts: Counter[tuple[str, str, str]]) -> None:
+        self.pushes += pushes
+        self.counts.update(counts)
+
+    def run(self) -> None:
+        if getattr(connection, "_hq_after_commit", None) is self:
+            connection._hq_after_commit = None  # type: ignore[attr-defined]
+        if self.pushes:
+            push(self.pushes)
+        _count(self.counts)
 
 
 @dataclass

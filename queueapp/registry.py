@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +31,27 @@ class JobContext:
     max_tries: int
     correlation_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The job's queue, and what the attempt's START recorded (the worker knows them without a read).
+    queue: str = ""
+    worker_id: str = ""
+    enqueued_at: datetime | None = None
+    first_started_at: datetime | None = None
+    started_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """The attempt that finished a job, as the worker recorded it: an end hook's argument."""
+
+    context: JobContext
+    #: The job's final state (succeeded, failed, cancelled).
+    state: str
+    #: The attempt's event: its kind (`succeeded`, `failed`...) and detail (a failure's exception).
+    kind: str
+    detail: dict[str, Any] | None
+    result: Any
+    error: str
+    finished_at: datetime
 
 
 JobCallable = Callable[[JobContext], Any] | Callable[[JobContext], Awaitable[Any]]
@@ -37,8 +59,8 @@ JobCallable = Callable[[JobContext], Any] | Callable[[JobContext], Awaitable[Any
 #: problems by args key (empty when fine).
 ArgsCheck = Callable[[dict[str, Any], bool], dict[str, str]]
 #: Called by the worker once it has recorded the end of an attempt that finished the job
-#: (succeeded, failed, cancelled while running), with the job's id.
-EndHook = Callable[[UUID], Awaitable[None]]
+#: (succeeded, failed, cancelled while running), with how it ended.
+EndHook = Callable[[JobEnd], Awaitable[None]]
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,10 @@ class Started:
     correlation_id: str
     queue: str
     due_at: datetime | None = None
+    #: The job's creation and the times this START set (a task's result reads them).
+    created_at: datetime | None = None
+    first_started_at: datetime | None = None
+    started_at: datetime | None = None
 
 
 @dataclass
@@ -342,7 +346,10 @@ def _orm_start(job_id: str, attempt: int, worker_id: str) -> Started | None:
             detail={"worker": worker_id},
             attempts_before=attempt - 1,
         )
-    return Started(**{f.name: getattr(job, f.name) for f in dataclasses.fields(Started)}) if moved else None
+    if not moved:
+        return None
+    job.started_at, job.first_started_at = now, job.first_started_at or now  # as the move set them
+    return Started(**{f.name: getattr(job, f.name) for f in dataclasses.fields(Started)})
 
 
 def _orm_unmark(job_id: str, attempt: int) -> str | None:

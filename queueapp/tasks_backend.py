@@ -6,7 +6,7 @@ starts: `discover` finds the tasks of every installed app's `tasks` and `hq_plug
 only those run (a REST submit naming any other dotted path is 400, as for any unknown function;
 nothing is ever imported by name). The job's `args` carry the call (`hq_client.states`).
 
-- `enqueue` goes through `services.job_submit`, the path of every submit: the job row is written
+- `enqueue` goes through `services.job_submit_row`, the path of every submit: the job row is written
   in the caller's transaction (rolled back, no job) and pushed to ARQ after commit (the relay
   pushes whatever a failed push left). `task_enqueued` fires once the job is committed.
 - The worker runs the task's function as the job's body: `task_started` fires before it,
@@ -25,11 +25,15 @@ decorator with them named; `.using(...)` takes them per call.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 import sys
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.apps import apps
@@ -58,6 +62,7 @@ from queueapp.runtime import run_sync
 
 if TYPE_CHECKING:
     from hq.models import Workspace
+    from queueapp.enqueue import NewJob
     from queueapp.models import Job
 
 T = TypeVar("T")
@@ -149,7 +154,8 @@ def _body(task_: Task[Any, Any]) -> registry.JobCallable:
 
 
 def _run_sync(name: str, ctx: registry.JobContext) -> Any:
-    task_, result = _started(name, ctx)
+    task_ = _tasks[name]
+    result = _started(task_, ctx, _attempt_events(ctx))
     args, kwargs = task_call(ctx.args)
     if task_.takes_context:
         args.insert(0, TaskContext(task_result=result))
@@ -157,38 +163,97 @@ def _run_sync(name: str, ctx: registry.JobContext) -> Any:
 
 
 async def _run_async(name: str, ctx: registry.JobContext) -> Any:
-    task_, result = await run_sync(_started, name, ctx)
+    task_ = _tasks[name]
+    result = await run_sync(_started, task_, ctx, _attempt_events(ctx))
     args, kwargs = task_call(ctx.args)
     if task_.takes_context:
         args.insert(0, TaskContext(task_result=result))
     return _json_ready(await task_.func(*args, **kwargs))
 
 
-def _started(name: str, ctx: registry.JobContext) -> tuple[Task[Any, Any], TaskResult[Any]]:
-    """Read the running job's result and fire `task_started` (in the worker's process)."""
-    from queueapp.models import Job
+def _attempt_events(ctx: registry.JobContext) -> list[dict[str, Any]] | None:
+    """The attempt events of a job whose first attempt this is: its START's, known without a read.
+    None for a later attempt, whose result carries the earlier attempts' workers and errors (read)."""
+    if ctx.attempt != 1:
+        return None
+    return [{"kind": "started", "detail": {"worker": ctx.worker_id}}]
 
-    task_ = _tasks[name]
-    result = task_result_of(Job.objects.get(pk=ctx.job_id), task_)
+
+def _started(
+    task_: Task[Any, Any], ctx: registry.JobContext, events: Sequence[Mapping[str, Any]] | None
+) -> TaskResult[Any]:
+    """Fire `task_started` (in the worker's process, on a thread) with the running job's result,
+    built from what the worker's START returned; the events are read only for a later attempt."""
+    fields = _attempt_fields(ctx, "running")
+    result = _hq_backend(task_).task_result(task_, fields, events if events is not None else _events_read(ctx.job_id))
     _send(task_started, result)
-    return task_, result
+    return result
 
 
-async def _ended(name: str, job_id: uuid.UUID) -> None:
-    """Fire `task_finished` with the finished job's result (the worker's end hook)."""
-    await run_sync(_finished, name, job_id)
+def _attempt_fields(
+    ctx: registry.JobContext, state: str, *, result: Any = None, error: str = "", finished_at: datetime | None = None
+) -> dict[str, Any]:
+    """The job's fields as `_job_fields` names them, from the worker's attempt and (ended) its outcome."""
+    return {
+        "id": ctx.job_id,
+        "state": state,
+        "queue": ctx.queue,
+        "args": ctx.args,
+        "result": result,
+        "error": error,
+        "created_at": ctx.enqueued_at,
+        "first_started_at": ctx.first_started_at,
+        "finished_at": finished_at,
+        "started_at": ctx.started_at,
+    }
 
 
-def _finished(name: str, job_id: uuid.UUID) -> None:
-    from queueapp.models import Job
+async def _ended(name: str, end: registry.JobEnd) -> None:
+    """Fire `task_finished` with the finished job's result (the worker's end hook), built from the
+    attempt's start and outcome; a job that had earlier attempts reads their events.
 
-    _send(task_finished, task_result_of(Job.objects.get(pk=job_id), _tasks[name]))
+    Receivers are sync code (they may use the ORM), so they run on a thread; the ends that arrive
+    while one batch is on its thread go together in the next (`store.Batcher`), one hop for many.
+    """
+    from queueapp.store import Batcher
+
+    loop = asyncio.get_running_loop()
+    batcher = _finish_batchers.get(loop)
+    if batcher is None:
+        batcher = _finish_batchers[loop] = Batcher(_flush_finished)
+    await batcher.submit((_tasks[name], end))
+
+
+#: The batcher of task_finished signals on each event loop (a worker has one; tests run several).
+_finish_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+
+async def _flush_finished(ends: list[tuple[Task[Any, Any], registry.JobEnd]]) -> list[None]:
+    return await run_sync(_finished_many, ends)
+
+
+def _finished_many(ends: list[tuple[Task[Any, Any], registry.JobEnd]]) -> list[None]:
+    for task_, end in ends:
+        try:
+            _finished(task_, end)
+        except Exception:  # e.g. the read of an earlier attempt's events: the others still fire
+            logging.getLogger("hq.worker").exception("task_finished of job %s could not fire", end.context.job_id)
+    return [None] * len(ends)
+
+
+def _finished(task_: Task[Any, Any], end: registry.JobEnd) -> None:
+    ctx = end.context
+    events = _attempt_events(ctx)
+    if events is None:
+        events = _events_read(ctx.job_id)
+    else:
+        events.append({"kind": end.kind, "detail": end.detail})
+    fields = _attempt_fields(ctx, end.state, result=end.result, error=end.error, finished_at=end.finished_at)
+    _send(task_finished, _hq_backend(task_).task_result(task_, fields, events))
 
 
 def _send(signal: Any, result: TaskResult[Any]) -> None:
     """Fire a task signal in the worker; a receiver's error is logged, never the task's failure."""
-    import logging
-
     for receiver, response in signal.send_robust(type(result.task.get_backend()), task_result=result):
         if isinstance(response, Exception):
             logging.getLogger("hq.worker").error("a receiver of a task signal failed: %r", receiver, exc_info=response)
@@ -210,18 +275,14 @@ _ATTEMPT_KINDS = ("started", *sorted(FAILED_ATTEMPT_KINDS))
 
 
 def task_result_of(
-    job: Job, task_: Task[Any, Any], events: Sequence[Mapping[str, Any]] | None = None
+    job: Job | NewJob, task_: Task[Any, Any], events: Sequence[Mapping[str, Any]] | None = None
 ) -> TaskResult[Any]:
     """The TaskResult a job reads as (README, "Django tasks"), on the task's backend: one read of its
     events unless given (as `{"kind", "detail"}`), and of its latest approval request when rejected."""
-    from queueapp.models import HITLRequest, JobEvent, JobState
+    from queueapp.models import HITLRequest, JobState
 
     if events is None:
-        events = list(
-            JobEvent.objects.filter(job_id=job.pk, kind__in=_ATTEMPT_KINDS)
-            .order_by("at", "id")
-            .values("kind", "detail")
-        )
+        events = _events_read(job.pk)
     approval = None
     if job.state == JobState.REJECTED:
         approval = (
@@ -230,13 +291,25 @@ def task_result_of(
             .values("state", "expires_at", "comment")
             .first()
         )
+    return _hq_backend(task_).task_result(task_, _job_fields(job), events, approval)
+
+
+def _events_read(job_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The job's attempt events, oldest first, as `{"kind", "detail"}`."""
+    from queueapp.models import JobEvent
+
+    rows = JobEvent.objects.filter(job_id=job_id, kind__in=_ATTEMPT_KINDS).order_by("at", "id")
+    return [{"kind": kind, "detail": detail} for kind, detail in rows.values_list("kind", "detail")]
+
+
+def _hq_backend(task_: Task[Any, Any]) -> HQTaskBackend:
     backend = task_.get_backend()
     if not isinstance(backend, HQTaskBackend):
         raise InvalidTask(f"Task {task_.module_path!r} runs on {type(backend).__name__}, not an HQ task backend.")
-    return backend.task_result(task_, _job_fields(job), events, approval)
+    return backend
 
 
-def _job_fields(job: Job) -> dict[str, Any]:
+def _job_fields(job: Job | NewJob) -> dict[str, Any]:
     """The fields of a job a TaskResult reads, as the REST API names them."""
     return {
         "id": job.pk,
@@ -295,7 +368,7 @@ class HQBackend(HQTaskBackend):
             requires_approval=options["require_approval"],
         )
         try:
-            job, created = services.job_submit(workspace=self._workspace(task), owner=None, submission=submission)
+            job, created = services.job_submit_row(workspace=self._workspace(task), owner=None, submission=submission)
         except ValidationFailed as exc:
             raise InvalidTask(exc.message) from exc
         if not created:  # an idempotency key's replay: the first job, as it is now

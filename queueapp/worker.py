@@ -191,16 +191,7 @@ class Runtime:
         if fn is None:
             error = f"Function '{started.function}' is not registered on this worker."
             return Outcome("fail", "failed", error=error, detail={"error": error})
-        ctx = JobContext(
-            job_id=started.id,
-            workspace_id=started.workspace_id,
-            owner_id=started.owner_id,
-            function=started.function,
-            args=started.args or {},
-            attempt=attempt,
-            max_tries=started.max_tries,
-            correlation_id=started.correlation_id,
-        )
+        ctx = _context(started, attempt, self.worker_id)
         task = asyncio.current_task()
         assert task is not None  # an attempt always runs in its own task (`run_claimed`)
         step = self.deadlines.arm(task, started.timeout_s)
@@ -258,7 +249,7 @@ class Runtime:
             return
         metrics.job_finished(started.queue, started.function, transitions.MOVES[outcome.move].target, run_s)
         if outcome.finished:
-            await _ended(started)
+            await _ended(started, attempt, outcome, self.worker_id)
         # A next attempt (retry_later, requeue) has a due time; `_after` marked it dispatched for this push.
         if outcome.due_at is not None and self.redis is not None:
             lane = registry.fair_lane(started.function, started.workspace_id)
@@ -269,13 +260,41 @@ class Runtime:
                 logger.warning("could not push the retry of job %s; the relay will", started.id)
 
 
-async def _ended(started: Started) -> None:
+def _context(started: Started, attempt: int, worker_id: str) -> JobContext:
+    """What the body of a started attempt receives (and, at the end, its function's end hook)."""
+    return JobContext(
+        job_id=started.id,
+        workspace_id=started.workspace_id,
+        owner_id=started.owner_id,
+        function=started.function,
+        args=started.args or {},
+        attempt=attempt,
+        max_tries=started.max_tries,
+        correlation_id=started.correlation_id,
+        queue=started.queue,
+        worker_id=worker_id,
+        enqueued_at=started.created_at,
+        first_started_at=started.first_started_at,
+        started_at=started.started_at,
+    )
+
+
+async def _ended(started: Started, attempt: int, outcome: Outcome, worker_id: str) -> None:
     """Run the function's end hook (`JobFunction.on_end`) for a job whose end was just recorded."""
     fn = registry.get_function(started.function)
     if fn is None or fn.on_end is None:
         return
+    end = registry.JobEnd(
+        context=_context(started, attempt, worker_id),
+        state=transitions.MOVES[outcome.move].target,
+        kind=outcome.kind,
+        detail=outcome.detail,
+        result=outcome.result,
+        error=outcome.error,
+        finished_at=outcome.ended_at,
+    )
     try:
-        await fn.on_end(started.id)
+        await fn.on_end(end)
     except Exception:  # a hook's failure must not take the worker down; the job's end is recorded
         logger.exception("end hook of %s failed for job %s", started.function, started.id)
 

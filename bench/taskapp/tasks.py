@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from queueapp.tasks_compat import task
+from hq_client.django.compat import task
 
 
 @task

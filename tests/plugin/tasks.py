@@ -76,6 +76,13 @@ def always_fails(key: str) -> None:
     raise ValueError(f"{key} is broken")
 
 
+@hq_task(max_tries=1)
+def fails_outright(key: str) -> None:
+    """Raise a KeyError on its one attempt."""
+    _count(key)
+    raise KeyError(key)
+
+
 @hq_task(requires_approval=True, max_tries=1)
 def gated_transfer(amount: int) -> dict[str, int]:
     """A transfer that waits for a person's approval."""
@@ -115,8 +122,27 @@ def _record(name: str, task_result: Any) -> None:
         "pid": os.getpid(),
         "attempts": task_result.attempts,
         "errors": len(task_result.errors),
+        # The whole result, to compare with what get_result reads from the database afterwards.
+        "result": _result_fields(task_result),
     }
     hq_redis.client().rpush(hq_redis.key("task-signals"), json.dumps(entry))
+
+
+def _result_fields(task_result: Any) -> dict[str, Any]:
+    """A TaskResult's fields as JSON (the return value only once it succeeded)."""
+    when = ("enqueued_at", "started_at", "last_attempted_at", "finished_at")
+    fields: dict[str, Any] = {name: str(getattr(task_result, name)) for name in when}
+    fields.update(
+        status=str(task_result.status),
+        args=task_result.args,
+        kwargs=task_result.kwargs,
+        queue=task_result.task.queue_name,
+        worker_ids=task_result.worker_ids,
+        errors=[[e.exception_class_path, e.traceback] for e in task_result.errors],
+    )
+    if str(task_result.status) == "SUCCESSFUL":
+        fields["return_value"] = task_result.return_value
+    return fields
 
 
 @receiver(task_enqueued)

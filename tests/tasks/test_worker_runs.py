@@ -145,6 +145,29 @@ def test_signals__enqueued_in_the_caller_started_and_finished_in_the_worker(task
     ]
 
 
+def test_signals__a_first_attempt_reads_as_get_result_does(tasks_admin, burst):
+    """The worker builds a first attempt's signals from what it holds (no read of the job): they
+    carry what get_result reads from the database afterwards, and the started one the same attempt."""
+    from tests.plugin.tasks import _result_fields
+
+    results = [tasks.add.enqueue(2, b=3), tasks.async_count.enqueue("s1"), tasks.fails_outright.enqueue("s2")]
+    burst()
+    for result in results:
+        seen = {s["signal"]: s["result"] for s in signals_seen() if s["id"] == result.id}
+        assert set(seen) == {"enqueued", "started", "finished"}
+        done = result.task.get_result(result.id)
+        assert seen["finished"] == _result_fields(done)
+        assert seen["started"]["status"] == "RUNNING" and "return_value" not in seen["started"]
+        for same in ("enqueued_at", "started_at", "last_attempted_at", "worker_ids", "args", "kwargs", "queue"):
+            assert seen["started"][same] == seen["finished"][same], same
+        assert (seen["started"]["finished_at"], seen["started"]["errors"]) == ("None", [])
+    add, counted, failed = (_result_fields(r.task.get_result(r.id)) for r in results)
+    assert (add["status"], add["return_value"], len(add["worker_ids"])) == ("SUCCESSFUL", 5, 1)
+    assert counted["return_value"] == {"key": "s1", "runs": 1, "async": True}
+    assert failed["status"] == "FAILED" and [e[0] for e in failed["errors"]] == ["builtins.KeyError"]
+    assert failed["errors"][0][1].rstrip().endswith("KeyError: 's2'")
+
+
 def test_worker_killed_mid_task__the_task_still_finishes_once(tasks_admin, procs, burst):
     import signal
 
