@@ -33,6 +33,7 @@ import sys
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -153,12 +154,29 @@ def _body(task_: Task[Any, Any]) -> registry.JobCallable:
     return body  # type: ignore[no-any-return]
 
 
+@dataclass(frozen=True, kw_only=True)
+class HQTaskContext(TaskContext):
+    """Django's `TaskContext` plus whose job this is. Any workspace with `queue:write` may submit a
+    discovered task (as any registered function), so a task that acts on one tenant's data takes
+    the context and checks `workspace_id`, as a job function checks `JobContext.workspace_id`."""
+
+    workspace_id: uuid.UUID
+    owner_id: uuid.UUID | None = None
+    correlation_id: str = ""
+
+    @classmethod
+    def of(cls, result: TaskResult[Any], ctx: registry.JobContext) -> HQTaskContext:
+        return cls(
+            task_result=result, workspace_id=ctx.workspace_id, owner_id=ctx.owner_id, correlation_id=ctx.correlation_id
+        )
+
+
 def _run_sync(name: str, ctx: registry.JobContext) -> Any:
     task_ = _tasks[name]
     result = _started(task_, ctx, _attempt_events(ctx))
     args, kwargs = task_call(ctx.args)
     if task_.takes_context:
-        args.insert(0, TaskContext(task_result=result))
+        args.insert(0, HQTaskContext.of(result, ctx))
     return _json_ready(task_.func(*args, **kwargs))
 
 
@@ -167,7 +185,7 @@ async def _run_async(name: str, ctx: registry.JobContext) -> Any:
     result = await run_sync(_started, task_, ctx, _attempt_events(ctx))
     args, kwargs = task_call(ctx.args)
     if task_.takes_context:
-        args.insert(0, TaskContext(task_result=result))
+        args.insert(0, HQTaskContext.of(result, ctx))
     return _json_ready(await task_.func(*args, **kwargs))
 
 

@@ -66,6 +66,7 @@ def with_context(context: TaskContext, key: str) -> dict[str, Any]:
         "status": str(result.status),
         "worker_ids": len(result.worker_ids),
         "errors": [e.exception_class_path for e in result.errors],
+        "workspace_id": str(context.workspace_id),
     }
 
 

@@ -94,6 +94,8 @@ def test_takes_context__receives_the_result_and_attempt(tasks_admin, burst):
         "status": "RUNNING",
         "worker_ids": 2,
         "errors": ["builtins.RuntimeError"],
+        # Whose job it is, so that a task acting on a tenant's data can check it (HQTaskContext).
+        "workspace_id": str(Job.objects.get(pk=result.id).workspace_id),
     }
     assert done.attempts == 2 and len(done.errors) == 1 and task_runs("ctx") == 2
 
