@@ -161,8 +161,8 @@ class _Buffer:
 
 
 _buffer = _Buffer()
-# Reset in the child at fork, rather than comparing pids on every increment (a worker makes four per job).
-os.register_at_fork(after_in_child=_buffer.forked)
+# Reset in the child at fork (`_forked`), rather than comparing pids on every increment (a worker
+# makes four per job).
 
 
 @functools.lru_cache(maxsize=4096)
@@ -206,6 +206,17 @@ def observe(name: str, labels: tuple[str, ...], value: float) -> None:
 
 
 _flush_lock = threading.Lock()
+
+
+def _forked() -> None:
+    """In a forked child: a fresh buffer, and a fresh flush lock (the parent's flush thread may have
+    held it at the fork, and no thread of the child would ever release it)."""
+    global _flush_lock
+    _buffer.forked()
+    _flush_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def flush() -> bool:

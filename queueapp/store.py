@@ -292,9 +292,18 @@ class PgStore:
 def _array(values: Iterable[object]) -> str:
     """A PostgreSQL array literal of values that need no quoting: job ids, attempt numbers, state
     and event names (the SQL casts it). Written as one string, because adapting a list element by
-    element was a tenth of the worker's CPU per job (py-spy, bench/RESULTS.md)."""
-    text = ",".join(map(str, values))
-    if any(c in text for c in '"{}\\ '):
+    element was a tenth of the worker's CPU per job (py-spy, bench/RESULTS.md). Anything that would
+    read differently in an array literal (a comma inside a value, quotes, braces, backslashes,
+    whitespace, the word NULL) is refused: ids come from Redis, and must not pair up wrongly."""
+    items = list(map(str, values))
+    text = ",".join(items)
+    if (
+        text.count(",") != max(len(items) - 1, 0)
+        or not text.isprintable()
+        or any(c in text for c in '"{}\\ ')
+        or "NULL" in text.upper()
+        or "" in items
+    ):
         raise ValueError(f"not an array of plain values: {text[:200]!r}")
     return "{" + text + "}"
 

@@ -51,38 +51,43 @@ class Deadlines:
 
     `asyncio.timeout` makes a timer per attempt, and the loop's heap of cancelled timers cost about
     a tenth of the worker's CPU per job (py-spy, bench/RESULTS.md). Here attempts due in the same
-    step share one timer; an attempt that ends leaves its step's set. A limit fires up to `STEP` late.
+    step share one timer; an attempt that ends leaves its step, and the last to leave cancels the
+    step's timer (so a week-long limit holds nothing once its attempts are over). A limit fires up
+    to `STEP` late.
     """
 
     STEP = 0.05
 
     def __init__(self) -> None:
-        self._due: dict[int, set[asyncio.Task[Any]]] = {}
+        self._due: dict[int, tuple[set[asyncio.Task[Any]], asyncio.TimerHandle]] = {}
         self._fired: set[asyncio.Task[Any]] = set()
 
     def arm(self, task: asyncio.Task[Any], seconds: float) -> int:
         """Cancel `task` once `seconds` have passed, unless `disarm` comes first; returns its step."""
         loop = asyncio.get_running_loop()
         step = math.ceil((loop.time() + seconds) / self.STEP)
-        tasks = self._due.get(step)
-        if tasks is None:
-            tasks = self._due[step] = set()
-            loop.call_at(step * self.STEP, self._expire, step)
-        tasks.add(task)
+        due = self._due.get(step)
+        if due is None:
+            due = self._due[step] = (set(), loop.call_at(step * self.STEP, self._expire, step))
+        due[0].add(task)
         return step
 
     def disarm(self, step: int, task: asyncio.Task[Any]) -> bool:
         """Stop watching `task`; True when its limit had already cancelled it."""
-        tasks = self._due.get(step)
-        if tasks is not None:
-            tasks.discard(task)
+        due = self._due.get(step)
+        if due is not None:
+            due[0].discard(task)
+            if not due[0]:
+                del self._due[step]
+                due[1].cancel()
         if task in self._fired:
             self._fired.discard(task)
             return True
         return False
 
     def _expire(self, step: int) -> None:
-        for task in self._due.pop(step, ()):
+        tasks, _ = self._due.pop(step, (set(), None))
+        for task in tasks:
             if not task.done():
                 self._fired.add(task)
                 task.cancel()
@@ -198,9 +203,10 @@ class Runtime:
         try:
             result = await (fn.fn(ctx) if fn.is_async else run_sync(fn.fn, ctx))
         except asyncio.CancelledError as exc:
-            if not self.deadlines.disarm(step, task):
-                raise  # an abort, or the worker stopping: run_attempt records it
-            task.uncancel()
+            # The limit's own cancel alone is a timeout. An abort or the worker stopping (beside the
+            # limit, or not) goes on to run_attempt, which records it as such.
+            if not self.deadlines.disarm(step, task) or task.uncancel() > 0:
+                raise
             timed_out = TimeoutError(f"Timed out after {started.timeout_s}s.").with_traceback(exc.__traceback__)
             return _after(started, attempt, str(timed_out), retry.Cause.ERROR, exc=timed_out)
         except Exception as exc:  # a job's own failure is data (its own TimeoutError too), not a worker crash

@@ -12,6 +12,42 @@ AddIndexConcurrentlyOnPostgres = importlib.import_module(
 ).AddIndexConcurrentlyOnPostgres
 
 
+class AddIndexConcurrentlyIfMissing(AddIndexConcurrentlyOnPostgres):
+    """0003's concurrent add, safe to run again after a failed attempt: a valid index of that name
+    is kept, and an invalid one (a CREATE INDEX CONCURRENTLY that failed half way) is rebuilt."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            with schema_editor.connection.cursor() as cur:
+                cur.execute(
+                    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s",
+                    [self.index.name],
+                )
+                row = cur.fetchone()
+            if row is not None and row[0]:
+                return
+            if row is not None:
+                schema_editor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{self.index.name}"')
+        super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+
+def _drop_fk_index(table, column, name):
+    """The foreign key's own index goes (concurrently, on PostgreSQL) while the key itself stays.
+
+    `AlterField(db_index=False)` would have Django drop the foreign key and add it back, which
+    checks the whole table under a lock that stops its writes."""
+
+    def forwards(apps, schema_editor):
+        concurrently = "CONCURRENTLY " if schema_editor.connection.vendor == "postgresql" else ""
+        schema_editor.execute(f'DROP INDEX {concurrently}IF EXISTS "{name}"')
+
+    def backwards(apps, schema_editor):
+        concurrently = "CONCURRENTLY " if schema_editor.connection.vendor == "postgresql" else ""
+        schema_editor.execute(f'CREATE INDEX {concurrently}IF NOT EXISTS "{name}" ON "{table}" ("{column}")')
+
+    return migrations.RunPython(forwards, backwards)
+
+
 class RemoveIndexConcurrentlyOnPostgres(migrations.RemoveIndex):
     """DROP INDEX CONCURRENTLY on PostgreSQL (no lock that stops the table's writes); plain elsewhere."""
 
@@ -54,27 +90,27 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        AddIndexConcurrentlyOnPostgres(
+        AddIndexConcurrentlyIfMissing(
             model_name='job',
             index=models.Index(condition=models.Q(('correlation_id', ''), _negated=True), fields=['workspace', 'correlation_id'], name='job_ws_corr_set'),
         ),
-        AddIndexConcurrentlyOnPostgres(
+        AddIndexConcurrentlyIfMissing(
             model_name='job',
             index=models.Index(condition=models.Q(('owner__isnull', False)), fields=['owner'], name='job_owner'),
         ),
-        AddIndexConcurrentlyOnPostgres(
+        AddIndexConcurrentlyIfMissing(
             model_name='job',
             index=models.Index(condition=models.Q(('state__in', ['queued', 'deferred'])), fields=['queue', 'state', 'due_at'], name='job_waiting_queue'),
         ),
-        AddIndexConcurrentlyOnPostgres(
+        AddIndexConcurrentlyIfMissing(
             model_name='job',
             index=models.Index(condition=models.Q(('finished_at__isnull', False)), fields=['finished_at'], name='job_finished_at'),
         ),
-        AddIndexConcurrentlyOnPostgres(
+        AddIndexConcurrentlyIfMissing(
             model_name='job',
             index=models.Index(condition=models.Q(('finished_at__isnull', False)), fields=['workspace', 'finished_at'], name='job_ws_finished_at'),
         ),
-        AddIndexConcurrentlyOnPostgres(
+        AddIndexConcurrentlyIfMissing(
             model_name='jobevent',
             index=models.Index(condition=models.Q(('actor__isnull', False)), fields=['actor'], name='jobevent_actor'),
         ),
@@ -84,10 +120,18 @@ class Migration(migrations.Migration):
         RemoveIndexConcurrentlyOnPostgres(model_name='job', name='job_ws_finished'),
         RemoveIndexConcurrentlyOnPostgres(model_name='jobevent', name='jobevent_at'),
         # The foreign keys' own indexes (every row, mostly NULL) give way to the partial ones above.
-        migrations.AlterField(
-            model_name='job',
-            name='owner',
-            field=_user_fk(help_text='Who submitted it; empty for system jobs (schedule fires, retention).', related_name='jobs'),
+        migrations.SeparateDatabaseAndState(
+            database_operations=[
+                _drop_fk_index("queueapp_job", "owner_id", "queueapp_job_owner_id_f54f1d10"),
+                _drop_fk_index("queueapp_jobevent", "actor_id", "queueapp_jobevent_actor_id_ac85e1e6"),
+            ],
+            state_operations=[
+                migrations.AlterField(
+                    model_name='job',
+                    name='owner',
+                    field=_user_fk(help_text='Who submitted it; empty for system jobs (schedule fires, retention).', related_name='jobs'),
+                ),
+                migrations.AlterField(model_name='jobevent', name='actor', field=_user_fk(related_name='+')),
+            ],
         ),
-        migrations.AlterField(model_name='jobevent', name='actor', field=_user_fk(related_name='+')),
     ]
