@@ -184,9 +184,6 @@ HQ_RELAY_GRACE_S = env.float("HQ_RELAY_GRACE_S", default=10.0)
 HQ_RELAY_INTERVAL_S = env.float("HQ_RELAY_INTERVAL_S", default=1.0)
 HQ_WORKER_POLL_S = env.float("HQ_WORKER_POLL_S", default=0.5)
 HQ_WORKER_CONCURRENCY = env.int("HQ_WORKER_CONCURRENCY", default=100)
-# The worker's event loop: "uvloop" (4% more jobs a second in the drain, worker CPU per job
-# 0.087 -> 0.083 ms, bench/RESULTS.md) or "asyncio"; uvloop where it is not installed falls back.
-HQ_WORKER_EVENT_LOOP = env.str("HQ_WORKER_EVENT_LOOP", default="uvloop")
 # Fair share: one workspace holds at most this share of a worker's slots per queue, and engine jobs
 # (schedule fires, deliveries) keep this many slots that ordinary jobs never take.
 HQ_WORKSPACE_SHARE = env.float("HQ_WORKSPACE_SHARE", default=0.5)

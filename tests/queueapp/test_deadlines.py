@@ -88,15 +88,3 @@ def test_an_abort_beside_the_limit_is_passed_on_not_taken_for_a_timeout(slow_bod
             await task
 
     asyncio.run(main())
-
-
-def test_the_worker_event_loop_setting():
-    import uvloop
-    from django.core.management.base import CommandError
-
-    from queueapp.management.commands.runworker import event_loop_factory
-
-    assert event_loop_factory("asyncio") is None
-    assert event_loop_factory("uvloop") is uvloop.new_event_loop
-    with pytest.raises(CommandError):
-        event_loop_factory("trio")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -51,28 +50,14 @@ class Command(BaseCommand):
             f"HQ worker: queues {', '.join(queues) or '(none)'}; side tasks {', '.join(sorted(chosen)) or '(none)'}"
             f"{'; burst' if options['burst'] else ''}"
         )
-        with asyncio.Runner(loop_factory=event_loop_factory(settings.HQ_WORKER_EVENT_LOOP)) as runner:
-            code = runner.run(
-                run_process(
-                    store=store.for_database(),
-                    queues=queues,
-                    concurrency=concurrency,
-                    burst=options["burst"],
-                    side_tasks=chosen,
-                )
+        code = asyncio.run(
+            run_process(
+                store=store.for_database(),
+                queues=queues,
+                concurrency=concurrency,
+                burst=options["burst"],
+                side_tasks=chosen,
             )
+        )
         if code:
             raise CommandError("A side task died; the worker stopped.")
-
-
-def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The worker's event loop by `HQ_WORKER_EVENT_LOOP`: uvloop's, or asyncio's own (None)."""
-    if name == "asyncio":
-        return None
-    if name != "uvloop":
-        raise CommandError(f"HQ_WORKER_EVENT_LOOP must be 'uvloop' or 'asyncio', not {name!r}.")
-    try:
-        import uvloop
-    except ImportError:  # not built for this platform: asyncio's loop does the same work
-        return None
-    return uvloop.new_event_loop
