@@ -374,13 +374,13 @@ def code_snapshot() -> dict[str, float]:
     return {str(p): p.stat().st_mtime for d in WATCHED for p in (ROOT / d).rglob("*.py")}
 
 
-def code_state() -> str:
+def code_state(watched: tuple[str, ...] = WATCHED) -> str:
     def git(*a: str) -> str:
         r = subprocess.run(["git", "--no-optional-locks", *a], cwd=ROOT, capture_output=True, text=True, check=False)
         return r.stdout
 
     head = git("rev-parse", "--short", "HEAD").strip() or "?"
-    lines = [ln for ln in git("status", "--porcelain", "--", *WATCHED).splitlines() if ln.strip()]
+    lines = [ln for ln in git("status", "--porcelain", "--", *watched).splitlines() if ln.strip()]
     modified = [ln[3:] for ln in lines if not ln.startswith("??")]
     new = len(lines) - len(modified)
     if not lines:
@@ -388,27 +388,30 @@ def code_state() -> str:
     return f"{head} + uncommitted changes to {', '.join(modified) or 'no tracked file'}; {new} new file(s)"
 
 
-def machine_info() -> dict[str, str]:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute("SHOW server_version")
-        pg = cur.fetchone()[0]
-    import arq
-    import django
-    import granian
-
+def machine_facts(pg_version: str, redis_version: str, watched: tuple[str, ...] = WATCHED) -> dict[str, str]:
+    """What every bench reports of the machine and the code (each adds its own libraries' versions)."""
     return {
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "nproc": str(os.cpu_count()),
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "python": platform.python_version(),
-        "postgresql": pg,
-        "redis": str(redis_client().info("server")["redis_version"]),
+        "postgresql": pg_version,
+        "redis": redis_version,
+        "code": code_state(watched),
+    }
+
+
+def machine_info() -> dict[str, str]:
+    import arq
+    import django
+    import granian
+
+    (pg,) = sql_one("SHOW server_version")
+    return {
+        **machine_facts(pg, str(redis_client().info("server")["redis_version"])),
         "arq": getattr(arq, "VERSION", "?"),
         "django": django.get_version(),
         "granian": granian.__version__,
-        "code": code_state(),
     }
 
 

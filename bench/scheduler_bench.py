@@ -54,7 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import Procs, bench_lock, end_run, log, manage, pct, proc_cpu_s, wait_for  # noqa: E402
+from bench.run import Procs, bench_lock, end_run, log, machine_facts, manage, pct, proc_cpu_s, wait_for  # noqa: E402
 
 BENCH = ROOT / "bench"
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -141,20 +141,6 @@ def code_snapshot() -> dict[str, float]:
     return {str(p): p.stat().st_mtime for d in WATCHED for p in (ROOT / d).rglob("*.py")}
 
 
-def code_state() -> str:
-    def git(*a: str) -> str:  # read-only git only
-        r = subprocess.run(["git", "--no-optional-locks", *a], cwd=ROOT, capture_output=True, text=True, check=False)
-        return r.stdout
-
-    head = git("rev-parse", "--short", "HEAD").strip() or "?"
-    lines = [ln for ln in git("status", "--porcelain", "--", *WATCHED).splitlines() if ln.strip()]
-    modified = [ln[3:] for ln in lines if not ln.startswith("??")]
-    if not lines:
-        return f"{head} (clean)"
-    new = len(lines) - len(modified)
-    return f"{head} + uncommitted changes to {len(modified)} file(s) under {', '.join(WATCHED)}; {new} new"
-
-
 # --- setup -------------------------------------------------------------------------------------
 
 
@@ -232,17 +218,11 @@ def machine_info() -> dict[str, str]:
 
     (pg,) = sql("SHOW server_version")
     return {
-        "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        **machine_facts(pg, str(redis_client().info("server")["redis_version"]), WATCHED),
         "host": platform.node(),
         "cpu": platform.processor() or platform.machine(),
-        "nproc": str(os.cpu_count()),
-        "loadavg at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "python": platform.python_version(),
-        "postgresql": pg,
-        "redis": str(redis_client().info("server")["redis_version"]),
         "django": django.get_version(),
         "arq": getattr(arq, "VERSION", "?"),
-        "code": code_state(),
     }
 
 

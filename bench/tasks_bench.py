@@ -31,10 +31,8 @@ Results: printed and written to bench/RESULTS-tasks.md. Misses are reported, nev
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -56,9 +54,9 @@ from bench.run import (  # noqa: E402
     PeerVenv,
     Procs,
     bench_lock,
-    code_state,
     end_run,
     log,
+    machine_facts,
     manage,
     median_spread,
     sql_one,
@@ -418,14 +416,8 @@ def machine_info() -> dict[str, str]:
 
     (pg,) = sql_one("SHOW server_version")
     return {
-        "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "nproc": str(os.cpu_count()),
-        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "python": platform.python_version(),
-        "postgresql": pg,
-        "redis": str(hq_redis.client().info("server")["redis_version"]),
+        **machine_facts(pg, str(hq_redis.client().info("server")["redis_version"])),
         "django (HQ)": django.get_version(),
-        "code": code_state(),
     }
 
 
