@@ -16,6 +16,7 @@ import asyncio
 import random
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -236,6 +237,23 @@ class Listing(Generic[T]):
 # --- runners: the only code that differs between the blocking and the async client ----------------
 
 
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """A program's result: it asks for nothing more."""
+
+    value: T
+
+
+def _step(program: Program[T], value: Any, failure: BaseException | None) -> Effect | Done[T]:
+    """Resume `program` with the last effect's value (or its failure); its next effect or its result.
+
+    The one step both runners take; they differ only in how they perform an effect."""
+    try:
+        return program.throw(failure) if failure is not None else program.send(value)
+    except StopIteration as stop:
+        return Done(stop.value)
+
+
 class SyncRunner:
     """Runs programs with a blocking httpx.Client."""
 
@@ -247,11 +265,9 @@ class SyncRunner:
         value: Any = None
         failure: BaseException | None = None
         while True:
-            try:
-                effect = program.throw(failure) if failure is not None else program.send(value)
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
+            effect = _step(program, value, failure)
+            if isinstance(effect, Done):
+                return effect.value
             value, failure = None, None
             if isinstance(effect, Sleep):
                 time.sleep(effect.seconds)
@@ -278,11 +294,9 @@ class AsyncRunner:
         value: Any = None
         failure: BaseException | None = None
         while True:
-            try:
-                effect = program.throw(failure) if failure is not None else program.send(value)
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
+            effect = _step(program, value, failure)
+            if isinstance(effect, Done):
+                return effect.value
             value, failure = None, None
             if isinstance(effect, Sleep):
                 await asyncio.sleep(effect.seconds)
@@ -302,7 +316,7 @@ class AsyncRunner:
 # --- operation descriptors --------------------------------------------------------------------------
 
 
-class _Method(Generic[P, T]):
+class _Method(ABC, Generic[P, T]):
     """A client method written once as a program: a plain method on a `Client`, a coroutine method
     on an `AsyncClient`."""
 
@@ -311,8 +325,9 @@ class _Method(Generic[P, T]):
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
+    @abstractmethod
     def program(self, api: Api, *args: P.args, **kwargs: P.kwargs) -> Program[T]:
-        raise NotImplementedError
+        """The method's calls, as a program the client's runner performs."""
 
     @overload
     def __get__(self, obj: None, owner: type) -> Self: ...
