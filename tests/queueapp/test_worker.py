@@ -347,9 +347,13 @@ def test_sigterm_drains_running_jobs(api, member, procs):
 
 
 def test_a_draining_worker_keeps_beating_so_its_jobs_are_not_reaped(api, member, procs, worker_env):
-    """The grace period (10 s here) outlasts 3 heartbeat intervals (3 s): the worker must stay alive."""
-    job_id = submit(api, member, function="tests.sleep", args={"seconds": 6})
-    procs.env = {**worker_env, "HQ_TEST_GRACE_S": "10"}
+    """The grace period (20 s here) outlasts 3 heartbeat intervals (3 s): the worker must stay alive.
+
+    The body sleeps 12 s so that it is still running through the 5 s watched below even when the
+    worker's first report of it comes late on a loaded machine (with 6 s it once ended inside them).
+    """
+    job_id = submit(api, member, function="tests.sleep", args={"seconds": 12})
+    procs.env = {**worker_env, "HQ_TEST_GRACE_S": "20"}
     proc = procs.worker("--without", "reaper")
     wait_for(lambda: _reported(job_id), timeout=30, what="the worker to report the running attempt")
     proc.send_signal(signal.SIGTERM)
