@@ -164,6 +164,15 @@ class Batcher(Generic[ItemT, ResultT]):
                 self._idle.set()
 
 
+#: The worker's connections prepare each statement once and run it with one plan made for any
+#: table size. Planning a START batch of 96 took 0.9 ms beside its 2.3 ms of execution (EXPLAIN ANALYZE). A
+#: generic plan made on the statistics of an empty table once joined START batches to a sequential
+#: scan of 27,000 rows (110-190 ms per batch in rss_soak, seen with auto_explain), so these
+#: connections rule sequential scans out: every statement they run finds its rows by key
+#: (`tests/queueapp/test_store_plans.py` checks their plans on an empty table).
+PLAN_SETTINGS = (("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off"))
+
+
 class PgStore:
     """Start and finish attempts with batched psycopg statements from an asyncio pool."""
 
@@ -178,11 +187,10 @@ class PgStore:
         for key in ("cursor_factory", "context", "server_side_binding", "prepare_threshold"):
             params.pop(key, None)
         params["autocommit"] = True
-        # Never prepared: a prepared statement's generic plan is made once, when the job table may
-        # be small, and kept. A worker started on an empty table then joined its START batches to a
-        # sequential scan of 27,000 rows (110-190 ms per batch in rss_soak, seen with auto_explain);
-        # planned each time, the lookups stay on the primary key whatever the table's size.
-        params["prepare_threshold"] = None
+        # Prepared unless HQ_DB_PREPARE_THRESHOLD=none (a pooler that cannot carry them), and then
+        # from the first run (`PLAN_SETTINGS`).
+        self.prepared = connections[alias].settings_dict.get("OPTIONS", {}).get("prepare_threshold") is not None
+        params["prepare_threshold"] = 0 if self.prepared else None
         # At most `HQ_WORKER_DB_POOL_MAX` connections (one kept open); the batchers rarely need more
         # than two, since each flush carries every start or finish that arrived meanwhile. A dropped
         # connection is found by `_fetch`, which retries once on a fresh one. Made closed, so that
@@ -195,6 +203,7 @@ class PgStore:
             reconnect_timeout=5.0,  # as the web's pool (hq.settings): back within seconds of PostgreSQL
             name="hq-worker",
             open=False,
+            configure=self._configure if self.prepared else None,
         )
         self.worker_id = ""
         self._starts = Batcher(self._start_many)
@@ -202,6 +211,11 @@ class PgStore:
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
+
+    @staticmethod
+    async def _configure(conn: AsyncConnection[Any]) -> None:
+        for name, value in PLAN_SETTINGS:
+            await conn.execute("SELECT set_config(%s, %s, false)", (name, value))
 
     async def close(self) -> None:
         # Batches in flight are written first (an end whose waiter was cancelled twice, say).
