@@ -384,6 +384,7 @@ class HQBackend(HQTaskBackend):
             timeout_seconds=options["timeout_seconds"],
             retry_backoff_s=option(task, "retry_backoff"),
             requires_approval=options["require_approval"],
+            priority=options["priority"],
         )
         try:
             job, created = services.job_submit_row(workspace=self._workspace(task), owner=None, submission=submission)

@@ -45,7 +45,7 @@ def test_backend__flags_and_task_class(tasks_admin):
     backend = task_backends["default"]
     assert isinstance(backend, HQBackend)
     assert (backend.supports_defer, backend.supports_async_task, backend.supports_get_result) == (True, True, True)
-    assert backend.supports_priority is False
+    assert backend.supports_priority is True
     assert isinstance(tasks.add, HQTask) and tasks.add.get_backend() is backend
     assert backend.queues == {"default"}
 
@@ -108,7 +108,8 @@ def test_get_result__of_another_task_is_a_mismatch(tasks_admin):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"priority": 5}, "priority"),
+        ({"priority": 101}, "priority"),
+        ({"priority": -101}, "priority"),
         ({"queue_name": "elsewhere"}, "Queue 'elsewhere' is not valid"),
         ({"run_after": datetime(2030, 1, 1)}, "aware"),
         ({"max_tries": 0}, "max_tries"),
