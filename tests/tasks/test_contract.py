@@ -70,6 +70,12 @@ def test_enqueue__returns_a_ready_result_as_recorded(tasks_admin):
     )
 
 
+def test_enqueue__the_tasks_priority_is_the_jobs(tasks_admin):
+    assert Job.objects.get(pk=tasks.echo.using(priority=42).enqueue(1).id).priority == 42
+    assert Job.objects.get(pk=tasks.echo.using(priority=-100).enqueue(1).id).priority == -100
+    assert Job.objects.get(pk=tasks.echo.enqueue(2).id).priority == 0  # Django's default
+
+
 def test_enqueue__arguments_that_are_not_json_raise_and_record_nothing(tasks_admin):
     with pytest.raises(TypeError):
         tasks.echo.enqueue(object())
