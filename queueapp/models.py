@@ -77,8 +77,9 @@ class JobState(models.TextChoices):
 
 
 WAITING_STATES = (JobState.QUEUED, JobState.DEFERRED)
-#: The states in which a job holds its `unique_key` (README, "Unique jobs"): waiting to start, for
-#: a person's decision too; `running` as well for a job submitted with `unique_while: "active"`.
+#: The states in which a job waits to start, for a person's decision too: a job holds its
+#: `unique_key` in them until its first start, or, submitted with `unique_while: "active"`, in them
+#: and `running` until it finishes (README, "Unique jobs"; `UNIQUE_KEY_HELD`).
 UNIQUE_HOLD_STATES = (JobState.QUEUED, JobState.DEFERRED, JobState.AWAITING_APPROVAL)
 
 #: Priorities run from -100 to 100 (Django's Tasks framework's range); higher starts first.
@@ -116,6 +117,16 @@ class UniqueWhile(models.TextChoices):
     WAITING = "waiting"
     #: Waiting, or running.
     ACTIVE = "active"
+
+
+#: The rows that hold their unique key. A job enters this set only when it is written (a submit, or a
+#: retry by a client, which answers 409 when the key is held meanwhile), never through a worker's
+#: move: a "waiting" job leaves it at its first start and a retry's backoff or a requeue does not
+#: bring it back; an "active" job stays in it from submit to finish, retries included.
+UNIQUE_KEY_HELD = Q(unique_key__isnull=False) & (
+    Q(unique_while=UniqueWhile.WAITING, attempts=0, state__in=UNIQUE_HOLD_STATES)
+    | Q(unique_while=UniqueWhile.ACTIVE, state__in=[*UNIQUE_HOLD_STATES, JobState.RUNNING])
+)
 
 
 class OnConflict(models.TextChoices):
@@ -246,8 +257,7 @@ class Job(models.Model):
             # job (services.jobs). Only holders are in the index, so it costs other jobs nothing.
             models.UniqueConstraint(
                 fields=["workspace", "function", "unique_key"],
-                condition=Q(unique_key__isnull=False)
-                & (Q(state__in=UNIQUE_HOLD_STATES) | Q(state=JobState.RUNNING, unique_while=UniqueWhile.ACTIVE)),
+                condition=UNIQUE_KEY_HELD,
                 name="uniq_job_unique_key_held",
             ),
         ]

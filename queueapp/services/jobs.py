@@ -30,6 +30,7 @@ from hq.models import User, Workspace
 from queueapp import enqueue, registry, transitions, transport
 from queueapp.models import (
     UNIQUE_HOLD_STATES,
+    UNIQUE_KEY_HELD,
     WAITING_STATES,
     DecidedVia,
     HITLRequest,
@@ -378,9 +379,10 @@ def _unique_answers(
     """The answer of each of `jobs` (in submit order) whose unique key is held, by job id; the rest
     are to be written. Must run in the transaction that writes them.
 
-    A key is held by a job of the same workspace and function that is waiting (queued, deferred,
-    awaiting approval), or running when it or the new submit asked for `unique_while: "active"`; a
-    job earlier in the same batch holds it too. `on_conflict: "replace"` gives a queued or deferred
+    A key is held by a job of the same workspace and function in `models.UNIQUE_KEY_HELD` (waiting
+    before its first start; with `unique_while: "active"`, anything short of finished); a submit
+    with `unique_while: "active"` also takes any unfinished job of the key as its holder. A job
+    earlier in the same batch holds it too. `on_conflict: "replace"` gives a queued or deferred
     holder the submit's args, and a deferred holder the submit's due time when later (a debounce).
     The partial unique index `uniq_job_unique_key_held` makes a concurrent second holder fail to
     insert (IntegrityError: the caller tries again and finds this one).
@@ -393,14 +395,7 @@ def _unique_answers(
     for job in keyed:
         key = (job.function, job.unique_key or "")
         active = job.unique_while == UniqueWhile.ACTIVE
-        holder = next(
-            (
-                row
-                for row in holders.get(key, [])
-                if row.state != JobState.RUNNING or active or row.unique_while == UniqueWhile.ACTIVE
-            ),
-            None,
-        )
+        holder = next((row for row in holders.get(key, []) if active or _holds_key(row)), None)
         if holder is None:
             holders[key] = [job]  # later jobs of this batch with the key find this one
             continue
@@ -427,6 +422,13 @@ def _unique_holders(
     for row in sorted(rows, key=lambda r: r.state == JobState.RUNNING):
         found.setdefault((row.function, row.unique_key or ""), []).append(row)
     return found
+
+
+def _holds_key(job: Job | enqueue.NewJob) -> bool:
+    """Is an unfinished job in `models.UNIQUE_KEY_HELD`? (A new one is: it has made no attempt.)"""
+    if job.unique_while == UniqueWhile.ACTIVE:
+        return True
+    return job.attempts == 0 and job.state in UNIQUE_HOLD_STATES
 
 
 def _replace_args(holder: Job | enqueue.NewJob, job: enqueue.NewJob, owner: User | None, now: datetime) -> bool:
@@ -457,16 +459,20 @@ def _replace_args(holder: Job | enqueue.NewJob, job: enqueue.NewJob, owner: User
 
 
 def _unique_race_check(jobs: list[enqueue.NewJob]) -> None:
-    """After writing `jobs`: one with `unique_while: "active"` whose key a job of `unique_while:
-    "waiting"` holds no more because it started between the holder read and the insert (the index
-    no longer covers it) must not stay; raise so the caller's transaction rolls back and tries again."""
+    """After writing `jobs`: one with `unique_while: "active"` found no unfinished job of its key,
+    but one that does not hold the key in the index (a "waiting" job that started between the read
+    and the insert) may have appeared since. Then the new job must not stay: raise, so that the
+    caller's transaction rolls back and tries again (and finds that job)."""
     active = [j for j in jobs if j.unique_key and j.unique_while == UniqueWhile.ACTIVE]
     if not active:
         return
     query = Q()
     for job in active:
         query |= Q(workspace_id=job.workspace_id, function=job.function, unique_key=job.unique_key)
-    if Job.objects.filter(query, state=JobState.RUNNING).exists():
+    others = Job.objects.filter(query, state__in=[*UNIQUE_HOLD_STATES, JobState.RUNNING]).exclude(
+        pk__in=[j.id for j in active]
+    )
+    if others.exists():
         raise _UniqueRace
 
 
@@ -717,18 +723,22 @@ def job_retry(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Job
         current = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
         latest = current.hitl_requests.order_by("-created_at").first()
         gated = _needs_new_approval(current, latest)
-        moved = job_transition(
-            job=current,
-            move="retry_gated" if gated else "retry",
-            actor=actor,
-            due_at=now,
-            dispatched_at=None if gated else now,
-            finished_at=None,
-            error="",
-            result=None,
-            cancel_requested_at=None,
-            tries_base=current.attempts,
-        )
+        try:
+            with transaction.atomic():  # a savepoint: the unique index may refuse the move
+                moved = job_transition(
+                    job=current,
+                    move="retry_gated" if gated else "retry",
+                    actor=actor,
+                    due_at=now,
+                    dispatched_at=None if gated else now,
+                    finished_at=None,
+                    error="",
+                    result=None,
+                    cancel_requested_at=None,
+                    tries_base=current.attempts,
+                )
+        except IntegrityError:
+            raise _unique_key_held(current) from None
         if moved is None:
             raise _conflict(current, "retry")
         if gated:
@@ -741,6 +751,26 @@ def job_retry(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Job
         else:
             transaction.on_commit(lambda: job_push(moved), robust=True)
         return moved
+
+
+class UniqueKeyHeld(Conflict):
+    """Retrying the job would make it a second holder of its unique key."""
+
+    code = "unique_key_held"
+
+
+def _unique_key_held(job: Job) -> UniqueKeyHeld:
+    holder = (
+        Job.objects.filter(
+            UNIQUE_KEY_HELD, workspace_id=job.workspace_id, function=job.function, unique_key=job.unique_key
+        )
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return UniqueKeyHeld(
+        f"Another job holds this job's unique key ({job.unique_key!r}); retry it once that one has started or ended.",
+        detail={"state": job.state, "job_id": str(holder) if holder else None},
+    )
 
 
 def _needs_new_approval(job: Job, latest: HITLRequest | None) -> bool:

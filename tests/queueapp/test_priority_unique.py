@@ -317,3 +317,62 @@ def test_priority__high_jobs_arriving_while_low_ones_run_start_next(api, procs):
     starts = list(Job.objects.filter(pk__in=low_ids).values_list("id", "first_started_at"))
     at = {str(i): t for i, t in starts}
     assert [at[i] for i in low_ids] == sorted(at[i] for i in low_ids)
+
+
+# --- unique keys and the moves that follow a submit --------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_unique__a_retry_that_would_make_a_second_holder_is_409(api, member):
+    first = submit(api, member, unique_key="r").json()
+    assert api.post(f"{URL}/{first['id']}/cancel", **member.headers).status_code == 200
+    second = submit(api, member, unique_key="r").json()
+    resp = api.post(f"{URL}/{first['id']}/retry", **member.headers)
+    assert resp.status_code == 409, resp.content
+    error = resp.json()["error"]
+    assert error["code"] == "unique_key_held" and error["detail"]["job_id"] == second["id"]
+    assert Job.objects.get(pk=first["id"]).state == JobState.CANCELLED  # nothing changed
+    assert api.post(f"{URL}/{second['id']}/cancel", **member.headers).status_code == 200
+    assert api.post(f"{URL}/{first['id']}/retry", **member.headers).status_code == 200
+    assert Job.objects.get(pk=first["id"]).state == JobState.QUEUED
+
+
+@pytest.mark.django_db
+def test_unique__a_worker_move_never_makes_a_second_holder(api, member):
+    """A "waiting" job gives its key up at its first start for good: its retry's backoff (a worker's
+    move, which must never fail on the index) does not take it back from a job submitted since."""
+    from queueapp import transitions
+
+    first = submit(api, member, unique_key="w").json()
+    Job.objects.filter(pk=first["id"]).update(state=JobState.RUNNING, attempts=1)  # as START leaves it
+    second = submit(api, member, unique_key="w")
+    assert second.status_code == 202
+    moved = transitions.write_move(
+        job_id=first["id"],
+        move="retry_later",
+        source="running",
+        attempt=1,
+        kind="retry_scheduled",
+        now=clock.now(),
+        fields={},
+    )
+    assert moved and Job.objects.get(pk=first["id"]).state == JobState.DEFERRED
+    # Only the new job holds the key now.
+    assert submit(api, member, unique_key="w").json()["id"] == second.json()["id"]
+
+    # An "active" job holds its key from submit to finish, its retries' backoffs included.
+    active = submit(api, member, unique_key="a", unique_while="active").json()
+    Job.objects.filter(pk=active["id"]).update(state=JobState.RUNNING, attempts=1)
+    assert submit(api, member, unique_key="a").json()["id"] == active["id"]
+    transitions.write_move(
+        job_id=active["id"],
+        move="retry_later",
+        source="running",
+        attempt=1,
+        kind="retry_scheduled",
+        now=clock.now(),
+        fields={},
+    )
+    assert submit(api, member, unique_key="a").json()["duplicate"] is True
+    # A submit asking for "active" takes any unfinished job of the key, a "waiting" one past its start too.
+    assert submit(api, member, unique_key="w", unique_while="active").json()["id"] in {first["id"], second.json()["id"]}

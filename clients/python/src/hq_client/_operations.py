@@ -49,6 +49,7 @@ from hq_client.types import (
     ScheduleOwner,
     StoredQuery,
     StoredQueryResults,
+    SubmittedJob,
     Worker,
 )
 
@@ -157,10 +158,10 @@ class Operations:
         unique_key: str | None = None,
         unique_while: str | None = None,
         on_conflict: str | None = None,
-    ) -> Program[Job]:
-        """Submit one job (the fields: see `hq_client.submission`); returns it, or the earlier job with
-        the same idempotency key. Retried on transport errors and 503 with the same key: one job,
-        however many tries."""
+    ) -> Program[SubmittedJob]:
+        """Submit one job (the fields: see `hq_client.submission`); returns it, the earlier job with
+        the same idempotency key, or the job holding its unique key (`duplicate`). Retried on
+        transport errors and 503 with the same key: one job, however many tries."""
         item = submission(
             function,
             args,
