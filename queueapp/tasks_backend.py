@@ -123,6 +123,7 @@ def _register(task_: Task[Any, Any]) -> None:
         max_tries=option(task_, "max_tries") or defaults.max_tries,
         retry_backoff=_first(option(task_, "retry_backoff"), defaults.retry_backoff_s),
         approval_ttl=option(task_, "approval_ttl") or defaults.approval_ttl_s,
+        priority=task_.priority,  # a REST submit of the task's function gets the task's own
         check_args=_check_call,
         on_end=functools.partial(_ended, name),
     )(_body(task_))

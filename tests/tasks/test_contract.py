@@ -74,6 +74,15 @@ def test_enqueue__the_tasks_priority_is_the_jobs(tasks_admin):
     assert Job.objects.get(pk=tasks.echo.using(priority=42).enqueue(1).id).priority == 42
     assert Job.objects.get(pk=tasks.echo.using(priority=-100).enqueue(1).id).priority == -100
     assert Job.objects.get(pk=tasks.echo.enqueue(2).id).priority == 0  # Django's default
+    assert Job.objects.get(pk=tasks.urgent.enqueue(1).id).priority == 30  # the task's declared priority
+    assert Job.objects.get(pk=tasks.urgent.using(priority=0).enqueue(1).id).priority == 0
+    # A REST submit of the task's function (any discovered task may be submitted) takes the task's priority.
+    rest, _ = services.job_submit(
+        workspace=tasks_admin.workspace,
+        owner=None,
+        submission=services.Submission(function=tasks.urgent.module_path, args={"args": [1], "kwargs": {}}),
+    )
+    assert rest.priority == 30
 
 
 def test_enqueue__arguments_that_are_not_json_raise_and_record_nothing(tasks_admin):
