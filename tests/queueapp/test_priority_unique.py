@@ -337,18 +337,12 @@ def test_unique__a_retry_that_would_make_a_second_holder_is_409(api, member):
     assert Job.objects.get(pk=first["id"]).state == JobState.QUEUED
 
 
-@pytest.mark.django_db
-def test_unique__a_worker_move_never_makes_a_second_holder(api, member):
-    """A "waiting" job gives its key up at its first start for good: its retry's backoff (a worker's
-    move, which must never fail on the index) does not take it back from a job submitted since."""
+def _retry_later(job_id: str) -> bool:
+    """The worker's move of a running attempt to its retry's backoff (through the ORM executor)."""
     from queueapp import transitions
 
-    first = submit(api, member, unique_key="w").json()
-    Job.objects.filter(pk=first["id"]).update(state=JobState.RUNNING, attempts=1)  # as START leaves it
-    second = submit(api, member, unique_key="w")
-    assert second.status_code == 202
-    moved = transitions.write_move(
-        job_id=first["id"],
+    return transitions.write_move(
+        job_id=job_id,
         move="retry_later",
         source="running",
         attempt=1,
@@ -356,6 +350,17 @@ def test_unique__a_worker_move_never_makes_a_second_holder(api, member):
         now=clock.now(),
         fields={},
     )
+
+
+@pytest.mark.django_db
+def test_unique__a_worker_move_never_makes_a_second_holder(api, member):
+    """A "waiting" job gives its key up at its first start for good: its retry's backoff (a worker's
+    move, which must never fail on the index) does not take it back from a job submitted since."""
+    first = submit(api, member, unique_key="w").json()
+    Job.objects.filter(pk=first["id"]).update(state=JobState.RUNNING, attempts=1)  # as START leaves it
+    second = submit(api, member, unique_key="w")
+    assert second.status_code == 202
+    moved = _retry_later(first["id"])
     assert moved and Job.objects.get(pk=first["id"]).state == JobState.DEFERRED
     # Only the new job holds the key now.
     assert submit(api, member, unique_key="w").json()["id"] == second.json()["id"]
@@ -364,15 +369,7 @@ def test_unique__a_worker_move_never_makes_a_second_holder(api, member):
     active = submit(api, member, unique_key="a", unique_while="active").json()
     Job.objects.filter(pk=active["id"]).update(state=JobState.RUNNING, attempts=1)
     assert submit(api, member, unique_key="a").json()["id"] == active["id"]
-    transitions.write_move(
-        job_id=active["id"],
-        move="retry_later",
-        source="running",
-        attempt=1,
-        kind="retry_scheduled",
-        now=clock.now(),
-        fields={},
-    )
+    _retry_later(active["id"])
     assert submit(api, member, unique_key="a").json()["duplicate"] is True
     # A submit asking for "active" takes any unfinished job of the key, a "waiting" one past its start too.
     assert submit(api, member, unique_key="w", unique_while="active").json()["id"] in {first["id"], second.json()["id"]}
