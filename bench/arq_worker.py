@@ -64,7 +64,9 @@ def main() -> int:
         kwargs.update(poll_delay=a.poll_delay)  # default: ARQ's own 0.5 s
     w = Worker(
         functions=[func(noop, name="noop")],
-        redis_settings=RedisSettings(host="127.0.0.1", port=6379, database=a.redis_db),
+        redis_settings=RedisSettings(
+            host="127.0.0.1", port=int(os.environ.get("HQ_BENCH_REDIS_PORT", "6379")), database=a.redis_db
+        ),
         max_jobs=a.max_jobs,
         keep_result=0,
         on_startup=on_startup,

@@ -176,13 +176,15 @@ def fetch_binary(query: str, params: list[Any]) -> list[tuple[Any, ...]]:
 
 @contextlib.contextmanager
 def _cursor(query: str) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
-    """A psycopg cursor on Django's connection; the statement goes to Django's query log when it
-    keeps one (DEBUG, `CaptureQueriesContext`), as the ORM's do."""
+    """A psycopg cursor on Django's connection, raising django.db's errors; the statement goes to
+    Django's query log when it keeps one (DEBUG, `CaptureQueriesContext`), as the ORM's do."""
     import psycopg
 
     connection.ensure_connection()
     start = time.monotonic()
-    with psycopg.Cursor(connection.connection) as cur:
+    # Django's wrapper turns psycopg's errors into django.db's (a unique violation is an
+    # IntegrityError, which the submit services catch to re-read the winner of a race on a key).
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
         yield cur
     if connection.queries_logged:
         connection.queries_log.append({"sql": query, "time": f"{time.monotonic() - start:.3f}"})

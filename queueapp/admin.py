@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.db.models.expressions import OrderBy
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -253,11 +253,42 @@ class JobEventInline(WorkspaceScopedTabularInline):
         return "—" if getattr(obj, json_text_attr("detail"), None) == "{}" else _pre(obj, "detail")
 
 
+class PriorityFilter(admin.SimpleListFilter):
+    """Priority by band: Django's own filter of an integer lists its distinct values (a scan of every job)."""
+
+    title = "priority"
+    parameter_name = "priority_band"
+    BANDS: ClassVar[dict[str, tuple[str, Q]]] = {
+        "high": ("Above 0 (starts first)", Q(priority__gt=0)),
+        "normal": ("0 (the default)", Q(priority=0)),
+        "low": ("Below 0", Q(priority__lt=0)),
+    }
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(value, label) for value, (label, _) in self.BANDS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        band = self.BANDS.get(self.value() or "")
+        return queryset.filter(band[1]) if band else queryset
+
+
 @admin.register(Job)
 class JobAdmin(ConsoleAdmin):
-    list_display = ["id", "function", "queue", "state", "owner", "workspace", "attempts", "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "function",
+        "queue",
+        "state",
+        "priority",
+        "owner",
+        "workspace",
+        "attempts",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = [
         "state",
+        PriorityFilter,
         "queue",
         "function",
         ("owner", admin.RelatedOnlyFieldListFilter),
@@ -266,8 +297,8 @@ class JobAdmin(ConsoleAdmin):
         # ?created_at__gte=2026-01-01&created_at__lt=2026-01-08.
         ("created_at", admin.DateFieldListFilter),
     ]
-    search_fields = ["id", "correlation_id"]
-    search_help_text = "Job id or correlation id."
+    search_fields = ["id", "correlation_id", "unique_key"]
+    search_help_text = "Job id, correlation id or unique key."
     list_select_related = ["owner", "workspace"]
     show_full_result_count = False
     inlines = [JobEventInline]
@@ -279,11 +310,14 @@ class JobAdmin(ConsoleAdmin):
         "owner",
         "function",
         "queue",
+        "priority",
         "args_pretty",
         "result_pretty",
         "error",
         "correlation_id",
         "idempotency_key",
+        "unique_key",
+        "unique_while",
         "attempts",
         "max_tries",
         "timeout_s",

@@ -26,7 +26,7 @@ from django.db import DatabaseError, connection, transaction
 
 from hq import clock, db, metrics
 from queueapp import registry, transport
-from queueapp.models import WAITING_STATES, Job, JobEvent, JobState
+from queueapp.models import WAITING_STATES, Job, JobEvent, JobState, UniqueWhile
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,10 @@ class NewJob:
     retry_backoff_s: float
     owner_id: uuid.UUID | None = None
     correlation_id: str = ""
+    priority: int = 0
     idempotency_key: str | None = None
+    unique_key: str | None = None
+    unique_while: str = UniqueWhile.WAITING
     idempotency_hash: str = ""
     dispatched_at: datetime | None = None
     detail: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +118,7 @@ def new_job(
         "timeout_s": fn.timeout_s,
         "retry_backoff_s": fn.retry_backoff_s,
         "dispatched_at": None if gated else now,
+        "priority": fn.priority,
     }
     defaults.update({k: v for k, v in fields.items() if v is not None or k in ("idempotency_key", "owner_id")})
     if due > now and not gated:
@@ -151,7 +155,7 @@ def jobs_insert(jobs: Sequence[NewJob], *, actor_id: uuid.UUID | None = None) ->
             db.bulk_insert(Job, columns)
             db.bulk_insert(JobEvent, events)
     pushes = [
-        transport.Push(j.id, 1, j.queue, j.due_at, registry.fair_lane(j.function, j.workspace_id))
+        transport.Push(j.id, 1, j.queue, j.due_at, registry.fair_lane(j.function, j.workspace_id), j.priority)
         for j in jobs
         if j.waiting
     ]

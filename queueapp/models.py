@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,67 @@ class JobState(models.TextChoices):
 
 
 WAITING_STATES = (JobState.QUEUED, JobState.DEFERRED)
+#: The states in which a job waits to start, for a person's decision too: a job holds its
+#: `unique_key` in them until its first start, or, submitted with `unique_while: "active"`, in them
+#: and `running` until it finishes (README, "Unique jobs"; `UNIQUE_KEY_HELD`).
+UNIQUE_HOLD_STATES = (JobState.QUEUED, JobState.DEFERRED, JobState.AWAITING_APPROVAL)
+
+#: Priorities run from -100 to 100 (Django's Tasks framework's range); higher starts first.
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
+
+
+UNIQUE_KEY_MAX = 200
+
+
+def priority_problem(value: object) -> str | None:
+    """What is wrong with `value` as a job's priority (a JSON integer, booleans not), or None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"Must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}."
+    if not PRIORITY_MIN <= value <= PRIORITY_MAX:
+        return f"Must be from {PRIORITY_MIN} to {PRIORITY_MAX} (higher starts first); got {value}."
+    return None
+
+
+def unique_key_problem(value: str) -> str | None:
+    """What is wrong with `value` as a unique key (1 to 200 characters, no control characters), or None."""
+    if not value:
+        return "Must not be blank."
+    if len(value) > UNIQUE_KEY_MAX:
+        return f"At most {UNIQUE_KEY_MAX} characters; got {len(value)}."
+    bad = next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)
+    if bad is not None:
+        return f"Control characters are not allowed: U+{ord(bad):04X}."
+    return None
+
+
+class UniqueWhile(models.TextChoices):
+    """How long a job holds its `unique_key`."""
+
+    #: Queued, deferred or awaiting approval.
+    WAITING = "waiting"
+    #: Waiting, or running.
+    ACTIVE = "active"
+
+
+#: The rows that hold their unique key. A job enters this set only when it is written (a submit, or a
+#: retry by a client, which answers 409 when the key is held meanwhile), never through a worker's
+#: move: a "waiting" job leaves it at its first start and a retry's backoff or a requeue does not
+#: bring it back; an "active" job stays in it from submit to finish, retries included.
+UNIQUE_KEY_HELD = Q(unique_key__isnull=False) & (
+    Q(unique_while=UniqueWhile.WAITING, attempts=0, state__in=UNIQUE_HOLD_STATES)
+    | Q(unique_while=UniqueWhile.ACTIVE, state__in=[*UNIQUE_HOLD_STATES, JobState.RUNNING])
+)
+
+
+class OnConflict(models.TextChoices):
+    """What a submit does when its unique key is held by another job."""
+
+    #: Create nothing; answer with the job that holds the key.
+    KEEP = "keep"
+    #: Also replace that job's args, when it is queued or deferred (a debounce).
+    REPLACE = "replace"
+
+
 FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED)
 
 
@@ -94,6 +156,23 @@ class Job(models.Model):
     args = models.JSONField(default=dict, blank=True, help_text="Keyword arguments, a JSON object.")
     queue = models.CharField(max_length=64, default="default")
     state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.QUEUED)
+    # Defaults in the database too: every insert of a job names its columns (enqueue.jobs_insert).
+    priority = models.SmallIntegerField(
+        default=0, db_default=0, help_text="-100..100; among due jobs of a workspace and queue, higher starts first."
+    )
+    unique_key = models.CharField(
+        max_length=200,
+        null=True,
+        blank=True,
+        help_text="No other job of this function and workspace is created while this one holds the key.",
+    )
+    unique_while = models.CharField(
+        max_length=8,
+        choices=UniqueWhile.choices,
+        default=UniqueWhile.WAITING,
+        db_default=UniqueWhile.WAITING,
+        help_text="The job holds its unique key while waiting, or while waiting or running (active).",
+    )
     correlation_id = models.CharField(max_length=200, blank=True, default="")
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     idempotency_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
@@ -139,9 +218,10 @@ class Job(models.Model):
             ),
             models.Index(fields=["due_at"], name="job_waiting_due", condition=Q(state__in=["queued", "deferred"])),
             # The relay's two reads stay small however long the backlog: waiting rows never pushed
-            # (normally none), and waiting rows by the time of their last push (the oldest first).
+            # (normally none; the highest priority first), and waiting rows by the time of their
+            # last push (the oldest first).
             models.Index(
-                fields=["due_at"],
+                fields=["-priority", "due_at"],
                 name="job_unpushed",
                 condition=Q(state__in=["queued", "deferred"], dispatched_at__isnull=True),
             ),
@@ -170,6 +250,16 @@ class Job(models.Model):
                 name="uniq_job_idempotency_key",
             ),
             models.CheckConstraint(condition=Q(max_tries__gte=1) & Q(max_tries__lte=25), name="job_max_tries_range"),
+            models.CheckConstraint(
+                condition=Q(priority__gte=PRIORITY_MIN) & Q(priority__lte=PRIORITY_MAX), name="job_priority_range"
+            ),
+            # One holder per key, function and workspace: 50 concurrent submits of one key make one
+            # job (services.jobs). Only holders are in the index, so it costs other jobs nothing.
+            models.UniqueConstraint(
+                fields=["workspace", "function", "unique_key"],
+                condition=UNIQUE_KEY_HELD,
+                name="uniq_job_unique_key_held",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -74,6 +74,8 @@ class JobFunction:
     timeout_s: int = 300
     max_tries: int = 3
     retry_backoff_s: float = 2.0
+    #: Its jobs' priority unless a submit gives one (-100..100, higher first).
+    priority: int = 0
     approval_ttl_s: int = 24 * 3600
     internal: bool = False
     description: str = ""
@@ -96,6 +98,7 @@ def job_function(
     timeout: int = 300,
     max_tries: int = 3,
     retry_backoff: float = 2.0,
+    priority: int = 0,
     approval_ttl: int = 24 * 3600,
     internal: bool = False,
     check_args: ArgsCheck | None = None,
@@ -107,11 +110,18 @@ def job_function(
     :param timeout: per-attempt limit in seconds.
     :param max_tries: attempts before the job ends `failed`.
     :param retry_backoff: base seconds of the exponential backoff between attempts.
+    :param priority: its jobs' priority when a submit gives none, -100..100 (higher starts first).
     :param approval_ttl: seconds an approval request stays open before it expires.
     :param internal: hidden from /functions and refused on submit (engine jobs).
     :param check_args: refuses a submit's args with 400 before anything is recorded.
     :param on_end: awaited in the worker after it recorded the attempt that finished the job.
     """
+
+    from queueapp.models import priority_problem  # models need the app registry, loaded by now
+
+    problem = priority_problem(priority)
+    if problem:
+        raise ValueError(f"Job function {name!r}: priority: {problem}")
 
     def register(fn: JobCallable) -> JobCallable:
         existing = _functions.get(name)
@@ -125,6 +135,7 @@ def job_function(
             timeout_s=timeout,
             max_tries=max_tries,
             retry_backoff_s=retry_backoff,
+            priority=priority,
             approval_ttl_s=approval_ttl,
             internal=internal,
             description=(inspect.getdoc(fn) or "").split("\n")[0],

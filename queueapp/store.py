@@ -51,6 +51,8 @@ class Started:
     correlation_id: str
     queue: str
     due_at: datetime | None = None
+    #: Its retry's push keeps the job's place among priorities.
+    priority: int = 0
     #: The job's creation and the times this START set (a task's result reads them).
     created_at: datetime | None = None
     first_started_at: datetime | None = None

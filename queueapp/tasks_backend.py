@@ -123,6 +123,7 @@ def _register(task_: Task[Any, Any]) -> None:
         max_tries=option(task_, "max_tries") or defaults.max_tries,
         retry_backoff=_first(option(task_, "retry_backoff"), defaults.retry_backoff_s),
         approval_ttl=option(task_, "approval_ttl") or defaults.approval_ttl_s,
+        priority=task_.priority,  # a REST submit of the task's function gets the task's own
         check_args=_check_call,
         on_end=functools.partial(_ended, name),
     )(_body(task_))
@@ -384,6 +385,7 @@ class HQBackend(HQTaskBackend):
             timeout_seconds=options["timeout_seconds"],
             retry_backoff_s=option(task, "retry_backoff"),
             requires_approval=options["require_approval"],
+            priority=options["priority"],
         )
         try:
             job, created = services.job_submit_row(workspace=self._workspace(task), owner=None, submission=submission)

@@ -179,7 +179,7 @@ WITH req AS (
             WHERE p.queue = j.queue AND (p.workspace_id IS NULL OR p.workspace_id = j.workspace_id))
  RETURNING j.id, cur.state AS from_state, cur.attempt, j.function, j.args, j.timeout_s, j.max_tries,
            j.tries_base, j.retry_backoff_s, j.workspace_id, j.owner_id, j.correlation_id, j.queue, j.due_at,
-           j.created_at, j.first_started_at, j.started_at
+           j.created_at, j.first_started_at, j.started_at, j.priority
 ), ev AS (
     INSERT INTO queueapp_jobevent (job_id, kind, from_state, to_state, attempt, detail, at)
     SELECT id, 'started', from_state, '{_START.target}', attempt, %(detail)s, %(now)s FROM moved

@@ -37,13 +37,22 @@ ARQ_FUNCTION = "hq.run"
 
 @dataclass(frozen=True)
 class Push:
-    """One attempt to hand to ARQ, and the fair-share lane it waits in (`registry.fair_lane`)."""
+    """One attempt to hand to ARQ, the fair-share lane it waits in (`registry.fair_lane`) and its
+    priority (-100..100, higher first within the lane)."""
 
     job_id: UUID | str
     attempt: int
     queue: str
     due_at: datetime
     lane: str = ""
+    priority: int = 0
+
+
+#: A lane orders its attempts by `band * BAND + seq`: band = 100 - priority (0 for the highest),
+#: seq a counter per queue taken when the attempt becomes due (its push, or its promotion from the
+#: queue's delayed set). 201 bands of 2^45 stay below 2^53, so every score is an exact double.
+BAND = 2**45
+PRIORITY_TOP = 100
 
 
 def clock_ms() -> int:
@@ -76,6 +85,22 @@ def lane_of_key(queue: str) -> str:
     return hq_redis.key("arq", "laneof", queue)
 
 
+def delayed_key(queue: str) -> str:
+    """Attempts with a lane that are not yet due, scored by due time; the claim moves them into
+    their lanes once due (a lane holds due attempts only, ordered by priority)."""
+    return hq_redis.key("arq", "delayed", queue)
+
+
+def band_of_key(queue: str) -> str:
+    """Hash: delayed attempt -> its band (100 - priority), until it is moved into its lane."""
+    return hq_redis.key("arq", "bandof", queue)
+
+
+def seq_key(queue: str) -> str:
+    """A counter per queue: the order in which attempts of one priority became due."""
+    return hq_redis.key("arq", "seq", queue)
+
+
 def nudge_channel() -> str:
     """Pub/sub channel that wakes idle workers when work arrives (the message is the queue name)."""
     return hq_redis.key("nudge")
@@ -86,7 +111,8 @@ def _payload(job_id: UUID | str, attempt: int, enqueue_ms: int) -> bytes:
     return pickle.dumps({"t": None, "f": ARQ_FUNCTION, "a": (str(job_id), attempt), "k": {}, "et": enqueue_ms})
 
 
-#: The ARGV of a push script call: expiry (ms), ARQ payload, score (ms), ARQ job id, lane.
+#: The ARGV of a push script call: now (ms), then per attempt expiry (ms), ARQ payload, score (ms),
+#: ARQ job id, lane, band.
 _Argv = list[int | bytes | str]
 
 
@@ -94,36 +120,50 @@ def _script_args(item: Push, now_ms: int) -> tuple[list[str], _Argv]:
     arq_id = arq_job_id(item.job_id, item.attempt)
     score = max(int(item.due_at.timestamp() * 1000), 0)
     expires = max(score - now_ms, 0) + expires_extra_ms
+    queue = item.queue
     keys = [
         job_key_prefix + arq_id,
         result_key_prefix + arq_id,
-        queue_key(item.queue),
-        lane_key(item.queue, item.lane),
-        lanes_key(item.queue, item.lane[:1] or "u"),
-        lane_of_key(item.queue),
+        queue_key(queue),
+        lane_key(queue, item.lane),
+        lanes_key(queue, item.lane[:1] or "u"),
+        lane_of_key(queue),
+        delayed_key(queue),
+        band_of_key(queue),
+        seq_key(queue),
     ]
-    return keys, [expires, _payload(item.job_id, item.attempt, now_ms), score, arq_id, item.lane]
+    band = PRIORITY_TOP - item.priority
+    return keys, [expires, _payload(item.job_id, item.attempt, now_ms), score, arq_id, item.lane, band]
 
 
-# Many pushes in one script call: KEYS and ARGV hold 6 keys and 5 arguments per attempt. ARQ's
-# queue keeps every attempt (ARQ's own bookkeeping and dedupe); the lane is HQ's fair-share index.
+# Many pushes in one script call: KEYS hold 9 keys and ARGV (after now) 6 arguments per attempt.
+# ARQ's queue keeps every attempt, scored by due time (ARQ's own bookkeeping and dedupe). The lane
+# is HQ's fair-share and priority index: a due attempt goes straight into its lane, scored by its
+# band and the queue's counter (`BAND`); one not yet due waits in the queue's delayed set, with its
+# band aside, until the claim moves it (`_CLAIM_FAIR_LUA`).
 _PUSH_MANY_LUA = """
-local pushed = 0
-for i = 0, #KEYS / 6 - 1 do
-  local k, a = i * 6, i * 5
+local now, pushed = tonumber(ARGV[1]), 0
+for i = 0, #KEYS / 9 - 1 do
+  local k, a = i * 9, 1 + i * 6
   if redis.call('exists', KEYS[k + 1]) == 0 and redis.call('exists', KEYS[k + 2]) == 0 then
     redis.call('psetex', KEYS[k + 1], ARGV[a + 1], ARGV[a + 2])
     redis.call('zadd', KEYS[k + 3], ARGV[a + 3], ARGV[a + 4])
     if ARGV[a + 5] ~= '' then
-      redis.call('zadd', KEYS[k + 4], ARGV[a + 3], ARGV[a + 4])
-      redis.call('zadd', KEYS[k + 5], 'LT', ARGV[a + 3], ARGV[a + 5])
       redis.call('hset', KEYS[k + 6], ARGV[a + 4], ARGV[a + 5])
+      if tonumber(ARGV[a + 3]) <= now then
+        local score = tonumber(ARGV[a + 6]) * BAND + redis.call('incr', KEYS[k + 9])
+        redis.call('zadd', KEYS[k + 4], score, ARGV[a + 4])
+        redis.call('zadd', KEYS[k + 5], 'LT', score, ARGV[a + 5])
+      else
+        redis.call('zadd', KEYS[k + 7], ARGV[a + 3], ARGV[a + 4])
+        redis.call('hset', KEYS[k + 8], ARGV[a + 4], ARGV[a + 6])
+      end
     end
     pushed = pushed + 1
   end
 end
 return pushed
-"""
+""".replace("BAND", str(BAND))
 PUSH_CHUNK = 500
 _PUSH_MANY_SHA = hashlib.sha1(_PUSH_MANY_LUA.encode()).hexdigest()
 
@@ -133,7 +173,7 @@ def _script_calls(items: list[Push], now_ms: int) -> list[tuple[list[str], _Argv
     calls: list[tuple[list[str], _Argv]] = []
     for i in range(0, len(items), PUSH_CHUNK):
         keys: list[str] = []
-        args: _Argv = []
+        args: _Argv = [now_ms]
         for item in items[i : i + PUSH_CHUNK]:
             k, a = _script_args(item, now_ms)
             keys += k
@@ -223,18 +263,31 @@ def abort(job_id: UUID | str, attempt: int, client: redis.Redis | None = None) -
 
 # ARQ's claim (Worker.start_jobs: due, still queued, not in progress elsewhere, then mark in
 # progress), made fair: up to `free` attempts taken lane by lane. A lane is one workspace's jobs
-# ("u:<id>") or its engine jobs ("s:<id>", schedule fires and deliveries). Each pick goes to the
-# eligible lane with the fewest attempts running on this worker (engine lanes first, then the
-# lane waiting longest); a lane at `cap` is not eligible, nor is any "u:" lane once user lanes
-# hold `user_limit` slots, so engine jobs always find the slots kept for them. Attempts pushed
-# by older code (in ARQ's queue but in no lane) are taken after the lanes.
+# ("u:<id>") or its engine jobs ("s:<id>", schedule fires and deliveries). First, attempts of the
+# delayed set that are now due move into their lanes (in due order, so they take their seq in that
+# order). Each pick goes to the eligible lane with the fewest attempts running on this worker
+# (engine lanes first; among equals the lane whose head ranks first: highest priority, then due
+# first); a lane at `cap` is not eligible, nor is any "u:" lane once user lanes hold `user_limit`
+# slots, so engine jobs always find the slots kept for them. Within a lane the head is its
+# highest-priority attempt, the earliest due among equals. Attempts pushed by older code (in ARQ's
+# queue but in no lane) are taken after the lanes.
 _CLAIM_FAIR_LUA = """
 local now, ttl, ipfx, lpfx = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local free, cap, user_limit, user_running = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local running = {}
 for i = 9, #ARGV, 2 do running[ARGV[i]] = tonumber(ARGV[i + 1]) end
-local lanes = redis.call('zrangebyscore', KEYS[2], '-inf', now, 'LIMIT', 0, 256)
-for _, lane in ipairs(redis.call('zrangebyscore', KEYS[3], '-inf', now, 'LIMIT', 0, 256)) do
+for _, id in ipairs(redis.call('zrangebyscore', KEYS[5], '-inf', now, 'LIMIT', 0, 1000)) do
+  local lane, band = redis.call('hget', KEYS[4], id), tonumber(redis.call('hget', KEYS[6], id) or '100')
+  redis.call('zrem', KEYS[5], id)
+  redis.call('hdel', KEYS[6], id)
+  if lane then
+    local score = band * BAND + redis.call('incr', KEYS[7])
+    redis.call('zadd', lpfx .. lane, score, id)
+    redis.call('zadd', string.sub(lane, 1, 2) == 's:' and KEYS[2] or KEYS[3], 'LT', score, lane)
+  end
+end
+local lanes = redis.call('zrange', KEYS[2], 0, 255)
+for _, lane in ipairs(redis.call('zrange', KEYS[3], 0, 255)) do
   lanes[#lanes + 1] = lane
 end
 local out, done = {}, {}
@@ -262,7 +315,7 @@ while free > 0 do
   if best == nil then break end
   local lkey, taken = lpfx .. best, false
   while not taken do
-    local head = redis.call('zrangebyscore', lkey, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+    local head = redis.call('zrange', lkey, 0, 0, 'WITHSCORES')
     if #head == 0 then break end
     redis.call('zrem', lkey, head[1])
     redis.call('hdel', KEYS[4], head[1])
@@ -288,7 +341,7 @@ if free > 0 and user_running < user_limit then
   end
 end
 return out
-"""
+""".replace("BAND", str(BAND))
 
 
 @dataclass(frozen=True)
@@ -313,7 +366,15 @@ async def claim(
     user_running = sum(n for lane, n in share.running.items() if not lane.startswith("s:"))
     pairs = [v for lane, n in share.running.items() if n > 0 for v in (lane, n)]
     got = await script(
-        keys=[queue_key(queue), lanes_key(queue, "s"), lanes_key(queue, "u"), lane_of_key(queue)],
+        keys=[
+            queue_key(queue),
+            lanes_key(queue, "s"),
+            lanes_key(queue, "u"),
+            lane_of_key(queue),
+            delayed_key(queue),
+            band_of_key(queue),
+            seq_key(queue),
+        ],
         args=[
             now_ms,
             in_progress_ttl_ms,

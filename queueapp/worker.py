@@ -259,7 +259,7 @@ class Runtime:
         # A next attempt (retry_later, requeue) has a due time; `_after` marked it dispatched for this push.
         if outcome.due_at is not None and self.redis is not None:
             lane = registry.fair_lane(started.function, started.workspace_id)
-            push = transport.Push(started.id, attempt + 1, started.queue, outcome.due_at, lane)
+            push = transport.Push(started.id, attempt + 1, started.queue, outcome.due_at, lane, started.priority)
             try:
                 await transport.apush([push], self.redis)
             except redis.RedisError:

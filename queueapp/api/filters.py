@@ -15,12 +15,16 @@ class JobFilter(django_filters.FilterSet):  # type: ignore[misc]
     function = django_filters.CharFilter()
     queue = django_filters.CharFilter()
     correlation_id = django_filters.CharFilter()
+    priority = django_filters.NumberFilter(help_text="Jobs of exactly this priority.")
+    priority_min = django_filters.NumberFilter(field_name="priority", lookup_expr="gte", help_text="At least.")
+    priority_max = django_filters.NumberFilter(field_name="priority", lookup_expr="lte", help_text="At most.")
+    unique_key = django_filters.CharFilter()
     created_after = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Job
-        fields = ["state", "function", "queue", "correlation_id"]
+        fields = ["state", "function", "queue", "correlation_id", "priority", "unique_key"]
 
 
 class HITLFilter(django_filters.FilterSet):  # type: ignore[misc]  # Any, as above

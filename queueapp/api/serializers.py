@@ -9,11 +9,42 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rest_framework import serializers
 
 from hq.api.fields import JSONObjectField, UTCDateTimeField, iso
-from queueapp.models import QUEUE_NAME, QUEUE_NAME_RULE, HITLRequest, Job, JobEvent, Worker
+from queueapp.models import (
+    QUEUE_NAME,
+    QUEUE_NAME_RULE,
+    UNIQUE_KEY_MAX,
+    HITLRequest,
+    Job,
+    JobEvent,
+    OnConflict,
+    UniqueWhile,
+    Worker,
+    priority_problem,
+    unique_key_problem,
+)
 from queueapp.registry import JobFunction
 
 if TYPE_CHECKING:
     from queueapp.enqueue import NewJob
+
+
+class PriorityField(serializers.Field):  # type: ignore[type-arg]
+    """A JSON integer from -100 to 100 (`models.priority_problem`): no booleans, strings or floats."""
+
+    def to_internal_value(self, data: Any) -> int:
+        problem = priority_problem(data)
+        if problem or not isinstance(data, int):
+            raise serializers.ValidationError(problem)
+        return data
+
+    def to_representation(self, value: Any) -> int:
+        return int(value)
+
+
+def _unique_key_valid(value: str) -> None:
+    problem = unique_key_problem(value)
+    if problem:
+        raise serializers.ValidationError(problem)
 
 
 class JobSubmitIn(serializers.Serializer[Any]):
@@ -44,6 +75,38 @@ class JobSubmitIn(serializers.Serializer[Any]):
     )
     approval_reason = serializers.CharField(
         max_length=2000, required=False, allow_blank=True, default="", help_text="Shown to the approver."
+    )
+    priority = PriorityField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="-100..100, higher starts first among a workspace's due jobs of the queue. Default: the "
+        "function's (0 unless registered otherwise).",
+    )
+    unique_key = serializers.CharField(
+        max_length=UNIQUE_KEY_MAX,
+        required=False,
+        allow_null=True,
+        default=None,
+        trim_whitespace=False,
+        validators=[_unique_key_valid],
+        help_text="While a job of this function in the workspace holds the key (see unique_while), a submit "
+        "with it creates nothing and answers 200 with that job and `duplicate: true`.",
+    )
+    unique_while = serializers.ChoiceField(
+        UniqueWhile.choices,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="How long the new job holds its key: waiting (default) or active (waiting or running).",
+    )
+    on_conflict = serializers.ChoiceField(
+        OnConflict.choices,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="When the key is held: keep (default) answers with the holder; replace also gives a queued "
+        "or deferred holder this submit's args (and a later due time): a debounce.",
     )
 
     def validate_args(self, value: object) -> object:
@@ -176,6 +239,30 @@ def _object(value: object) -> dict[str, Any]:
     return value
 
 
+def _priority(value: object) -> int:
+    problem = priority_problem(value)
+    if problem or not isinstance(value, int):
+        raise _Refused(problem or "")
+    return value
+
+
+def _unique_key(value: object) -> str:
+    text = _text(value, max_length=UNIQUE_KEY_MAX, blank=False, trim=False)
+    problem = unique_key_problem(text)
+    if problem:
+        raise _Refused(problem)
+    return text
+
+
+def _choice(choices: type[UniqueWhile] | type[OnConflict]) -> Any:
+    def parse(value: object) -> str:
+        if not isinstance(value, str) or value not in choices.values:
+            raise _Refused(f'"{value}" is not a valid choice.')
+        return value
+
+    return parse
+
+
 def _queue(value: object) -> str:
     text = _text(value, max_length=64, blank=False, trim=False)
     if not re.fullmatch(QUEUE_NAME, text):
@@ -196,6 +283,10 @@ _SUBMIT_RULES: dict[str, tuple[str, Any, Any, bool]] = {
     "timeout_seconds": ("timeout_seconds", lambda v: _integer(v, 1, 7 * 86400), None, True),
     "require_approval": ("requires_approval", _boolean, False, False),
     "approval_reason": ("approval_reason", lambda v: _text(v, max_length=2000, blank=True), "", False),
+    "priority": ("priority", _priority, None, True),
+    "unique_key": ("unique_key", _unique_key, None, True),
+    "unique_while": ("unique_while", _choice(UniqueWhile), None, True),
+    "on_conflict": ("on_conflict", _choice(OnConflict), None, True),
 }
 
 
@@ -256,8 +347,11 @@ def job_out(job: Job | NewJob) -> dict[str, Any]:
         "args": job.args,
         "queue": job.queue,
         "state": job.state,
+        "priority": job.priority,
         "correlation_id": job.correlation_id,
         "idempotency_key": job.idempotency_key,
+        "unique_key": job.unique_key,
+        "unique_while": job.unique_while,
         "attempts": job.attempts,
         "max_tries": job.max_tries,
         "timeout_seconds": job.timeout_s,
@@ -304,8 +398,11 @@ class JobOut(serializers.ModelSerializer[Job]):
             "args",
             "queue",
             "state",
+            "priority",
             "correlation_id",
             "idempotency_key",
+            "unique_key",
+            "unique_while",
             "attempts",
             "max_tries",
             "timeout_seconds",
@@ -428,11 +525,26 @@ class HITLApproveIn(HITLRejectIn):
         return value
 
 
-class JobBatchItemOut(JobOut):
-    replayed = serializers.BooleanField(help_text="An idempotent replay: the job recorded earlier with this key.")
+class JobSubmitOut(JobOut):
+    duplicate = serializers.BooleanField(
+        help_text="The submit's unique_key was held: this is the job holding it, and no job was created."
+    )
+    replaced = serializers.BooleanField(help_text="A duplicate whose args were replaced (on_conflict: replace).")
 
     class Meta(JobOut.Meta):
-        fields = [*JobOut.Meta.fields, "replayed"]
+        fields = [*JobOut.Meta.fields, "duplicate", "replaced"]
+
+
+def submitted_out(job: Job | NewJob, duplicate: bool, replaced: bool) -> dict[str, Any]:
+    """`JobSubmitOut`: a submit's answer."""
+    return {**job_out(job), "duplicate": duplicate, "replaced": replaced}
+
+
+class JobBatchItemOut(JobSubmitOut):
+    replayed = serializers.BooleanField(help_text="An idempotent replay: the job recorded earlier with this key.")
+
+    class Meta(JobSubmitOut.Meta):
+        fields = [*JobSubmitOut.Meta.fields, "replayed"]
 
 
 class JobBatchOut(serializers.Serializer[dict[str, Any]]):

@@ -31,10 +31,11 @@ from queueapp.api.serializers import (
     JobEventOut,
     JobOut,
     JobSubmitIn,
+    JobSubmitOut,
     QueueStateOut,
     WorkerOut,
-    job_out,
     submit_parse,
+    submitted_out,
 )
 from queueapp.models import HITLRequest, Job
 
@@ -90,7 +91,13 @@ class JobViewSet(CallerRowsViewSet[Job]):
 
     @extend_schema(
         request=JobSubmitIn,
-        responses={202: JobOut, 200: OpenApiResponse(JobOut, description="Idempotent replay: the original job.")},
+        responses={
+            202: JobSubmitOut,
+            200: OpenApiResponse(
+                JobSubmitOut,
+                description="Idempotent replay: the original job; or `duplicate`: the job holding the unique key.",
+            ),
+        },
         examples=[
             OpenApiExample(
                 "echo",
@@ -104,10 +111,13 @@ class JobViewSet(CallerRowsViewSet[Job]):
         values, errors = submit_parse(request.data)
         if errors:
             raise serializers.ValidationError(errors)
-        job, created = services.job_submit_row(
+        answer = services.job_submit_outcome(
             workspace=caller.workspace, owner=caller.user, submission=services.Submission(**values)
         )
-        return Response(job_out(job), status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+        return Response(
+            submitted_out(answer.job, answer.duplicate, answer.replaced),
+            status=status.HTTP_202_ACCEPTED if answer.created else status.HTTP_200_OK,
+        )
 
     @extend_schema(
         request=JobBatchIn,
@@ -132,13 +142,16 @@ class JobViewSet(CallerRowsViewSet[Job]):
             submissions.append(values)
         if errors:
             raise serializers.ValidationError(errors)
-        results = services.jobs_submit_many(
+        answers = services.jobs_submit_many_outcomes(
             workspace=caller.workspace,
             owner=caller.user,
             submissions=[services.Submission(**values) for values in submissions],
         )
-        out = [{**job_out(job), "replayed": not created} for job, created in results]
-        fresh = any(created for _, created in results)
+        out = [
+            {**submitted_out(a.job, a.duplicate, a.replaced), "replayed": not (a.created or a.duplicate)}
+            for a in answers
+        ]
+        fresh = any(a.created for a in answers)
         return Response({"jobs": out}, status=status.HTTP_202_ACCEPTED if fresh else status.HTTP_200_OK)
 
     @extend_schema(request=None, responses={200: JobOut})

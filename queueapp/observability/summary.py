@@ -51,10 +51,19 @@ class LiveCounts(TypedDict):
 Windows = dict[str, JobWindow]
 
 
+class PriorityCounts(TypedDict):
+    """Jobs waiting to start by priority: above 0, 0 (the default), below 0."""
+
+    high: int
+    normal: int
+    low: int
+
+
 class FunctionSummary(TypedDict):
     function: str
     states: LiveCounts
     waiting: int
+    waiting_by_priority: PriorityCounts
     oldest_waiting_age_ms: int | None
     windows: Windows
 
@@ -64,6 +73,7 @@ class QueueSummary(TypedDict):
     paused: bool
     states: LiveCounts
     waiting: int
+    waiting_by_priority: PriorityCounts
     oldest_waiting_age_ms: int | None
     windows: Windows
     functions: list[FunctionSummary]
@@ -98,6 +108,8 @@ def live_counts(scope: Scope) -> list[dict[str, Any]]:
             awaiting_approval=Count("id", filter=Q(state=JobState.AWAITING_APPROVAL)),
             running=Count("id", filter=Q(state=JobState.RUNNING)),
             waiting=Count("id", filter=waiting),
+            waiting_high=Count("id", filter=waiting & Q(priority__gt=0)),
+            waiting_low=Count("id", filter=waiting & Q(priority__lt=0)),
             oldest_waiting_due=Min("due_at", filter=waiting),
         )
         .order_by()
@@ -106,6 +118,10 @@ def live_counts(scope: Scope) -> list[dict[str, Any]]:
 
 def zero_live() -> LiveCounts:
     return {"queued": 0, "deferred": 0, "awaiting_approval": 0, "running": 0}
+
+
+def zero_priorities() -> PriorityCounts:
+    return {"high": 0, "normal": 0, "low": 0}
 
 
 def hitl_summary(scope: Scope) -> dict[str, Any]:
@@ -223,6 +239,7 @@ def queues_summary(scope: Scope) -> list[QueueSummary]:
             "paused": name in paused,
             "states": zero_live(),
             "waiting": 0,
+            "waiting_by_priority": zero_priorities(),
             "oldest_waiting_age_ms": None,
             "windows": windows.get((name, None)) or _empty_windows(),
             "functions": [],
@@ -239,6 +256,14 @@ def queues_summary(scope: Scope) -> list[QueueSummary]:
             entry["states"][s] = row[s]
             queue["states"][s] += row[s]
         entry["waiting"] = row["waiting"]
+        high, low = row["waiting_high"], row["waiting_low"]
+        entry["waiting_by_priority"] = {"high": high, "normal": row["waiting"] - high - low, "low": low}
+        totals = queue["waiting_by_priority"]
+        totals["high"], totals["normal"], totals["low"] = (
+            totals["high"] + high,
+            totals["normal"] + row["waiting"] - high - low,
+            totals["low"] + low,
+        )
         entry["oldest_waiting_age_ms"] = age_ms(scope.now, oldest)
         queue["waiting"] += row["waiting"]
         if oldest is not None:
@@ -262,6 +287,7 @@ def _function(
             "function": function,
             "states": zero_live(),
             "waiting": 0,
+            "waiting_by_priority": zero_priorities(),
             "oldest_waiting_age_ms": None,
             "windows": windows.get((queue, function)) or _empty_windows(),
         },

@@ -26,6 +26,13 @@ from queueapp.services.jobs import job_transition
 logger = logging.getLogger(__name__)
 
 
+#: The order in which the relay pushes what Redis lacks: the highest priority first, then the
+#: earliest due, so that a backlog pushed in batches reaches the workers' lanes in the order they
+#: start it (index `job_unpushed`). Jobs re-pushed as a safety net go oldest push first (their
+#: place in a lane is their band's, whatever the order of their pushes).
+PUSH_ORDER = ("-priority", "due_at")
+
+
 def relay_pass(*, everything: bool = False, old_pushes: bool = True, batch: int = 500) -> int:
     """Push due waiting jobs that Redis may not hold; return how many were picked.
 
@@ -44,12 +51,12 @@ def relay_pass(*, everything: bool = False, old_pushes: bool = True, batch: int 
     cutoff = now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
     if everything:  # each batch's rows are stamped `now`, so the next batch takes the next rows
         every = due.filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now))
-        return _relay_batches(every, now, batch, rounds=None, order="due_at", reclaim_before=cutoff)
-    pushed = _relay_batches(due.filter(dispatched_at__isnull=True), now, batch, rounds=None, order="due_at")
+        return _relay_batches(every, now, batch, rounds=None, order=PUSH_ORDER, reclaim_before=cutoff)
+    pushed = _relay_batches(due.filter(dispatched_at__isnull=True), now, batch, rounds=None, order=PUSH_ORDER)
     if not old_pushes:
         return pushed
     old = due.filter(dispatched_at__lt=cutoff)
-    return pushed + _relay_batches(old, now, batch, rounds=1, order="dispatched_at", reclaim_before=cutoff)
+    return pushed + _relay_batches(old, now, batch, rounds=1, order=("dispatched_at",), reclaim_before=cutoff)
 
 
 def _relay_batches(
@@ -57,7 +64,7 @@ def _relay_batches(
     now: datetime,
     batch: int,
     rounds: int | None,
-    order: str,
+    order: tuple[str, ...],
     reclaim_before: datetime | None = None,
 ) -> int:
     """Push `rows` in batches (at most `rounds` of them), `order` first, and stamp them dispatched;
@@ -67,12 +74,12 @@ def _relay_batches(
         with transaction.atomic():
             picked = list(
                 rows.select_for_update(skip_locked=True, no_key=True)
-                .order_by(order)
-                .values_list("id", "attempts", "queue", "due_at", "function", "workspace_id")[:batch]
+                .order_by(*order)
+                .values_list("id", "attempts", "queue", "due_at", "function", "workspace_id", "priority")[:batch]
             )
             if not picked:
                 return pushed
-            pushes = [transport.Push(i, a + 1, q, d, registry.fair_lane(f, w)) for i, a, q, d, f, w in picked]
+            pushes = [transport.Push(i, a + 1, q, d, registry.fair_lane(f, w), p) for i, a, q, d, f, w, p in picked]
             transport.push(pushes, reclaim_before=reclaim_before)
             Job.objects.filter(pk__in=[p[0] for p in picked]).update(dispatched_at=now)
             pushed += len(picked)

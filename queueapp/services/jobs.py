@@ -22,12 +22,28 @@ from uuid import UUID
 import redis
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 
 from hq import clock, db, metrics, permissions
 from hq.errors import Conflict, ValidationFailed
 from hq.models import User, Workspace
 from queueapp import enqueue, registry, transitions, transport
-from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobState, validate_queue_name
+from queueapp.models import (
+    UNIQUE_HOLD_STATES,
+    UNIQUE_KEY_HELD,
+    WAITING_STATES,
+    DecidedVia,
+    HITLRequest,
+    HITLState,
+    Job,
+    JobEvent,
+    JobState,
+    OnConflict,
+    UniqueWhile,
+    priority_problem,
+    unique_key_problem,
+    validate_queue_name,
+)
 from queueapp.transitions import MOVES
 
 logger = logging.getLogger(__name__)
@@ -116,6 +132,14 @@ class Submission:
     approval_reason: str = ""
     #: Who asks for the call (a plugin tool call's acting user); defaults to the job's owner.
     requested_by: User | None = None
+    #: -100..100, higher starts first; the function's (`job_function(priority=)`) when None.
+    priority: int | None = None
+    #: No job of this function and workspace is created while another holds this key (README, "Unique jobs").
+    unique_key: str | None = None
+    #: How long the new job holds its key: "waiting" (the default) or "active" (waiting or running).
+    unique_while: str | None = None
+    #: When the key is held: "keep" (the default, answer with the holder) or "replace" its args.
+    on_conflict: str | None = None
 
     def fingerprint(self) -> str:
         body: dict[str, Any] = {
@@ -134,6 +158,9 @@ class Submission:
             # Only when used, so the keys of jobs recorded before HITL existed keep their hash.
             body["requires_approval"] = self.requires_approval
             body["approval_reason"] = self.approval_reason
+        for name in ("priority", "unique_key", "unique_while", "on_conflict"):
+            if getattr(self, name) is not None:  # only when used, as above
+                body[name] = getattr(self, name)
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -186,6 +213,28 @@ def _check_queue(queue: str | None) -> None:
         )
 
 
+def _check_priority_and_unique(submission: Submission) -> None:
+    """A submit's priority (`models.priority_problem`) and unique-key options; 400 naming the field."""
+    problems: dict[str, str] = {}
+    if submission.priority is not None and (problem := priority_problem(submission.priority)):
+        problems["priority"] = problem
+    if submission.unique_key is not None and (problem := unique_key_problem(submission.unique_key)):
+        problems["unique_key"] = problem
+    for name, choices in (("unique_while", UniqueWhile), ("on_conflict", OnConflict)):
+        value = getattr(submission, name)
+        if value is None:
+            continue
+        if value not in choices.values:
+            problems[name] = f"Must be one of: {', '.join(choices.values)}."
+        elif submission.unique_key is None:
+            problems[name] = "Only with a unique_key."
+    if problems:
+        raise ValidationFailed(
+            " ".join(f"{name}: {message}" for name, message in problems.items()),
+            fields={name: [message] for name, message in problems.items()},
+        )
+
+
 def _is_admin(workspace: Workspace, owner: User | None) -> bool:
     return permissions.acts_as_admin(user=owner, workspace_id=workspace.pk)
 
@@ -201,6 +250,7 @@ def _prepare(
     fn = function_for_submit(submission.function)
     job_args_validate(submission.args, fn, admin)
     _check_queue(submission.queue)
+    _check_priority_and_unique(submission)
     gated = fn.requires_approval or submission.requires_approval
     if len(submission.approval_reason) > MAX_TEXT_CHARS:
         raise ValidationFailed(
@@ -242,7 +292,23 @@ def _prepare(
         max_tries=submission.max_tries or None,
         timeout_s=submission.timeout_seconds or None,
         retry_backoff_s=submission.retry_backoff_s,
+        priority=submission.priority,
+        unique_key=submission.unique_key,
+        unique_while=submission.unique_while,
     )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """How a submit was answered: the job, and whether it is new."""
+
+    #: The new job (as the row written), or the job answered instead of a new one.
+    job: Job | enqueue.NewJob
+    created: bool
+    #: The submit's unique key was held: `job` is the job holding it, and nothing was created.
+    duplicate: bool = False
+    #: ... and the holder's args (and a deferred holder's due time) were replaced by the submit's.
+    replaced: bool = False
 
 
 def job_submit(*, workspace: Workspace, owner: User | None, submission: Submission) -> tuple[Job, bool]:
@@ -254,35 +320,160 @@ def job_submit(*, workspace: Workspace, owner: User | None, submission: Submissi
 def job_submit_row(
     *, workspace: Workspace, owner: User | None, submission: Submission
 ) -> tuple[Job | enqueue.NewJob, bool]:
-    """Record a job and hand it to ARQ after commit. Returns (job, created): a new job as the row
-    written (`enqueue.NewJob`, which reads like a fresh Job without building one), a replay as its Job.
+    """`job_submit_outcome` as (job, created)."""
+    answer = job_submit_outcome(workspace=workspace, owner=owner, submission=submission)
+    return answer.job, answer.created
+
+
+def job_submit_outcome(*, workspace: Workspace, owner: User | None, submission: Submission) -> Submitted:
+    """Record a job and hand it to ARQ after commit. A new job is answered as the row written
+    (`enqueue.NewJob`, which reads like a fresh Job without building one), a replay as its Job.
 
     A job whose function requires approval, or submitted with `requires_approval`, is recorded
     `awaiting_approval` with its HITL request in the same transaction and is not pushed.
     An idempotency key seen in this workspace within `HQ_IDEMPOTENCY_WINDOW_S` returns the
     original job (created False) when the body matches, and 409 when it does not or when it
-    belongs to another user.
+    belongs to another user. A unique key held by another job creates nothing (`_unique_answers`).
     """
     now = clock.now()
     job = _prepare(
         workspace=workspace, owner=owner, submission=submission, now=now, admin=lambda: _is_admin(workspace, owner)
     )
-    if job.waiting and not job.idempotency_key:
+    if job.waiting and not job.idempotency_key and not job.unique_key:
         enqueue.jobs_insert([job], actor_id=job.owner_id)  # one statement: no transaction of its own
-        return job, True
-    for _ in range(3):
+        return Submitted(job, True)
+    for _ in range(SUBMIT_TRIES):
         try:
             with transaction.atomic():
                 if job.idempotency_key:
                     existing = _idempotent_replay(workspace, owner, job.idempotency_key, job.idempotency_hash, now)
                     if existing is not None:
-                        return existing, False
+                        return Submitted(existing, False)
+                answers = _unique_answers(workspace, owner, [job], {job.id: submission}, now)
+                if job.id in answers:
+                    return answers[job.id]
                 _write_with_requests([job], submission_of={job.id: submission}, owner=owner)
-                return job, True
-        except IntegrityError:
-            # Two requests raced on one idempotency key; the loser re-reads the winner's job.
+                _unique_race_check([job])
+                return Submitted(job, True)
+        except (IntegrityError, _UniqueRace):
+            # Two requests raced on one idempotency or unique key; the loser re-reads the winner's job.
             continue
     raise Conflict("Could not record the job; try again.", code="idempotency_race")
+
+
+#: Tries of a submit that races others on one key: the loser of a race finds the winner's job on its next.
+SUBMIT_TRIES = 5
+
+
+class _UniqueRace(Exception):
+    """A job just written with `unique_while: "active"` found a job of its key that started meanwhile."""
+
+
+def _unique_answers(
+    workspace: Workspace,
+    owner: User | None,
+    jobs: list[enqueue.NewJob],
+    submission_of: dict[UUID, Submission],
+    now: datetime,
+) -> dict[UUID, Submitted]:
+    """The answer of each of `jobs` (in submit order) whose unique key is held, by job id; the rest
+    are to be written. Must run in the transaction that writes them.
+
+    A key is held by a job of the same workspace and function in `models.UNIQUE_KEY_HELD` (waiting
+    before its first start; with `unique_while: "active"`, anything short of finished); a submit
+    with `unique_while: "active"` also takes any unfinished job of the key as its holder. A job
+    earlier in the same batch holds it too. `on_conflict: "replace"` gives a queued or deferred
+    holder the submit's args, and a deferred holder the submit's due time when later (a debounce).
+    The partial unique index `uniq_job_unique_key_held` makes a concurrent second holder fail to
+    insert (IntegrityError: the caller tries again and finds this one).
+    """
+    keyed = [job for job in jobs if job.unique_key]
+    if not keyed:
+        return {}
+    holders = _unique_holders(workspace, {(job.function, job.unique_key) for job in keyed if job.unique_key})
+    answers: dict[UUID, Submitted] = {}
+    for job in keyed:
+        key = (job.function, job.unique_key or "")
+        active = job.unique_while == UniqueWhile.ACTIVE
+        holder = next((row for row in holders.get(key, []) if active or _holds_key(row)), None)
+        if holder is None:
+            holders[key] = [job]  # later jobs of this batch with the key find this one
+            continue
+        replace = submission_of[job.id].on_conflict == OnConflict.REPLACE
+        replaced = replace and holder.state in WAITING_STATES and _replace_args(holder, job, owner, now)
+        answers[job.id] = Submitted(holder, False, duplicate=True, replaced=replaced)
+    return answers
+
+
+def _unique_holders(
+    workspace: Workspace, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], list[Job | enqueue.NewJob]]:
+    """The workspace's waiting or running jobs of `keys` ((function, unique key)), their rows locked;
+    waiting ones first."""
+    query = Q()
+    for function, key in keys:
+        query |= Q(function=function, unique_key=key)
+    rows = (
+        Job.objects.select_for_update(no_key=True)
+        .filter(query, workspace=workspace, state__in=[*UNIQUE_HOLD_STATES, JobState.RUNNING])
+        .order_by("id")  # locks taken in one order, so two batches cannot deadlock
+    )
+    found: dict[tuple[str, str], list[Job | enqueue.NewJob]] = {}
+    for row in sorted(rows, key=lambda r: r.state == JobState.RUNNING):
+        found.setdefault((row.function, row.unique_key or ""), []).append(row)
+    return found
+
+
+def _holds_key(job: Job | enqueue.NewJob) -> bool:
+    """Is an unfinished job in `models.UNIQUE_KEY_HELD`? (A new one is: it has made no attempt.)"""
+    if job.unique_while == UniqueWhile.ACTIVE:
+        return True
+    return job.attempts == 0 and job.state in UNIQUE_HOLD_STATES
+
+
+def _replace_args(holder: Job | enqueue.NewJob, job: enqueue.NewJob, owner: User | None, now: datetime) -> bool:
+    """Give a waiting holder (locked) the new submit's args, and when it is deferred, the later of
+    the two due times. A job not yet written (earlier in the batch) is changed in place."""
+    fields: dict[str, Any] = {"args": job.args}
+    if holder.state == JobState.DEFERRED and job.due_at > holder.due_at:
+        fields["due_at"] = job.due_at
+    if isinstance(holder, enqueue.NewJob):
+        for name, value in fields.items():
+            setattr(holder, name, value)
+        return True
+    fields["updated_at"] = now
+    Job.objects.filter(pk=holder.pk).update(**fields)
+    JobEvent.objects.create(
+        job_id=holder.pk,
+        kind="args_replaced",
+        from_state=holder.state,
+        to_state=holder.state,
+        attempt=holder.attempts,
+        actor_id=owner.pk if owner else None,
+        detail={"due_at": fields["due_at"].isoformat()} if "due_at" in fields else {},
+        at=now,
+    )
+    for name, value in fields.items():
+        setattr(holder, name, value)
+    return True
+
+
+def _unique_race_check(jobs: list[enqueue.NewJob]) -> None:
+    """After writing `jobs`: one with `unique_while: "active"` found no unfinished job of its key,
+    but one that does not hold the key in the index (a "waiting" job that started between the read
+    and the insert) may have appeared since. Then the new job must not stay: raise, so that the
+    caller's transaction rolls back and tries again (and finds that job)."""
+    active = [j for j in jobs if j.unique_key and j.unique_while == UniqueWhile.ACTIVE]
+    if not active:
+        return
+    query = Q()
+    for job in active:
+        query |= Q(workspace_id=job.workspace_id, function=job.function, unique_key=job.unique_key)
+    others = Job.objects.filter(query, state__in=[*UNIQUE_HOLD_STATES, JobState.RUNNING]).exclude(
+        pk__in=[j.id for j in active]
+    )
+    if others.exists():
+        raise _UniqueRace
 
 
 def _write_with_requests(
@@ -363,13 +554,22 @@ MAX_BATCH = 1000
 def jobs_submit_many(
     *, workspace: Workspace, owner: User | None, submissions: list[Submission]
 ) -> list[tuple[Job | enqueue.NewJob, bool]]:
-    """Record up to MAX_BATCH jobs at once, all or none: (job, created) per submission, in order.
+    """`jobs_submit_many_outcomes` as (job, created) per submission."""
+    answers = jobs_submit_many_outcomes(workspace=workspace, owner=owner, submissions=submissions)
+    return [(answer.job, answer.created) for answer in answers]
+
+
+def jobs_submit_many_outcomes(
+    *, workspace: Workspace, owner: User | None, submissions: list[Submission]
+) -> list[Submitted]:
+    """Record up to MAX_BATCH jobs at once, all or none: how each submission was answered, in order.
 
     Each submission is checked as `job_submit` checks it; any refusal refuses the whole batch with
     400 naming each bad item (`jobs.3.args`). The new rows and their events are one statement,
     their pushes one pipelined Redis call. An idempotency key behaves as on a single submit: a
     replay returns the original job (created False), within the batch too; a conflict is 409 with
-    the item's `index` and nothing is recorded.
+    the item's `index` and nothing is recorded. A unique key behaves as on a single submit, and a
+    job earlier in the batch holds its key for the later ones.
     """
     if not 1 <= len(submissions) <= MAX_BATCH:
         raise ValidationFailed(
@@ -394,14 +594,17 @@ def jobs_submit_many(
             fields=errors,
         )
     submission_of = {job.id: submission for job, submission in zip(jobs, submissions, strict=True)}
-    for _ in range(3):
+    for _ in range(SUBMIT_TRIES):
         try:
             with transaction.atomic():
                 results, fresh = _replays_and_fresh(workspace, owner, jobs, now)
+                answers = _unique_answers(workspace, owner, fresh, submission_of, now)
+                fresh = [job for job in fresh if job.id not in answers]
                 _write_with_requests(fresh, submission_of=submission_of, owner=owner)
-                return results
-        except IntegrityError:
-            continue  # raced another request on an idempotency key: read again
+                _unique_race_check(fresh)
+                return [answers.get(job.id) or Submitted(job, created) for job, created in results]
+        except (IntegrityError, _UniqueRace):
+            continue  # raced another request on an idempotency or unique key: read again
     raise Conflict("Could not record the jobs; try again.", code="idempotency_race")
 
 
@@ -463,7 +666,7 @@ def _jobs_keyed(workspace: Workspace, keys: list[str]) -> list[Job]:
 def job_push(job: Job) -> None:
     """Hand a waiting job's next attempt to ARQ; a failure is left to the relay."""
     lane = registry.fair_lane(job.function, job.workspace_id)
-    enqueue.push([transport.Push(job.id, job.attempts + 1, job.queue, job.due_at, lane)])
+    enqueue.push([transport.Push(job.id, job.attempts + 1, job.queue, job.due_at, lane, job.priority)])
 
 
 # --- client actions --------------------------------------------------------------------------
@@ -520,18 +723,22 @@ def job_retry(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Job
         current = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
         latest = current.hitl_requests.order_by("-created_at").first()
         gated = _needs_new_approval(current, latest)
-        moved = job_transition(
-            job=current,
-            move="retry_gated" if gated else "retry",
-            actor=actor,
-            due_at=now,
-            dispatched_at=None if gated else now,
-            finished_at=None,
-            error="",
-            result=None,
-            cancel_requested_at=None,
-            tries_base=current.attempts,
-        )
+        try:
+            with transaction.atomic():  # a savepoint: the unique index may refuse the move
+                moved = job_transition(
+                    job=current,
+                    move="retry_gated" if gated else "retry",
+                    actor=actor,
+                    due_at=now,
+                    dispatched_at=None if gated else now,
+                    finished_at=None,
+                    error="",
+                    result=None,
+                    cancel_requested_at=None,
+                    tries_base=current.attempts,
+                )
+        except IntegrityError:
+            raise _unique_key_held(current) from None
         if moved is None:
             raise _conflict(current, "retry")
         if gated:
@@ -544,6 +751,26 @@ def job_retry(*, job: Job, actor: User | None, via: str = DecidedVia.API) -> Job
         else:
             transaction.on_commit(lambda: job_push(moved), robust=True)
         return moved
+
+
+class UniqueKeyHeld(Conflict):
+    """Retrying the job would make it a second holder of its unique key."""
+
+    code = "unique_key_held"
+
+
+def _unique_key_held(job: Job) -> UniqueKeyHeld:
+    holder = (
+        Job.objects.filter(
+            UNIQUE_KEY_HELD, workspace_id=job.workspace_id, function=job.function, unique_key=job.unique_key
+        )
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return UniqueKeyHeld(
+        f"Another job holds this job's unique key ({job.unique_key!r}); retry it once that one has started or ended.",
+        detail={"state": job.state, "job_id": str(holder) if holder else None},
+    )
 
 
 def _needs_new_approval(job: Job, latest: HITLRequest | None) -> bool:

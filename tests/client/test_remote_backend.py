@@ -68,6 +68,7 @@ def test_a_separate_project_enqueues_tasks_that_hq_runs_and_reads_their_results(
     assert added.function == f"{TASKS}.add" and added.args == {"args": [2, 3], "kwargs": {}}
     assert Job.objects.filter(function=f"{TASKS}.add").count() == 31
     assert Job.objects.get(pk=sent["shout"]).args == {"args": ["hi"], "kwargs": {"times": 2}}
+    assert Job.objects.get(pk=sent["shout"]).priority == 7 and added.priority == 0
 
     # A colleague rejects the refund at its approval gate.
     with Client(hq_url, factories.caller(ws=caller.workspace, admin=True).token) as colleague:

@@ -20,6 +20,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 #: Each result type and the schema component it mirrors.
 COMPONENTS: dict[type, str] = {
     types.Job: "JobOut",
+    types.SubmittedJob: "JobSubmitOut",
     types.BatchJob: "JobBatchItemOut",
     types.JobEvent: "JobEventOut",
     types.JobSubmission: "JobSubmitInRequest",

@@ -6,6 +6,7 @@ import pytest
 
 from hq import clock
 from queueapp import observability
+from queueapp.models import Job
 from tests import factories
 from tests.observability.helpers import fire, hitl, job, schedule
 
@@ -179,3 +180,18 @@ def test_api__checks_in_order(api, member, admin, world):
     assert resp.status_code == 403 and resp.json()["error"]["detail"] == {"scope": "queue:read"}
     resp = api.get(SUMMARY, **member.headers)
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "admin_required"
+
+
+@pytest.mark.django_db
+def test_summary__waiting_jobs_by_priority(admin):
+    now = clock.now()
+    ws = admin.workspace
+    for priority, state, due_ago_s in [(50, "queued", 1), (1, "deferred", 1), (0, "queued", 1), (-3, "queued", 1)]:
+        Job.objects.filter(pk=job(ws, now, state=state, due_ago_s=due_ago_s).pk).update(priority=priority)
+    for priority, state, due_ago_s in [(90, "deferred", -60), (-9, "running", 1)]:  # not waiting to start
+        Job.objects.filter(pk=job(ws, now, state=state, due_ago_s=due_ago_s).pk).update(priority=priority)
+    Job.objects.filter(pk=job(ws, now, state="queued", function="hq.noop").pk).update(priority=-1)
+    default = _queue(observability.summary(workspace_ids=[ws.pk], now=now), "default")
+    assert default["waiting_by_priority"] == {"high": 2, "normal": 1, "low": 2}
+    assert _function(default, "hq.echo")["waiting_by_priority"] == {"high": 2, "normal": 1, "low": 1}
+    assert _function(default, "hq.noop")["waiting_by_priority"] == {"high": 0, "normal": 0, "low": 1}

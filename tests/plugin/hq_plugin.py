@@ -71,6 +71,12 @@ def sync_echo(ctx: JobContext) -> dict:
     return {"workspace": Workspace.objects.get(pk=ctx.workspace_id).slug, "args": ctx.args}
 
 
+@job_function("tests.urgent", priority=60, max_tries=1)
+async def urgent(ctx: JobContext) -> dict:
+    """Registered with priority 60: its jobs' default."""
+    return dict(ctx.args)
+
+
 @job_function("tests.internal", internal=True)
 async def internal(ctx: JobContext) -> None:
     """An engine-only function: hidden and refused on submit."""

@@ -39,6 +39,12 @@ def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return {"args": args, "kwargs": kwargs}
 
 
+@task(priority=30)
+def urgent(n: int) -> int:
+    """Declared with priority 30: its jobs' priority, and its function's default for a REST submit."""
+    return n
+
+
 @task(max_tries=3, retry_backoff=0)
 def count(key: str) -> int:
     """Count a run under `key`; return the count."""

@@ -17,6 +17,7 @@ from queueapp import services
 from queueapp.models import HITLRequest, Job
 from tests.hq.member_admin_flow import ops_deactivates_a_user_and_sees_their_schedules_quarantined
 from tests.plugin.hq_plugin import runs
+from tests.queueapp.admin_priority_flow import ops_sees_job_priorities_and_filters_by_band
 from tests.schedules.admin_flow import ops_pauses_a_schedule_after_confirming_and_a_bad_cron_is_refused
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -106,6 +107,8 @@ def test_staff_approves_in_the_admin_with_a_click_and_the_job_runs(live_server, 
     browser.get(f"{live_server.url}/admin/queueapp/job/{job.pk}/change/")
     timeline = wait.until(ec.presence_of_element_located((By.ID, "events-group"))).text
     assert "approved" in timeline and "succeeded" in timeline
+    # The job list's priority column and filter (issue 18), still signed in as ops.
+    ops_sees_job_priorities_and_filters_by_band(live_server, browser, member)
 
     # Second part, same live server and browser: a superuser deactivates the requester.
     ops_deactivates_a_user_and_sees_their_schedules_quarantined(live_server, browser, member)

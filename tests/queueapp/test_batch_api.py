@@ -38,9 +38,9 @@ def test_batch__records_every_job_in_request_order_with_its_event(api, member):
 
 
 def test_batch__an_unknown_field_in_one_item_refuses_the_batch_naming_it(api, member):
-    resp = batch(api, member, [{"function": "hq.echo"}, {"function": "hq.echo", "unique_key": "k"}])
+    resp = batch(api, member, [{"function": "hq.echo"}, {"function": "hq.echo", "uniq_key": "k"}])
     assert resp.status_code == 400
-    assert set(resp.json()["error"]["fields"]) == {"jobs.1.unique_key"}
+    assert set(resp.json()["error"]["fields"]) == {"jobs.1.uniq_key"}
     assert not Job.objects.exists()
 
 

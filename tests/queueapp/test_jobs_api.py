@@ -63,9 +63,9 @@ def test_submit__unknown_function_names_known_ones(api, member):
 
 def test_submit__an_unknown_field_is_refused_by_name_and_nothing_is_recorded(api, member):
     # A typo (max_retries for max_tries) or a field of a later version must not run the job without it.
-    resp = submit(api, member, function="hq.echo", max_retries=5, priority=3)
+    resp = submit(api, member, function="hq.echo", max_retries=5, prority=3)
     assert resp.status_code == 400
-    assert set(resp.json()["error"]["fields"]) == {"max_retries", "priority"}
+    assert set(resp.json()["error"]["fields"]) == {"max_retries", "prority"}
     assert not Job.objects.exists()
 
 

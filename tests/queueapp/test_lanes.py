@@ -15,9 +15,9 @@ from queueapp import transport
 TTL_MS = 60_000
 
 
-def push(lane: str, n: int = 1, ago_s: float = 1.0) -> list[str]:
+def push(lane: str, n: int = 1, ago_s: float = 1.0, priority: int = 0) -> list[str]:
     due = clock.now() - timedelta(seconds=ago_s)
-    items = [transport.Push(uuid.uuid4(), 1, "default", due, lane) for _ in range(n)]
+    items = [transport.Push(uuid.uuid4(), 1, "default", due, lane, priority) for _ in range(n)]
     assert transport.push(items) == n
     return [transport.arq_job_id(i.job_id, 1) for i in items]
 
@@ -79,3 +79,54 @@ def test_a_push_reloads_its_script_on_a_redis_that_lost_it():
     hq_redis.client().script_flush()
     (pushed,) = push("u:a", 1)
     assert [i for i, _, _ in claim(1)] == [pushed]
+
+
+def test_a_lane_starts_its_highest_priority_first_and_equal_priorities_in_push_order():
+    low = push("u:a", 30, ago_s=100, priority=-100)  # the lowest band: the largest scores
+    mid = push("u:a", 5, ago_s=50, priority=0)
+    high = push("u:a", 3, ago_s=1, priority=100)
+    top = push("u:a", 1, ago_s=0, priority=99)
+    got = [i for i, _, _ in claim(100)]
+    assert got == [*high, *top, *mid, *low]
+
+
+def test_scores_stay_exact_in_every_band():
+    """201 bands of 2^45 stay below 2^53: each score Redis stores is the integer band * 2^45 + seq."""
+    from hq import redis as hq_redis
+
+    ids = {p: push("u:a", 2, priority=p) for p in (-100, -1, 0, 1, 100)}
+    scores = dict(hq_redis.client().zrange(transport.lane_key("default", "u:a"), 0, -1, withscores=True))
+    for priority, (first, second) in ids.items():
+        band = (transport.PRIORITY_TOP - priority) * transport.BAND
+        a, b = scores[first.encode()], scores[second.encode()]
+        assert a == int(a) and a > band and b == a + 1 < band + transport.BAND
+
+
+def test_an_attempt_not_yet_due_waits_outside_its_lane_then_takes_its_place_by_priority():
+    from hq import redis as hq_redis
+
+    soon = clock.now() + timedelta(seconds=30)
+    later = transport.Push(uuid.uuid4(), 1, "default", soon, "u:a", 50)
+    assert transport.push([later]) == 1
+    waiting = push("u:a", 3, priority=0)
+    assert hq_redis.client().zcard(transport.delayed_key("default")) == 1
+    assert [i for i, _, _ in claim(1)] == [waiting[0]]  # not due: never taken, whatever its priority
+    clock.set_offset(clock.offset() + 31)
+    try:
+        got = [i for i, _, _ in claim(5)]
+    finally:
+        clock.set_offset(clock.offset() - 31)
+    assert got == [transport.arq_job_id(later.job_id, 1), *waiting[1:]]  # due now, and ahead by priority
+    assert hq_redis.client().zcard(transport.delayed_key("default")) == 0
+    assert hq_redis.client().hlen(transport.band_of_key("default")) == 0
+
+
+def test_fair_share_comes_before_priority_between_lanes():
+    """A workspace's priority orders its own jobs; it never takes another's turn (README, "Fair share")."""
+    urgent = push("u:a", 4, ago_s=1, priority=100)
+    plain = push("u:b", 2, ago_s=100, priority=-50)
+    got = claim(4)
+    # Equal running counts: the lane whose head ranks first (the higher priority) goes first, then turns.
+    assert [lane for _, _, lane in got] == ["u:a", "u:b", "u:a", "u:b"]
+    assert [i for i, _, lane in got if lane == "u:b"] == plain
+    assert [i for i, _, lane in got if lane == "u:a"] == urgent[:2]

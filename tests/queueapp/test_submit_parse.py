@@ -22,6 +22,7 @@ values = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(10**6), max_value=10**9),
+    st.integers(min_value=-102, max_value=102),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([1e20, 3.0, -0.0, 2.5]),
     st.text(max_size=8),
@@ -55,6 +56,14 @@ values = st.one_of(
             "yesterday",
             "a\x00b",
             "\ud800",
+            "a\nb",
+            "\x7f",
+            " key ",
+            "waiting",
+            "active",
+            "keep",
+            "replace",
+            "Replace",
         ]
     ),
     st.lists(st.integers(), max_size=2),
@@ -72,6 +81,10 @@ KEYS = [
     "timeout_seconds",
     "require_approval",
     "approval_reason",
+    "priority",
+    "unique_key",
+    "unique_while",
+    "on_conflict",
     "unknown",
 ]
 

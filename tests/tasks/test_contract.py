@@ -45,7 +45,7 @@ def test_backend__flags_and_task_class(tasks_admin):
     backend = task_backends["default"]
     assert isinstance(backend, HQBackend)
     assert (backend.supports_defer, backend.supports_async_task, backend.supports_get_result) == (True, True, True)
-    assert backend.supports_priority is False
+    assert backend.supports_priority is True
     assert isinstance(tasks.add, HQTask) and tasks.add.get_backend() is backend
     assert backend.queues == {"default"}
 
@@ -68,6 +68,21 @@ def test_enqueue__returns_a_ready_result_as_recorded(tasks_admin):
         [[1, 2]],
         {"flag": True},
     )
+
+
+def test_enqueue__the_tasks_priority_is_the_jobs(tasks_admin):
+    assert Job.objects.get(pk=tasks.echo.using(priority=42).enqueue(1).id).priority == 42
+    assert Job.objects.get(pk=tasks.echo.using(priority=-100).enqueue(1).id).priority == -100
+    assert Job.objects.get(pk=tasks.echo.enqueue(2).id).priority == 0  # Django's default
+    assert Job.objects.get(pk=tasks.urgent.enqueue(1).id).priority == 30  # the task's declared priority
+    assert Job.objects.get(pk=tasks.urgent.using(priority=0).enqueue(1).id).priority == 0
+    # A REST submit of the task's function (any discovered task may be submitted) takes the task's priority.
+    rest, _ = services.job_submit(
+        workspace=tasks_admin.workspace,
+        owner=None,
+        submission=services.Submission(function=tasks.urgent.module_path, args={"args": [1], "kwargs": {}}),
+    )
+    assert rest.priority == 30
 
 
 def test_enqueue__arguments_that_are_not_json_raise_and_record_nothing(tasks_admin):
@@ -108,7 +123,8 @@ def test_get_result__of_another_task_is_a_mismatch(tasks_admin):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"priority": 5}, "priority"),
+        ({"priority": 101}, "priority"),
+        ({"priority": -101}, "priority"),
         ({"queue_name": "elsewhere"}, "Queue 'elsewhere' is not valid"),
         ({"run_after": datetime(2030, 1, 1)}, "aware"),
         ({"max_tries": 0}, "max_tries"),

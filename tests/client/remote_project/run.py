@@ -39,7 +39,7 @@ task_enqueued.connect(_on_enqueued)
 
 def enqueue() -> dict[str, Any]:
     added = tasks.add.enqueue(2, 3)
-    shouted = asyncio.run(tasks.shout.aenqueue("hi", times=2))
+    shouted = asyncio.run(tasks.shout.using(priority=7).aenqueue("hi", times=2))  # Django's priority: the job's
     failing = tasks.always_fails.enqueue(7)
     refund = tasks.refund.enqueue(5)
     many = enqueue_many(tasks.add, [((i, i), {}) for i in range(30)])

@@ -49,6 +49,7 @@ from hq_client.types import (
     ScheduleOwner,
     StoredQuery,
     StoredQueryResults,
+    SubmittedJob,
     Worker,
 )
 
@@ -85,6 +86,10 @@ def submission(
     timeout_seconds: int | None = None,
     require_approval: bool = False,
     approval_reason: str | None = None,
+    priority: int | None = None,
+    unique_key: str | None = None,
+    unique_while: str | None = None,
+    on_conflict: str | None = None,
 ) -> JobSubmission:
     """One submit's body (for `job_submit`'s fields, or an item of `jobs_submit_batch`).
 
@@ -92,6 +97,10 @@ def submission(
         (within `HQ_IDEMPOTENCY_WINDOW_S`); the client makes one up when none is given, so its own
         retries never submit twice.
     :param defer_until: an aware datetime: the job is not started before it.
+    :param priority: -100..100, higher starts first (HQ's default: the function's, usually 0).
+    :param unique_key: while a job of the function holding this key waits (or runs, with
+        `unique_while="active"`), HQ creates no other and answers with it (`duplicate`);
+        `on_conflict="replace"` also gives a waiting holder these args.
     """
     body: JobSubmission = {"function": function, "args": dict(args or {})}
     optional: dict[str, Any] = {
@@ -103,6 +112,10 @@ def submission(
         "max_tries": max_tries,
         "timeout_seconds": timeout_seconds,
         "approval_reason": approval_reason,
+        "priority": priority,
+        "unique_key": unique_key,
+        "unique_while": unique_while,
+        "on_conflict": on_conflict,
     }
     body.update({k: v for k, v in optional.items() if v is not None})  # type: ignore[typeddict-item]
     if require_approval:
@@ -141,10 +154,14 @@ class Operations:
         timeout_seconds: int | None = None,
         require_approval: bool = False,
         approval_reason: str | None = None,
-    ) -> Program[Job]:
-        """Submit one job (the fields: see `hq_client.submission`); returns it, or the earlier job with
-        the same idempotency key. Retried on transport errors and 503 with the same key: one job,
-        however many tries."""
+        priority: int | None = None,
+        unique_key: str | None = None,
+        unique_while: str | None = None,
+        on_conflict: str | None = None,
+    ) -> Program[SubmittedJob]:
+        """Submit one job (the fields: see `hq_client.submission`); returns it, the earlier job with
+        the same idempotency key, or the job holding its unique key (`duplicate`). Retried on
+        transport errors and 503 with the same key: one job, however many tries."""
         item = submission(
             function,
             args,
@@ -157,6 +174,10 @@ class Operations:
             timeout_seconds=timeout_seconds,
             require_approval=require_approval,
             approval_reason=approval_reason,
+            priority=priority,
+            unique_key=unique_key,
+            unique_while=unique_while,
+            on_conflict=on_conflict,
         )
         body = _keyed(item)
         return route.call(json=body, ok=(200, 202), retry=True)

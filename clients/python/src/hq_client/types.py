@@ -28,8 +28,11 @@ class Job(TypedDict):
     args: Any
     queue: str
     state: JobState
+    priority: int
     correlation_id: str
     idempotency_key: str | None
+    unique_key: str | None
+    unique_while: str
     attempts: int
     max_tries: int
     timeout_seconds: int
@@ -47,7 +50,15 @@ class Job(TypedDict):
     run_ms: int | None
 
 
-class BatchJob(Job):
+class SubmittedJob(Job):
+    """A submit's answer: `duplicate` when its unique key was held (the job is the holder), `replaced`
+    when the holder's args were replaced."""
+
+    duplicate: bool
+    replaced: bool
+
+
+class BatchJob(SubmittedJob):
     """A job of a batch submit's answer: `replayed` is true when its idempotency key returned an earlier job."""
 
     replayed: bool
@@ -67,6 +78,10 @@ class JobSubmission(TypedDict, total=False):
     timeout_seconds: int | None
     require_approval: bool
     approval_reason: str
+    priority: int | None
+    unique_key: str | None
+    unique_while: str | None
+    on_conflict: str | None
 
 
 class JobEvent(TypedDict):

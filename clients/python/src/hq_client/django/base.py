@@ -38,10 +38,8 @@ class HQTaskBackend(BaseTaskBackend):
     supports_defer = True
     supports_async_task = True
     supports_get_result = True
-    # HQ's engine has no priorities yet (another issue). When it does: map `task.priority` onto the
-    # job's, order the claim by it, and set this True (Django's validate_task then lets priorities
-    # other than 0 through).
-    supports_priority = False
+    # A task's priority (Django's -100..100, the range of HQ's) is its job's (`job_options`).
+    supports_priority = True
 
     def validate_task(self, task: Task[Any, Any]) -> None:
         """Django's checks, then HQ's options (`HQTask`); InvalidTask says what is wrong."""
@@ -68,6 +66,7 @@ class HQTaskBackend(BaseTaskBackend):
             "require_approval": bool(option(task, "requires_approval", False)),
             "correlation_id": option(task, "correlation_id") or "",
             "idempotency_key": option(task, "idempotency_key"),
+            "priority": task.priority,
         }
 
     # --- results --------------------------------------------------------------------------------------
