@@ -54,6 +54,7 @@ class NewJob:
     idempotency_key: str | None = None
     idempotency_hash: str = ""
     dispatched_at: datetime | None = None
+    concurrency_key: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     # What a fresh row holds, as the model's defaults; here so a NewJob renders like a Job.
@@ -116,7 +117,9 @@ def new_job(
         "retry_backoff_s": fn.retry_backoff_s,
         "dispatched_at": None if gated else now,
     }
-    defaults.update({k: v for k, v in fields.items() if v is not None or k in ("idempotency_key", "owner_id")})
+    defaults.update(
+        {k: v for k, v in fields.items() if v is not None or k in ("idempotency_key", "owner_id", "concurrency_key")}
+    )
     if due > now and not gated:
         defaults.setdefault("detail", {"due_at": due.isoformat()})
     return NewJob(

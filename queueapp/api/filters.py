@@ -15,12 +15,13 @@ class JobFilter(django_filters.FilterSet):  # type: ignore[misc]
     function = django_filters.CharFilter()
     queue = django_filters.CharFilter()
     correlation_id = django_filters.CharFilter()
+    concurrency_key = django_filters.CharFilter()
     created_after = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Job
-        fields = ["state", "function", "queue", "correlation_id"]
+        fields = ["state", "function", "queue", "correlation_id", "concurrency_key"]
 
 
 class HITLFilter(django_filters.FilterSet):  # type: ignore[misc]  # Any, as above

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rest_framework import serializers
 
 from hq.api.fields import JSONObjectField, UTCDateTimeField, iso
-from queueapp.models import QUEUE_NAME, QUEUE_NAME_RULE, HITLRequest, Job, JobEvent, Worker
+from queueapp.models import CONCURRENCY_KEY_MAX, QUEUE_NAME, QUEUE_NAME_RULE, HITLRequest, Job, JobEvent, Worker
 from queueapp.registry import JobFunction
 
 if TYPE_CHECKING:
@@ -45,6 +45,20 @@ class JobSubmitIn(serializers.Serializer[Any]):
     approval_reason = serializers.CharField(
         max_length=2000, required=False, allow_blank=True, default="", help_text="Shown to the approver."
     )
+    concurrency_key = serializers.CharField(
+        max_length=CONCURRENCY_KEY_MAX,
+        required=False,
+        allow_null=True,
+        default=None,
+        trim_whitespace=False,
+        help_text="Jobs with the same key share its limits (at most N running at once, N starts per period): "
+        "1 to 200 characters, no control characters, e.g. customer:42.",
+    )
+
+    def validate_concurrency_key(self, value: str | None) -> str | None:
+        if value is not None and _control(value):
+            raise serializers.ValidationError(CONTROL_CHARACTERS)
+        return value
 
     def validate_args(self, value: object) -> object:
         if not isinstance(value, dict):
@@ -176,6 +190,20 @@ def _object(value: object) -> dict[str, Any]:
     return value
 
 
+CONTROL_CHARACTERS = "Control characters are not allowed."
+
+
+def _control(text: str) -> bool:
+    return any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in text)
+
+
+def _concurrency_key(value: object) -> str:
+    text = _text(value, max_length=CONCURRENCY_KEY_MAX, blank=False, trim=False)
+    if _control(text):
+        raise _Refused(CONTROL_CHARACTERS)
+    return text
+
+
 def _queue(value: object) -> str:
     text = _text(value, max_length=64, blank=False, trim=False)
     if not re.fullmatch(QUEUE_NAME, text):
@@ -196,6 +224,7 @@ _SUBMIT_RULES: dict[str, tuple[str, Any, Any, bool]] = {
     "timeout_seconds": ("timeout_seconds", lambda v: _integer(v, 1, 7 * 86400), None, True),
     "require_approval": ("requires_approval", _boolean, False, False),
     "approval_reason": ("approval_reason", lambda v: _text(v, max_length=2000, blank=True), "", False),
+    "concurrency_key": ("concurrency_key", _concurrency_key, None, True),
 }
 
 
@@ -258,6 +287,7 @@ def job_out(job: Job | NewJob) -> dict[str, Any]:
         "state": job.state,
         "correlation_id": job.correlation_id,
         "idempotency_key": job.idempotency_key,
+        "concurrency_key": job.concurrency_key,
         "attempts": job.attempts,
         "max_tries": job.max_tries,
         "timeout_seconds": job.timeout_s,
@@ -306,6 +336,7 @@ class JobOut(serializers.ModelSerializer[Job]):
             "state",
             "correlation_id",
             "idempotency_key",
+            "concurrency_key",
             "attempts",
             "max_tries",
             "timeout_seconds",
@@ -343,6 +374,15 @@ class JobEventOut(serializers.ModelSerializer[JobEvent]):
     class Meta:
         model = JobEvent
         fields = ["id", "kind", "from_state", "to_state", "attempt", "actor_id", "detail", "at"]
+
+
+class KeyDepthOut(serializers.Serializer[dict[str, Any]]):
+    concurrency_key = serializers.CharField()
+    waiting = serializers.IntegerField(help_text="Queued or deferred.")
+    held = serializers.IntegerField(help_text="Waiting, held back by the key's concurrency limit.")
+    running = serializers.IntegerField()
+    concurrency_limit = serializers.IntegerField(allow_null=True, help_text="The smallest matching key limit's.")
+    rate_limit = serializers.CharField(allow_null=True, help_text="The slowest matching key limit's rate.")
 
 
 class DepthOut(serializers.Serializer[dict[str, Any]]):

@@ -19,7 +19,7 @@ from django.db.models import Q, QuerySet
 
 from hq import clock
 from hq.models import User, Workspace
-from queueapp import registry, retry, selectors, transport
+from queueapp import limits, registry, retry, selectors, transport
 from queueapp.models import WAITING_STATES, Job, JobState, QueuePause, Worker, validate_queue_name
 from queueapp.services.jobs import job_transition
 
@@ -48,7 +48,9 @@ def relay_pass(*, everything: bool = False, old_pushes: bool = True, batch: int 
     pushed = _relay_batches(due.filter(dispatched_at__isnull=True), now, batch, rounds=None, order="due_at")
     if not old_pushes:
         return pushed
-    old = due.filter(dispatched_at__lt=cutoff)
+    # A job held by a concurrency limit waits for a finish to wake it, not for this net (the
+    # reaper's `limits.wake_stale_held` is the net for a lost wake).
+    old = due.filter(dispatched_at__lt=cutoff, held_at__isnull=True)
     return pushed + _relay_batches(old, now, batch, rounds=1, order="dispatched_at", reclaim_before=cutoff)
 
 
@@ -124,6 +126,8 @@ def reap_pass() -> int:
     was asked for. Marks dead workers stopped first."""
     now = clock.now()
     workers_mark_dead(now=now)
+    limits.recount_gates()
+    limits.wake_stale_held(older_than_s=settings.HQ_RELAY_GRACE_S)
     reaped = 0
     for job_id, reason in selectors.jobs_running_lost(now=now).items():
         with transaction.atomic():

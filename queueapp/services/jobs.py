@@ -27,7 +27,15 @@ from hq import clock, db, metrics, permissions
 from hq.errors import Conflict, ValidationFailed
 from hq.models import User, Workspace
 from queueapp import enqueue, registry, transitions, transport
-from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobState, validate_queue_name
+from queueapp.models import (
+    DecidedVia,
+    HITLRequest,
+    HITLState,
+    Job,
+    JobState,
+    validate_concurrency_key,
+    validate_queue_name,
+)
 from queueapp.transitions import MOVES
 
 logger = logging.getLogger(__name__)
@@ -116,6 +124,8 @@ class Submission:
     approval_reason: str = ""
     #: Who asks for the call (a plugin tool call's acting user); defaults to the job's owner.
     requested_by: User | None = None
+    #: Jobs with the same key share its limits (`queueapp.limits`).
+    concurrency_key: str | None = None
 
     def fingerprint(self) -> str:
         body: dict[str, Any] = {
@@ -130,6 +140,8 @@ class Submission:
         }
         if self.retry_backoff_s is not None:
             body["retry_backoff_s"] = self.retry_backoff_s  # only when used, as below
+        if self.concurrency_key is not None:
+            body["concurrency_key"] = self.concurrency_key  # only when used, as below
         if self.requires_approval or self.approval_reason:
             # Only when used, so the keys of jobs recorded before HITL existed keep their hash.
             body["requires_approval"] = self.requires_approval
@@ -201,6 +213,7 @@ def _prepare(
     fn = function_for_submit(submission.function)
     job_args_validate(submission.args, fn, admin)
     _check_queue(submission.queue)
+    validate_concurrency_key(submission.concurrency_key)
     gated = fn.requires_approval or submission.requires_approval
     if len(submission.approval_reason) > MAX_TEXT_CHARS:
         raise ValidationFailed(
@@ -242,6 +255,7 @@ def _prepare(
         max_tries=submission.max_tries or None,
         timeout_s=submission.timeout_seconds or None,
         retry_backoff_s=submission.retry_backoff_s,
+        concurrency_key=submission.concurrency_key,
     )
 
 

@@ -54,6 +54,9 @@ values = st.one_of(
             "2026-01-01T00:00:00+01:00",
             "yesterday",
             "a\x00b",
+            "customer:42",
+            "tab\tkey",
+            "del\x7f",
             "\ud800",
         ]
     ),
@@ -72,6 +75,7 @@ KEYS = [
     "timeout_seconds",
     "require_approval",
     "approval_reason",
+    "concurrency_key",
     "unknown",
 ]
 
