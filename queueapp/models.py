@@ -187,9 +187,13 @@ class Job(models.Model):
                 name="job_ws_key_set",
                 condition=Q(concurrency_key__isnull=False),
             ),
-            # The jobs a limit holds back, by gate: what a finish under that gate wakes.
+            # The waiting jobs of a key, the earliest due first: the ones a finish under its gate
+            # wakes. On state and key only, so that holding a job and waking it (`held_at`,
+            # `limit_scope`) are HOT updates that write no index entry.
             models.Index(
-                fields=["workspace", "limit_scope", "due_at"], name="job_held", condition=Q(held_at__isnull=False)
+                fields=["workspace", "concurrency_key", "due_at"],
+                name="job_key_waiting",
+                condition=Q(state__in=["queued", "deferred"], concurrency_key__isnull=False),
             ),
         ]
         constraints = [

@@ -247,7 +247,7 @@ class PgStore:
         self._starts = Batcher(self._start_many)
         self._finishes = Batcher(self._finish_many)
         #: Attempts running under a limit gate -> (workspace, gate), for the wake their finish sends.
-        self._gated: dict[tuple[str, int], tuple[UUID, str]] = {}
+        self._gated: dict[tuple[str, int], tuple[UUID, str, bool]] = {}
         self.on_woken: Callable[[list[Woken]], Awaitable[None]] | None = None
 
     async def open(self) -> None:
@@ -290,11 +290,12 @@ class PgStore:
                     row["retry_at"],
                 )
                 continue
+            keyed = row.pop("keyed")
             for column in ("from_state", "attempt", "hold", "retry_at"):
                 del row[column]
             started[key] = Started(**row)
             if row["limit_scope"] is not None:
-                self._gated[key] = (row["workspace_id"], row["limit_scope"])
+                self._gated[key] = (row["workspace_id"], row["limit_scope"], keyed)
         # One START row feeds one body: should the same attempt be delivered twice into one batch
         # (the relay reclaimed it while this worker held it), the second delivery gets None.
         return [started.pop((job_id, attempt), None) for job_id, attempt in items]
@@ -331,7 +332,7 @@ class PgStore:
             "now": now,
         }
         moved = {str(row[0]) for row in await self._fetch(transitions.FINISH_SQL, params)}
-        freed: Counter[tuple[UUID, str]] = Counter()
+        freed: Counter[tuple[UUID, str, bool]] = Counter()
         for job_id, attempt, _ in items:
             gate = self._gated.pop((job_id, attempt), None)
             if gate is not None and job_id in moved:
@@ -340,19 +341,22 @@ class PgStore:
             await self._wake(freed)
         return [job_id in moved for job_id, _, _ in items]
 
-    async def _wake(self, freed: Counter[tuple[UUID, str]]) -> None:
-        """Wake as many held jobs of each gate as its finishes freed places (WAKE_SQL), for the
-        worker to push. A wake that fails is the reaper's (`limits.wake_stale_held`)."""
+    async def _wake(self, freed: Counter[tuple[UUID, str, bool]]) -> None:
+        """Give the places of attempts that ended back to their gates (RELEASE_SQL), then wake as
+        many held jobs of each gate (WAKE_SQL), for the worker to push. A release that fails is the
+        reaper's recount (`limits.recount_gates`), a wake that fails its `limits.wake_stale_held`."""
         import psycopg
 
         gates = list(freed)
         params = {
-            "ws": _array(ws for ws, _ in gates),
-            "scopes": [scope for _, scope in gates],
+            "ws": _array(ws for ws, _, _ in gates),
+            "scopes": [scope for _, scope, _ in gates],
             "n": _array(freed[g] for g in gates),
-            "now": clock.now(),
+            "keyed": [keyed for _, _, keyed in gates],
         }
         try:
+            async with self.pool.connection() as conn:
+                await conn.execute(transitions.RELEASE_SQL, params)
             rows = await self._fetch(transitions.WAKE_SQL, params)
         except psycopg.Error as exc:
             logger.warning("could not wake the jobs held under %d gate(s): %s", len(gates), exc)

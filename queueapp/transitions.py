@@ -173,7 +173,8 @@ _START = MOVES["start"]
 # at once as many starts as its limits allow (`running` below `conc`; one start per `iv` seconds,
 # spaced, never a burst); `running` goes back down in FINISH_SQL. The rest are `held`: over a
 # concurrency limit, `held_at` marks them for the wake a finish under their gate sends
-# (WAKE_SQL); over a rate, the worker pushes them again for `retry_at`. A job with neither key
+# (WAKE_SQL), in a HOT update (no indexed column changes: a hold writes no index entry); over a
+# rate, the worker pushes them again for `retry_at`. A job with neither key
 # nor limited function never reads a gate: its cost is an empty `gated`.
 _GRANT = """GREATEST(0, LEAST(l.n, COALESCE(l.conc - g.running, l.n),
     CASE WHEN l.iv IS NULL THEN l.n WHEN g.next_at IS NULL OR g.next_at <= %(now)s THEN 1 ELSE 0 END))"""
@@ -182,7 +183,7 @@ _GRANT_NEW = "LEAST(w.n, COALESCE(w.conc, w.n), CASE WHEN w.iv IS NULL THEN w.n 
 START_COLUMNS = (
     "id", "from_state", "attempt", "function", "args", "timeout_s", "max_tries", "tries_base",
     "retry_backoff_s", "workspace_id", "owner_id", "correlation_id", "queue", "due_at", "created_at",
-    "first_started_at", "started_at", "limit_scope",
+    "first_started_at", "started_at", "limit_scope", "keyed",
 )  # fmt: skip
 _HELD_COLUMNS = {"id": "h.id", "attempt": "h.attempt", "function": "h.function", "workspace_id": "h.workspace_id"}
 _HELD_COLUMNS["queue"] = "h.queue"
@@ -242,12 +243,14 @@ WITH req AS (
      WHERE j.id = cur.id AND cur.ok AND (r.id IS NULL OR r.rk <= r.granted)
  RETURNING j.id, cur.state AS from_state, cur.attempt, j.function, j.args, j.timeout_s, j.max_tries,
            j.tries_base, j.retry_backoff_s, j.workspace_id, j.owner_id, j.correlation_id, j.queue, j.due_at,
-           j.created_at, j.first_started_at, j.started_at, j.limit_scope
+           j.created_at, j.first_started_at, j.started_at, j.limit_scope, j.concurrency_key IS NOT NULL AS keyed
 ), held AS (
     UPDATE queueapp_job j
-       SET limit_scope = r.scope, dispatched_at = %(now)s,
+       SET limit_scope = r.scope,
            held_at = CASE WHEN r.granted IS NOT NULL AND r.conc IS NOT NULL AND r.running >= r.conc
-                          THEN %(now)s END
+                          THEN %(now)s END,
+           dispatched_at = CASE WHEN r.granted IS NOT NULL AND r.conc IS NOT NULL AND r.running >= r.conc
+                                THEN j.dispatched_at ELSE %(now)s END
       FROM ranked r
      WHERE j.id = r.id AND NOT COALESCE(r.rk <= r.granted, false)
  RETURNING j.id, r.attempt, j.function, j.workspace_id, j.queue, j.held_at,
@@ -266,21 +269,41 @@ SELECT {", ".join(_HELD_COLUMNS.get(c, "NULL") for c in START_COLUMNS)},
   FROM held h
 """
 
-# A finish under a gate frees a place: wake as many held jobs of that gate (the earliest due
-# first) for the worker to push. Run after the finish committed, so that it sees every hold
-# committed before the gate's count went down (a hold after it found the place free).
-WAKE_SQL = """
+# Attempts that ended give their places back: each gate's count goes down by the attempts that
+# ended under it (the gates locked in id order, as START locks them).
+RELEASE_SQL = """
 WITH f AS (
     SELECT * FROM unnest(%(ws)s::uuid[], %(scopes)s::text[], %(n)s::int[]) AS f(ws, scope, n)
+), freeing AS (
+    SELECT g.id, f.n FROM queueapp_limitgate g JOIN f ON g.workspace_id = f.ws AND g.scope = f.scope
+     ORDER BY g.id FOR NO KEY UPDATE OF g
+)
+UPDATE queueapp_limitgate g SET running = GREATEST(g.running - f.n, 0) FROM freeing f WHERE g.id = f.id
+"""
+
+# A finish under a gate frees a place: wake as many held jobs of that gate (the earliest due
+# first, found through `job_key_waiting`, or `job_live` for a function's keyless jobs) for the
+# worker to push (a HOT update again; should the push fail, the relay's net finds the row). Run
+# after RELEASE_SQL committed, so that it sees every hold committed before the gate's count went
+# down (a hold after it found the place free).
+WAKE_SQL = """
+WITH f AS (
+    SELECT * FROM unnest(%(ws)s::uuid[], %(scopes)s::text[], %(n)s::int[], %(keyed)s::bool[]) AS f(ws, scope, n, keyed)
 ), w AS (
     SELECT h.id FROM f CROSS JOIN LATERAL (
         SELECT j.id FROM queueapp_job j
-         WHERE j.workspace_id = f.ws AND j.limit_scope = f.scope AND j.held_at IS NOT NULL
+         WHERE f.keyed AND j.workspace_id = f.ws AND j.concurrency_key = f.scope
+           AND j.state IN ('queued', 'deferred') AND j.held_at IS NOT NULL
+         ORDER BY j.due_at LIMIT f.n FOR NO KEY UPDATE SKIP LOCKED) h
+    UNION ALL
+    SELECT h.id FROM f CROSS JOIN LATERAL (
+        SELECT j.id FROM queueapp_job j
+         WHERE NOT f.keyed AND j.workspace_id = f.ws AND j.function = f.scope AND j.concurrency_key IS NULL
+           AND j.state IN ('queued', 'deferred') AND j.held_at IS NOT NULL
          ORDER BY j.due_at LIMIT f.n FOR NO KEY UPDATE SKIP LOCKED) h
 )
-UPDATE queueapp_job j SET held_at = NULL, dispatched_at = %(now)s
-  FROM w
- WHERE j.id = w.id AND j.state IN ('queued', 'deferred')
+UPDATE queueapp_job j SET held_at = NULL
+ WHERE j.id = ANY(ARRAY(SELECT id FROM w)) AND j.state IN ('queued', 'deferred')
 RETURNING j.id, j.attempts, j.queue, j.due_at, j.function, j.workspace_id
 """
 
@@ -293,7 +316,9 @@ RETURNING state
 
 # Finish attempts (any of FINISH_MOVES) in one statement for a batch: each row's `target` is the
 # target of its move, and all of them leave from FINISH_SOURCE. A row that started under a limit
-# gate (`limit_scope`) gives its place back; the gates are locked in id order, as START locks them.
+# gate (`limit_scope`) gives its place back afterwards, through RELEASE_SQL: a finish never waits
+# for a START that holds the gates (the count stays one too high for a moment: a start refused,
+# never one too many).
 FINISH_SQL = f"""
 WITH req AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(tos)s::text[], %(kinds)s::text[],
@@ -307,14 +332,7 @@ WITH req AS (
            updated_at = %(now)s
       FROM req
      WHERE j.id = req.id AND j.state = '{FINISH_SOURCE}' AND j.attempts = req.attempt
- RETURNING j.id, req.attempt, req.target, req.kind, req.detail, j.workspace_id, j.limit_scope
-), freeing AS (
-    SELECT g.id, f.n FROM queueapp_limitgate g
-      JOIN (SELECT workspace_id, limit_scope, count(*)::int AS n FROM moved WHERE limit_scope IS NOT NULL
-             GROUP BY workspace_id, limit_scope) f ON g.workspace_id = f.workspace_id AND g.scope = f.limit_scope
-     ORDER BY g.id FOR NO KEY UPDATE OF g
-), freed AS (
-    UPDATE queueapp_limitgate g SET running = GREATEST(g.running - f.n, 0) FROM freeing f WHERE g.id = f.id
+ RETURNING j.id, req.attempt, req.target, req.kind, req.detail
 )
 INSERT INTO queueapp_jobevent (job_id, kind, from_state, to_state, attempt, detail, at)
 SELECT id, kind, '{FINISH_SOURCE}', target, attempt, detail, %(now)s FROM moved

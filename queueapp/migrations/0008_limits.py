@@ -71,7 +71,7 @@ class Migration(migrations.Migration):
         ),
         AddIndexConcurrentlyOnPostgres(
             model_name='job',
-            index=models.Index(condition=models.Q(('held_at__isnull', False)), fields=['workspace', 'limit_scope', 'due_at'], name='job_held'),
+            index=models.Index(condition=models.Q(('concurrency_key__isnull', False), ('state__in', ['queued', 'deferred'])), fields=['workspace', 'concurrency_key', 'due_at'], name='job_key_waiting'),
         ),
         migrations.AddField(
             model_name='keylimit',
