@@ -263,6 +263,19 @@ class JobEventInline(WorkspaceScopedTabularInline):
         return "—" if getattr(obj, json_text_attr("detail"), None) == "{}" else _pre(obj, "detail")
 
 
+class HeldFilter(admin.SimpleListFilter):
+    title = "held by a limit"
+    parameter_name = "held"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Held: waiting for a place under its limit")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        if self.value() == "yes":
+            return queryset.filter(held_at__isnull=False, state__in=WAITING_STATES)
+        return queryset
+
+
 @admin.register(Job)
 class JobAdmin(ConsoleAdmin):
     list_display = [
@@ -282,7 +295,7 @@ class JobAdmin(ConsoleAdmin):
         "state",
         "queue",
         "function",
-        ("held_at", admin.EmptyFieldListFilter),
+        HeldFilter,
         ("owner", admin.RelatedOnlyFieldListFilter),
         ("workspace", admin.RelatedOnlyFieldListFilter),
         # Presets (today, past 7 days, this month...); any range also works as

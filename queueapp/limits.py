@@ -41,22 +41,26 @@ def like_pattern(pattern: str) -> str:
 
 
 def key_limit_clean(limit: KeyLimit) -> None:
-    """Check a KeyLimit and derive its SQL forms; ValidationFailed names the field."""
+    """Check a KeyLimit and derive its SQL forms; ValidationFailed names every field refused."""
     from queueapp.models import validate_concurrency_key
 
-    validate_concurrency_key(limit.pattern, "pattern")
-    if limit.concurrency is not None and limit.concurrency < 1:
-        raise ValidationFailed("concurrency must be at least 1.", fields={"concurrency": ["At least 1, or empty."]})
+    problems: dict[str, list[str]] = {}
+    try:
+        validate_concurrency_key(limit.pattern, "pattern")
+    except ValidationFailed as exc:
+        problems.update(exc.fields)
+    if limit.concurrency is not None and (isinstance(limit.concurrency, bool) or limit.concurrency < 1):
+        problems["concurrency"] = ["At least 1, or empty for no concurrency limit."]
     interval = None
     if limit.rate:
         try:
             interval = rate_interval(limit.rate)
         except ValueError:
-            raise ValidationFailed(f"Invalid rate {limit.rate!r}.", fields={"rate": [RATE_RULE]}) from None
+            problems["rate"] = [RATE_RULE]
     if limit.concurrency is None and not limit.rate:
-        raise ValidationFailed(
-            "A limit needs a concurrency or a rate.", fields={"concurrency": ["Give a concurrency, a rate or both."]}
-        )
+        problems["concurrency"] = ["Give a concurrency, a rate or both."]
+    if problems:
+        raise ValidationFailed(f"Invalid limit: {', '.join(problems)}.", fields=problems)
     limit.like_pattern = like_pattern(limit.pattern)
     limit.rate_interval_s = interval
 

@@ -342,9 +342,8 @@ class PgStore:
         return [job_id in moved for job_id, _, _ in items]
 
     async def _wake(self, freed: Counter[tuple[UUID, str, bool]]) -> None:
-        """Give the places of attempts that ended back to their gates (RELEASE_SQL), then wake as
-        many held jobs of each gate (WAKE_SQL), for the worker to push. A release that fails is the
-        reaper's recount (`limits.recount_gates`), a wake that fails its `limits.wake_stale_held`."""
+        """Wake as many held jobs of each gate as its finishes freed places (WAKE_SQL), for the
+        worker to push. A wake that fails is the reaper's (`limits.wake_stale_held`)."""
         import psycopg
 
         gates = list(freed)
@@ -355,8 +354,6 @@ class PgStore:
             "keyed": [keyed for _, _, keyed in gates],
         }
         try:
-            async with self.pool.connection() as conn:
-                await conn.execute(transitions.RELEASE_SQL, params)
             rows = await self._fetch(transitions.WAKE_SQL, params)
         except psycopg.Error as exc:
             logger.warning("could not wake the jobs held under %d gate(s): %s", len(gates), exc)

@@ -269,23 +269,11 @@ SELECT {", ".join(_HELD_COLUMNS.get(c, "NULL") for c in START_COLUMNS)},
   FROM held h
 """
 
-# Attempts that ended give their places back: each gate's count goes down by the attempts that
-# ended under it (the gates locked in id order, as START locks them).
-RELEASE_SQL = """
-WITH f AS (
-    SELECT * FROM unnest(%(ws)s::uuid[], %(scopes)s::text[], %(n)s::int[]) AS f(ws, scope, n)
-), freeing AS (
-    SELECT g.id, f.n FROM queueapp_limitgate g JOIN f ON g.workspace_id = f.ws AND g.scope = f.scope
-     ORDER BY g.id FOR NO KEY UPDATE OF g
-)
-UPDATE queueapp_limitgate g SET running = GREATEST(g.running - f.n, 0) FROM freeing f WHERE g.id = f.id
-"""
-
 # A finish under a gate frees a place: wake as many held jobs of that gate (the earliest due
 # first, found through `job_key_waiting`, or `job_live` for a function's keyless jobs) for the
 # worker to push (a HOT update again; should the push fail, the relay's net finds the row). Run
-# after RELEASE_SQL committed, so that it sees every hold committed before the gate's count went
-# down (a hold after it found the place free).
+# after FINISH_SQL committed, in a statement of its own, so that it sees every hold committed
+# before the gate's count went down (a hold after it found the place free).
 WAKE_SQL = """
 WITH f AS (
     SELECT * FROM unnest(%(ws)s::uuid[], %(scopes)s::text[], %(n)s::int[], %(keyed)s::bool[]) AS f(ws, scope, n, keyed)
@@ -316,9 +304,9 @@ RETURNING state
 
 # Finish attempts (any of FINISH_MOVES) in one statement for a batch: each row's `target` is the
 # target of its move, and all of them leave from FINISH_SOURCE. A row that started under a limit
-# gate (`limit_scope`) gives its place back afterwards, through RELEASE_SQL: a finish never waits
-# for a START that holds the gates (the count stays one too high for a moment: a start refused,
-# never one too many).
+# gate (`limit_scope`) gives its place back in the same transaction (the gates locked in id order,
+# as START locks them), so a gate's count is always its running rows: the reaper's recount
+# (`limits.recount_gates`) can never race an end whose place is still to be given back.
 FINISH_SQL = f"""
 WITH req AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(tos)s::text[], %(kinds)s::text[],
@@ -332,7 +320,14 @@ WITH req AS (
            updated_at = %(now)s
       FROM req
      WHERE j.id = req.id AND j.state = '{FINISH_SOURCE}' AND j.attempts = req.attempt
- RETURNING j.id, req.attempt, req.target, req.kind, req.detail
+ RETURNING j.id, req.attempt, req.target, req.kind, req.detail, j.workspace_id, j.limit_scope
+), freeing AS (
+    SELECT g.id, f.n FROM queueapp_limitgate g
+      JOIN (SELECT workspace_id, limit_scope, count(*)::int AS n FROM moved WHERE limit_scope IS NOT NULL
+             GROUP BY workspace_id, limit_scope) f ON g.workspace_id = f.workspace_id AND g.scope = f.limit_scope
+     ORDER BY g.id FOR NO KEY UPDATE OF g
+), freed AS (
+    UPDATE queueapp_limitgate g SET running = GREATEST(g.running - f.n, 0) FROM freeing f WHERE g.id = f.id
 )
 INSERT INTO queueapp_jobevent (job_id, kind, from_state, to_state, attempt, detail, at)
 SELECT id, kind, '{FINISH_SOURCE}', target, attempt, detail, %(now)s FROM moved

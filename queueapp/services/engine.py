@@ -7,6 +7,7 @@ Its reads, what is due and what runs nowhere, are in `queueapp.selectors`.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -120,13 +121,21 @@ def workers_mark_dead(*, now: datetime) -> int:
     return silent.update(stopped_at=now)
 
 
+#: How often a process's reaper recounts the limit gates (`limits.recount_gates`), seconds.
+RECOUNT_INTERVAL_S = 60.0
+_next_recount = 0.0
+
+
 def reap_pass() -> int:
     """Move the running jobs that nobody runs (`selectors.jobs_running_lost`) where the retry
     policy sends a lost attempt: the next attempt at once, `failed`, or `cancelled` when a cancel
     was asked for. Marks dead workers stopped first."""
     now = clock.now()
     workers_mark_dead(now=now)
-    limits.recount_gates()
+    global _next_recount
+    if time.monotonic() >= _next_recount:
+        _next_recount = time.monotonic() + RECOUNT_INTERVAL_S
+        limits.recount_gates()
     limits.wake_stale_held(older_than_s=settings.HQ_RELAY_GRACE_S)
     reaped = 0
     for job_id, reason in selectors.jobs_running_lost(now=now).items():

@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 
 from hq import redis as hq_redis
-from queueapp import limits
+from queueapp import limits, services
 from queueapp.models import Job, JobEvent, KeyLimit, LimitGate, Worker
 from tests.conftest import wait_for
 from tests.plugin.hq_plugin import keyed_inside, keyed_most
@@ -297,3 +297,18 @@ def test_a_limit_changed_while_jobs_wait_applies_without_a_restart(api, member, 
     ]
     wait_for(lambda: jobs.filter(state="succeeded").count() == 5, timeout=30, what="all five")
     assert keyed_most("tenant:9") == 3
+
+
+def test_the_reapers_recount_sets_each_gate_to_its_running_rows(member):
+    """The safety net under the exact counts: a gate left wrong (by hand here) is set right."""
+    job, _ = services.job_submit(
+        workspace=member.workspace,
+        owner=member.user,
+        submission=services.Submission(function="hq.echo", args={}, concurrency_key="acct:1"),
+    )
+    Job.objects.filter(pk=job.pk).update(state="running", limit_scope="acct:1", worker_id="w")
+    LimitGate.objects.create(workspace=member.workspace, scope="acct:1", running=0)
+    LimitGate.objects.create(workspace=member.workspace, scope="acct:2", running=3)
+    assert limits.recount_gates() == 2
+    assert set(LimitGate.objects.values_list("scope", "running")) == {("acct:1", 1), ("acct:2", 0)}
+    assert limits.recount_gates() == 0
