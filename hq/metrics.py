@@ -90,6 +90,12 @@ SPECS: dict[str, Spec] = {
             "From an attempt's start to its end, by the state it ended in.",
             ("queue", "function", "state"),
         ),
+        Spec(
+            "hq_job_holds",
+            "counter",
+            "Starts a concurrency or rate limit held back (the job stays waiting), by the limit's kind.",
+            ("queue", "function", "limit"),
+        ),
         Spec("hq_worker_heartbeats", "counter", "Worker heartbeats recorded."),
         Spec("hq_scheduler_iterations", "counter", "Passes of the scheduler loop."),
         Spec("hq_scheduler_fires", "counter", "Schedule fires written by the scheduler loop."),
@@ -274,6 +280,11 @@ def job_finished(queue: str, function: str, state: str, run_s: float) -> None:
     """An attempt ended after `run_s` seconds, moving the job to `state` (succeeded, deferred...)."""
     inc("hq_job_transitions", (queue, function, state))
     observe("hq_job_run_seconds", (queue, function, state), run_s)
+
+
+def job_held(queue: str, function: str, limit: str) -> None:
+    """A limit (`limit`: concurrency or rate) kept an attempt from starting; never labelled by key."""
+    inc("hq_job_holds", (queue, function, limit))
 
 
 def worker_heartbeat() -> None:

@@ -26,8 +26,18 @@ from hq import admin_actions, clock, permissions
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline, admin_user
 from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, with_json_text
 from hq.errors import HQError
-from queueapp import services
-from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobEvent, QueuePause, Worker
+from queueapp import limits, services
+from queueapp.models import (
+    WAITING_STATES,
+    DecidedVia,
+    HITLRequest,
+    HITLState,
+    Job,
+    JobEvent,
+    KeyLimit,
+    QueuePause,
+    Worker,
+)
 
 
 def _json_shown(obj: Any, field: str) -> tuple[str, str] | None:
@@ -272,6 +282,19 @@ class PriorityFilter(admin.SimpleListFilter):
         return queryset.filter(band[1]) if band else queryset
 
 
+class HeldFilter(admin.SimpleListFilter):
+    title = "held by a limit"
+    parameter_name = "held"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Held: waiting for a place under its limit")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        if self.value() == "yes":
+            return queryset.filter(held_at__isnull=False, state__in=WAITING_STATES)
+        return queryset
+
+
 @admin.register(Job)
 class JobAdmin(ConsoleAdmin):
     list_display = [
@@ -280,6 +303,8 @@ class JobAdmin(ConsoleAdmin):
         "queue",
         "state",
         "priority",
+        "concurrency_key",
+        "held",
         "owner",
         "workspace",
         "attempts",
@@ -291,14 +316,15 @@ class JobAdmin(ConsoleAdmin):
         PriorityFilter,
         "queue",
         "function",
+        HeldFilter,
         ("owner", admin.RelatedOnlyFieldListFilter),
         ("workspace", admin.RelatedOnlyFieldListFilter),
         # Presets (today, past 7 days, this month...); any range also works as
         # ?created_at__gte=2026-01-01&created_at__lt=2026-01-08.
         ("created_at", admin.DateFieldListFilter),
     ]
-    search_fields = ["id", "correlation_id", "unique_key"]
-    search_help_text = "Job id, correlation id or unique key."
+    search_fields = ["id", "correlation_id", "unique_key", "=concurrency_key"]
+    search_help_text = "Job id, correlation id, unique key or concurrency key (exact)."
     list_select_related = ["owner", "workspace"]
     show_full_result_count = False
     inlines = [JobEventInline]
@@ -318,6 +344,9 @@ class JobAdmin(ConsoleAdmin):
         "idempotency_key",
         "unique_key",
         "unique_while",
+        "concurrency_key",
+        "limit_scope",
+        "held_at",
         "attempts",
         "max_tries",
         "timeout_s",
@@ -338,6 +367,10 @@ class JobAdmin(ConsoleAdmin):
     @admin.display(description="Arguments")
     def args_pretty(self, obj: Job) -> str:
         return _pre(obj, "args")
+
+    @admin.display(description="Held by a limit", boolean=True)
+    def held(self, obj: Job) -> bool:
+        return obj.held_at is not None and obj.state in WAITING_STATES
 
     @admin.display(description="Result")
     def result_pretty(self, obj: Job) -> str:
@@ -367,6 +400,56 @@ class JobAdmin(ConsoleAdmin):
 
 def _job_label(job: Job) -> str:
     return f"Job {job.pk}"
+
+
+# --- limits -----------------------------------------------------------------------------------------------
+
+
+class KeyLimitForm(forms.ModelForm[KeyLimit]):
+    """The service's checks (`limits.key_limit_clean`) as form errors on the fields they name."""
+
+    class Meta:
+        model = KeyLimit
+        fields = ["pattern", "workspace", "concurrency", "rate"]
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            limits.key_limit_clean(KeyLimit(**(data or {})))
+        except HQError as exc:
+            for field, problems in exc.fields.items():
+                self.add_error(field if field in self.fields else None, problems)
+        return data
+
+
+@admin.register(KeyLimit)
+class KeyLimitAdmin(WorkspaceScopedAdmin):
+    """Concurrency and rate limits per key pattern, in force at the next start (no restart). A
+    limit for every workspace (empty workspace) is for superusers."""
+
+    form = KeyLimitForm
+    list_display = ["pattern", "workspace", "concurrency", "rate", "updated_at"]
+    search_fields = ["pattern"]
+    list_select_related = ["workspace"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        user = admin_user(request)
+        if "workspace" in form.base_fields and not (user is not None and user.is_superuser):
+            form.base_fields["workspace"].required = True
+        return form
+
+    def save_model(self, request: HttpRequest, obj: KeyLimit, form: Any, change: bool) -> None:
+        limits.key_limit_save(obj)
+
+    def delete_model(self, request: HttpRequest, obj: KeyLimit) -> None:
+        limits.key_limit_delete(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[KeyLimit]) -> None:
+        for limit in queryset:
+            limits.key_limit_delete(limit)
 
 
 # --- queues and workers -----------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class NewJob:
     unique_while: str = UniqueWhile.WAITING
     idempotency_hash: str = ""
     dispatched_at: datetime | None = None
+    concurrency_key: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     # What a fresh row holds, as the model's defaults; here so a NewJob renders like a Job.
@@ -120,7 +121,9 @@ def new_job(
         "dispatched_at": None if gated else now,
         "priority": fn.priority,
     }
-    defaults.update({k: v for k, v in fields.items() if v is not None or k in ("idempotency_key", "owner_id")})
+    defaults.update(
+        {k: v for k, v in fields.items() if v is not None or k in ("idempotency_key", "owner_id", "concurrency_key")}
+    )
     if due > now and not gated:
         defaults.setdefault("detail", {"due_at": due.isoformat()})
     return NewJob(

@@ -86,7 +86,8 @@ UNIQUE_HOLD_STATES = (JobState.QUEUED, JobState.DEFERRED, JobState.AWAITING_APPR
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
 
 
-UNIQUE_KEY_MAX = 200
+#: The longest unique key or concurrency key (`key_problem`).
+KEY_MAX = 200
 
 
 def priority_problem(value: object) -> str | None:
@@ -98,13 +99,14 @@ def priority_problem(value: object) -> str | None:
     return None
 
 
-def unique_key_problem(value: str) -> str | None:
-    """What is wrong with `value` as a unique key (1 to 200 characters, no control characters), or None."""
+def key_problem(value: str) -> str | None:
+    """What is wrong with `value` as a job's unique or concurrency key (1 to 200 characters, no
+    control characters or lone surrogates), or None. The one rule for both keys."""
     if not value:
         return "Must not be blank."
-    if len(value) > UNIQUE_KEY_MAX:
-        return f"At most {UNIQUE_KEY_MAX} characters; got {len(value)}."
-    bad = next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)
+    if len(value) > KEY_MAX:
+        return f"At most {KEY_MAX} characters; got {len(value)}."
+    bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Cs")), None)
     if bad is not None:
         return f"Control characters are not allowed: U+{ord(bad):04X}."
     return None
@@ -196,6 +198,25 @@ class Job(models.Model):
     first_started_at = models.DateTimeField(null=True, blank=True, help_text="Start of the first attempt.")
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=clock.now)
+    concurrency_key = models.CharField(
+        max_length=200,
+        null=True,
+        blank=True,
+        help_text="Jobs with the same key share its limits (KeyLimit rows, the function's registration).",
+    )
+    limit_scope = models.CharField(
+        max_length=200,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The limit gate the latest START counted or held it under: its key, or its function's name.",
+    )
+    held_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Held back by a concurrency limit since then; a finish under its gate wakes it.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -241,6 +262,20 @@ class Job(models.Model):
                 fields=["workspace", "queue", "function"],
                 name="job_live",
                 condition=Q(state__in=["queued", "deferred", "awaiting_approval", "running"]),
+            ),
+            # Keyed jobs only: the API's filter and the depth per key; a plain job adds no entry.
+            models.Index(
+                fields=["workspace", "concurrency_key"],
+                name="job_ws_key_set",
+                condition=Q(concurrency_key__isnull=False),
+            ),
+            # The waiting jobs of a key, the earliest due first: the ones a finish under its gate
+            # wakes. On state and key only, so that holding a job and waking it (`held_at`,
+            # `limit_scope`) are HOT updates that write no index entry.
+            models.Index(
+                fields=["workspace", "concurrency_key", "due_at"],
+                name="job_key_waiting",
+                condition=Q(state__in=["queued", "deferred"], concurrency_key__isnull=False),
             ),
         ]
         constraints = [
@@ -403,3 +438,75 @@ class HITLRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.function} ({self.state})"
+
+
+#: The longest concurrency key, and the one rule both the API and the admin check keys with.
+def validate_concurrency_key(key: object, field: str = "concurrency_key") -> str | None:
+    """Return `key` (None for none) if it is a valid concurrency key (`key_problem`), else raise
+    ValidationFailed naming `field`."""
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        raise ValidationFailed(f"Invalid {field}.", fields={field: ["A non-empty string."]})
+    problem = key_problem(key)
+    if problem:
+        raise ValidationFailed(f"Invalid {field}.", fields={field: [problem]})
+    return key
+
+
+class KeyLimit(models.Model):
+    """A limit on the jobs whose concurrency key matches `pattern` (`*` matches any run of
+    characters): at most `concurrency` running at once per key, and at most `rate` starts per
+    period per key. No workspace means every workspace (each key still counts per workspace)."""
+
+    pattern = models.CharField(
+        max_length=200, help_text="A concurrency key, `*` matching any characters: `customer:*`, `api:github`."
+    )
+    workspace = models.ForeignKey(
+        "hq.Workspace", null=True, blank=True, on_delete=models.CASCADE, help_text="Empty: every workspace."
+    )
+    concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many jobs of one key running at once; empty: no limit."
+    )
+    rate = models.CharField(
+        max_length=32, blank=True, default="", help_text="Starts per period per key, e.g. 60/min, 5/10s; empty: none."
+    )
+    #: Derived on save: the pattern as a SQL LIKE pattern, and the rate as seconds between starts.
+    like_pattern = models.CharField(max_length=400, editable=False, default="")
+    rate_interval_s = models.FloatField(null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        ordering = ["pattern"]
+        constraints = [
+            models.UniqueConstraint(fields=["pattern", "workspace"], name="uniq_keylimit"),
+            models.UniqueConstraint(
+                fields=["pattern"], condition=Q(workspace__isnull=True), name="uniq_global_keylimit"
+            ),
+            models.CheckConstraint(
+                condition=Q(concurrency__gte=1) | Q(concurrency__isnull=True), name="keylimit_min_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        parts = [f"{self.concurrency} at once" if self.concurrency else "", self.rate]
+        return f"{self.pattern}: {', '.join(p for p in parts if p) or 'no limit'}"
+
+
+class LimitGate(models.Model):
+    """One gate's live count, written only by the START and FINISH statements (and the reaper's
+    recount): jobs running under it, and the earliest time its rate lets the next one start."""
+
+    workspace = models.ForeignKey("hq.Workspace", on_delete=models.CASCADE, db_index=False)
+    #: A concurrency key, or a function's name for its jobs without one.
+    scope = models.CharField(max_length=200)
+    running = models.IntegerField(default=0)
+    next_at = models.DateTimeField(null=True, blank=True)
+    #: Starts the latest START statement let through (read back by that statement only).
+    granted = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace", "scope"], name="uniq_limitgate")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}: {self.running} running"

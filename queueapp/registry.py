@@ -81,6 +81,10 @@ class JobFunction:
     description: str = ""
     check_args: ArgsCheck | None = None
     on_end: EndHook | None = None
+    #: At most this many of its jobs with one concurrency key (its keyless jobs: all of them) at once.
+    concurrency_limit: int | None = None
+    #: Seconds between starts of its jobs with one key (keyless: all of them), from `rate_limit`.
+    rate_interval_s: float | None = None
 
     @property
     def is_async(self) -> bool:
@@ -103,6 +107,8 @@ def job_function(
     internal: bool = False,
     check_args: ArgsCheck | None = None,
     on_end: EndHook | None = None,
+    concurrency_limit: int | None = None,
+    rate_limit: str | None = None,
 ) -> Callable[[JobCallable], JobCallable]:
     """Register a job function under `name`.
 
@@ -115,7 +121,15 @@ def job_function(
     :param internal: hidden from /functions and refused on submit (engine jobs).
     :param check_args: refuses a submit's args with 400 before anything is recorded.
     :param on_end: awaited in the worker after it recorded the attempt that finished the job.
+    :param concurrency_limit: at most this many of its jobs with one `concurrency_key` running at
+        once across all workers; its jobs without a key share one gate named after the function.
+    :param rate_limit: at most N starts per period ("60/min", "5/10s"), per key as above.
     """
+    from queueapp.limits import rate_interval
+
+    if concurrency_limit is not None and (isinstance(concurrency_limit, bool) or concurrency_limit < 1):
+        raise ValueError(f"concurrency_limit of {name!r} must be a positive integer, not {concurrency_limit!r}")
+    interval = rate_interval(rate_limit) if rate_limit else None
 
     from queueapp.models import priority_problem  # models need the app registry, loaded by now
 
@@ -141,6 +155,8 @@ def job_function(
             description=(inspect.getdoc(fn) or "").split("\n")[0],
             check_args=check_args,
             on_end=on_end,
+            concurrency_limit=concurrency_limit,
+            rate_interval_s=interval,
         )
         return fn
 
@@ -149,6 +165,11 @@ def job_function(
 
 def get_function(name: str) -> JobFunction | None:
     return _functions.get(name)
+
+
+def limited_functions() -> list[JobFunction]:
+    """The registered functions with a concurrency or rate limit (the worker's START takes them)."""
+    return [f for f in _functions.values() if f.concurrency_limit is not None or f.rate_interval_s is not None]
 
 
 def fair_lane(function: str, workspace_id: UUID | str) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections, transaction
 
 from hq import clock
-from queueapp import selectors, transitions
+from queueapp import registry, selectors, transitions
 from queueapp.models import Job
 
 if TYPE_CHECKING:
@@ -57,6 +58,27 @@ class Started:
     created_at: datetime | None = None
     first_started_at: datetime | None = None
     started_at: datetime | None = None
+    #: The limit gate it started under (`queueapp.limits`), whose place its finish gives back.
+    limit_scope: str | None = None
+
+
+@dataclass
+class Held:
+    """An attempt a limit kept from starting: it stays waiting, its slot goes to the next job.
+
+    Over a concurrency limit (`reason` "concurrency") it waits for a finish under its gate to wake
+    it; over a rate ("rate") its worker pushes it again for `retry_at`.
+    """
+
+    id: UUID
+    attempt: int
+    function: str
+    workspace_id: UUID
+    queue: str
+    reason: str
+    retry_at: datetime | None
+    #: Its push for `retry_at` keeps the job's place among priorities.
+    priority: int = 0
 
 
 @dataclass
@@ -85,10 +107,38 @@ class Outcome:
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
-    async def start(self, job_id: str, attempt: int, worker_id: str) -> Started | None: ...
+    async def start(self, job_id: str, attempt: int, worker_id: str) -> Started | Held | None: ...
     async def unmark(self, job_id: str, attempt: int) -> str | None: ...
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool: ...
     def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[bool]: ...
+
+    #: Called with the held attempts a finish woke (WAKE_SQL); the worker pushes them.
+    on_woken: Callable[[list[Woken]], Awaitable[None]] | None
+
+
+@dataclass(frozen=True)
+class Woken:
+    """A held job a finish under its gate woke: marked dispatched, for its worker to push."""
+
+    id: UUID
+    #: Attempts made so far: it is pushed as the next one.
+    attempts: int
+    queue: str
+    due_at: datetime
+    function: str
+    workspace_id: UUID
+    priority: int = 0
+
+
+def limit_params() -> dict[str, list[Any]]:
+    """The registered functions' limits, as START_SQL's `lf`, `lc` and `li` arrays (read per
+    batch: a few functions at most; a function without limits is not in them)."""
+    fns = registry.limited_functions()
+    return {
+        "lf": [f.name for f in fns],
+        "lc": [f.concurrency_limit for f in fns],
+        "li": [f.rate_interval_s for f in fns],
+    }
 
 
 def for_database(alias: str = "default") -> Store:
@@ -210,6 +260,9 @@ class PgStore:
         self.worker_id = ""
         self._starts = Batcher(self._start_many)
         self._finishes = Batcher(self._finish_many)
+        #: Attempts running under a limit gate -> (workspace, gate), for the wake their finish sends.
+        self._gated: dict[tuple[str, int], tuple[UUID, str, bool]] = {}
+        self.on_woken: Callable[[list[Woken]], Awaitable[None]] | None = None
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
@@ -225,11 +278,11 @@ class PgStore:
         await self._finishes.idle()
         await self.pool.close()  # a pool never opened is closed already: nothing to do
 
-    async def start(self, job_id: str, attempt: int, worker_id: str) -> Started | None:
+    async def start(self, job_id: str, attempt: int, worker_id: str) -> Started | Held | None:
         self.worker_id = worker_id
         return await self._starts.submit((job_id, attempt))
 
-    async def _start_many(self, items: list[tuple[str, int]]) -> list[Started | None]:
+    async def _start_many(self, items: list[tuple[str, int]]) -> list[Started | Held | None]:
         from psycopg.rows import dict_row
         from psycopg.types.json import Jsonb
 
@@ -239,13 +292,30 @@ class PgStore:
             "worker": self.worker_id,
             "now": clock.now(),
             "detail": Jsonb({"worker": self.worker_id}),
+            **limit_params(),
         }
         rows = await self._fetch(transitions.START_SQL, params, dict_row)
-        started: dict[tuple[str, int], Started] = {}
+        started: dict[tuple[str, int], Started | Held] = {}
         for row in rows:
-            row.pop("from_state", None)
-            key = (str(row["id"]), row.pop("attempt"))
+            key = (str(row["id"]), row["attempt"])
+            if row["hold"] is not None:
+                started[key] = Held(
+                    row["id"],
+                    row["attempt"],
+                    row["function"],
+                    row["workspace_id"],
+                    row["queue"],
+                    row["hold"],
+                    row["retry_at"],
+                    row["priority"],
+                )
+                continue
+            keyed = row.pop("keyed")
+            for column in ("from_state", "attempt", "hold", "retry_at"):
+                del row[column]
             started[key] = Started(**row)
+            if row["limit_scope"] is not None:
+                self._gated[key] = (row["workspace_id"], row["limit_scope"], keyed)
         # One START row feeds one body: should the same attempt be delivered twice into one batch
         # (the relay reclaimed it while this worker held it), the second delivery gets None.
         return [started.pop((job_id, attempt), None) for job_id, attempt in items]
@@ -282,7 +352,34 @@ class PgStore:
             "now": now,
         }
         moved = {str(row[0]) for row in await self._fetch(transitions.FINISH_SQL, params)}
+        freed: Counter[tuple[UUID, str, bool]] = Counter()
+        for job_id, attempt, _ in items:
+            gate = self._gated.pop((job_id, attempt), None)
+            if gate is not None and job_id in moved:
+                freed[gate] += 1
+        if freed:
+            await self._wake(freed)
         return [job_id in moved for job_id, _, _ in items]
+
+    async def _wake(self, freed: Counter[tuple[UUID, str, bool]]) -> None:
+        """Wake as many held jobs of each gate as its finishes freed places (WAKE_SQL), for the
+        worker to push. A wake that fails is the reaper's (`limits.wake_stale_held`)."""
+        import psycopg
+
+        gates = list(freed)
+        params = {
+            "ws": _array(ws for ws, _, _ in gates),
+            "scopes": [scope for _, scope, _ in gates],
+            "n": _array(freed[g] for g in gates),
+            "keyed": [keyed for _, _, keyed in gates],
+        }
+        try:
+            rows = await self._fetch(transitions.WAKE_SQL, params)
+        except psycopg.Error as exc:
+            logger.warning("could not wake the jobs held under %d gate(s): %s", len(gates), exc)
+            return
+        if rows and self.on_woken is not None:
+            await self.on_woken([Woken(*row) for row in rows])
 
     async def _fetch(self, sql: str, params: dict[str, Any], row_factory: RowFactory[Any] | None = None) -> list[Any]:
         """Run one statement; once more on a fresh connection when the server dropped ours.
@@ -325,7 +422,9 @@ def _array(values: Iterable[object]) -> str:
 
 
 class OrmStore:
-    """The same moves through the ORM, for SQLite."""
+    """The same moves through the ORM, for SQLite (where limits are not enforced: README, "Limits")."""
+
+    on_woken: Callable[[list[Woken]], Awaitable[None]] | None = None
 
     async def open(self) -> None:
         return None

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from queueapp import limits
 from queueapp.models import FINISHED_STATES, WAITING_STATES, Job, JobEvent, JobState
 
 
@@ -115,8 +116,12 @@ def write_move(
     rows = Job.objects.filter(pk=job_id, state=source)
     if attempts_before is not None:
         rows = rows.filter(attempts=attempts_before)
+    # An attempt that ends gives back the place it held under a limit gate, as FINISH_SQL does.
+    gate = rows.values_list("workspace_id", "limit_scope").first() if source == FINISH_SOURCE != spec.target else None
     if not rows.update(state=spec.target, **{"updated_at": now, **fields}):
         return False
+    if gate is not None and gate[1] is not None:
+        limits.gate_release(gate[0], gate[1])
     JobEvent.objects.create(
         job_id=job_id,
         kind=kind,
@@ -157,34 +162,137 @@ def _literal(state: str) -> str:
 _START = MOVES["start"]
 
 # Start attempts, in one statement for a batch of deliveries: only from queued, or deferred and
-# due; never in a paused queue; only for the attempt number ARQ delivered. `cur` locks the rows in
-# id order (so two batches cannot deadlock) and reports the state each moved from; the UPDATE
-# joins `cur` alone (joining `req` again made PostgreSQL rescan `cur` once per row).
+# due; never in a paused queue; only for the attempt number ARQ delivered; never beyond a limit.
+# `cur` locks the rows in id order (so two batches cannot deadlock), reports the state each moved
+# from and whether it may start (`ok`, on the locked, current row). The UPDATEs join `cur` alone
+# (joining `req` again made PostgreSQL rescan `cur` once per row).
+#
+# Limits (queueapp.limits): a job with a concurrency key, or of a function with a limit (the
+# worker passes its registry's limits as `lf`/`lc`/`li`), passes through one gate, a LimitGate row
+# per (workspace, key or function). The gates of a batch are locked in id order and each grants
+# at once as many starts as its limits allow (`running` below `conc`; one start per `iv` seconds,
+# spaced, never a burst); `running` goes back down in FINISH_SQL. The rest are `held`: over a
+# concurrency limit, `held_at` marks them for the wake a finish under their gate sends
+# (WAKE_SQL), in a HOT update (no indexed column changes: a hold writes no index entry); over a
+# rate, the worker pushes them again for `retry_at`. A job with neither key
+# nor limited function never reads a gate: its cost is an empty `gated`.
+_GRANT = """GREATEST(0, LEAST(l.n, COALESCE(l.conc - g.running, l.n),
+    CASE WHEN l.iv IS NULL THEN l.n WHEN g.next_at IS NULL OR g.next_at <= %(now)s THEN 1 ELSE 0 END))"""
+_GRANT_NEW = "LEAST(w.n, COALESCE(w.conc, w.n), CASE WHEN w.iv IS NULL THEN w.n ELSE 1 END)"
+#: The columns START returns for an attempt it started (`store.Started`), then `hold` and `retry_at`.
+START_COLUMNS = (
+    "id", "from_state", "attempt", "function", "args", "timeout_s", "max_tries", "tries_base",
+    "retry_backoff_s", "workspace_id", "owner_id", "correlation_id", "queue", "due_at", "created_at",
+    "first_started_at", "started_at", "priority", "limit_scope", "keyed",
+)  # fmt: skip
+_HELD_COLUMNS = {c: f"h.{c}" for c in ("id", "attempt", "function", "workspace_id", "queue", "priority")}
 START_SQL = f"""
 WITH req AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS r(id, attempt)
 ), cur AS (
-    SELECT j.id, j.state, req.attempt FROM queueapp_job j JOIN req ON req.id = j.id
+    SELECT j.id, j.state, req.attempt, j.workspace_id, j.function, j.concurrency_key, j.due_at, j.created_at,
+           (j.attempts = req.attempt - 1 AND {_sql_allows("start", "j")}
+            AND NOT EXISTS (
+                SELECT 1 FROM queueapp_queuepause p
+                 WHERE p.queue = j.queue AND (p.workspace_id IS NULL OR p.workspace_id = j.workspace_id))) AS ok
+      FROM queueapp_job j JOIN req ON req.id = j.id
      ORDER BY j.id FOR NO KEY UPDATE OF j
+), fl AS (
+    SELECT * FROM unnest(%(lf)s::text[], %(lc)s::int[], %(li)s::float8[]) AS f(function, conc, iv)
+), gated AS (
+    SELECT c.id, c.attempt, c.workspace_id AS ws, COALESCE(c.concurrency_key, c.function) AS scope, c.due_at,
+           c.created_at, LEAST(fl.conc, p.conc) AS conc, GREATEST(fl.iv, p.iv) AS iv
+      FROM cur c LEFT JOIN fl ON fl.function = c.function
+      LEFT JOIN LATERAL (
+          SELECT min(k.concurrency) AS conc, max(k.rate_interval_s) AS iv FROM queueapp_keylimit k
+           WHERE c.concurrency_key LIKE k.like_pattern
+             AND (k.workspace_id IS NULL OR k.workspace_id = c.workspace_id)) p ON c.concurrency_key IS NOT NULL
+     WHERE c.ok AND (c.concurrency_key IS NOT NULL OR fl.function IS NOT NULL)
+), want AS (
+    SELECT ws, scope, count(*)::int AS n, min(conc) AS conc, max(iv) AS iv FROM gated GROUP BY ws, scope
+), locked AS (
+    SELECT g.id, w.n, w.conc, w.iv FROM queueapp_limitgate g JOIN want w ON g.workspace_id = w.ws AND g.scope = w.scope
+     ORDER BY g.id FOR NO KEY UPDATE OF g
+), upd AS (
+    UPDATE queueapp_limitgate g
+       SET granted = {_GRANT}, running = g.running + {_GRANT},
+           next_at = CASE WHEN l.iv IS NOT NULL AND {_GRANT} > 0 THEN %(now)s + make_interval(secs => l.iv)
+                          ELSE g.next_at END
+      FROM locked l
+     WHERE g.id = l.id
+ RETURNING g.workspace_id AS ws, g.scope, g.granted, g.running, g.next_at
+), ins AS (
+    INSERT INTO queueapp_limitgate (workspace_id, scope, running, granted, next_at)
+    SELECT w.ws, w.scope, {_GRANT_NEW}, {_GRANT_NEW}, %(now)s + make_interval(secs => w.iv)
+      FROM want w
+     WHERE NOT EXISTS (SELECT 1 FROM queueapp_limitgate g WHERE g.workspace_id = w.ws AND g.scope = w.scope)
+     ORDER BY w.ws, w.scope
+        ON CONFLICT (workspace_id, scope) DO NOTHING
+ RETURNING workspace_id AS ws, scope, granted, running, next_at
+), ranked AS (
+    SELECT g.id, g.attempt, g.scope, g.conc, g.iv, gr.granted, gr.running, gr.next_at,
+           row_number() OVER (PARTITION BY g.ws, g.scope ORDER BY g.due_at, g.created_at, g.id) AS rk
+      FROM gated g LEFT JOIN (SELECT * FROM upd UNION ALL SELECT * FROM ins) gr ON gr.ws = g.ws AND gr.scope = g.scope
 ), moved AS (
     UPDATE queueapp_job j
        SET state = '{_START.target}', attempts = j.attempts + 1, started_at = %(now)s,
            first_started_at = COALESCE(j.first_started_at, %(now)s), worker_id = %(worker)s,
-           updated_at = %(now)s
-      FROM cur
-     WHERE j.id = cur.id AND j.attempts = cur.attempt - 1
-       AND {_sql_allows("start", "j")}
-       AND NOT EXISTS (
-           SELECT 1 FROM queueapp_queuepause p
-            WHERE p.queue = j.queue AND (p.workspace_id IS NULL OR p.workspace_id = j.workspace_id))
+           updated_at = %(now)s, limit_scope = r.scope, held_at = NULL
+      FROM cur LEFT JOIN ranked r ON r.id = cur.id
+     WHERE j.id = cur.id AND cur.ok AND (r.id IS NULL OR r.rk <= r.granted)
  RETURNING j.id, cur.state AS from_state, cur.attempt, j.function, j.args, j.timeout_s, j.max_tries,
            j.tries_base, j.retry_backoff_s, j.workspace_id, j.owner_id, j.correlation_id, j.queue, j.due_at,
-           j.created_at, j.first_started_at, j.started_at, j.priority
+           j.created_at, j.first_started_at, j.started_at, j.priority, j.limit_scope,
+           j.concurrency_key IS NOT NULL AS keyed
+), held AS (
+    UPDATE queueapp_job j
+       SET limit_scope = r.scope,
+           held_at = CASE WHEN r.granted IS NOT NULL AND r.conc IS NOT NULL AND r.running >= r.conc
+                          THEN %(now)s END,
+           dispatched_at = CASE WHEN r.granted IS NOT NULL AND r.conc IS NOT NULL AND r.running >= r.conc
+                                THEN j.dispatched_at ELSE %(now)s END
+      FROM ranked r
+     WHERE j.id = r.id AND NOT COALESCE(r.rk <= r.granted, false)
+ RETURNING j.id, r.attempt, j.function, j.workspace_id, j.queue, j.priority, j.held_at,
+           CASE WHEN j.held_at IS NOT NULL THEN NULL
+                WHEN r.granted IS NULL OR r.iv IS NULL THEN %(now)s + interval '50 milliseconds'
+                ELSE GREATEST(r.next_at, %(now)s) + make_interval(secs => r.iv * (r.rk - r.granted - 1)) END
+               AS retry_at
 ), ev AS (
     INSERT INTO queueapp_jobevent (job_id, kind, from_state, to_state, attempt, detail, at)
     SELECT id, 'started', from_state, '{_START.target}', attempt, %(detail)s, %(now)s FROM moved
 )
-SELECT * FROM moved
+SELECT *, NULL::text AS hold, NULL::timestamptz AS retry_at FROM moved
+UNION ALL
+SELECT {", ".join(_HELD_COLUMNS.get(c, "NULL") for c in START_COLUMNS)},
+       CASE WHEN h.held_at IS NULL THEN 'rate' ELSE 'concurrency' END, h.retry_at
+  FROM held h
+"""
+
+# A finish under a gate frees a place: wake as many held jobs of that gate (the earliest due
+# first, found through `job_key_waiting`, or `job_live` for a function's keyless jobs) for the
+# worker to push (a HOT update again; should the push fail, the relay's net finds the row). Run
+# after FINISH_SQL committed, in a statement of its own, so that it sees every hold committed
+# before the gate's count went down (a hold after it found the place free).
+WAKE_SQL = """
+WITH f AS (
+    SELECT * FROM unnest(%(ws)s::uuid[], %(scopes)s::text[], %(n)s::int[], %(keyed)s::bool[]) AS f(ws, scope, n, keyed)
+), w AS (
+    SELECT h.id FROM f CROSS JOIN LATERAL (
+        SELECT j.id FROM queueapp_job j
+         WHERE f.keyed AND j.workspace_id = f.ws AND j.concurrency_key = f.scope
+           AND j.state IN ('queued', 'deferred') AND j.held_at IS NOT NULL
+         ORDER BY j.due_at LIMIT f.n FOR NO KEY UPDATE SKIP LOCKED) h
+    UNION ALL
+    SELECT h.id FROM f CROSS JOIN LATERAL (
+        SELECT j.id FROM queueapp_job j
+         WHERE NOT f.keyed AND j.workspace_id = f.ws AND j.function = f.scope AND j.concurrency_key IS NULL
+           AND j.state IN ('queued', 'deferred') AND j.held_at IS NOT NULL
+         ORDER BY j.due_at LIMIT f.n FOR NO KEY UPDATE SKIP LOCKED) h
+)
+UPDATE queueapp_job j SET held_at = NULL
+ WHERE j.id = ANY(ARRAY(SELECT id FROM w)) AND j.state IN ('queued', 'deferred')
+RETURNING j.id, j.attempts, j.queue, j.due_at, j.function, j.workspace_id, j.priority
 """
 
 # A delivery that may not start yet (paused queue, not yet due) gives the row back to the relay.
@@ -195,7 +303,10 @@ RETURNING state
 """
 
 # Finish attempts (any of FINISH_MOVES) in one statement for a batch: each row's `target` is the
-# target of its move, and all of them leave from FINISH_SOURCE.
+# target of its move, and all of them leave from FINISH_SOURCE. A row that started under a limit
+# gate (`limit_scope`) gives its place back in the same transaction (the gates locked in id order,
+# as START locks them), so a gate's count is always its running rows: the reaper's recount
+# (`limits.recount_gates`) can never race an end whose place is still to be given back.
 FINISH_SQL = f"""
 WITH req AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(tos)s::text[], %(kinds)s::text[],
@@ -209,7 +320,14 @@ WITH req AS (
            updated_at = %(now)s
       FROM req
      WHERE j.id = req.id AND j.state = '{FINISH_SOURCE}' AND j.attempts = req.attempt
- RETURNING j.id, req.attempt, req.target, req.kind, req.detail
+ RETURNING j.id, req.attempt, req.target, req.kind, req.detail, j.workspace_id, j.limit_scope
+), freeing AS (
+    SELECT g.id, f.n FROM queueapp_limitgate g
+      JOIN (SELECT workspace_id, limit_scope, count(*)::int AS n FROM moved WHERE limit_scope IS NOT NULL
+             GROUP BY workspace_id, limit_scope) f ON g.workspace_id = f.workspace_id AND g.scope = f.limit_scope
+     ORDER BY g.id FOR NO KEY UPDATE OF g
+), freed AS (
+    UPDATE queueapp_limitgate g SET running = GREATEST(g.running - f.n, 0) FROM freeing f WHERE g.id = f.id
 )
 INSERT INTO queueapp_jobevent (job_id, kind, from_state, to_state, attempt, detail, at)
 SELECT id, kind, '{FINISH_SOURCE}', target, attempt, detail, %(now)s FROM moved

@@ -35,7 +35,7 @@ from queueapp import registry, retry, selectors, transitions, transport
 from queueapp.registry import JobContext
 from queueapp.runtime import run_sync
 from queueapp.services import engine
-from queueapp.store import Batcher, Outcome, Started, Store
+from queueapp.store import Batcher, Held, Outcome, Started, Store, Woken
 
 logger = logging.getLogger("hq.worker")
 
@@ -115,6 +115,7 @@ class Runtime:
         self.jobs_done = 0
         self.redis: aioredis.Redis | None = None
         self.deadlines = Deadlines()
+        store.on_woken = self.push_woken
 
     def event(self, name: str) -> asyncio.Event:
         """An event set whenever a nudge with this message arrives (e.g. "*schedules*")."""
@@ -160,6 +161,9 @@ class Runtime:
 
     async def run_attempt(self, worker: HQWorker, arq_id: str, job_id: str, attempt: int) -> None:
         started = await self.store.start(job_id, attempt, self.worker_id)
+        if isinstance(started, Held):
+            await self._held(worker, arq_id, started)
+            return
         if started is None:
             # Paused, not yet due, or no longer waiting: leave ARQ, then hand a waiting row back to
             # the relay (in this order, so that the relay's next push of it is not refused).
@@ -190,6 +194,39 @@ class Runtime:
         # The body is over: its slot takes the next job while this attempt's end is recorded.
         worker.body_ended(arq_id, task)
         await self._finish(started, attempt, outcome, time.monotonic() - t0)
+
+    async def _held(self, worker: HQWorker, arq_id: str, held: Held) -> None:
+        """A limit kept the attempt from starting: leave ARQ (its slot takes the next job). Over a
+        rate it is pushed again for its `retry_at`; over a concurrency limit it waits in
+        PostgreSQL, marked held, until a finish under its gate wakes it (`push_woken`)."""
+        metrics.job_held(held.queue, held.function, held.reason)
+        try:
+            await asyncio.shield(worker.finished_ids.submit(arq_id))
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("could not clear attempt %s from Redis: %s", arq_id, exc)
+            return  # marked dispatched: the relay pushes it again after its grace
+        if held.retry_at is not None and self.redis is not None:
+            lane = registry.fair_lane(held.function, held.workspace_id)
+            push = transport.Push(held.id, held.attempt, held.queue, held.retry_at, lane, held.priority)
+            try:
+                await transport.apush([push], self.redis)
+            except redis.RedisError:
+                logger.warning("could not push job %s held by a rate; the relay will", held.id)
+
+    async def push_woken(self, woken: list[Woken]) -> None:
+        """Push the held jobs a finish woke (the store marked them dispatched)."""
+        if self.redis is None:
+            return
+        pushes = [
+            transport.Push(
+                w.id, w.attempts + 1, w.queue, w.due_at, registry.fair_lane(w.function, w.workspace_id), w.priority
+            )
+            for w in woken
+        ]
+        try:
+            await transport.apush(pushes, self.redis)
+        except redis.RedisError:
+            logger.warning("could not push %d woken job(s); the relay will", len(pushes))
 
     async def _execute(self, started: Started, attempt: int) -> Outcome:
         fn = registry.get_function(started.function)

@@ -19,12 +19,13 @@ class JobFilter(django_filters.FilterSet):  # type: ignore[misc]
     priority_min = django_filters.NumberFilter(field_name="priority", lookup_expr="gte", help_text="At least.")
     priority_max = django_filters.NumberFilter(field_name="priority", lookup_expr="lte", help_text="At most.")
     unique_key = django_filters.CharFilter()
+    concurrency_key = django_filters.CharFilter()
     created_after = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Job
-        fields = ["state", "function", "queue", "correlation_id", "priority", "unique_key"]
+        fields = ["state", "function", "queue", "correlation_id", "priority", "unique_key", "concurrency_key"]
 
 
 class HITLFilter(django_filters.FilterSet):  # type: ignore[misc]  # Any, as above

@@ -10,17 +10,17 @@ from rest_framework import serializers
 
 from hq.api.fields import JSONObjectField, UTCDateTimeField, iso
 from queueapp.models import (
+    KEY_MAX,
     QUEUE_NAME,
     QUEUE_NAME_RULE,
-    UNIQUE_KEY_MAX,
     HITLRequest,
     Job,
     JobEvent,
     OnConflict,
     UniqueWhile,
     Worker,
+    key_problem,
     priority_problem,
-    unique_key_problem,
 )
 from queueapp.registry import JobFunction
 
@@ -41,8 +41,8 @@ class PriorityField(serializers.Field):  # type: ignore[type-arg]
         return int(value)
 
 
-def _unique_key_valid(value: str) -> None:
-    problem = unique_key_problem(value)
+def _key_valid(value: str) -> None:
+    problem = key_problem(value)
     if problem:
         raise serializers.ValidationError(problem)
 
@@ -84,12 +84,12 @@ class JobSubmitIn(serializers.Serializer[Any]):
         "function's (0 unless registered otherwise).",
     )
     unique_key = serializers.CharField(
-        max_length=UNIQUE_KEY_MAX,
+        max_length=KEY_MAX,
         required=False,
         allow_null=True,
         default=None,
         trim_whitespace=False,
-        validators=[_unique_key_valid],
+        validators=[_key_valid],
         help_text="While a job of this function in the workspace holds the key (see unique_while), a submit "
         "with it creates nothing and answers 200 with that job and `duplicate: true`.",
     )
@@ -107,6 +107,16 @@ class JobSubmitIn(serializers.Serializer[Any]):
         default=None,
         help_text="When the key is held: keep (default) answers with the holder; replace also gives a queued "
         "or deferred holder this submit's args (and a later due time): a debounce.",
+    )
+    concurrency_key = serializers.CharField(
+        max_length=KEY_MAX,
+        required=False,
+        allow_null=True,
+        default=None,
+        trim_whitespace=False,
+        validators=[_key_valid],
+        help_text="Jobs with the same key share its limits (at most N running at once, N starts per period): "
+        "1 to 200 characters, no control characters, e.g. customer:42.",
     )
 
     def validate_args(self, value: object) -> object:
@@ -246,9 +256,9 @@ def _priority(value: object) -> int:
     return value
 
 
-def _unique_key(value: object) -> str:
-    text = _text(value, max_length=UNIQUE_KEY_MAX, blank=False, trim=False)
-    problem = unique_key_problem(text)
+def _key(value: object) -> str:
+    text = _text(value, max_length=KEY_MAX, blank=False, trim=False)
+    problem = key_problem(text)
     if problem:
         raise _Refused(problem)
     return text
@@ -284,9 +294,10 @@ _SUBMIT_RULES: dict[str, tuple[str, Any, Any, bool]] = {
     "require_approval": ("requires_approval", _boolean, False, False),
     "approval_reason": ("approval_reason", lambda v: _text(v, max_length=2000, blank=True), "", False),
     "priority": ("priority", _priority, None, True),
-    "unique_key": ("unique_key", _unique_key, None, True),
+    "unique_key": ("unique_key", _key, None, True),
     "unique_while": ("unique_while", _choice(UniqueWhile), None, True),
     "on_conflict": ("on_conflict", _choice(OnConflict), None, True),
+    "concurrency_key": ("concurrency_key", _key, None, True),
 }
 
 
@@ -352,6 +363,7 @@ def job_out(job: Job | NewJob) -> dict[str, Any]:
         "idempotency_key": job.idempotency_key,
         "unique_key": job.unique_key,
         "unique_while": job.unique_while,
+        "concurrency_key": job.concurrency_key,
         "attempts": job.attempts,
         "max_tries": job.max_tries,
         "timeout_seconds": job.timeout_s,
@@ -403,6 +415,7 @@ class JobOut(serializers.ModelSerializer[Job]):
             "idempotency_key",
             "unique_key",
             "unique_while",
+            "concurrency_key",
             "attempts",
             "max_tries",
             "timeout_seconds",
@@ -440,6 +453,15 @@ class JobEventOut(serializers.ModelSerializer[JobEvent]):
     class Meta:
         model = JobEvent
         fields = ["id", "kind", "from_state", "to_state", "attempt", "actor_id", "detail", "at"]
+
+
+class KeyDepthOut(serializers.Serializer[dict[str, Any]]):
+    concurrency_key = serializers.CharField()
+    waiting = serializers.IntegerField(help_text="Queued or deferred.")
+    held = serializers.IntegerField(help_text="Waiting, held back by the key's concurrency limit.")
+    running = serializers.IntegerField()
+    concurrency_limit = serializers.IntegerField(allow_null=True, help_text="The smallest matching key limit's.")
+    rate_limit = serializers.CharField(allow_null=True, help_text="The slowest matching key limit's rate.")
 
 
 class DepthOut(serializers.Serializer[dict[str, Any]]):

@@ -14,6 +14,7 @@ router.register("hitl", views.HITLViewSet, basename="hitl")
 urlpatterns = [
     *router.urls,
     path("depth", views.DepthView.as_view(), name="queue-depth"),
+    path("depth/keys", views.KeyDepthView.as_view(), name="queue-key-depth"),
     path("correlation/<str:correlation_id>", views.CorrelationView.as_view(), name="queue-correlation"),
     path("functions", views.FunctionsView.as_view(), name="queue-functions"),
     path("workers", views.WorkersView.as_view(), name="queue-workers"),

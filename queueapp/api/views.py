@@ -18,7 +18,7 @@ from hq import permissions
 from hq.api.fields import iso
 from hq.api.pagination import paginate
 from hq.api.permissions import principal_of
-from queueapp import observability, registry, selectors, services
+from queueapp import limits, observability, registry, selectors, services
 from queueapp.api.filters import HITLFilter, JobFilter
 from queueapp.api.serializers import (
     DepthOut,
@@ -32,6 +32,7 @@ from queueapp.api.serializers import (
     JobOut,
     JobSubmitIn,
     JobSubmitOut,
+    KeyDepthOut,
     QueueStateOut,
     WorkerOut,
     submit_parse,
@@ -232,6 +233,17 @@ class DepthView(APIView):
     @extend_schema(responses={200: inline_serializer("Depth", {"queues": DepthOut(many=True)})})
     def get(self, request: Request) -> Response:
         return Response({"queues": selectors.queue_depth(workspace_id=principal_of(request).workspace_id)})
+
+
+class KeyDepthView(APIView):
+    """Per concurrency key of the caller's workspace (waiting or running jobs): waiting, held back
+    by a limit, running, and the key limit in force; the first 1,000 keys by name."""
+
+    required_scopes = "queue:read"
+
+    @extend_schema(responses={200: inline_serializer("KeyDepth", {"keys": KeyDepthOut(many=True)})})
+    def get(self, request: Request) -> Response:
+        return Response({"keys": limits.key_depth(workspace_id=principal_of(request).workspace_id)})
 
 
 class FunctionsView(APIView):

@@ -7,6 +7,7 @@ Its reads, what is due and what runs nowhere, are in `queueapp.selectors`.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -19,7 +20,7 @@ from django.db.models import Q, QuerySet
 
 from hq import clock
 from hq.models import User, Workspace
-from queueapp import registry, retry, selectors, transport
+from queueapp import limits, registry, retry, selectors, transport
 from queueapp.models import WAITING_STATES, Job, JobState, QueuePause, Worker, validate_queue_name
 from queueapp.services.jobs import job_transition
 
@@ -55,7 +56,9 @@ def relay_pass(*, everything: bool = False, old_pushes: bool = True, batch: int 
     pushed = _relay_batches(due.filter(dispatched_at__isnull=True), now, batch, rounds=None, order=PUSH_ORDER)
     if not old_pushes:
         return pushed
-    old = due.filter(dispatched_at__lt=cutoff)
+    # A job held by a concurrency limit waits for a finish to wake it, not for this net (the
+    # reaper's `limits.wake_stale_held` is the net for a lost wake).
+    old = due.filter(dispatched_at__lt=cutoff, held_at__isnull=True)
     return pushed + _relay_batches(old, now, batch, rounds=1, order=("dispatched_at",), reclaim_before=cutoff)
 
 
@@ -125,12 +128,22 @@ def workers_mark_dead(*, now: datetime) -> int:
     return silent.update(stopped_at=now)
 
 
+#: How often a process's reaper recounts the limit gates (`limits.recount_gates`), seconds.
+RECOUNT_INTERVAL_S = 60.0
+_next_recount = 0.0
+
+
 def reap_pass() -> int:
     """Move the running jobs that nobody runs (`selectors.jobs_running_lost`) where the retry
     policy sends a lost attempt: the next attempt at once, `failed`, or `cancelled` when a cancel
     was asked for. Marks dead workers stopped first."""
     now = clock.now()
     workers_mark_dead(now=now)
+    global _next_recount
+    if time.monotonic() >= _next_recount:
+        _next_recount = time.monotonic() + RECOUNT_INTERVAL_S
+        limits.recount_gates()
+    limits.wake_stale_held(older_than_s=settings.HQ_RELAY_GRACE_S)
     reaped = 0
     for job_id, reason in selectors.jobs_running_lost(now=now).items():
         with transaction.atomic():

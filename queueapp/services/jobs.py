@@ -40,8 +40,8 @@ from queueapp.models import (
     JobState,
     OnConflict,
     UniqueWhile,
+    key_problem,
     priority_problem,
-    unique_key_problem,
     validate_queue_name,
 )
 from queueapp.transitions import MOVES
@@ -140,6 +140,8 @@ class Submission:
     unique_while: str | None = None
     #: When the key is held: "keep" (the default, answer with the holder) or "replace" its args.
     on_conflict: str | None = None
+    #: Jobs with the same key share its limits (`queueapp.limits`).
+    concurrency_key: str | None = None
 
     def fingerprint(self) -> str:
         body: dict[str, Any] = {
@@ -158,7 +160,7 @@ class Submission:
             # Only when used, so the keys of jobs recorded before HITL existed keep their hash.
             body["requires_approval"] = self.requires_approval
             body["approval_reason"] = self.approval_reason
-        for name in ("priority", "unique_key", "unique_while", "on_conflict"):
+        for name in ("priority", "unique_key", "unique_while", "on_conflict", "concurrency_key"):
             if getattr(self, name) is not None:  # only when used, as above
                 body[name] = getattr(self, name)
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
@@ -213,13 +215,16 @@ def _check_queue(queue: str | None) -> None:
         )
 
 
-def _check_priority_and_unique(submission: Submission) -> None:
-    """A submit's priority (`models.priority_problem`) and unique-key options; 400 naming the field."""
+def _check_options(submission: Submission) -> None:
+    """A submit's priority (`models.priority_problem`), keys (`models.key_problem`) and unique-key
+    options; 400 naming each bad field."""
     problems: dict[str, str] = {}
     if submission.priority is not None and (problem := priority_problem(submission.priority)):
         problems["priority"] = problem
-    if submission.unique_key is not None and (problem := unique_key_problem(submission.unique_key)):
-        problems["unique_key"] = problem
+    for name in ("unique_key", "concurrency_key"):
+        key = getattr(submission, name)
+        if key is not None and (problem := key_problem(key) if isinstance(key, str) else "A non-empty string."):
+            problems[name] = problem
     for name, choices in (("unique_while", UniqueWhile), ("on_conflict", OnConflict)):
         value = getattr(submission, name)
         if value is None:
@@ -250,7 +255,7 @@ def _prepare(
     fn = function_for_submit(submission.function)
     job_args_validate(submission.args, fn, admin)
     _check_queue(submission.queue)
-    _check_priority_and_unique(submission)
+    _check_options(submission)
     gated = fn.requires_approval or submission.requires_approval
     if len(submission.approval_reason) > MAX_TEXT_CHARS:
         raise ValidationFailed(
@@ -295,6 +300,7 @@ def _prepare(
         priority=submission.priority,
         unique_key=submission.unique_key,
         unique_while=submission.unique_while,
+        concurrency_key=submission.concurrency_key,
     )
 
 

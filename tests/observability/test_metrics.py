@@ -22,7 +22,19 @@ from tests.observability.helpers import hitl, job, schedule
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
-ALLOWED_LABELS = {"queue", "function", "state", "destination", "outcome", "route", "method", "status", "worker", "le"}
+ALLOWED_LABELS = {
+    "queue",
+    "function",
+    "state",
+    "limit",
+    "destination",
+    "outcome",
+    "route",
+    "method",
+    "status",
+    "worker",
+    "le",
+}
 
 
 def scrape(client, **headers) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -127,3 +127,49 @@ async def type_error(ctx: JobContext) -> None:
     """Raise the TypeError json raises, from the body itself: an ordinary failure, retried."""
     _count(ctx)
     raise TypeError("Object of type set is not JSON serializable")
+
+
+# A body that counts, per concurrency key, the bodies inside it at once: each holds a field of a
+# hash (its attempt -> its worker's pid) while it runs, and the most fields ever seen is kept.
+_ENTER_LUA = """
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+local n = redis.call('hlen', KEYS[1])
+if n > tonumber(redis.call('get', KEYS[2]) or '0') then redis.call('set', KEYS[2], n) end
+return n
+"""
+
+
+def keyed_inside(key: str) -> str:
+    return hq_redis.key("test-keyed", key)
+
+
+def keyed_most(key: str) -> int:
+    """The most bodies of jobs with this key seen running at once."""
+    return int(hq_redis.client().get(hq_redis.key("test-keyed-most", key)) or 0)
+
+
+@job_function("tests.keyed", max_tries=3, retry_backoff=0, timeout=60)
+async def keyed(ctx: JobContext) -> dict:
+    """Sleep `seconds` inside the count of bodies running for the job's concurrency key (`key` arg)."""
+    import os
+
+    key = str(ctx.args["key"])
+    client = hq_redis.client()
+    arq_id = f"{ctx.job_id}:{ctx.attempt}"
+    client.eval(_ENTER_LUA, 2, keyed_inside(key), hq_redis.key("test-keyed-most", key), arq_id, os.getpid())
+    try:
+        await asyncio.sleep(float(ctx.args.get("seconds", 0.2)))
+    finally:
+        client.hdel(keyed_inside(key), arq_id)
+    return {"attempt": ctx.attempt}
+
+
+@job_function("tests.rated", max_tries=1, rate_limit="4/2s")
+async def rated(ctx: JobContext) -> None:
+    """Do nothing, at most 4 starts per 2 seconds (its keyless jobs share one gate)."""
+
+
+@job_function("tests.one_at_a_time", max_tries=1, concurrency_limit=1, timeout=60)
+async def one_at_a_time(ctx: JobContext) -> None:
+    """Sleep `seconds`; one job per key (its keyless jobs: one at all) at once."""
+    await asyncio.sleep(float(ctx.args.get("seconds", 0.2)))

@@ -121,4 +121,8 @@ def test_staff_approves_in_the_admin_with_a_click_and_the_job_runs(live_server, 
 
     flows.deep_stored_json_renders_clipped(live_server, browser)
     flows.a_schedule_page_shows_its_args_indented(live_server, browser)
+    # Issue 18's limits admin, before the paused sign-in (which must stay last).
+    from tests.queueapp.limits_admin_flow import ops_sets_a_key_limit_and_a_bad_one_is_refused
+
+    ops_sets_a_key_limit_and_a_bad_one_is_refused(live_server, browser)
     flows.sign_in_is_paused_after_failures_with_a_clear_message(live_server, browser, settings)

@@ -55,6 +55,9 @@ values = st.one_of(
             "2026-01-01T00:00:00+01:00",
             "yesterday",
             "a\x00b",
+            "customer:42",
+            "tab\tkey",
+            "del\x7f",
             "\ud800",
             "a\nb",
             "\x7f",
@@ -85,6 +88,7 @@ KEYS = [
     "unique_key",
     "unique_while",
     "on_conflict",
+    "concurrency_key",
     "unknown",
 ]
 

@@ -1,0 +1,231 @@
+"""Concurrency and rate limits: their rules (rates, key patterns), the admin's changes to them, and
+the reaper's safety nets. The limits themselves are enforced where an attempt starts, by the START
+statement (`queueapp.transitions.START_SQL`) against one `LimitGate` row per key.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
+
+from hq import clock
+from hq.errors import ValidationFailed
+from queueapp.models import WAITING_STATES, Job, JobState, KeyLimit, LimitGate
+
+#: A rate: N starts per [multiplier] unit, e.g. "60/min", "5/10s", "1000/day".
+RATE = re.compile(r"\A\s*([0-9]{1,9})\s*/\s*([0-9]{0,6})\s*(s|sec|min|h|hour|d|day)\s*\Z")
+RATE_RULE = "N/period: a positive count per s, min, h or day, optionally a multiple (60/min, 5/10s)."
+_UNIT_S = {"s": 1, "sec": 1, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+
+
+def rate_interval(rate: str) -> float:
+    """Seconds between two starts under `rate` ("60/min" -> 1.0); ValueError when malformed."""
+    match = RATE.fullmatch(rate) if isinstance(rate, str) else None
+    if match is None:
+        raise ValueError(f"Invalid rate {rate!r}. {RATE_RULE}")
+    count, mult, unit = int(match[1]), int(match[2] or 1), match[3]
+    if count < 1 or mult < 1:
+        raise ValueError(f"Invalid rate {rate!r}: the count and the period must be positive. {RATE_RULE}")
+    return mult * _UNIT_S[unit] / count
+
+
+def like_pattern(pattern: str) -> str:
+    """A key pattern (`*` any characters, all else literal) as a SQL LIKE pattern (escape `\\`)."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+def key_limit_clean(limit: KeyLimit) -> None:
+    """Check a KeyLimit and derive its SQL forms; ValidationFailed names every field refused."""
+    from queueapp.models import validate_concurrency_key
+
+    problems: dict[str, list[str]] = {}
+    try:
+        validate_concurrency_key(limit.pattern, "pattern")
+    except ValidationFailed as exc:
+        problems.update(exc.fields)
+    if limit.concurrency is not None and (isinstance(limit.concurrency, bool) or limit.concurrency < 1):
+        problems["concurrency"] = ["At least 1, or empty for no concurrency limit."]
+    interval = None
+    if limit.rate:
+        try:
+            interval = rate_interval(limit.rate)
+        except ValueError:
+            problems["rate"] = [RATE_RULE]
+    if limit.concurrency is None and not limit.rate:
+        problems["concurrency"] = ["Give a concurrency, a rate or both."]
+    if problems:
+        raise ValidationFailed(f"Invalid limit: {', '.join(problems)}.", fields=problems)
+    limit.like_pattern = like_pattern(limit.pattern)
+    limit.rate_interval_s = interval
+
+
+def key_limit_save(limit: KeyLimit) -> KeyLimit:
+    """Validate and save a limit, then wake the jobs it may hold or have held: waiting jobs start
+    against the new limit without any restart (a limit is read by every START)."""
+    key_limit_clean(limit)
+    limit.updated_at = clock.now()
+    with transaction.atomic():
+        previous = KeyLimit.objects.filter(pk=limit.pk).values_list("pattern", flat=True).first() if limit.pk else None
+        limit.save()
+        release_held(limit.pattern, previous)
+    return limit
+
+
+def key_limit_delete(limit: KeyLimit) -> None:
+    with transaction.atomic():
+        pattern = limit.pattern
+        limit.delete()
+        release_held(pattern)
+
+
+def release_held(*patterns: str | None) -> int:
+    """Hand the held jobs whose key matches any pattern back to the relay; return how many."""
+    match = Q()
+    for pattern in filter(None, patterns):
+        match |= Q(concurrency_key__regex=pattern_regex(pattern))
+    if not match:
+        return 0
+    rows = Job.objects.filter(match, held_at__isnull=False, state__in=WAITING_STATES)
+    count = rows.update(held_at=None, dispatched_at=None)
+    if count:
+        transaction.on_commit(_nudge_relay, robust=True)
+    return count
+
+
+def gate_release(workspace_id: Any, scope: str) -> None:
+    """An attempt that started under the gate `scope` ended (the ORM's moves, `write_move`): give
+    its place back, then, once committed, wake the gate's earliest held job."""
+    LimitGate.objects.filter(workspace_id=workspace_id, scope=scope, running__gt=0).update(running=F("running") - 1)
+    transaction.on_commit(partial(wake_held, workspace_id, scope, 1), robust=True)
+
+
+def wake_held(workspace_id: Any, scope: str, n: int) -> int:
+    """Hand the gate's `n` earliest held jobs back to the relay (WAKE_SQL's ORM twin)."""
+    first = (
+        Job.objects.filter(workspace_id=workspace_id, limit_scope=scope, held_at__isnull=False)
+        .order_by("due_at")
+        .values("pk")[:n]
+    )
+    count = Job.objects.filter(pk__in=list(first), state__in=WAITING_STATES).update(held_at=None, dispatched_at=None)
+    if count:
+        _nudge_relay()
+    return count
+
+
+def _nudge_relay() -> None:
+    import redis
+
+    from queueapp import transport
+
+    try:
+        transport.nudge("*limits*")
+    except redis.RedisError:
+        pass
+
+
+def wake_stale_held(*, older_than_s: float) -> int:
+    """The reaper's net for a lost wake (a finish whose wake never ran: its worker died between
+    the two): the oldest job of each gate held longer than `older_than_s` goes back to the relay.
+    Should its gate still be full, START holds it again; one job per gate per pass, never a loop."""
+    cutoff = clock.now() - timedelta(seconds=older_than_s)
+    if connection.vendor != "postgresql":
+        return 0
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            UPDATE queueapp_job j SET held_at = NULL, dispatched_at = NULL
+              FROM (SELECT DISTINCT ON (workspace_id, limit_scope) id FROM queueapp_job
+                     WHERE held_at IS NOT NULL AND held_at < %s AND state IN ('queued', 'deferred')
+                     ORDER BY workspace_id, limit_scope, held_at) o
+             WHERE j.id = o.id AND j.held_at IS NOT NULL
+            """,
+            [cutoff],
+        )
+        return int(cur.rowcount)
+
+
+def recount_gates() -> int:
+    """Set each gate's `running` to the jobs running under it; return how many were wrong.
+
+    The START and FINISH statements keep the counts exact; a job deleted while running (its
+    workspace deleted) would not. The gates are locked first (in id order, as every START locks
+    them), so the count, read by the next statement, sees every start and finish that committed
+    before and none that could slip between.
+    """
+    if connection.vendor != "postgresql":
+        return 0
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT g.id FROM queueapp_limitgate g
+             WHERE g.running <> 0 OR EXISTS (
+                   SELECT 1 FROM queueapp_job j WHERE j.state = 'running' AND j.workspace_id = g.workspace_id
+                      AND j.limit_scope = g.scope)
+             ORDER BY g.id FOR NO KEY UPDATE
+            """
+        )
+        ids = [row[0] for row in cur.fetchall()]
+        if not ids:
+            return 0
+        cur.execute(
+            """
+            UPDATE queueapp_limitgate g SET running = c.n
+              FROM (SELECT g2.id, (SELECT count(*) FROM queueapp_job j WHERE j.state = 'running'
+                                     AND j.workspace_id = g2.workspace_id AND j.limit_scope = g2.scope) AS n
+                      FROM queueapp_limitgate g2 WHERE g2.id = ANY(%s)) c
+             WHERE g.id = c.id AND g.running <> c.n
+            """,
+            [ids],
+        )
+        return int(cur.rowcount)
+
+
+def key_depth(*, workspace_id: Any) -> list[dict[str, Any]]:
+    """Per concurrency key of the workspace's waiting or running jobs: waiting, held back by a
+    limit, running, and the limit in force (the smallest matching KeyLimit's)."""
+    rows = (
+        Job.objects.filter(
+            workspace_id=workspace_id,
+            concurrency_key__isnull=False,
+            state__in=[JobState.QUEUED, JobState.DEFERRED, JobState.RUNNING],
+        )
+        .values("concurrency_key")
+        .annotate(
+            waiting=Count("id", filter=Q(state__in=WAITING_STATES)),
+            held=Count("id", filter=Q(state__in=WAITING_STATES, held_at__isnull=False)),
+            running=Count("id", filter=Q(state=JobState.RUNNING)),
+        )
+        .order_by("concurrency_key")[:1000]
+    )
+    limits = list(KeyLimit.objects.filter(Q(workspace_id=workspace_id) | Q(workspace__isnull=True)))
+    out = []
+    for row in rows:
+        key = row.pop("concurrency_key")
+        matching = [limit for limit in limits if _matches(limit.pattern, key)]
+        concurrency = [limit.concurrency for limit in matching if limit.concurrency]
+        rates = [limit for limit in matching if limit.rate_interval_s]
+        slowest = max(rates, key=lambda limit: limit.rate_interval_s or 0.0) if rates else None
+        out.append(
+            {
+                "concurrency_key": key,
+                **row,
+                "concurrency_limit": min(concurrency) if concurrency else None,
+                "rate_limit": slowest.rate if slowest else None,
+            }
+        )
+    return out
+
+
+def pattern_regex(pattern: str) -> str:
+    """A key pattern as an anchored regular expression (Python's and PostgreSQL's alike)."""
+    return "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
+
+
+def _matches(pattern: str, key: str) -> bool:
+    return re.fullmatch(pattern_regex(pattern), key, re.DOTALL) is not None
