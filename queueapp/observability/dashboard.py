@@ -172,8 +172,9 @@ def depth_panels(scope: Scope, *, n: int = 60) -> list[Panel]:
     by_queue = depth.depth_series(scope, start=start, n=n)
     labels = time_labels(start, depth.STEP_S, n)
     caption = (
-        "Jobs at the start of each minute (UTC), sampled by the workers' depth_sampler side task; "
-        "waiting: queued, or deferred and due; deferred: not due yet."
+        "Jobs at the start of each minute (UTC), sampled by the workers' depth_sampler side task (no "
+        "bars: nothing waiting or running, or no worker sampling); waiting: queued, or deferred and due; "
+        "deferred: not due yet."
     )
     if not by_queue:
         empty = {state: [0] * n for state in depth.STATES}
@@ -185,7 +186,7 @@ def depth_panels(scope: Scope, *, n: int = 60) -> list[Panel]:
                     labels=labels,
                     series=empty,
                     y_label="jobs",
-                    empty="No samples: no jobs waiting or running this hour",
+                    empty="No samples this hour",
                 ),
                 caption,
             )

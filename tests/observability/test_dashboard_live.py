@@ -12,13 +12,13 @@ import pytest
 from django.test import Client
 
 from hq import charts, clock
-from hq import services as hq_services
-from hq.models import User
 from queueapp.models import Job, QueueDepthSample
 from queueapp.observability import Scope, depth, queue_panels
 from tests import factories
 from tests.conftest import shift_clock_before_minute, wait_for
 from tests.observability.helpers import hitl, job, schedule
+from tests.observability.test_admin_ops import client_for
+from tests.observability.test_admin_ops import staff as staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -27,15 +27,8 @@ LIVE = "/admin/ops/dashboard/live/"
 
 
 def staff(ws=None, *, superuser: bool = False) -> Client:
-    user = User.objects.create_user(email=f"ops{User.objects.count()}@example.com", password="pw", is_staff=True)
-    if superuser:
-        User.objects.filter(pk=user.pk).update(is_superuser=True)
-        user.refresh_from_db()
-    if ws is not None:
-        hq_services.membership_set(user=user, workspace=ws, role="admin")
-    c = Client()
-    c.force_login(user)
-    return c
+    """A signed-in staff client: an admin of `ws`, a superuser, or staff of no workspace."""
+    return client_for(staff_user(ws, superuser=superuser))
 
 
 def href(html: str, element_id: str) -> str:
