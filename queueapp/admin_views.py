@@ -14,7 +14,7 @@ page does.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -131,7 +131,7 @@ class _Links:
     """Admin changelist URLs filtered by their list filters (or plain field lookups), keeping the
     workspace chosen on the dashboard; the admin itself keeps staff to their workspaces."""
 
-    def __init__(self, chosen: Workspace | None, now: Any) -> None:
+    def __init__(self, chosen: Workspace | None, now: datetime) -> None:
         self.chosen = chosen
         self.now = now
 

@@ -3,8 +3,9 @@
 Depth in the past cannot be read back from the job rows at a bounded cost (a job's row keeps only
 its latest attempt's times, and the count at each minute would scan every job of the window), so
 the `depth_sampler` side task of every worker writes one row per workspace, queue and state with
-jobs at the start of each minute (`sample_depth`). Workers started together write each minute
-once: the first to take the minute's lock writes it, the others find it written. Samples are kept
+jobs at the start of each minute (`sample_depth`; a worker's first sample, when it starts, counts
+for the minute it starts in). Workers started together write each minute once: the first to take
+the minute's lock writes it, the others find it written. Samples are kept
 `KEEP` (two days, or less when `HQ_RETENTION_DAYS` is shorter) and pruned by the retention pass.
 """
 
