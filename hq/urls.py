@@ -16,6 +16,11 @@ from queueapp import admin_views
 urlpatterns = [
     # Before admin.site.urls, whose catch-all would answer these paths with a 404.
     path("admin/ops/dashboard/", admin.site.admin_view(admin_views.dashboard_view), name="ops-dashboard"),
+    path(
+        "admin/ops/dashboard/live/",
+        admin.site.admin_view(admin_views.dashboard_live_view),
+        name="ops-dashboard-live",
+    ),
     path("admin/ops/workers/", admin.site.admin_view(admin_views.workers_view), name="ops-workers"),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),

@@ -13,7 +13,7 @@ class QueueConfig(AppConfig):
         from hq import metrics
         from hq.services import on_member_departure
         from queueapp import builtin, retention, services, sidetasks  # noqa: F401  (registers functions and side tasks)
-        from queueapp.observability import dashboard, gauges, registry
+        from queueapp.observability import dashboard, depth, gauges, registry
 
         # A member who leaves (or is deactivated) takes their pending approval requests with them.
         on_member_departure(services.hitl_expire_departed)
@@ -22,6 +22,7 @@ class QueueConfig(AppConfig):
         registry.register_dashboard_panels("queue", dashboard.queue_panels, order=10)
         metrics.register_gauge_source("queue", gauges.queue_gauges)
         retention.register_pruner("jobs", retention.prune_jobs)
+        retention.register_pruner("depth_samples", depth.prune_depth_samples)
 
         # Plugins: every installed app's `hq_plugin` module registers functions and actions.
         autodiscover_modules("hq_plugin")

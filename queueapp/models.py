@@ -67,7 +67,7 @@ class JobState(models.TextChoices):
     #: Waiting for a human decision (HITL).
     AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
     #: An attempt is running on a worker.
-    RUNNING = "running"
+    RUNNING = "running", "running"
     SUCCEEDED = "succeeded"
     #: Terminal after `max_tries` attempts; `error` keeps the last error.
     FAILED = "failed"
@@ -343,6 +343,40 @@ class QueuePause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue} paused ({self.workspace or 'all workspaces'})"
+
+
+class DepthState(models.TextChoices):
+    """How a queue's live jobs are counted on the dashboard's depth charts."""
+
+    WAITING = "waiting", "waiting (queued, or deferred and due)"
+    DEFERRED = "deferred", "deferred (not due yet)"
+    RUNNING = "running", "running"
+    AWAITING_APPROVAL = "awaiting_approval", "awaiting approval"
+
+
+class QueueDepthSample(models.Model):
+    """Jobs of one workspace in one queue and depth state at the start of a minute.
+
+    Written once a minute by the `depth_sampler` side task (only states with jobs get a row), read
+    by the dashboard's depth-over-time charts, pruned by retention after two days
+    (`queueapp.observability.depth`).
+    """
+
+    at = models.DateTimeField(help_text="The minute sampled (its first second, UTC).")
+    workspace = models.ForeignKey("hq.Workspace", on_delete=models.CASCADE, db_index=False)
+    queue = models.CharField(max_length=64)
+    state = models.CharField(max_length=32, choices=DepthState.choices)
+    jobs = models.PositiveIntegerField()
+
+    class Meta:
+        # The unique constraint's index (minute first) serves the unscoped read and pruning.
+        constraints = [
+            models.UniqueConstraint(fields=["at", "workspace", "queue", "state"], name="uniq_depth_sample"),
+        ]
+        indexes = [models.Index(fields=["workspace", "at"], name="depth_ws_at")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} {self.state}: {self.jobs} at {self.at:%Y-%m-%d %H:%M}"
 
 
 class Worker(models.Model):

@@ -1,5 +1,5 @@
 """The queue's own side tasks, run by `runworker` beside the job loop: the outbox relay, the reaper,
-the HITL expiry and retention."""
+the HITL expiry, retention and the depth sampler."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from django.db.utils import DatabaseError
 from hq import clock
 from queueapp import retention as retention_pass
 from queueapp import selectors, transport
+from queueapp.observability import depth
 from queueapp.registry import side_task
 from queueapp.runtime import SideTaskRuntime, run_sync
 from queueapp.services import engine, hitl
@@ -100,3 +101,15 @@ async def retention(runtime: SideTaskRuntime) -> None:
         except DatabaseError as exc:
             logger.warning("retention: database error (%s); retrying next pass", exc)
         await runtime.sleep(settings.HQ_RETENTION_INTERVAL_S)
+
+
+@side_task("depth_sampler")
+async def depth_sampler(runtime: SideTaskRuntime) -> None:
+    """Write each queue's depth per workspace and state at the start of every minute (the dashboard's
+    depth-over-time charts); when several workers run it, the first one writes the minute."""
+    while not runtime.stopping.is_set():
+        try:
+            await run_sync(depth.sample_depth)
+        except DatabaseError as exc:
+            logger.warning("depth sampler: database error (%s); retrying next minute", exc)
+        await runtime.sleep(depth.STEP_S - clock.now().timestamp() % depth.STEP_S + 0.2)

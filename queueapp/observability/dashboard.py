@@ -14,8 +14,9 @@ from django.db.models import Count, Q, QuerySet
 from hq import charts
 from hq.sqldialect import as_percentiles, bucket_sql, cursor, percentiles_sql, sql_param, subquery
 from queueapp.models import HITLRequest, HITLState, Job
+from queueapp.observability import depth
 from queueapp.observability.registry import Panel, Scope
-from queueapp.observability.summary import OUTCOMES, live_counts, wait_ms_sql
+from queueapp.observability.summary import OUTCOMES, wait_ms_sql
 
 
 def series_start(now: datetime, step_s: int, n: int) -> datetime:
@@ -117,7 +118,8 @@ def hitl_pending_ages(scope: Scope) -> dict[str, int]:
 
 
 def queue_panels(scope: Scope) -> list[Panel]:
-    """Jobs per minute by outcome (hour, day), wait-time percentiles, queue depth, HITL pending."""
+    """Jobs per minute by outcome (hour, day), wait-time percentiles, queue depth over the last hour,
+    HITL pending."""
     return [
         _outcomes_panel(
             scope,
@@ -136,7 +138,7 @@ def queue_panels(scope: Scope) -> list[Panel]:
             caption="Average per minute over each 15-minute bucket (UTC).",
         ),
         _wait_panel(scope),
-        _depth_panel(scope),
+        *depth_panels(scope),
         _hitl_panel(scope),
     ]
 
@@ -159,24 +161,53 @@ def _outcomes_panel(scope: Scope, *, span: str, step_s: int, n: int, y_label: st
     )
 
 
-def _depth_panel(scope: Scope) -> Panel:
-    """Jobs per queue waiting, deferred (not yet due), running and awaiting approval, now."""
-    by_queue: dict[str, dict[str, int]] = {}
-    for row in live_counts(scope):  # not queues_summary: the depth needs no 24 h windows
-        queue = by_queue.setdefault(row["queue"], {"waiting": 0, "deferred": 0, "running": 0, "awaiting_approval": 0})
-        queue["waiting"] += row["waiting"]
-        queue["deferred"] += row["deferred"] - (row["waiting"] - row["queued"])  # deferred and not yet due
-        queue["running"] += row["running"]
-        queue["awaiting_approval"] += row["awaiting_approval"]
-    names = sorted(by_queue)
-    depth = {
-        state: [by_queue[q][state] for q in names] for state in ("waiting", "deferred", "running", "awaiting_approval")
-    }
-    return Panel(
-        "Queue depth now",
-        charts.bar_chart(title="Jobs per queue by state", labels=names, series=depth, y_label="jobs"),
-        "Waiting: queued, or deferred and due; deferred: not due yet.",
+#: At most this many queues get a depth chart (the deepest now, then by name); the table lists them all.
+DEPTH_CHARTS = 4
+
+
+def depth_panels(scope: Scope, *, n: int = 60) -> list[Panel]:
+    """One chart per queue of its jobs by depth state over the last `n` minutes, stacked, from the
+    samples the `depth_sampler` side task writes each minute."""
+    start = depth.minute_of(scope.now) - timedelta(seconds=depth.STEP_S * (n - 1))
+    by_queue = depth.depth_series(scope, start=start, n=n)
+    labels = time_labels(start, depth.STEP_S, n)
+    caption = (
+        "Jobs at the start of each minute (UTC), sampled by the workers' depth_sampler side task (no "
+        "bars: nothing waiting or running, or no worker sampling); waiting: queued, or deferred and due; "
+        "deferred: not due yet."
     )
+    if not by_queue:
+        empty = {state: [0] * n for state in depth.STATES}
+        return [
+            Panel(
+                "Queue depth, last hour",
+                charts.bar_chart(
+                    title="Jobs per state, last hour",
+                    labels=labels,
+                    series=empty,
+                    y_label="jobs",
+                    empty="No samples this hour",
+                ),
+                caption,
+            )
+        ]
+    deepest = sorted(by_queue, key=lambda q: (-sum(v[-1] for v in by_queue[q].values()), q))
+    shown = deepest[:DEPTH_CHARTS]
+    if len(deepest) > len(shown):
+        caption += f" The {len(shown)} deepest queues of {len(deepest)}; the table below lists every queue."
+    return [
+        Panel(
+            f"Queue depth: {queue}, last hour",
+            charts.bar_chart(
+                title=f"Jobs in queue {queue} per state, last hour",
+                labels=labels,
+                series=by_queue[queue],
+                y_label="jobs",
+            ),
+            caption,
+        )
+        for queue in shown
+    ]
 
 
 def _wait_panel(scope: Scope) -> Panel:

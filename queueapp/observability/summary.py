@@ -96,12 +96,13 @@ def age_ms(now: datetime, then: datetime | None) -> int | None:
 # --- current counts ------------------------------------------------------------------------------------
 
 
-def live_counts(scope: Scope) -> list[dict[str, Any]]:
-    """Per (queue, function): jobs in each waiting or running state, and the oldest waiting due time."""
+def live_counts(scope: Scope, by: tuple[str, ...] = ("queue", "function")) -> list[dict[str, Any]]:
+    """Per value of the `by` columns (queue and function): jobs in each waiting or running state,
+    those waiting (queued, or deferred and due), and the oldest waiting due time."""
     waiting = Q(state=JobState.QUEUED) | Q(state=JobState.DEFERRED, due_at__lte=scope.now)
     return list(
         scope.filter(Job.objects.filter(state__in=LIVE_STATES))
-        .values("queue", "function")
+        .values(*by)
         .annotate(
             queued=Count("id", filter=Q(state=JobState.QUEUED)),
             deferred=Count("id", filter=Q(state=JobState.DEFERRED)),

@@ -16,6 +16,7 @@ from hq import services as hq_services
 from hq.models import Membership, User
 from queueapp import services
 from queueapp.models import Job, JobEvent
+from queueapp.observability import depth
 from schedules.models import Schedule
 from tests import factories
 from tests.observability.helpers import fire, hitl, job, schedule
@@ -54,6 +55,7 @@ def busy(admin):
     fire(s, now, created_ago_s=600, status="succeeded", lag_ms=120)
     other = factories.caller()
     job(other.workspace, now, state="queued", queue="secret-queue", due_ago_s=5)
+    depth.sample_depth(now)  # what the workers' depth_sampler side task writes each minute
     return other
 
 
@@ -61,13 +63,13 @@ def test_dashboard__renders_charts_for_staff_of_the_workspace(admin, busy):
     page = client_for(staff(admin.workspace)).get(DASHBOARD)
     assert page.status_code == 200
     html = page.content.decode()
-    assert '<meta http-equiv="refresh" content="30">' in html
-    assert html.count('class="hq-chart"') == 7  # 5 queue charts and 2 schedule charts
+    assert '<noscript><meta http-equiv="refresh" content="30"></noscript>' in html  # no script: reloads
+    assert html.count('class="hq-chart"') == 7  # 5 queue charts (one queue's depth) and 2 schedule charts
     for title in (
         "Jobs per minute by outcome, last hour",
         "Jobs per minute by outcome, last 24 hours",
         "Wait time (due → start), last 24 hours",
-        "Queue depth now",
+        "Queue depth: default, last hour",
         "HITL requests pending, by age",
         "Schedule fire lag (slot → job start), last 24 hours",
     ):

@@ -34,5 +34,5 @@ def test_registries__filled_by_setup_alone():
         "sections": ["schedules"],
         "panels": ["queueapp.observability.dashboard.queue_panels", "schedules.observability.schedule_panels"],
         "gauges": ["queue", "schedules"],
-        "pruners": ["jobs", "schedule_fires"],
+        "pruners": ["depth_samples", "jobs", "schedule_fires"],
     }

@@ -57,17 +57,23 @@ def history(admin):
 def test_prune__deletes_old_finished_rows_and_keeps_the_rest(history):
     report = retention.prune()
     assert not report.skipped and not report.dry_run
-    assert report.counts == {"jobs": 4, "job_events": 6, "hitl_requests": 1, "schedule_fires": 3}
+    assert report.counts == {"jobs": 4, "job_events": 6, "hitl_requests": 1, "schedule_fires": 3, "depth_samples": 0}
     assert set(Job.objects.values_list("pk", flat=True)) == history["kept_jobs"]
     assert JobEvent.objects.count() == 2 and not HITLRequest.objects.exists()
     assert set(ScheduleFire.objects.values_list("pk", flat=True)) == history["kept_fires"]
-    assert retention.prune().counts == {"jobs": 0, "job_events": 0, "hitl_requests": 0, "schedule_fires": 0}
+    assert retention.prune().counts == {
+        "jobs": 0,
+        "job_events": 0,
+        "hitl_requests": 0,
+        "schedule_fires": 0,
+        "depth_samples": 0,
+    }
 
 
 def test_prune__dry_run_counts_and_deletes_nothing(history):
     before = (Job.objects.count(), JobEvent.objects.count(), ScheduleFire.objects.count())
     report = retention.prune(dry_run=True)
-    assert report.counts == {"jobs": 4, "job_events": 6, "hitl_requests": 1, "schedule_fires": 3}
+    assert report.counts == {"jobs": 4, "job_events": 6, "hitl_requests": 1, "schedule_fires": 3, "depth_samples": 0}
     assert (Job.objects.count(), JobEvent.objects.count(), ScheduleFire.objects.count()) == before
 
 
