@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('hq', '0003_conversations'),
-        ('queueapp', '0007_fewer_index_entries_per_job'),
+        ('queueapp', '0009_limits'),
     ]
 
     operations = [
