@@ -237,13 +237,16 @@ class DepthView(APIView):
 
 class KeyDepthView(APIView):
     """Per concurrency key of the caller's workspace (waiting or running jobs): waiting, held back
-    by a limit, running, and the key limit in force; the first 1,000 keys by name."""
+    by a limit, running, and the key limit in force; the first 1,000 keys by name (admin: keys
+    name other members' customers, and a member sees only their own jobs)."""
 
     required_scopes = "queue:read"
 
     @extend_schema(responses={200: inline_serializer("KeyDepth", {"keys": KeyDepthOut(many=True)})})
     def get(self, request: Request) -> Response:
-        return Response({"keys": limits.key_depth(workspace_id=principal_of(request).workspace_id)})
+        caller = principal_of(request)
+        permissions.require_admin(caller)
+        return Response({"keys": limits.key_depth(workspace_id=caller.workspace_id)})
 
 
 class FunctionsView(APIView):

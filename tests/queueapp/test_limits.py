@@ -103,14 +103,16 @@ def test_a_bad_concurrency_key_is_a_400_naming_it_and_records_nothing(api, membe
     assert not Job.objects.exists()
 
 
-def test_the_key_is_stored_shown_and_filtered(api, member):
+def test_the_key_is_stored_shown_and_filtered(api, member, admin):
     one = submit(api, member, function="hq.echo", concurrency_key="customer:42")
     submit(api, member, function="hq.echo")
     assert one["concurrency_key"] == "customer:42"
     listed = api.get("/v1/queue/jobs?concurrency_key=customer:42", **member.headers).json()["jobs"]
     assert [j["id"] for j in listed] == [one["id"]]
     assert api.get(f"/v1/queue/jobs/{one['id']}", **member.headers).json()["concurrency_key"] == "customer:42"
-    depth = api.get("/v1/queue/depth/keys", **member.headers).json()["keys"]
+    # Keys name other members' customers: the depth per key is the admins'.
+    assert api.get("/v1/queue/depth/keys", **member.headers).status_code == 403
+    depth = api.get("/v1/queue/depth/keys", **admin.headers).json()["keys"]
     assert depth == [
         {
             "concurrency_key": "customer:42",
@@ -272,7 +274,7 @@ def test_a_key_rate_from_a_limit_row(api, member, procs):
     assert min((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)) >= 1 / 3
 
 
-def test_a_limit_changed_while_jobs_wait_applies_without_a_restart(api, member, procs):
+def test_a_limit_changed_while_jobs_wait_applies_without_a_restart(api, member, admin, procs):
     limit = limits.key_limit_save(KeyLimit(pattern="tenant:*", concurrency=1))
     start_workers(procs, 1)
     ids = keyed(api, member, "tenant:9", 4, 5)
@@ -284,7 +286,7 @@ def test_a_limit_changed_while_jobs_wait_applies_without_a_restart(api, member, 
     limit.concurrency = 3
     limits.key_limit_save(limit)
     wait_for(lambda: jobs.filter(state="running").count() == 3, timeout=10, what="three running")
-    depth = api.get("/v1/queue/depth/keys", **member.headers).json()["keys"]
+    depth = api.get("/v1/queue/depth/keys", **admin.headers).json()["keys"]
     assert depth == [
         {
             "concurrency_key": "tenant:9",

@@ -39,7 +39,7 @@ from hq.models import (
     Workspace,
 )
 from queueapp import services as queue_services
-from queueapp.models import HITLRequest, Job, JobEvent, QueuePause, Worker
+from queueapp.models import HITLRequest, Job, JobEvent, KeyLimit, QueuePause, Worker
 from schedules import services as schedule_services
 from schedules.models import Schedule, ScheduleFire
 from tests import factories
@@ -66,6 +66,7 @@ REGISTERED = {
     HITLRequest: "workspace",
     Job: "workspace",
     QueuePause: "workspace",
+    KeyLimit: "workspace",
     Schedule: "workspace",
     Delivery: "workspace",
 }
