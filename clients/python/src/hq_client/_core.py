@@ -1,10 +1,11 @@
 """The one implementation behind `Client` and `AsyncClient`.
 
 Every method is written once, as a *program*: a generator that yields effects (`Send` an HTTP
-request, `Sleep`) and returns the result. `Client` runs programs with a blocking `httpx.Client`
-and `time.sleep`; `AsyncClient` runs the same programs with `httpx.AsyncClient` and
-`asyncio.sleep`. Building requests, retrying, parsing answers into results or typed errors,
-paging and waiting live here, never in a transport.
+request, `Sleep`, `Gather` other programs run at once) and returns the result. `Client` runs
+programs with a blocking `httpx.Client`, `time.sleep` and a pool of threads; `AsyncClient` runs
+the same programs with `httpx.AsyncClient`, `asyncio.sleep` and tasks. Building requests,
+retrying, parsing answers into results or typed errors, paging and waiting live here, never in a
+transport.
 
 Operations are descriptors (`Op`, `PagedOp`, `Flow`): on a `Client` instance they are plain
 methods, on an `AsyncClient` coroutine (or async-iterator) methods, typed for both.
