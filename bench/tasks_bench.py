@@ -18,7 +18,8 @@ plugin app `bench.taskapp` (HQ_PLUGINS) whose `tasks.noop` every process discove
      min(first_started_at) -> max(finished_at) of the job rows.
   4. remote batch: N task-shaped jobs through POST /v1/queue/jobs/batch, 1,000 per request, to
      the production web server (granian, as `make run` starts it), from one caller (`remote_enqueuer`
-     below: the REMOTE backend's batch helper's HTTP path); then from 2 callers at once, N/2 each.
+     below: the REMOTE backend's batch helper, whose default BATCH_CONCURRENCY has 3 requests under
+     way at once from the calling thread); then from 2 callers at once, N/2 each.
 django-tasks-db's side: bench/peers/tasks_db_peer.py in the throwaway venv .run/bench-tasks-db
 (bench/peers/requirements-tasks-db.txt), its own database `hq_bench_tasks_db`:
   1./2. N `noop.enqueue()` from one thread, autocommit / inside one transaction;
@@ -186,9 +187,10 @@ def _burst_drain(procs: Procs, n: int, name: str, enq: dict, function: str = "be
 
 def remote_enqueuer(base_url: str, token: str) -> Callable[[Any, Sequence[tuple[Sequence[Any], dict[str, Any]]]], list]:
     """The remote backend's batch helper itself, `hq_client.django.enqueue_many(task, [(args, kwargs), ...])`:
-    one POST /v1/queue/jobs/batch per 1,000 calls, each with its idempotency key, and a TaskResult
-    (and `task_enqueued`) per call. Its backend is TASKS["remote"], a RemoteBackend on this server, added
-    to this process's settings as a remote project's settings.py would have it."""
+    one POST /v1/queue/jobs/batch per 1,000 calls, each with its idempotency key, up to
+    BATCH_CONCURRENCY (default 3) under way at once, and a TaskResult (and `task_enqueued`) per call.
+    Its backend is TASKS["remote"], a RemoteBackend on this server, added to this process's settings
+    as a remote project's settings.py would have it."""
     from django.conf import settings
     from django.test.utils import override_settings
     from hq_client.django import enqueue_many
@@ -387,10 +389,11 @@ METHOD = """\
   task drain's cost against it is what running a job as a Django task adds.
 - Remote batch: the production web server (`scripts/run.py`'s granian WSGI, 2 processes, as `make
   run` starts it) and `remote_enqueuer` in bench/tasks_bench.py: the remote backend's batch helper
-  itself, `hq_client.django.enqueue_many` on a RemoteBackend (TASKS["remote"] in this process), one
-  keep-alive connection, POST /v1/queue/jobs/batch with 1,000 task-shaped jobs a request (function
+  itself, `hq_client.django.enqueue_many` on a RemoteBackend (TASKS["remote"] in this process, its
+  OPTIONS defaults), POST /v1/queue/jobs/batch with 1,000 task-shaped jobs a request (function
   `bench.taskapp.tasks.noop`, args `{{"args": [], "kwargs": {{}}}}`, queue, an idempotency key each),
-  the requests one after another, and a TaskResult (and `task_enqueued`) per call; timed from the
+  up to 3 requests under way at once over keep-alive connections (its default BATCH_CONCURRENCY;
+  the caller is still one thread), and a TaskResult (and `task_enqueued`) per call; timed from the
   first request to the last answer (after 4 small warm-up batches, not counted, so that both server
   processes have loaded their code). 2 callers: two threads, N/2 each, at once. Checks: N jobs
   recorded and pushed.

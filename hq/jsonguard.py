@@ -18,6 +18,9 @@ from hq.errors import ValidationFailed
 MAX_JSON_DEPTH = 64
 # PostgreSQL refuses NUL in text and jsonb; lone surrogates cannot be encoded as UTF-8.
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+# The escapes that spell them in JSON text (a few false alarms, such as an escaped backslash
+# before "u0000", only cost the walk below).
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
 # A JSON string, escapes included; an unterminated one runs to the end. The closing quote is
 # optional, so the first attempt always succeeds and the scan never backtracks: linear time.
 JSON_STRING = r'"[^"\\]*(?:\\[\s\S]?[^"\\]*)*"?'
@@ -65,6 +68,15 @@ def load_json(raw: bytes | str, *, strict: bool = True, subject: str = "The body
         raise too_deep from exc
     except ValueError as exc:
         raise ValidationFailed(f"{subject} is not valid JSON: {exc}", code="malformed_json") from exc
+    # A parsed string holds NUL or a lone surrogate only when the text does, raw or escaped
+    # (json.loads refuses raw control characters in strings): otherwise no value needs a look.
+    if _UNSTORABLE.search(raw) is not None or _UNSTORABLE_ESCAPE.search(raw) is not None:
+        _check_strings(value, too_deep)
+    return value
+
+
+def _check_strings(value: Any, too_deep: ValidationFailed) -> None:
+    """Refuse `value` when any string in it (keys included) holds NUL or a lone surrogate."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -76,4 +88,3 @@ def load_json(raw: bytes | str, *, strict: bool = True, subject: str = "The body
                 raise too_deep
             children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
-    return value

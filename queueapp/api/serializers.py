@@ -163,6 +163,9 @@ _TRUE = {True, "1", "true", "True", "TRUE", "t", "T", "y", "Y", "yes", "Yes", "Y
 _FALSE = {False, "0", "false", "False", "FALSE", "f", "F", "n", "N", "no", "No", "NO", "off", "Off", "OFF"}
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _Refused(Exception):
     def __init__(self, message: str) -> None:
         self.message = message
@@ -174,9 +177,9 @@ def _text(value: object, *, max_length: int, blank: bool, trim: bool = True) -> 
     text = str(value).strip() if trim else str(value)
     if "\x00" in text:
         raise _Refused("Null characters are not allowed.")
-    surrogate = next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
+    surrogate = _SURROGATE.search(text)
     if surrogate is not None:
-        raise _Refused(f"Surrogate characters are not allowed: U+{ord(surrogate):X}.")
+        raise _Refused(f"Surrogate characters are not allowed: U+{ord(surrogate.group()):X}.")
     if not text and not blank:
         raise _Refused(_BLANK)
     if len(text) > max_length:

@@ -8,7 +8,10 @@ import uuid
 import pytest
 from hq_client import AsyncClient, NotFound, Timeout, submission
 
+from queueapp.models import Job
 from tests.client.conftest import FAST_RETRY
+from tests.client.proxy import DroppingProxy
+from tests.client.test_client import all_in_flight
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,3 +42,21 @@ def test_the_async_client_submits_waits_pages_and_raises(hq_url, caller, worker)
                 await hq.wait(deferred[0]["id"], timeout=0.2)
 
     asyncio.run(scenario())
+
+
+def test_the_async_submit_many_has_its_chunks_under_way_at_once(hq_url, caller):
+    hold, missed = all_in_flight(3)
+    proxy = DroppingProxy(hq_url, drop_first=0, on_upstream=hold)
+
+    async def scenario() -> list:
+        async with AsyncClient(proxy.url, caller.token, retry=FAST_RETRY) as hq:
+            items = [submission("tests.count", {"i": i}, defer_by_seconds=3600) for i in range(25)]
+            return await hq.jobs_submit_many(items, chunk=9, concurrency=3)
+
+    try:
+        jobs = asyncio.run(scenario())
+    finally:
+        proxy.close()
+    assert missed == []  # 9 + 9 + 7: all three in flight together
+    assert [j["args"]["i"] for j in jobs] == list(range(25))
+    assert Job.objects.filter(function="tests.count").count() == 25

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
 
 import pytest
 from hq_client import (
@@ -98,6 +100,50 @@ def test_a_batch_larger_than_hq_takes_is_sent_in_chunks_by_submit_many(hq_url, c
     assert [j["args"]["i"] for j in jobs] == list(range(25))
     assert [path for method, path, _ in proxy.seen if method == "POST"] == ["/v1/queue/jobs/batch"] * 3
     assert Job.objects.filter(function="tests.count").count() == 25
+
+
+def all_in_flight(parties: int) -> tuple[Callable[[int], None], list[bool]]:
+    """An `on_upstream` hook that relays no answer until `parties` requests are under way at once
+    (each has reached HQ), and the list where it notes each that waited in vain."""
+    barrier = threading.Barrier(parties, timeout=10)
+    missed: list[bool] = []
+
+    def hold(status: int) -> None:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            missed.append(True)
+
+    return hold, missed
+
+
+def test_submit_many_has_its_chunks_under_way_at_once_and_returns_the_jobs_in_order(hq_url, caller):
+    hold, missed = all_in_flight(3)
+    proxy = DroppingProxy(hq_url, drop_first=0, on_upstream=hold)
+    try:
+        with Client(proxy.url, caller.token) as hq:
+            items = [submission("tests.count", {"i": i}, defer_by_seconds=3600) for i in range(30)]
+            jobs = hq.jobs_submit_many(items, chunk=10, concurrency=3)
+    finally:
+        proxy.close()
+    assert missed == []  # the three requests were in flight together: sent one by one, none would be answered
+    assert [j["args"]["i"] for j in jobs] == list(range(30))
+    assert proxy.upstream_statuses == [202, 202, 202]
+    assert sorted(r["args"]["i"] for r in Job.objects.filter(function="tests.count").values("args")) == list(range(30))
+
+
+def test_a_refused_chunk_stops_submit_many_and_raises_its_error(hq, caller):
+    items = [submission("tests.count", {"i": i}, defer_by_seconds=3600) for i in range(50)]
+    items[15] = submission("no.such.function", {"i": 15})
+    with pytest.raises(ValidationError) as refused:
+        hq.jobs_submit_many(items, chunk=10, concurrency=2)
+    assert list(refused.value.fields) == ["jobs.5.function"]  # the 6th of its chunk
+    recorded = sorted(r["args"]["i"] for r in Job.objects.filter(function="tests.count").values("args"))
+    chunks = {i // 10 for i in recorded}
+    assert 0 in chunks and 1 not in chunks  # the one beside it may have been sent before the refusal came
+    assert recorded == [i for c in sorted(chunks) for i in range(10 * c, 10 * c + 10)]  # whole chunks only
+    with pytest.raises(ValueError):
+        hq.jobs_submit_many(items, concurrency=0)
 
 
 def test_each_refusal_is_its_typed_exception(hq, hq_url, caller, settings):

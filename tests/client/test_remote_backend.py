@@ -110,4 +110,9 @@ def test_the_backends_check_names_missing_options():
     messages = list(RemoteBackend("remote", {"OPTIONS": {"URL": "hq.example.com", "TOKN": "x"}}).check())
     assert [m.id for m in messages] == ["hq_client.E001", "hq_client.E002", "hq_client.W001"]
     ok = RemoteBackend("remote", {"OPTIONS": {"URL": "https://hq.example.com", "TOKEN": "hq_pat_x"}})
-    assert list(ok.check()) == []
+    assert list(ok.check()) == [] and ok.batch_concurrency == 3
+    for bad in (0, "4", 2.5, True):
+        options = {"URL": "https://hq.example.com", "TOKEN": "hq_pat_x", "BATCH_CONCURRENCY": bad}
+        assert [m.id for m in RemoteBackend("remote", {"OPTIONS": options}).check()] == ["hq_client.E003"]
+    sequential = RemoteBackend("remote", {"OPTIONS": {"URL": "https://x", "TOKEN": "t", "BATCH_CONCURRENCY": 1}})
+    assert list(sequential.check()) == [] and sequential.batch_concurrency == 1

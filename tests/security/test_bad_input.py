@@ -131,6 +131,18 @@ CASES: list[tuple[str, str, str, Callable[[world_mod.World], Any], int, str | No
     ("NUL in nested args", "POST", JOBS, lambda w: job(args={"a": [{"b": NUL}]}), 400, "invalid"),
     ("NUL in correlation id", "POST", JOBS, lambda w: job(correlation_id=NUL), 400, "invalid"),
     ("surrogate in args", "POST", JOBS, lambda w: job_raw('{"s": "\\ud800"}'), 400, "invalid"),
+    # escapes spelled every way the guard's quick look at the text must still catch
+    ("upper-case surrogate in a key", "POST", JOBS, lambda w: job_raw('{"\\uDFFF": 1}'), 400, "invalid"),
+    ("escaped NUL in a nested key", "POST", JOBS, lambda w: job_raw('{"a": {"b\\u0000": 1}}'), 400, "invalid"),
+    ("low surrogate alone", "POST", JOBS, lambda w: job_raw('{"l": ["x", "\\udc00"]}'), 400, "invalid"),
+    (
+        "surrogate after an escaped backslash",
+        "POST",
+        JOBS,
+        lambda w: job_raw('{"s": "\\\\\\ud800"}'),
+        400,
+        "invalid",
+    ),
     ("NUL in room name", "POST", "/v1/rooms", lambda w: json.dumps({"name": NUL}), 400, "invalid"),
     ("NUL in message", "POST", "/v1/rooms/{room_id}/messages", lambda w: json.dumps({"body": NUL}), 400, "invalid"),
     ("NUL in note tags", "POST", "/v1/notes", lambda w: json.dumps({"title": "t", "tags": [NUL]}), 400, "invalid"),
@@ -191,6 +203,15 @@ def test_a_body_at_the_depth_limit_is_accepted(api, w):
     # The body is 1 level, args 2, "a" 3: MAX_JSON_DEPTH levels in all.
     raw = '{"function": "hq.echo", "args": {"a": ' + nested(MAX_JSON_DEPTH - 2) + "}}"
     assert send(api, w, "POST", "/v1/queue/jobs", raw=raw).status_code == 202
+
+
+def test_escapes_of_storable_text_are_accepted_as_the_text_they_spell(api, w):
+    # A surrogate pair (an emoji, as clients that escape all non-ASCII send it) and an escaped
+    # backslash before the letters "u0000": the guard looks closer at both and lets them through.
+    raw = job_raw('{"e": "\\ud83d\\ude00", "path": "C:\\\\u0000"}')
+    resp = send(api, w, "POST", "/v1/queue/jobs", raw=raw)
+    assert resp.status_code == 202, resp.content
+    assert resp.json()["args"] == {"e": "\U0001f600", "path": "C:\\u0000"}
 
 
 @pytest.mark.parametrize("content_length", ["-1", "lots"])

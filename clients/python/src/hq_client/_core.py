@@ -1,10 +1,11 @@
 """The one implementation behind `Client` and `AsyncClient`.
 
 Every method is written once, as a *program*: a generator that yields effects (`Send` an HTTP
-request, `Sleep`) and returns the result. `Client` runs programs with a blocking `httpx.Client`
-and `time.sleep`; `AsyncClient` runs the same programs with `httpx.AsyncClient` and
-`asyncio.sleep`. Building requests, retrying, parsing answers into results or typed errors,
-paging and waiting live here, never in a transport.
+request, `Sleep`, `Gather` other programs run at once) and returns the result. `Client` runs
+programs with a blocking `httpx.Client`, `time.sleep` and a pool of threads; `AsyncClient` runs
+the same programs with `httpx.AsyncClient`, `asyncio.sleep` and tasks. Building requests,
+retrying, parsing answers into results or typed errors, paging and waiting live here, never in a
+transport.
 
 Operations are descriptors (`Op`, `PagedOp`, `Flow`): on a `Client` instance they are plain
 methods, on an `AsyncClient` coroutine (or async-iterator) methods, typed for both.
@@ -18,6 +19,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
@@ -49,7 +51,19 @@ class Sleep:
     seconds: float
 
 
-Effect = Send | Sleep
+@dataclass(frozen=True)
+class Gather:
+    """Effect: run these programs at once, at most `limit` at a time (each over its own connection);
+    the runner answers with their results in order.
+
+    They start in order. Once one fails, none starts after it, and the runner throws in the failure
+    of the first (in order) that failed; the ones already under way finish first."""
+
+    programs: tuple[Program[Any], ...]
+    limit: int
+
+
+Effect = Send | Sleep | Gather
 #: A method written once: yields effects, returns its result.
 Program = Generator[Effect, Any, T]
 
@@ -254,8 +268,33 @@ def _step(program: Program[T], value: Any, failure: BaseException | None) -> Eff
         return Done(stop.value)
 
 
+class _Gathering:
+    """The bookkeeping of a `Gather` both runners share: which programs to start, and its answer."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def start(self, program: Program[Any]) -> bool:
+        """Whether to run `program`: not once one has failed (then it is closed unstarted)."""
+        if self.failed:
+            program.close()
+        return not self.failed
+
+    def fail(self) -> None:
+        self.failed = True
+
+    @staticmethod
+    def answer(outcomes: list[Any]) -> tuple[list[Any] | None, Exception | None]:
+        """(the results in order, None), or (None, the first failure in order): every program that
+        was skipped comes after it. The runner throws the failure into the program that gathered."""
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                return None, outcome
+        return outcomes, None
+
+
 class SyncRunner:
-    """Runs programs with a blocking httpx.Client."""
+    """Runs programs with a blocking httpx.Client (a `Gather` on a pool of threads)."""
 
     api: Api
     http: httpx.Client
@@ -272,10 +311,30 @@ class SyncRunner:
             if isinstance(effect, Sleep):
                 time.sleep(effect.seconds)
                 continue
+            if isinstance(effect, Gather):
+                value, failure = self._gather(effect)
+                continue
             try:
                 value = self.http.send(effect.request)
             except httpx.TransportError as exc:
                 failure = exc
+
+    def _gather(self, gather: Gather) -> tuple[list[Any] | None, Exception | None]:
+        gathering = _Gathering()
+
+        def one(program: Program[Any]) -> Any:
+            if not gathering.start(program):
+                return None
+            try:
+                return self.run(program)
+            except Exception as exc:
+                gathering.fail()
+                return exc
+
+        if gather.limit <= 1 or len(gather.programs) <= 1:
+            return gathering.answer([one(program) for program in gather.programs])
+        with ThreadPoolExecutor(max_workers=min(gather.limit, len(gather.programs))) as pool:
+            return gathering.answer(list(pool.map(one, gather.programs)))
 
     def iterate(self, listing: Listing[T]) -> Iterator[T]:
         """Every item of `listing`, page by page."""
@@ -284,7 +343,7 @@ class SyncRunner:
 
 
 class AsyncRunner:
-    """Runs programs with an httpx.AsyncClient."""
+    """Runs programs with an httpx.AsyncClient (a `Gather` as concurrent tasks)."""
 
     api: Api
     http: httpx.AsyncClient
@@ -301,10 +360,29 @@ class AsyncRunner:
             if isinstance(effect, Sleep):
                 await asyncio.sleep(effect.seconds)
                 continue
+            if isinstance(effect, Gather):
+                value, failure = await self._gather(effect)
+                continue
             try:
                 value = await self.http.send(effect.request)
             except httpx.TransportError as exc:
                 failure = exc
+
+    async def _gather(self, gather: Gather) -> tuple[list[Any] | None, Exception | None]:
+        gathering = _Gathering()
+        slots = asyncio.Semaphore(max(gather.limit, 1))
+
+        async def one(program: Program[Any]) -> Any:
+            async with slots:
+                if not gathering.start(program):
+                    return None
+                try:
+                    return await self.run(program)
+                except Exception as exc:
+                    gathering.fail()
+                    return exc
+
+        return gathering.answer(list(await asyncio.gather(*(one(program) for program in gather.programs))))
 
     async def iterate(self, listing: Listing[T]) -> AsyncIterator[T]:
         """Every item of `listing`, page by page."""

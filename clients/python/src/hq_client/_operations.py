@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 
 from hq_client._core import (
     Api,
+    Gather,
     Listing,
     Program,
     Route,
@@ -193,25 +194,32 @@ class Operations:
         return result
 
     @flow
-    def jobs_submit_many(api: Api, jobs: Iterable[JobSubmission], *, chunk: int = MAX_BATCH) -> Program[list[BatchJob]]:
-        """Submit any number of jobs in batches of `chunk` (at most 1,000): one request per batch.
+    def jobs_submit_many(
+        api: Api, jobs: Iterable[JobSubmission], *, chunk: int = MAX_BATCH, concurrency: int = 1
+    ) -> Program[list[BatchJob]]:
+        """Submit any number of jobs in batches of `chunk` (at most 1,000): one request per batch,
+        up to `concurrency` of them at once (each over its own keep-alive connection). Returns the
+        jobs in the order given.
 
-        A failure stops at that batch: the batches before it are recorded, and submitting the same
-        items again (with their keys, which this sets on the given dicts) replays them.
+        A failure stops at that batch: no batch is sent after it, the batches before it (and, with
+        `concurrency` > 1, those under way beside it) are recorded, and submitting the same items
+        again (with their keys, which this sets on the given dicts) replays them.
         """
         if not 1 <= chunk <= MAX_BATCH:
             raise ValueError(f"chunk must be 1 to {MAX_BATCH}")
-        out: list[BatchJob] = []
-        batch: list[JobSubmission] = []
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        batches: list[list[JobSubmission]] = [[]]
         for item in jobs:
             item.setdefault("idempotency_key", new_idempotency_key())
-            batch.append(item)
-            if len(batch) == chunk:
-                out += yield from Operations.jobs_submit_batch.program(api, batch)
-                batch = []
-        if batch:
-            out += yield from Operations.jobs_submit_batch.program(api, batch)
-        return out
+            if len(batches[-1]) == chunk:
+                batches.append([])
+            batches[-1].append(item)
+        if not batches[-1]:
+            return []
+        programs = tuple(Operations.jobs_submit_batch.program(api, batch) for batch in batches)
+        answers: list[list[BatchJob]] = yield Gather(programs, concurrency)
+        return [job for answer in answers for job in answer]
 
     @op("GET", "/v1/queue/jobs/{job_id}")
     def job_get(route: Route, job_id: str) -> Program[Job]:

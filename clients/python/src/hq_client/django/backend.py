@@ -36,7 +36,9 @@ from hq_client.types import BatchJob, HITLRequest, Job, JobEvent, JobSubmission
 T = TypeVar("T")
 
 #: OPTIONS keys RemoteBackend reads.
-OPTION_KEYS = frozenset({"URL", "TOKEN", "TIMEOUT_S", "RETRIES"})
+OPTION_KEYS = frozenset({"URL", "TOKEN", "TIMEOUT_S", "RETRIES", "BATCH_CONCURRENCY"})
+#: Batch requests `enqueue_many` has under way at once, unless OPTIONS say otherwise.
+BATCH_CONCURRENCY = 3
 
 
 class RemoteBackend(HQTaskBackend):
@@ -45,7 +47,8 @@ class RemoteBackend(HQTaskBackend):
     OPTIONS: `URL` (HQ's base URL) and `TOKEN` (a personal access token with `queue:read` and
     `queue:write`), required; `TIMEOUT_S` per request (default 10); `RETRIES`, tries of a read or
     submit on a transport error or 503 (default 4; a submit carries an idempotency key, so a retry
-    never makes a second job).
+    never makes a second job); `BATCH_CONCURRENCY`, the batch requests `enqueue_many` sends at once,
+    each over its own keep-alive connection (default 3; 1 sends them one after another).
     """
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
@@ -53,6 +56,7 @@ class RemoteBackend(HQTaskBackend):
         self.url = str(self.options.get("URL") or "")
         self.token = str(self.options.get("TOKEN") or "")
         self.timeout_s = float(self.options.get("TIMEOUT_S", 10.0))
+        self.batch_concurrency: int = self.options.get("BATCH_CONCURRENCY", BATCH_CONCURRENCY)
         self.api = Api(
             base_url=self.url, token=self.token, retry=RetryPolicy(tries=int(self.options.get("RETRIES", 4)))
         )
@@ -86,20 +90,18 @@ class RemoteBackend(HQTaskBackend):
     def enqueue_many(
         self, task: Task[Any, T], calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
     ) -> list[TaskResult[T]]:
-        """Enqueue `task` once per `(args, kwargs)` in `calls`, 1,000 to a request (POST /v1/queue/jobs/batch)."""
-        self.validate_task(task)
-        items = [self._item(task, args, kwargs) for args, kwargs in calls]
-        jobs = self.client.run(Operations.jobs_submit_many.program(self.api, items))
+        """Enqueue `task` once per `(args, kwargs)` in `calls`, 1,000 to a request (POST /v1/queue/jobs/batch),
+        `BATCH_CONCURRENCY` requests at once."""
+        jobs = self.client.run(self._submit_many(task, calls))
         return [self._enqueued(task, job) for job in jobs]
 
     async def aenqueue_many(
         self, task: Task[Any, T], calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
     ) -> list[TaskResult[T]]:
         """`enqueue_many`, awaited."""
-        self.validate_task(task)
-        items = [self._item(task, args, kwargs) for args, kwargs in calls]
+        program = self._submit_many(task, calls)
         async with self._async_client() as hq:
-            jobs = await hq.run(Operations.jobs_submit_many.program(self.api, items))
+            jobs = await hq.run(program)
         return [self._enqueued(task, job) for job in jobs]
 
     def get_result(self, result_id: str) -> TaskResult[Any]:
@@ -116,6 +118,12 @@ class RemoteBackend(HQTaskBackend):
             yield checks.Error(f"{where} needs URL, HQ's base URL (http:// or https://).", id="hq_client.E001")
         if not self.token:
             yield checks.Error(f"{where} needs TOKEN, an HQ personal access token.", id="hq_client.E002")
+        concurrency = self.batch_concurrency
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            yield checks.Error(
+                f"{where} BATCH_CONCURRENCY must be a whole number of requests, at least 1 (got {concurrency!r}).",
+                id="hq_client.E003",
+            )
         unknown = sorted(set(self.options) - OPTION_KEYS)
         if unknown:
             yield checks.Warning(
@@ -126,8 +134,15 @@ class RemoteBackend(HQTaskBackend):
 
     # --- submits -----------------------------------------------------------------------------------------
 
-    def _item(self, task: Task[Any, Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> JobSubmission:
-        return submission(**self._submission(task, args, kwargs))
+    def _submit_many(
+        self, task: Task[Any, Any], calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> Program[list[BatchJob]]:
+        """The batch submit of `task` once per call: the task validated and its fields made once,
+        then only each call's `args`."""
+        self.validate_task(task)
+        fields = submission(**self._submission(task, (), {}))
+        items: list[JobSubmission] = [{**fields, "args": self.job_args(task, a, kw)} for a, kw in calls]
+        return Operations.jobs_submit_many.program(self.api, items, concurrency=self.batch_concurrency)
 
     def _submission(self, task: Task[Any, Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The job that runs `task(*args, **kwargs)` on HQ: its module path is HQ's function name."""
