@@ -27,7 +27,7 @@ from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline,
 from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, with_json_text
 from hq.errors import HQError
 from queueapp import services
-from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobEvent, QueuePause, Worker
+from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobEvent, QueuePause
 
 
 def _json_shown(obj: Any, field: str) -> tuple[str, str] | None:
@@ -335,7 +335,7 @@ def _job_label(job: Job) -> str:
     return f"Job {job.pk}"
 
 
-# --- queues and workers -----------------------------------------------------------------------------------
+# --- queue pauses (workers are on the console's own page, /admin/ops/workers/) -------------------
 
 
 @admin.register(QueuePause)
@@ -343,13 +343,3 @@ class QueuePauseAdmin(ConsoleAdmin):
     list_display = ["queue", "workspace", "paused_by", "paused_at"]
     list_filter = ["queue"]
     list_select_related = ["workspace", "paused_by"]
-
-
-@admin.register(Worker)
-class WorkerAdmin(ConsoleAdmin):
-    """Live and stopped worker processes: infrastructure shared by all workspaces, for superusers."""
-
-    workspace_path = None
-    list_display = ["id", "hostname", "pid", "queues", "concurrency", "running", "jobs_done", "last_heartbeat_at"]
-    list_filter = [("stopped_at", admin.EmptyFieldListFilter)]
-    search_fields = ["id", "hostname"]

@@ -85,7 +85,13 @@ def test_staff_opens_the_dashboard_from_the_admin_index_and_sees_only_their_work
     browser.find_element(By.ID, "id_username").send_keys(ops.email)
     browser.find_element(By.ID, "id_password").send_keys("a-long-test-password")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(ec.element_to_be_clickable((By.ID, "ops-dashboard-link"))).click()
+    # The index starts with the console's section: Dashboard, HITL, Jobs, Schedules, Workers.
+    dashboard_link = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#content-main #console-dashboard a")))
+    sections = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#content-main caption")]
+    assert sections[0] == "OPS CONSOLE" and "View site" not in browser.page_source, sections
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-index.png"))
+    dashboard_link.click()
     wait.until(ec.presence_of_element_located((By.ID, "ops-charts")))
 
     charts = browser.find_elements(By.CSS_SELECTOR, "#ops-charts svg.hq-chart")
