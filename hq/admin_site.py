@@ -73,6 +73,9 @@ class HQAdminSite(admin.AdminSite):
     site_title = "HQ"
     index_title = "Jobs, approvals and schedules"
     site_url = None  # no "View site" link: there is no site besides the API (/v1/docs)
+    # The console's lists are wide (ids, states, previews, times): they get the whole width, and the
+    # index and breadcrumbs lead between pages.
+    enable_nav_sidebar = False
     login_form = ThrottledLoginForm
 
     def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[dict[str, Any]]:

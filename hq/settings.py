@@ -156,6 +156,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Every page shows instants as "2026-12-05 14:30:05 UTC" (hq/formats, hq.timefmt).
+FORMAT_MODULE_PATH = ["hq.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

@@ -8,13 +8,16 @@ staff the rows of the workspaces they administer, where they may also decide, re
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.db.models.expressions import OrderBy
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -22,12 +25,16 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from hq import admin_actions, clock, permissions
+from hq import admin_actions, clock, console, permissions, timefmt
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline, admin_user
 from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, with_json_text
 from hq.errors import HQError
-from queueapp import services
-from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobEvent, QueuePause
+from hq.timefmt import when_html
+from queueapp import selectors, services
+from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobEvent, JobState, QueuePause
+
+#: `key=value` searches the arguments of jobs created this many days back (unless a date filter is set).
+ARGS_SEARCH_DAYS = 7
 
 
 def _json_shown(obj: Any, field: str) -> tuple[str, str] | None:
@@ -255,7 +262,20 @@ class JobEventInline(WorkspaceScopedTabularInline):
 
 @admin.register(Job)
 class JobAdmin(ConsoleAdmin):
-    list_display = ["id", "function", "queue", "state", "owner", "workspace", "attempts", "created_at", "finished_at"]
+    list_display = [
+        "short_id",
+        "function",
+        "state_badge",
+        "args_preview",
+        "correlation",
+        "queue",
+        "owner",
+        "workspace",
+        "attempts",
+        "created",
+        "duration",
+    ]
+    list_display_links = None  # the short id column links to the job itself
     list_filter = [
         "state",
         "queue",
@@ -266,12 +286,19 @@ class JobAdmin(ConsoleAdmin):
         # ?created_at__gte=2026-01-01&created_at__lt=2026-01-08.
         ("created_at", admin.DateFieldListFilter),
     ]
-    search_fields = ["id", "correlation_id"]
-    search_help_text = "Job id or correlation id."
+    search_fields = ["id"]  # searched by JobAdmin.get_search_results, never as a text scan
+    search_help_text = (
+        "A job id or its first characters, a correlation id, a function name, or key=value to find jobs "
+        f"whose arguments contain it (jobs created in the last {ARGS_SEARCH_DAYS} days, or in the date filter's range)."
+    )
     list_select_related = ["owner", "workspace"]
+    list_per_page = console.PER_PAGE
     show_full_result_count = False
+    paginator = console.CappedPaginator
+    change_list_template = "admin/queueapp/job/change_list.html"
     inlines = [JobEventInline]
     actions = ["retry_selected", "cancel_selected"]
+    Media = console.ConsoleMedia
     fields: ClassVar[tuple[str, ...]] = (
         "id",
         "state",
@@ -300,6 +327,76 @@ class JobAdmin(ConsoleAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         return with_json_text(super().get_queryset(request), "args", "result")
+
+    # --- the list ---------------------------------------------------------------------------------
+
+    @admin.display(description="Job", ordering="id")
+    def short_id(self, obj: Job) -> str:
+        return console.short_id(obj.pk, reverse("admin:queueapp_job_change", args=[obj.pk]))
+
+    @admin.display(description="State", ordering="state")
+    def state_badge(self, obj: Job) -> str:
+        return console.badge(obj.state)
+
+    @admin.display(description="Arguments")
+    def args_preview(self, obj: Job) -> str:
+        return console.preview(getattr(obj, json_text_attr("args"), None))
+
+    @admin.display(description="Correlation id", ordering="correlation_id")
+    def correlation(self, obj: Job) -> str:
+        return obj.correlation_id or "—"
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: Job) -> str:
+        return when_html(obj.created_at, clock.now())
+
+    @admin.display(description="Duration")
+    def duration(self, obj: Job) -> str:
+        """The latest attempt's run time; a running one's so far."""
+        if obj.started_at is None:
+            return "—"
+        end = obj.finished_at or (clock.now() if obj.state == JobState.RUNNING else None)
+        if end is None:
+            return "—"
+        text = timefmt.duration((end - obj.started_at).total_seconds())
+        return f"{text} so far" if obj.finished_at is None else text
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
+    ) -> tuple[QuerySet[Job], bool]:
+        """Indexed lookups only: an id (whole, or its first characters: a range of the primary key),
+        a correlation id or a function name (exact), or `key=value` inside the arguments (JSONB
+        containment, limited to recent jobs so it never scans the whole history)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "=" in term:
+            key, _, raw = term.partition("=")
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+            rows = queryset.filter(args__contains={key.strip(): value})
+            if not any(k.startswith("created_at__") for k in request.GET):
+                rows = rows.filter(created_at__gte=clock.now() - timedelta(days=ARGS_SEARCH_DAYS))
+            return rows, False
+        match = Q(correlation_id=term) | Q(function=term)
+        hex_digits = term.replace("-", "").lower()
+        if 0 < len(hex_digits) <= 32 and all(c in "0123456789abcdef" for c in hex_digits):
+            low = uuid.UUID(hex_digits.ljust(32, "0"))
+            high = uuid.UUID(hex_digits.ljust(32, "f"))
+            match |= Q(id__gte=low, id__lte=high)
+        return queryset.filter(match), False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        now = clock.now()
+        counts = selectors.job_state_counts(rows=self.get_queryset(request), now=now)
+        context = {
+            "state_counts": [(state, label, counts[state]) for state, label in JobState.choices],
+            "finished_window_h": int(selectors.FINISHED_COUNT_WINDOW.total_seconds() // 3600),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
 
     @admin.display(description="Arguments")
     def args_pretty(self, obj: Job) -> str:

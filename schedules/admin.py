@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
-from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin
@@ -26,12 +25,13 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from hq import admin_actions, clock
+from hq import admin_actions, clock, console
 from hq.admin import GuardedJSONField
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline, admin_user
 from hq.display import clipped_note, json_text_attr, stored_json, stored_value, with_json_text
 from hq.errors import HQError
 from hq.models import User
+from hq.timefmt import exact, when_html
 from schedules import actions, services, triggers
 from schedules.models import Schedule, ScheduleFire, ScheduleState
 
@@ -280,9 +280,10 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
         "owner",
         "workspace",
         "action",
-        "state",
+        "state_badge",
         "reason",
-        "next_fire_at",
+        "trigger_summary",
+        "next_fire",
         "last_fire_status",
         "fire_count",
         "failure_count",
@@ -298,12 +299,13 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
         "owner",
         "action",
         "trigger",
+        "trigger_words",
         "args_json",
         "state",
         "state_reason",
-        "next_fire_at",
+        "next_fire_exact",
         "upcoming",
-        "last_fire_at",
+        "last_fire_exact",
         "last_fire_status",
         "fire_count",
         "failure_count",
@@ -326,6 +328,8 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
     }
     inlines = [FireInline]
     actions = ["pause", "resume", "fire_now", "archive", "erase"]
+    list_per_page = console.PER_PAGE
+    Media = console.ConsoleMedia
     confirmation_template = "admin/schedules/schedule/action_confirmation.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
@@ -391,23 +395,49 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
             stored_json(text),
         )
 
-    @admin.display(description="next fires (schedule's zone)")
+    @admin.display(description="next fires")
     def upcoming(self, obj: Schedule) -> str:
         try:
-            zone = ZoneInfo(obj.trigger["tz"])
+            zone = obj.trigger["tz"]
             times = triggers.fire_times(obj.trigger, clock.now(), 5)
         except (triggers.TriggerError, KeyError, TypeError) as exc:
             return f"Trigger does not parse: {exc}"
         if not times:
             return "No further fires."
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((exact(t, zone),) for t in times)))
+
+    @staticmethod
+    def _zone(obj: Schedule) -> str | None:
+        zone = obj.trigger.get("tz") if isinstance(obj.trigger, dict) else None
+        return zone if isinstance(zone, str) else None
+
+    @admin.display(description="trigger")
+    def trigger_summary(self, obj: Schedule) -> str:
+        """The expression and, under it, the same in words with the zone."""
+        expr = obj.trigger.get("expr", "") if isinstance(obj.trigger, dict) else ""
         return format_html(
-            "<ul>{}</ul>",
-            format_html_join(
-                "",
-                "<li>{} ({})</li>",
-                ((t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"), t.strftime("%H:%MZ")) for t in times),
-            ),
+            '<code>{}</code> <span class="hq-trigger-words">{}</span>', expr, triggers.describe(obj.trigger)
         )
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: Schedule) -> str:
+        return console.badge(obj.state)
+
+    @admin.display(description="trigger in words")
+    def trigger_words(self, obj: Schedule) -> str:
+        return triggers.describe(obj.trigger)
+
+    @admin.display(description="next fire", ordering="next_fire_at")
+    def next_fire(self, obj: Schedule) -> str:
+        return when_html(obj.next_fire_at, clock.now(), self._zone(obj))
+
+    @admin.display(description="next fire at")
+    def next_fire_exact(self, obj: Schedule) -> str:
+        return exact(obj.next_fire_at, self._zone(obj))
+
+    @admin.display(description="last fire at")
+    def last_fire_exact(self, obj: Schedule) -> str:
+        return exact(obj.last_fire_at, self._zone(obj))
 
     # Actions on selected schedules: a confirmation page first, then the service for each.
 

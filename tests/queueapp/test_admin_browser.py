@@ -118,4 +118,8 @@ def test_staff_approves_in_the_admin_with_a_click_and_the_job_runs(live_server, 
 
     flows.deep_stored_json_renders_clipped(live_server, browser)
     flows.a_schedule_page_shows_its_args_indented(live_server, browser)
+    # Issue 19's console: dense lists, times, and every button through its service.
+    from tests.queueapp import console_flows
+
+    console_flows.ops_scans_the_job_list_and_the_schedule_list(live_server, browser)
     flows.sign_in_is_paused_after_failures_with_a_clear_message(live_server, browser, settings)

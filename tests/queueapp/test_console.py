@@ -3,10 +3,18 @@ and HITL requests (superusers included), and what the console's pages show and d
 
 from __future__ import annotations
 
-import pytest
+import re
+from datetime import timedelta
 
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from hq import clock
 from queueapp import services
 from queueapp.models import HITLRequest, Job
+from tests import factories
+from tests.observability import helpers
 from tests.queueapp.test_admin_hitl import client_for, request_for, staff
 
 pytestmark = pytest.mark.django_db
@@ -57,3 +65,87 @@ def test_jobs_and_hitl_requests_cannot_be_hard_deleted(member, superuser):
     # Cancelling (the service) stays: the request ends `cancelled`, with its history.
     services.job_cancel(job=Job.objects.get(pk=hitl.job_id), actor=member.user)
     assert HITLRequest.objects.get(pk=hitl.pk).state == "cancelled"
+
+
+def _jobs(member, n: int, **kw) -> list[Job]:
+    now = clock.now()
+    return [helpers.job(member.workspace, now, **kw) for _ in range(n)]
+
+
+def test_the_job_list_is_dense_and_counts_per_state_without_counting_the_table(member):
+    ops = client_for(staff(member.workspace))
+    now = clock.now()
+    done = helpers.job(member.workspace, now, state="succeeded", finished_ago_s=60, run_ms=2500)
+    Job.objects.filter(pk=done.pk).update(args={"order": 7, "to": "ops@example.com"}, correlation_id="order-7")
+    helpers.job(member.workspace, now, state="failed", finished_ago_s=90000, run_ms=10)  # finished 25 h ago
+    _jobs(member, 3, state="queued")
+    helpers.job(member.workspace, now, state="running", started_ago_s=12)
+    helpers.job(factories.caller().workspace, now, state="queued")  # another workspace: not counted
+
+    resp = ops.get("/admin/queueapp/job/")
+    html = resp.content.decode()
+    row = next(r for r in html.split("<tr") if str(done.pk) in r)
+    assert f'<code title="{done.pk}">{str(done.pk)[:8]}</code>' in row and f'data-copy="{done.pk}"' in row
+    assert '<span class="hq-badge hq-state-succeeded">succeeded</span>' in row
+    assert "{&quot;to&quot;: &quot;ops@example.com&quot;, &quot;order&quot;: 7}" in row, "the argument preview"
+    assert "order-7" in row and "2.5 s" in row
+    assert re.search(r'<time class="hq-when" datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">', row)
+    counts = {state: int(n) for state, n in re.findall(r'id="count-(\w+)">[^<]*<span class="n">(\d+)</span>', html)}
+    assert counts == {
+        "queued": 3,
+        "deferred": 0,
+        "awaiting_approval": 0,
+        "running": 1,
+        "succeeded": 1,
+        "failed": 0,  # finished more than 24 h ago
+        "cancelled": 0,
+        "rejected": 0,
+    }
+    assert "s so far" in html, "a running job's duration"
+
+
+def test_the_job_list_pages_by_50_and_never_counts_the_whole_table(member):
+    ops = client_for(staff(member.workspace))
+    _jobs(member, 60, state="succeeded", finished_ago_s=5, run_ms=1)
+    with CaptureQueriesContext(connection) as few:
+        ops.get("/admin/queueapp/job/?p=1")
+    _jobs(member, 40, state="queued")
+    with CaptureQueriesContext(connection) as more:
+        resp = ops.get("/admin/queueapp/job/")
+    assert len(resp.context["cl"].result_list) == 50
+    assert len(more.captured_queries) == len(few.captured_queries), "no query per row"
+    counts = [q["sql"] for q in more.captured_queries if "COUNT(" in q["sql"] and "queueapp_job" in q["sql"]]
+    assert counts, "the paginator and the state counts count"
+    for sql in counts:
+        assert "LIMIT" in sql or '"finished_at" >=' in sql or '"state" IN' in sql, sql
+
+
+def test_a_capped_list_says_more_than(member, monkeypatch):
+    from hq import console
+
+    monkeypatch.setattr(console.CappedPaginator, "cap", 30)
+    monkeypatch.setattr(console, "CAP", 30)
+    _jobs(member, 35, state="queued")
+    html = client_for(staff(member.workspace)).get("/admin/queueapp/job/").content.decode()
+    assert "more than 30 jobs: filter to narrow them" in html
+
+
+def test_job_search_by_short_id_correlation_function_and_inside_args(member):
+    ops = client_for(staff(member.workspace))
+    a, b, c = _jobs(member, 3, state="queued")
+    Job.objects.filter(pk=a.pk).update(args={"order": 7, "to": "ops"}, correlation_id="order-7")
+    Job.objects.filter(pk=b.pk).update(args={"order": 8}, function="mail.send")
+    Job.objects.filter(pk=c.pk).update(args={"order": 7}, created_at=clock.now() - timedelta(days=30))
+
+    def found(term: str, extra: str = "") -> set:
+        resp = ops.get("/admin/queueapp/job/", {"q": term, **dict([extra.split(":")] if extra else [])})
+        return {j.pk for j in resp.context["cl"].result_list}
+
+    assert found(str(a.pk)[:8]) == {a.pk}
+    assert found(str(a.pk)) == {a.pk}
+    assert found("order-7") == {a.pk}
+    assert found("mail.send") == {b.pk}
+    assert found("order=7") == {a.pk}, "args search covers the last 7 days"
+    assert found("order=7", "created_at__gte:2000-01-01") == {a.pk, c.pk}, "unless a date filter says otherwise"
+    assert found('to="ops"') == {a.pk}
+    assert found("nothing-like-this") == set()

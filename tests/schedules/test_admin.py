@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.contrib.messages import get_messages
@@ -238,10 +239,26 @@ def test_an_archived_schedule_cannot_be_edited(superuser_client, member):
     assert Schedule.objects.get(pk=s.pk).name == "t"
 
 
-def test_change_page_shows_next_fires_in_the_schedules_zone(superuser_client, member):
+def test_change_page_shows_next_fires_in_utc_and_the_schedules_zone_to_the_second(superuser_client, member):
     s = task(member)
     page = superuser_client.get(f"{CHANGELIST}{s.pk}/change/").content.decode()
-    assert page.count("02:30 CE") + page.count("03:00 CE") >= 4  # five upcoming local times (DST may move one)
+    upcoming = re.findall(
+        r"<li>(\d{4}-\d\d-\d\d) (0[01]):30:00 UTC \((?:\d{4}-\d\d-\d\d )?(0[23]:[03]0):00 Europe/Stockholm\)</li>", page
+    )
+    assert len(upcoming) == 5, upcoming  # five upcoming fires: the UTC instant and the local wall time
+    assert sum(local == "02:30" for _, _, local in upcoming) >= 4  # DST may move one to 03:00
+    assert "at 02:30 every day, Europe/Stockholm" in page, "the cron in words, with its zone"
+    assert re.search(r"next fire at.*?\d\d:\d\d:\d\d UTC \(02:30:00 Europe/Stockholm\)", page, re.S | re.I)
+
+
+def test_the_list_shows_relative_next_fires_with_the_exact_instant_and_the_cron_in_words(superuser_client, member):
+    s = task(member)
+    page = superuser_client.get(CHANGELIST).content.decode()
+    assert "<code>30 2 * * *</code>" in page and "at 02:30 every day, Europe/Stockholm" in page
+    title = re.search(r'<time class="hq-when" datetime="([^"]+)" title="([^"]+)">in \d+ (?:h|min|s)</time>', page)
+    assert title is not None, page
+    assert title.group(1) == s.next_fire_at.isoformat()
+    assert title.group(2).endswith(":30:00 UTC (02:30:00 Europe/Stockholm)")
 
 
 def test_staff_see_only_their_workspaces_and_non_staff_are_refused(member):

@@ -1,0 +1,105 @@
+"""A real browser (Debian's headless chromium) on the ops console's lists and buttons: the dense job
+list, times with seconds and a zone, and every button changing state through its service.
+
+DECISIONS allows at most two browser tests, sharing one live server, so these flows run inside
+`tests/queueapp/test_admin_browser.py`'s console test. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+
+from hq import clock, messaging
+from hq.models import User
+from queueapp.models import Job
+from schedules import services as schedule_services
+from tests import factories
+from tests.observability import helpers
+
+#: An instant as the console shows it: UTC to the second.
+EXACT_UTC = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
+
+
+def _wait(browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.queueapp.test_admin_browser import WAIT_S
+
+    return WebDriverWait(browser, WAIT_S)
+
+
+def _shot(browser, name: str, *, full: bool = True) -> None:
+    from tests.queueapp.test_admin_browser import ARTIFACTS
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    if full:
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1400, min(max(height + 140, 900), 4000))
+    browser.save_screenshot(str(ARTIFACTS / name))
+    browser.set_window_size(1400, 1000)
+
+
+def _superuser(live_server, browser, email: str, next_url: str) -> User:
+    from tests.security.admin_browser_flows import PASSWORD, _sign_in
+
+    ops = User.objects.create_superuser(email, PASSWORD)
+    _sign_in(browser, f"{live_server.url}/admin/login/?next={next_url}", ops.email, PASSWORD)
+    return ops
+
+
+def ops_scans_the_job_list_and_the_schedule_list(live_server, browser) -> None:
+    """50 dense rows a page with short ids, badges, previews and counts; the schedule list's times
+    are relative with the exact instant (seconds, zone) on hover, and crons read in words."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    owner = factories.caller()
+    now = clock.now()
+    for i in range(55):
+        state = ("succeeded", "failed", "queued", "running")[i % 4]
+        j = helpers.job(
+            owner.workspace,
+            now,
+            state=state,
+            function=("mail.send", "reports.build", "hq.echo")[i % 3],
+            finished_ago_s=30 + i * 40 if state in ("succeeded", "failed") else None,
+            run_ms=1500 + i * 10 if state in ("succeeded", "failed") else None,
+            started_ago_s=5 + i if state == "running" else None,
+        )
+        Job.objects.filter(pk=j.pk).update(
+            args={"to": f"user{i}@example.com", "order": 1000 + i}, correlation_id=f"order-{1000 + i}"
+        )
+    room = messaging.room_create(workspace=owner.workspace, creator=owner.user, name="general")
+    schedule_services.schedule_create(
+        workspace=owner.workspace,
+        owner=owner.user,
+        name="New York standup",
+        trigger={"kind": "cron", "expr": "30 9 * * MON-FRI", "tz": "America/New_York"},
+        action="send_message",
+        args={"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "Standup!"}},
+    )
+    _superuser(live_server, browser, "lists.ops@example.com", "/admin/queueapp/job/")
+    wait = _wait(browser)
+    browser.set_window_size(1400, 1000)
+    rows = wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, "#result_list tbody tr")))
+    assert len(rows) == 50
+    first = rows[0]
+    short = first.find_element(By.CSS_SELECTOR, ".hq-id code")
+    assert len(short.text) == 8 and len(short.get_attribute("title")) == 36
+    assert first.find_element(By.CSS_SELECTOR, ".hq-badge").value_of_css_property("background-color") != (
+        "rgba(0, 0, 0, 0)"
+    )
+    assert re.fullmatch(EXACT_UTC, first.find_element(By.CSS_SELECTOR, "time.hq-when").get_attribute("title"))
+    counts = browser.find_element(By.ID, "job-state-counts").text.replace(" ", "")
+    running = Job.objects.filter(state="running").count()
+    assert f"running{running}" in counts and running >= 13, counts  # this flow's 13 and earlier flows' jobs
+    _shot(browser, "job-list.png", full=False)
+    # One row is one line high: nothing wraps (about 30 px at the admin's font size).
+    assert max(r.size["height"] for r in rows) < 40, [r.size["height"] for r in rows]
+
+    browser.get(f"{live_server.url}/admin/schedules/schedule/")
+    cell = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "td.field-trigger_summary"))).text
+    assert "30 9 * * MON-FRI" in cell and "at 09:30 on Monday to Friday, America/New_York" in cell
+    hover = browser.find_element(By.CSS_SELECTOR, "td.field-next_fire time").get_attribute("title")
+    assert re.fullmatch(EXACT_UTC + r" \(09:30:00 America/New_York\)", hover), hover
+    _shot(browser, "schedule-list.png", full=False)
