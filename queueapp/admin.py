@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -22,16 +23,27 @@ from django.db.models.expressions import OrderBy
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
 from hq import admin_actions, clock, console, permissions, timefmt
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline, admin_user
-from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, with_json_text
+from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, stored_value, with_json_text
 from hq.errors import HQError
 from hq.timefmt import when_html
 from queueapp import selectors, services
-from queueapp.models import DecidedVia, HITLRequest, HITLState, Job, JobEvent, JobState, QueuePause
+from queueapp.models import (
+    FINISHED_STATES,
+    DecidedVia,
+    HITLRequest,
+    HITLState,
+    Job,
+    JobEvent,
+    JobState,
+    QueuePause,
+)
 
 #: `key=value` searches the arguments of jobs created this many days back (unless a date filter is set).
 ARGS_SEARCH_DAYS = 7
@@ -257,7 +269,28 @@ class JobEventInline(WorkspaceScopedTabularInline):
 
     @admin.display(description="Detail")
     def detail_pretty(self, obj: JobEvent) -> str:
-        return "—" if getattr(obj, json_text_attr("detail"), None) == "{}" else _pre(obj, "detail")
+        """`key: value` lines (a nested value as one line of JSON), wrapped to the column; the worker's
+        name links to the workers page."""
+        text = getattr(obj, json_text_attr("detail"), None)
+        if not isinstance(text, str) or text == "{}":
+            return "—"
+        value = stored_value(text)
+        if not isinstance(value, dict):
+            return _pre(obj, "detail")
+        lines = []
+        for key, item in value.items():
+            shown = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+            if key == "worker" and isinstance(item, str):
+                lines.append(
+                    format_html('<b>{}</b>: <a href="{}"><code>{}</code></a>', key, reverse("ops-workers"), item)
+                )
+            else:
+                lines.append(
+                    format_html('<b>{}</b>: <span class="hq-detail">{}</span>', key, Truncator(shown).chars(2000))
+                )
+        return format_html(
+            '<div class="hq-event-detail">{}</div>', format_html_join("", "<div>{}</div>", ((line,) for line in lines))
+        )
 
 
 @admin.register(Job)
@@ -299,16 +332,14 @@ class JobAdmin(ConsoleAdmin):
     inlines = [JobEventInline]
     actions = ["retry_selected", "cancel_selected"]
     Media = console.ConsoleMedia
-    fields: ClassVar[tuple[str, ...]] = (
+    #: Every stored field, under "All fields" (collapsed): the page starts with `job_summary`.
+    all_fields: ClassVar[tuple[str, ...]] = (
         "id",
         "state",
         "workspace",
         "owner",
         "function",
         "queue",
-        "args_pretty",
-        "result_pretty",
-        "error",
         "correlation_id",
         "idempotency_key",
         "attempts",
@@ -316,14 +347,17 @@ class JobAdmin(ConsoleAdmin):
         "timeout_s",
         "due_at",
         "created_at",
-        "dispatched_at",
+        "dispatched_shown",
         "first_started_at",
         "started_at",
         "finished_at",
         "cancel_requested_at",
         "worker_id",
     )
-    readonly_fields = fields
+    fieldsets = [("All fields", {"classes": ["collapse"], "fields": all_fields})]
+    readonly_fields = all_fields
+    change_form_template = "admin/queueapp/job/change_form.html"
+    confirmation_template = "admin/queueapp/job/action_confirmation.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         return with_json_text(super().get_queryset(request), "args", "result")
@@ -398,13 +432,135 @@ class JobAdmin(ConsoleAdmin):
         }
         return super().changelist_view(request, context)
 
-    @admin.display(description="Arguments")
-    def args_pretty(self, obj: Job) -> str:
-        return _pre(obj, "args")
+    @admin.display(description="Dispatched at")
+    def dispatched_shown(self, obj: Job) -> str:
+        """When the relay last pushed it to Redis; for a finished job, history only."""
+        return timefmt.exact(obj.dispatched_at) if obj.dispatched_at else "—"
 
-    @admin.display(description="Result")
-    def result_pretty(self, obj: Job) -> str:
-        return _pre(obj, "result")
+    # --- the job's page: what matters first, buttons, then every field and the timeline --------------
+
+    def job_summary(self, request: HttpRequest, job: Job) -> list[tuple[str, str]]:
+        """(label, HTML) rows at the top of a job's page."""
+        now = clock.now()
+        wait_from = job.first_started_at or job.started_at
+        rows = [
+            ("State", format_html("{} {}", console.badge(job.state), self._state_note(job))),
+            ("Function", format_html("<code>{}</code> on queue <code>{}</code>", job.function, job.queue)),
+            ("Arguments", _pre(job, "args")),
+        ]
+        if job.error:
+            rows.append(("Error", format_html('<pre class="hq-json">{}</pre>', job.error)))
+        if job.state == JobState.SUCCEEDED or getattr(job, json_text_attr("result"), None) not in (None, "null"):
+            rows.append(("Result", _pre(job, "result")))
+        wait = (wait_from - job.due_at).total_seconds() if wait_from else None
+        if wait_from is None and job.state in (JobState.QUEUED, JobState.DEFERRED) and job.due_at <= now:
+            wait_text = f"{timefmt.duration((now - job.due_at).total_seconds())} so far"
+        else:
+            wait_text = timefmt.duration(max(wait, 0.0) if wait is not None else None)
+        run_end = job.finished_at or (now if job.state == JobState.RUNNING else None)
+        run = (run_end - job.started_at).total_seconds() if job.started_at and run_end else None
+        run_text = timefmt.duration(run) + (" so far" if run is not None and job.finished_at is None else "")
+        rows += [
+            ("Wait", format_html("{} <span class='help'>(due → first start)</span>", wait_text)),
+            ("Run", format_html("{} <span class='help'>(latest attempt)</span>", run_text)),
+            ("Attempts", f"{job.attempts} of {job.max_tries}" + (f" (timeout {job.timeout_s} s each)")),
+            ("Created", timefmt.exact(job.created_at)),
+            ("Finished", timefmt.exact(job.finished_at)),
+            ("Owner", _admin_link("hq_user", job.owner_id, str(job.owner) if job.owner else None)),
+            ("Workspace", _admin_link("hq_workspace", job.workspace_id, str(job.workspace))),
+        ]
+        if job.correlation_id:
+            url = reverse("admin:queueapp_job_changelist") + "?" + urlencode({"q": job.correlation_id})
+            rows.append(("Correlation id", format_html('<a href="{}">{}</a> (all its jobs)', url, job.correlation_id)))
+        requests = list(job.hitl_requests.order_by("created_at").values_list("pk", "state"))
+        if requests:
+            rows.append(
+                (
+                    "Approval",
+                    format_html_join(
+                        ", ",
+                        "{} {}",
+                        (
+                            (console.short_id(pk, reverse("admin:queueapp_hitlrequest_change", args=[pk])), state)
+                            for pk, state in requests
+                        ),
+                    ),
+                )
+            )
+        if job.worker_id:
+            url = reverse("ops-workers") + "?" + urlencode({"workspace": str(job.workspace_id)})
+            rows.append(("Worker", format_html('<a href="{}"><code>{}</code></a>', url, job.worker_id)))
+        return rows
+
+    @staticmethod
+    def _state_note(job: Job) -> str:
+        if job.state == JobState.RUNNING and job.cancel_requested_at:
+            return f"(cancel asked at {timefmt.exact(job.cancel_requested_at)})"
+        if job.state == JobState.DEFERRED:
+            return f"(until {timefmt.exact(job.due_at)})"
+        return ""
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        job = self.get_object(request, unquote(object_id))
+        context = dict(extra_context or {})
+        if job is not None:
+            context["job_summary"] = self.job_summary(request, job)
+            context["job_buttons"] = self._buttons(request, job)
+        return super().change_view(request, object_id, form_url, context)
+
+    def _buttons(self, request: HttpRequest, job: Job) -> list[tuple[str, str, str]]:
+        """(id, label, url) of the buttons the job's state allows; the service has the last word."""
+        if not self.has_operate_permission(request):
+            return []
+        names = ["retry"] if job.state in FINISHED_STATES else ["cancel"]
+        return [
+            (f"job-{name}", JOB_BUTTONS[name].verb + "…", reverse(f"admin:queueapp_job_{name}", args=[job.pk]))
+            for name in names
+        ]
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path(f"<path:object_id>/{name}/", view(self._button_view(name)), name=f"queueapp_job_{name}")
+            for name in JOB_BUTTONS
+        ] + super().get_urls()
+
+    def _button_view(self, name: str) -> Callable[..., HttpResponse]:
+        def button_view(request: HttpRequest, object_id: str) -> HttpResponse:
+            return self.job_button(request, object_id, name)
+
+        return button_view
+
+    def job_button(self, request: HttpRequest, object_id: str, name: str) -> HttpResponse:
+        """A button on a job's page: its confirmation page (GET), then the service (POST)."""
+        job = self.get_object(request, unquote(object_id))
+        if job is None or not self.has_view_permission(request, job) or not self.has_operate_permission(request):
+            raise Http404("No such job.")
+        button = JOB_BUTTONS[name]
+        back = reverse("admin:queueapp_job_change", args=[job.pk])
+        if request.method == "POST":
+            actor = admin_actions.actor(request)
+            admin_actions.apply_each(
+                self,
+                request,
+                [job],
+                lambda j: button.run(j, actor),
+                done=button.done,
+                label=_job_label,
+            )
+            return HttpResponseRedirect(back)
+        return admin_actions.confirmation_page(
+            self,
+            request,
+            template=self.confirmation_template,
+            verb=button.verb,
+            objects=[job],
+            confirm_id=f"confirm-{name}",
+            back_url=back,
+            consequence=button.consequence,
+        )
 
     @admin.action(description="Retry selected jobs", permissions=["operate"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
@@ -430,6 +586,41 @@ class JobAdmin(ConsoleAdmin):
 
 def _job_label(job: Job) -> str:
     return f"Job {job.pk}"
+
+
+def _admin_link(model: str, pk: Any, text: str | None) -> str:
+    """A link to a row's admin page, or "—" when there is no row (a system job has no owner)."""
+    if pk is None:
+        return "—"
+    return format_html('<a href="{}">{}</a>', reverse(f"admin:{model}_change", args=[pk]), text or str(pk))
+
+
+@dataclass(frozen=True)
+class JobButton:
+    """A button on a job's page: its confirmation text and its service (the API's)."""
+
+    verb: str
+    done: str
+    consequence: str
+    run: Callable[[Job, Any], object]
+
+
+JOB_BUTTONS = {
+    "retry": JobButton(
+        "Retry",
+        "Retried: the job is queued again with a fresh set of tries.",
+        "The job runs again with a fresh set of tries and its arguments unchanged. A job that needed an "
+        "approval goes back to awaiting approval with a new request: a retry never bypasses a decision.",
+        lambda job, actor: services.job_retry(job=job, actor=actor, via=DecidedVia.ADMIN),
+    ),
+    "cancel": JobButton(
+        "Cancel",
+        "Cancelled (a running job is asked to abort).",
+        "A waiting job is cancelled at once (and its pending approval request with it); a running one is "
+        "asked to abort and ends cancelled when its worker stops it.",
+        lambda job, actor: services.job_cancel(job=job, actor=actor, via=DecidedVia.ADMIN),
+    ),
+}
 
 
 # --- queue pauses (workers are on the console's own page, /admin/ops/workers/) -------------------

@@ -103,3 +103,43 @@ def ops_scans_the_job_list_and_the_schedule_list(live_server, browser) -> None:
     hover = browser.find_element(By.CSS_SELECTOR, "td.field-next_fire time").get_attribute("title")
     assert re.fullmatch(EXACT_UTC + r" \(09:30:00 America/New_York\)", hover), hover
     _shot(browser, "schedule-list.png", full=False)
+
+
+def ops_retries_a_job_from_its_page(live_server, browser) -> None:
+    """The job's page starts with its state, function, args and error; Retry asks first, then the
+    service queues the job again and the page says so; the timeline reads as key: value."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    from queueapp import services
+
+    owner = factories.caller()
+    job, _ = services.job_submit(
+        workspace=owner.workspace,
+        owner=owner.user,
+        submission=services.Submission(
+            function="hq.echo", args={"invoice": 4411, "to": "billing@example.com"}, correlation_id="invoice-4411"
+        ),
+    )
+    services.job_cancel(job=job, actor=owner.user)
+    _superuser(live_server, browser, "jobs.ops@example.com", f"/admin/queueapp/job/{job.pk}/change/")
+    wait = _wait(browser)
+    summary = wait.until(ec.presence_of_element_located((By.ID, "job-summary"))).text
+    assert summary.startswith("State\ncancelled"), summary
+    assert "hq.echo" in summary and '"invoice": 4411' in summary and "invoice-4411" in summary
+    assert re.search(r"Created\n" + EXACT_UTC, summary), summary
+    _shot(browser, "job-page.png")
+
+    browser.find_element(By.ID, "job-retry").click()
+    consequence = wait.until(ec.presence_of_element_located((By.ID, "job-consequence"))).text
+    assert "fresh set of tries" in consequence
+    assert Job.objects.get(pk=job.pk).state == "cancelled", "nothing before the confirmation"
+    _shot(browser, "job-retry-confirmation.png", full=False)
+    browser.find_element(By.ID, "confirm-retry").click()
+    message = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li.success")))
+    assert message.text == "Retried: the job is queued again with a fresh set of tries."
+    assert Job.objects.get(pk=job.pk).state == "queued"
+    summary = browser.find_element(By.ID, "job-summary").text
+    assert summary.startswith("State\nqueued") and browser.find_elements(By.ID, "job-cancel")
+    timeline = browser.find_element(By.ID, "events-group").text
+    assert "retried" in timeline or "retry" in timeline, timeline

@@ -177,7 +177,7 @@ def test_job_page__timeline_inline_and_pretty_args(member):
         "Timeline" in html
         and "submitted" in html
         and "rejected" in html
-        and "&quot;comment&quot;: &quot;no&quot;" in html
+        and '<b>comment</b>: <span class="hq-detail">no</span>' in html  # event details read as key: value
     )
     assert "{\n  &quot;to&quot;: &quot;ops&quot;\n}" in html
 

@@ -149,3 +149,52 @@ def test_job_search_by_short_id_correlation_function_and_inside_args(member):
     assert found("order=7", "created_at__gte:2000-01-01") == {a.pk, c.pk}, "unless a date filter says otherwise"
     assert found('to="ops"') == {a.pk}
     assert found("nothing-like-this") == set()
+
+
+def test_the_job_page_starts_with_what_matters_then_the_timeline(member):
+    ops = client_for(staff(member.workspace))
+    now = clock.now()
+    failed = helpers.job(member.workspace, now, state="failed", finished_ago_s=10, run_ms=4200, wait_ms=1500)
+    Job.objects.filter(pk=failed.pk).update(
+        args={"to": "ops"}, error="ValueError: no such mailbox", correlation_id="order-9", max_tries=3
+    )
+    html = ops.get(f"/admin/queueapp/job/{failed.pk}/change/").content.decode()
+    summary = html[html.index('id="job-summary"') : html.index("All fields")]
+    labels = re.findall(r"<dt>([^<]+)</dt>", summary)
+    assert labels[:7] == ["State", "Function", "Arguments", "Error", "Wait", "Run", "Attempts"], labels
+    assert "ValueError: no such mailbox" in summary and "4.2 s" in summary and "1.5 s" in summary
+    assert "1 of 3" in summary
+    assert re.search(r"<dt>Finished</dt><dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</dd>", summary)
+    assert f'href="/admin/hq/workspace/{member.workspace.pk}/change/"' in summary
+    assert 'href="/admin/queueapp/job/?q=order-9"' in summary
+    assert html.index('id="job-summary"') < html.index("All fields") < html.index("Timeline")
+    assert 'id="job-retry"' in html and 'id="job-cancel"' not in html
+    assert "empty means the relay" not in html
+
+
+def test_job_buttons_confirm_then_call_the_service(member):
+    hitl = request_for(member)
+    user = staff(member.workspace)
+    ops = client_for(user)
+    page = ops.get(f"/admin/queueapp/job/{hitl.job_id}/change/").content.decode()
+    assert 'id="job-cancel"' in page and 'id="job-retry"' not in page
+    confirm = ops.get(f"/admin/queueapp/job/{hitl.job_id}/cancel/")
+    assert confirm.status_code == 200 and 'id="confirm-cancel"' in confirm.content.decode()
+    assert Job.objects.get(pk=hitl.job_id).state == "awaiting_approval", "nothing before the confirmation"
+    done = ops.post(f"/admin/queueapp/job/{hitl.job_id}/cancel/", follow=True)
+    assert [m.message for m in done.context["messages"]] == ["Cancelled (a running job is asked to abort)."]
+    assert Job.objects.get(pk=hitl.job_id).state == "cancelled"
+    assert HITLRequest.objects.get(pk=hitl.pk).state == "cancelled"
+    again = ops.post(f"/admin/queueapp/job/{hitl.job_id}/cancel/", follow=True)
+    assert [m.message for m in again.context["messages"]] == [
+        f"Job {hitl.job_id}: Cannot cancel a job that is cancelled."
+    ], "the service's refusal, as a message"
+    retried = ops.post(f"/admin/queueapp/job/{hitl.job_id}/retry/", follow=True)
+    assert [m.message for m in retried.context["messages"]] == [
+        "Retried: the job is queued again with a fresh set of tries."
+    ]
+    assert Job.objects.get(pk=hitl.job_id).state == "awaiting_approval", "a retry never bypasses a decision"
+    other = request_for(factories.caller())
+    assert ops.get(f"/admin/queueapp/job/{other.job_id}/cancel/").status_code == 404
+    assert ops.post(f"/admin/queueapp/job/{other.job_id}/cancel/").status_code == 404
+    assert Job.objects.get(pk=other.job_id).state == "awaiting_approval"
