@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.db.models.expressions import OrderBy
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -26,14 +25,14 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.text import Truncator
-from django.utils.timesince import timesince
 
 from hq import admin_actions, clock, console, permissions, timefmt
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline, admin_user
 from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, stored_value, with_json_text
 from hq.errors import HQError
+from hq.models import Workspace
 from hq.timefmt import when_html
-from queueapp import selectors, services
+from queueapp import registry, selectors, services
 from queueapp.models import (
     FINISHED_STATES,
     DecidedVia,
@@ -71,9 +70,18 @@ def _pre(obj: Any, field: str) -> str:
 
 
 class ConsoleAdmin(WorkspaceScopedAdmin):
-    """A read-only console page: no Django model permissions needed, the workspace scope applies."""
+    """A read-only console page: no Django model permissions needed, the workspace scope applies.
+    Its lists share these columns (for models with a `state` and JSON `args` read as stored text)."""
 
     model_permissions = False
+
+    @admin.display(description="State", ordering="state")
+    def state_badge(self, obj: Any) -> str:
+        return console.badge(obj.state)
+
+    @admin.display(description="Arguments")
+    def args_preview(self, obj: Any) -> str:
+        return console.preview(getattr(obj, json_text_attr("args"), None))
 
 
 # --- HITL requests ----------------------------------------------------------------------------------
@@ -90,10 +98,27 @@ class DecisionForm(forms.Form):
 
 @admin.register(HITLRequest)
 class HITLRequestAdmin(ConsoleAdmin):
-    list_display = ["function", "state", "workspace", "requested_by", "age", "expires_at", "decided_by", "job_link"]
+    list_display = [
+        "function",
+        "state_badge",
+        "row_actions",
+        "args_preview",
+        "reason_preview",
+        "requested_by",
+        "workspace",
+        "requested",
+        "expires",
+        "decided",
+        "job_link",
+    ]
+    list_display_links = ["function"]
     list_filter = ["state", "function", ("requested_by", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["id", "job__id", "job__correlation_id"]
     search_help_text = "Request id, job id or correlation id."
+    list_per_page = console.PER_PAGE
+    show_full_result_count = False
+    paginator = console.CappedPaginator
+    Media = console.ConsoleMedia
     list_select_related = ["workspace", "requested_by", "decided_by"]
     actions = ["approve_selected", "reject_selected"]
     fields: ClassVar[tuple[str, ...]] = (
@@ -123,14 +148,44 @@ class HITLRequestAdmin(ConsoleAdmin):
         )
         return [pending_first.asc(), "created_at", "id"]
 
-    @admin.display(description="Age")
-    def age(self, obj: HITLRequest) -> str:
-        return timesince(obj.created_at, clock.now())
+    @admin.display(description="Reason")
+    def reason_preview(self, obj: HITLRequest) -> str:
+        return console.preview(obj.reason, 50)
+
+    @admin.display(description="Requested", ordering="created_at")
+    def requested(self, obj: HITLRequest) -> str:
+        return when_html(obj.created_at, clock.now())
+
+    @admin.display(description="Expires", ordering="expires_at")
+    def expires(self, obj: HITLRequest) -> str:
+        """Only while it is pending: a decided request no longer expires."""
+        return when_html(obj.expires_at, clock.now()) if obj.state == HITLState.PENDING else "—"
+
+    @admin.display(description="Decided", ordering="decided_at")
+    def decided(self, obj: HITLRequest) -> str:
+        if obj.decided_at is None:
+            return "—"
+        who = f" by {obj.decided_by}" if obj.decided_by else ""
+        return format_html("{}{}", when_html(obj.decided_at, clock.now()), who)
 
     @admin.display(description="Job")
     def job_link(self, obj: HITLRequest) -> str:
-        url = reverse("admin:queueapp_job_change", args=[obj.job_id])
-        return format_html('<a href="{}">{}</a>', url, obj.job_id)
+        return console.short_id(obj.job_id, reverse("admin:queueapp_job_change", args=[obj.job_id]))
+
+    @admin.display(description="")
+    def row_actions(self, obj: HITLRequest) -> str:
+        """Approve… / Reject… on a pending row, each to the request's confirmation page (who may
+        decide is checked there, by hq.permissions)."""
+        if obj.state != HITLState.PENDING:
+            return ""
+        links = [
+            (reverse(f"admin:queueapp_hitlrequest_{d}", args=[obj.pk]) + "?from=list", d, obj.pk, d.capitalize())
+            for d in ("approve", "reject")
+        ]
+        return format_html(
+            '<span class="hq-row-actions">{}</span>',
+            format_html_join(" ", '<a class="button" href="{}" id="{}-{}">{}…</a>', links),
+        )
 
     @admin.display(description="Arguments (as requested)")
     def args_pretty(self, obj: HITLRequest) -> str:
@@ -215,7 +270,13 @@ class HITLRequestAdmin(ConsoleAdmin):
         hitl = self.get_object(request, unquote(object_id))
         if hitl is None or not self.has_view_permission(request, hitl):
             raise Http404("No such HITL request.")
-        back = HttpResponseRedirect(reverse("admin:queueapp_hitlrequest_change", args=[hitl.pk]))
+        # From a row of the list (?from=list), back to the list; else to the request's page.
+        from_list = request.GET.get("from") == "list"
+        back_url = reverse(
+            "admin:queueapp_hitlrequest_" + ("changelist" if from_list else "change"),
+            args=[] if from_list else [hitl.pk],
+        )
+        back = HttpResponseRedirect(back_url)
         try:
             permissions.ensure_may_decide_hitl(request=hitl, actor=admin_actions.actor(request), via=DecidedVia.ADMIN)
         except HQError as exc:
@@ -368,14 +429,6 @@ class JobAdmin(ConsoleAdmin):
     def short_id(self, obj: Job) -> str:
         return console.short_id(obj.pk, reverse("admin:queueapp_job_change", args=[obj.pk]))
 
-    @admin.display(description="State", ordering="state")
-    def state_badge(self, obj: Job) -> str:
-        return console.badge(obj.state)
-
-    @admin.display(description="Arguments")
-    def args_preview(self, obj: Job) -> str:
-        return console.preview(getattr(obj, json_text_attr("args"), None))
-
     @admin.display(description="Correlation id", ordering="correlation_id")
     def correlation(self, obj: Job) -> str:
         return obj.correlation_id or "—"
@@ -521,17 +574,7 @@ class JobAdmin(ConsoleAdmin):
         ]
 
     def get_urls(self) -> list[URLPattern]:
-        view = self.admin_site.admin_view
-        return [
-            path(f"<path:object_id>/{name}/", view(self._button_view(name)), name=f"queueapp_job_{name}")
-            for name in JOB_BUTTONS
-        ] + super().get_urls()
-
-    def _button_view(self, name: str) -> Callable[..., HttpResponse]:
-        def button_view(request: HttpRequest, object_id: str) -> HttpResponse:
-            return self.job_button(request, object_id, name)
-
-        return button_view
+        return admin_actions.button_urls(self, JOB_BUTTONS, self.job_button) + super().get_urls()
 
     def job_button(self, request: HttpRequest, object_id: str, name: str) -> HttpResponse:
         """A button on a job's page: its confirmation page (GET), then the service (POST)."""
@@ -539,46 +582,47 @@ class JobAdmin(ConsoleAdmin):
         if job is None or not self.has_view_permission(request, job) or not self.has_operate_permission(request):
             raise Http404("No such job.")
         button = JOB_BUTTONS[name]
-        back = reverse("admin:queueapp_job_change", args=[job.pk])
-        if request.method == "POST":
-            actor = admin_actions.actor(request)
-            admin_actions.apply_each(
-                self,
-                request,
-                [job],
-                lambda j: button.run(j, actor),
-                done=button.done,
-                label=_job_label,
-            )
-            return HttpResponseRedirect(back)
-        return admin_actions.confirmation_page(
+        # From the workers page (?from=workers: cancel a running job there), back to it.
+        if request.GET.get("from") == "workers":
+            back = reverse("ops-workers")
+        else:
+            back = reverse("admin:queueapp_job_change", args=[job.pk])
+        return admin_actions.object_button(
             self,
             request,
+            job,
+            button.run,
             template=self.confirmation_template,
             verb=button.verb,
-            objects=[job],
-            confirm_id=f"confirm-{name}",
-            back_url=back,
             consequence=button.consequence,
+            confirm_id=f"confirm-{name}",
+            done=button.done,
+            label=_job_label,
+            back_url=back,
         )
 
-    @admin.action(description="Retry selected jobs", permissions=["operate"])
-    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run(request, queryset, "Retried", services.job_retry)
+    @admin.action(description="Retry selected jobs…", permissions=["operate"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        return self._run(request, queryset, "retry", "Retried")
 
-    @admin.action(description="Cancel selected jobs", permissions=["operate"])
-    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run(request, queryset, "Cancelled (or asked to abort)", services.job_cancel)
+    @admin.action(description="Cancel selected jobs…", permissions=["operate"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        return self._run(request, queryset, "cancel", "Cancelled (or asked to abort)")
 
-    def _run(self, request: HttpRequest, queryset: QuerySet[Job], verb: str, service: Callable[..., object]) -> None:
-        """Call `service(job=, actor=, via=ADMIN)` for each job the user administers; every refusal (the
-        service's own role check included) is reported, none skipped silently."""
-        actor = admin_actions.actor(request)
-        admin_actions.apply_each(
+    def _run(self, request: HttpRequest, queryset: QuerySet[Job], name: str, verb: str) -> HttpResponse | None:
+        """A confirmation page first; then the button's service (the API's) for each job the user
+        administers; every refusal (the service's own role check included) is reported."""
+        button = JOB_BUTTONS[name]
+        return admin_actions.run_action(
             self,
             request,
-            queryset,
-            lambda job: service(job=job, actor=actor, via=DecidedVia.ADMIN),
+            queryset if admin_actions.confirmed(request) else queryset.select_related("workspace"),
+            button.run,
+            template=self.confirmation_template,
+            verb=button.verb,
+            consequence=button.consequence,
+            action=f"{name}_selected",
+            confirm_id=f"confirm-{name}",
             done=f"{verb} {{count}} job(s).",
             label=_job_label,
         )
@@ -595,15 +639,8 @@ def _admin_link(model: str, pk: Any, text: str | None) -> str:
     return format_html('<a href="{}">{}</a>', reverse(f"admin:{model}_change", args=[pk]), text or str(pk))
 
 
-@dataclass(frozen=True)
-class JobButton:
-    """A button on a job's page: its confirmation text and its service (the API's)."""
-
-    verb: str
-    done: str
-    consequence: str
-    run: Callable[[Job, Any], object]
-
+#: Retry and cancel: buttons on a job's page and bulk actions, each calling the API's service.
+JobButton = admin_actions.Button[Job]
 
 JOB_BUTTONS = {
     "retry": JobButton(
@@ -626,8 +663,160 @@ JOB_BUTTONS = {
 # --- queue pauses (workers are on the console's own page, /admin/ops/workers/) -------------------
 
 
+class PauseForm(forms.Form):
+    """Pause a queue: its name (one of the known queues) and a workspace, or every workspace (superusers)."""
+
+    def __init__(self, *args: Any, queues: list[str], workspaces: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["queue"] = forms.ChoiceField(choices=[(q, q) for q in queues])
+        self.fields["workspace"] = forms.ChoiceField(choices=workspaces, required=False)
+
+
 @admin.register(QueuePause)
 class QueuePauseAdmin(ConsoleAdmin):
-    list_display = ["queue", "workspace", "paused_by", "paused_at"]
+    """Paused queues, a form to pause one and a Resume… button per row, each through a confirmation
+    page and then `queue_pause` / `queue_resume`, the API's services. A pause covers one workspace,
+    or (superusers only, as DECISIONS says) every workspace: the global pause."""
+
+    list_display = ["queue", "scope", "paused_by", "paused", "row_actions"]
     list_filter = ["queue"]
     list_select_related = ["workspace", "paused_by"]
+    list_display_links = None
+    change_list_template = "admin/queueapp/queuepause/change_list.html"
+    confirmation_template = "admin/queueapp/queuepause/confirmation.html"
+    Media = console.ConsoleMedia
+
+    def scope_rows(self, request: HttpRequest, rows: QuerySet[Any]) -> QuerySet[Any]:
+        """The pauses of the user's workspaces; global pauses too, which hold their jobs as well."""
+        ids = self.workspace_ids(request)
+        if ids is None:
+            return rows
+        return rows.filter(Q(workspace_id__in=ids) | Q(workspace__isnull=True)) if ids else rows.none()
+
+    @admin.display(description="Workspace", ordering="workspace__slug")
+    def scope(self, obj: QueuePause) -> str:
+        return str(obj.workspace) if obj.workspace_id else "every workspace (global)"
+
+    @admin.display(description="Paused", ordering="paused_at")
+    def paused(self, obj: QueuePause) -> str:
+        return when_html(obj.paused_at, clock.now())
+
+    @admin.display(description="")
+    def row_actions(self, obj: QueuePause) -> str:
+        url = reverse("admin:queueapp_queuepause_resume", args=[obj.pk])
+        return format_html('<a class="button" href="{}" id="resume-{}">Resume…</a>', url, obj.pk)
+
+    def _may_pause(self, request: HttpRequest, workspace_id: Any) -> bool:
+        """hq.permissions' staff rule: a workspace the user covers; every workspace for a superuser."""
+        user = admin_actions.actor(request)
+        return (
+            permissions.staff_covers_all(user) if workspace_id is None else permissions.staff_covers(user, workspace_id)
+        )
+
+    def _workspace_choices(self, request: HttpRequest) -> list[tuple[str, str]]:
+        ids = self.workspace_ids(request)
+        rows = Workspace.objects.order_by("slug")
+        if ids is not None:
+            rows = rows.filter(pk__in=ids)
+        choices = [(str(w.pk), w.slug) for w in rows[:500]]
+        if ids is None:
+            choices.insert(0, ("", "Every workspace (global pause)"))
+        return choices
+
+    def pause_form(self, request: HttpRequest, data: Any = None) -> PauseForm:
+        return PauseForm(data, queues=registry.queues_allowed(), workspaces=self._workspace_choices(request))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {"pause_form": self.pause_form(request), **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("pause/", view(self.pause_view), name="queueapp_queuepause_pause"),
+            path("<path:object_id>/resume/", view(self.resume_view), name="queueapp_queuepause_resume"),
+            *super().get_urls(),
+        ]
+
+    def pause_view(self, request: HttpRequest) -> HttpResponse:
+        """GET (from the list's form): the confirmation; POST (confirmed): `queue_pause`."""
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        back = reverse("admin:queueapp_queuepause_changelist")
+        form = self.pause_form(request, request.POST if request.method == "POST" else request.GET)
+        if not form.is_valid():
+            for field, problems in form.errors.items():
+                self.message_user(request, f"{field}: {' '.join(str(p) for p in problems)}", messages.ERROR)
+            return HttpResponseRedirect(back)
+        queue, chosen = form.cleaned_data["queue"], form.cleaned_data["workspace"]
+        workspace_id = uuid.UUID(chosen) if chosen else None
+        if not self._may_pause(request, workspace_id):
+            refusal = (
+                "Only superusers may pause a queue for every workspace."
+                if workspace_id is None
+                else ("You are not an admin of that workspace.")
+            )
+            self.message_user(request, refusal, messages.ERROR)
+            return HttpResponseRedirect(back)
+        workspace = Workspace.objects.get(pk=workspace_id) if workspace_id else None
+        where = f"workspace {workspace.slug}" if workspace else "every workspace"
+        if request.method == "POST":
+            try:
+                services.queue_pause(queue=queue, workspace=workspace, actor=admin_actions.actor(request))
+            except HQError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(request, f"Paused queue {queue} for {where}.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        return self._confirm(
+            request,
+            "Pause",
+            f"Queue {queue} for {where}: jobs are still accepted, none start until it is resumed; running jobs finish.",
+            "confirm-pause",
+            fields={"queue": queue, "workspace": workspace_id or ""},
+        )
+
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """GET: the confirmation; POST (confirmed): `queue_resume`."""
+        pause = self.get_object(request, unquote(object_id))
+        if pause is None or not self.has_view_permission(request, pause):
+            raise Http404("No such pause.")
+        back = reverse("admin:queueapp_queuepause_changelist")
+        if not self._may_pause(request, pause.workspace_id):
+            self.message_user(request, "Only superusers may resume a global pause.", messages.ERROR)
+            return HttpResponseRedirect(back)
+        where = f"workspace {pause.workspace.slug}" if pause.workspace else "every workspace"
+        if request.method == "POST":
+            services.queue_resume(queue=pause.queue, workspace=pause.workspace)
+            self.message_user(request, f"Resumed queue {pause.queue} for {where}.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        return self._confirm(
+            request,
+            "Resume",
+            f"Queue {pause.queue} for {where}: its waiting jobs start again.",
+            "confirm-resume",
+            objects=[pause],
+        )
+
+    def _confirm(
+        self,
+        request: HttpRequest,
+        verb: str,
+        consequence: str,
+        confirm_id: str,
+        *,
+        objects: list[QueuePause] | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> TemplateResponse:
+        page = admin_actions.confirmation_page(
+            self,
+            request,
+            template=self.confirmation_template,
+            verb=verb,
+            objects=objects or [],
+            confirm_id=confirm_id,
+            consequence=consequence,
+            hidden_fields=(fields or {}).items(),
+        )
+        page.context_data["title"] = f"{verb} a queue"  # type: ignore[index]
+        return page

@@ -143,3 +143,101 @@ def ops_retries_a_job_from_its_page(live_server, browser) -> None:
     assert summary.startswith("State\nqueued") and browser.find_elements(By.ID, "job-cancel")
     timeline = browser.find_element(By.ID, "events-group").text
     assert "retried" in timeline or "retry" in timeline, timeline
+
+
+def ops_uses_every_button(live_server, browser) -> None:
+    """HITL approve from a row of the list, a schedule's Archive… button, a queue paused and resumed,
+    and a running job cancelled from the workers page: each asks first, then its service runs and
+    the page says what happened."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select
+
+    from queueapp import services
+    from queueapp.models import HITLRequest, QueuePause, Worker
+    from schedules.models import Schedule
+
+    owner = factories.caller()
+    job, _ = services.job_submit(
+        workspace=owner.workspace,
+        owner=owner.user,
+        submission=services.Submission(
+            function="tests.gated",
+            args={"channel": "#ops", "message": "Rotate the API keys"},
+            approval_reason="Quarterly key rotation",
+        ),
+    )
+    hitl = HITLRequest.objects.get(job=job)
+    room = messaging.room_create(workspace=owner.workspace, creator=owner.user, name="ops")
+    schedule = schedule_services.schedule_create(
+        workspace=owner.workspace,
+        owner=owner.user,
+        name="Nightly report",
+        trigger={"kind": "cron", "expr": "0 2 * * *", "tz": "Europe/Amsterdam"},
+        action="send_message",
+        args={"room_id": str(room.id), "content": {"msgtype": "swp.text", "body": "Report"}},
+    )
+    worker = Worker.objects.create(id="ops-host:4242:abc", hostname="ops-host", pid=4242, queues=["default"])
+    running = helpers.job(owner.workspace, clock.now(), state="running", function="reports.build", started_ago_s=42)
+    Job.objects.filter(pk=running.pk).update(worker_id=worker.id)
+
+    _superuser(live_server, browser, "buttons.ops@example.com", "/admin/queueapp/hitlrequest/")
+    wait = _wait(browser)
+    browser.set_window_size(1400, 1000)
+    row = wait.until(ec.presence_of_element_located((By.ID, f"approve-{hitl.pk}")))
+    assert "Quarterly key rotation" in browser.find_element(By.ID, "result_list").text
+    _shot(browser, "hitl-list.png", full=False)
+    row.click()
+    wait.until(ec.presence_of_element_located((By.ID, "id_comment"))).send_keys("Go ahead.")
+    browser.find_element(By.ID, "confirm-decision").click()
+    message = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li.success")))
+    assert message.text == "Approved: the job is queued."
+    assert browser.current_url.endswith("/admin/queueapp/hitlrequest/"), "back to the list"
+    assert HITLRequest.objects.get(pk=hitl.pk).state == "approved"
+
+    browser.get(f"{live_server.url}/admin/schedules/schedule/{schedule.pk}/change/")
+    wait.until(ec.element_to_be_clickable((By.ID, "schedule-archive")))
+    shown = browser.find_element(By.CSS_SELECTOR, ".field-next_fire_exact .readonly").text
+    assert re.fullmatch(EXACT_UTC + r" \(02:00:00 Europe/Amsterdam\)", shown), shown
+    _shot(browser, "schedule-page.png")
+    browser.find_element(By.ID, "schedule-archive").click()
+    wait.until(ec.element_to_be_clickable((By.ID, "confirm-archive"))).click()
+    message = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li.success")))
+    assert message.text == "Archived: Nightly report."
+    assert Schedule.objects.get(pk=schedule.pk).state == "archived"
+    assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, ".object-tools a[id^=schedule-]")] == ["ERASE…"]
+    assert not browser.find_elements(By.CSS_SELECTOR, "a.deletelink"), "no hard delete"
+
+    browser.get(f"{live_server.url}/admin/queueapp/queuepause/")
+    Select(wait.until(ec.presence_of_element_located((By.ID, "id_workspace")))).select_by_visible_text(
+        owner.workspace.slug
+    )
+    browser.find_element(By.ID, "pause-submit").click()
+    wait.until(ec.element_to_be_clickable((By.ID, "confirm-pause"))).click()
+    message = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li.success")))
+    assert message.text == f"Paused queue default for workspace {owner.workspace.slug}."
+    pause = QueuePause.objects.get(workspace=owner.workspace)
+    Select(browser.find_element(By.ID, "id_workspace")).select_by_value("")  # every workspace
+    browser.find_element(By.ID, "pause-submit").click()
+    wait.until(ec.element_to_be_clickable((By.ID, "confirm-pause"))).click()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li.success")))
+    assert QueuePause.objects.filter(workspace__isnull=True, queue="default").exists()
+    _shot(browser, "queue-pauses.png", full=False)
+    browser.find_element(By.ID, f"resume-{pause.pk}").click()
+    wait.until(ec.element_to_be_clickable((By.ID, "confirm-resume"))).click()
+    message = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li.success")))
+    assert message.text == f"Resumed queue default for workspace {owner.workspace.slug}."
+    assert not QueuePause.objects.filter(pk=pause.pk).exists()
+    QueuePause.objects.filter(workspace__isnull=True).delete()  # leave no global pause to later flows
+
+    # A heartbeat now: the test settings call a worker dead 3 s after its last one.
+    Worker.objects.filter(pk=worker.pk).update(last_heartbeat_at=clock.now())
+    browser.get(f"{live_server.url}/admin/ops/workers/")
+    cancel = wait.until(ec.element_to_be_clickable((By.ID, f"cancel-{running.pk}")))
+    _shot(browser, "workers.png", full=False)
+    cancel.click()
+    wait.until(ec.element_to_be_clickable((By.ID, "confirm-cancel"))).click()
+    message = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li.success")))
+    assert message.text == "Cancelled (a running job is asked to abort)."
+    assert browser.current_url.endswith("/admin/ops/workers/")
+    assert Job.objects.get(pk=running.pk).cancel_requested_at is not None

@@ -198,3 +198,81 @@ def test_job_buttons_confirm_then_call_the_service(member):
     assert ops.get(f"/admin/queueapp/job/{other.job_id}/cancel/").status_code == 404
     assert ops.post(f"/admin/queueapp/job/{other.job_id}/cancel/").status_code == 404
     assert Job.objects.get(pk=other.job_id).state == "awaiting_approval"
+
+
+def _messages(resp) -> list[str]:
+    return [m.message for m in resp.context["messages"]]
+
+
+def test_queue_pause_and_resume_in_the_admin_per_workspace_and_global(member):
+    from queueapp.models import QueuePause
+
+    ops = client_for(staff(member.workspace))
+    listing = ops.get("/admin/queueapp/queuepause/").content.decode()
+    assert 'id="pause-form"' in listing and "Every workspace" not in listing, "global pauses are for superusers"
+    ask = ops.get("/admin/queueapp/queuepause/pause/", {"queue": "default", "workspace": str(member.workspace.pk)})
+    assert 'id="confirm-pause"' in ask.content.decode() and not QueuePause.objects.exists()
+    done = ops.post(
+        "/admin/queueapp/queuepause/pause/", {"queue": "default", "workspace": str(member.workspace.pk)}, follow=True
+    )
+    assert _messages(done) == [f"Paused queue default for workspace {member.workspace.slug}."]
+    pause = QueuePause.objects.get()
+    assert (pause.queue, pause.workspace_id, pause.paused_by_id) == (
+        "default",
+        member.workspace.pk,
+        done.context["user"].pk,
+    )
+    other = factories.caller().workspace
+    refused = ops.post(
+        "/admin/queueapp/queuepause/pause/", {"queue": "default", "workspace": str(other.pk)}, follow=True
+    )
+    assert _messages(refused)[0].startswith("workspace: Select a valid choice")
+    refused = ops.post("/admin/queueapp/queuepause/pause/", {"queue": "default", "workspace": ""}, follow=True)
+    assert _messages(refused) == ["Only superusers may pause a queue for every workspace."]
+    assert QueuePause.objects.count() == 1
+
+    root = client_for(staff(superuser=True))
+    done = root.post("/admin/queueapp/queuepause/pause/", {"queue": "default", "workspace": ""}, follow=True)
+    assert _messages(done) == ["Paused queue default for every workspace."]
+    glob = QueuePause.objects.get(workspace__isnull=True)
+    refused = ops.post(f"/admin/queueapp/queuepause/{glob.pk}/resume/", follow=True)
+    assert _messages(refused) == ["Only superusers may resume a global pause."]
+    assert 'id="confirm-resume"' in ops.get(f"/admin/queueapp/queuepause/{pause.pk}/resume/").content.decode()
+    done = ops.post(f"/admin/queueapp/queuepause/{pause.pk}/resume/", follow=True)
+    assert _messages(done) == [f"Resumed queue default for workspace {member.workspace.slug}."]
+    done = root.post(f"/admin/queueapp/queuepause/{glob.pk}/resume/", follow=True)
+    assert _messages(done) == ["Resumed queue default for every workspace."]
+    assert not QueuePause.objects.exists()
+
+
+def test_cancel_a_running_job_from_the_workers_page(member):
+    from queueapp.models import Worker
+
+    worker = Worker.objects.create(id="host:1:abc", hostname="host", pid=1, queues=["default"])
+    running = helpers.job(member.workspace, clock.now(), state="running", started_ago_s=3)
+    Job.objects.filter(pk=running.pk).update(worker_id=worker.id)
+    ops = client_for(staff(member.workspace))
+    page = ops.get("/admin/ops/workers/").content.decode()
+    url = f"/admin/queueapp/job/{running.pk}/cancel/?from=workers"
+    assert f'href="{url}"' in page
+    assert 'id="confirm-cancel"' in ops.get(url).content.decode()
+    done = ops.post(url, follow=True)
+    assert done.redirect_chain[-1][0] == "/admin/ops/workers/"
+    assert _messages(done) == ["Cancelled (a running job is asked to abort)."]
+    assert Job.objects.get(pk=running.pk).cancel_requested_at is not None
+
+
+def test_bulk_job_actions_ask_first(member):
+    hitl = request_for(member)
+    ops = client_for(staff(member.workspace))
+    ask = ops.post("/admin/queueapp/job/", {"action": "cancel_selected", "_selected_action": [hitl.job_id]})
+    html = ask.content.decode()
+    assert 'id="confirm-cancel"' in html and 'name="post" value="yes"' in html and str(hitl.job_id) in html
+    assert Job.objects.get(pk=hitl.job_id).state == "awaiting_approval", "nothing before the confirmation"
+    done = ops.post(
+        "/admin/queueapp/job/",
+        {"action": "cancel_selected", "_selected_action": [hitl.job_id], "post": "yes"},
+        follow=True,
+    )
+    assert _messages(done) == ["Cancelled (or asked to abort) 1 job(s)."]
+    assert Job.objects.get(pk=hitl.job_id).state == "cancelled"

@@ -386,3 +386,53 @@ def test_saving_an_archived_schedule_unchanged_is_not_an_error(superuser_client,
     resp = superuser_client.post(url, unchanged)
     assert resp.status_code == 302, form_errors(resp) if resp.status_code == 200 else resp.status_code
     assert Schedule.objects.get(pk=s.pk).state == "archived"
+
+
+def _messages(resp) -> list[str]:
+    return [m.message for m in resp.context["messages"]]
+
+
+def test_a_schedules_page_has_the_buttons_its_state_allows_each_through_the_service(superuser_client, member):
+    s = task(member)
+    page = f"{CHANGELIST}{s.pk}/change/"
+
+    def buttons() -> list[str]:
+        return re.findall(r'id="schedule-([a-z-]+)"', superuser_client.get(page).content.decode())
+
+    assert buttons() == ["pause", "fire-now", "archive"]
+    confirm = superuser_client.get(f"{CHANGELIST}{s.pk}/pause/").content.decode()
+    assert 'id="confirm-pause"' in confirm and "stops firing until it is resumed" in confirm
+    assert Schedule.objects.get(pk=s.pk).state == "active", "nothing before the confirmation"
+    done = superuser_client.post(f"{CHANGELIST}{s.pk}/pause/", follow=True)
+    assert _messages(done) == ["Paused: t."] and Schedule.objects.get(pk=s.pk).state == "paused"
+    assert buttons() == ["resume", "fire-now", "archive"]
+    done = superuser_client.post(f"{CHANGELIST}{s.pk}/fire_now/", follow=True)
+    assert _messages(done) == ["Fired: t."]
+    assert ScheduleFire.objects.filter(schedule=s, manual=True).count() == 1
+    done = superuser_client.post(f"{CHANGELIST}{s.pk}/resume/", follow=True)
+    assert _messages(done) == ["Resumed: t."] and Schedule.objects.get(pk=s.pk).state == "active"
+    refused = superuser_client.post(f"{CHANGELIST}{s.pk}/erase/", follow=True)
+    assert _messages(refused) == ["t: Cannot erase a schedule that is active."]
+    done = superuser_client.post(f"{CHANGELIST}{s.pk}/archive/", follow=True)
+    assert _messages(done) == ["Archived: t."] and Schedule.objects.get(pk=s.pk).state == "archived"
+    assert buttons() == ["erase"]
+    done = superuser_client.post(f"{CHANGELIST}{s.pk}/erase/", follow=True)
+    assert _messages(done) == ["Erased: t."] and done.redirect_chain[-1][0] == CHANGELIST
+    assert not Schedule.objects.filter(pk=s.pk).exists()
+
+
+def test_schedule_buttons_need_the_change_permission_and_stay_in_scope(member):
+    from django.contrib.auth.models import Permission
+
+    s = task(member)
+    viewer = User.objects.create_user("viewer@example.com", "pw", is_staff=True)
+    hq_services.membership_set(user=viewer, workspace=member.workspace, role="admin")
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_schedule"))
+    client = Client()
+    client.force_login(viewer)
+    assert "schedule-pause" not in client.get(f"{CHANGELIST}{s.pk}/change/").content.decode()
+    assert client.post(f"{CHANGELIST}{s.pk}/pause/").status_code == 403
+    other = task(factories.caller())
+    viewer.user_permissions.set(Permission.objects.filter(codename__in=["view_schedule", "change_schedule"]))
+    assert client.post(f"{CHANGELIST}{other.pk}/pause/").status_code == 404
+    assert Schedule.objects.get(pk=s.pk).state == Schedule.objects.get(pk=other.pk).state == "active"
