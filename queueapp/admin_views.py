@@ -15,6 +15,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from hq.admin_scoping import request_workspace_ids
@@ -64,9 +66,11 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     ids = context["workspace_ids"]
     scope = observability.Scope.of(ids)
     summary = observability.summary(workspace_ids=ids, now=scope.now)
+    chosen = context["chosen"]
     context.update(
         summary=summary,
-        queue_rows=_queue_rows(summary["queues"]),
+        queue_rows=_queue_rows(summary["queues"], chosen),
+        links=_links(chosen),
         waiting_total=sum(q["waiting"] for q in summary["queues"]),
         running_total=sum(q["states"]["running"] for q in summary["queues"]),
         hitl_oldest=human_ms(summary["hitl"]["oldest_pending_age_ms"]),
@@ -109,12 +113,45 @@ def human_ms(ms: int | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def _queue_rows(queues: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per queue (its totals) followed by one per function, with the last hour's window."""
+#: A function failing at least this share of its finished jobs in the last hour is highlighted.
+FAILING_SHARE = 0.5
+
+
+def _list_url(name: str, workspace: Workspace | None, **filters: str) -> str:
+    """An admin list filtered by `filters` (and by the chosen workspace, where one is chosen)."""
+    if workspace is not None:
+        filters["workspace__id__exact"] = str(workspace.pk)
+    query = urlencode(filters)
+    return reverse(name) + (f"?{query}" if query else "")
+
+
+def _links(workspace: Workspace | None) -> dict[str, str]:
+    """Where each tile leads: the list of the rows it counts."""
+    jobs, hitl, schedules = (
+        "admin:queueapp_job_changelist",
+        "admin:queueapp_hitlrequest_changelist",
+        "admin:schedules_schedule_changelist",
+    )
+    return {
+        "waiting": _list_url(jobs, workspace, state__exact="queued"),
+        "running": _list_url(jobs, workspace, state__exact="running"),
+        "hitl": _list_url(hitl, workspace, state__exact="pending"),
+        "schedules_active": _list_url(schedules, workspace, state__exact="active"),
+        "schedules_paused": _list_url(schedules, workspace, state__exact="paused"),
+        "quarantined": _list_url(schedules, workspace, state__exact="quarantined"),
+    }
+
+
+def _queue_rows(queues: list[dict[str, Any]], workspace: Workspace | None = None) -> list[dict[str, Any]]:
+    """One row per queue (its totals) followed by one per function, with the last hour's window;
+    each with links to its jobs (all, and failed), and a flag on functions failing FAILING_SHARE."""
     rows = []
     for queue in queues:
         for entry, is_queue in [(queue, True), *((f, False) for f in queue["functions"])]:
             window = entry["windows"]["1h"]
+            filters = (
+                {"queue": queue["queue"]} if is_queue else {"queue": queue["queue"], "function": entry["function"]}
+            )
             rate = window["failure_rate"]
             rows.append(
                 {
@@ -128,6 +165,11 @@ def _queue_rows(queues: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "oldest": human_ms(entry["oldest_waiting_age_ms"]),
                     "w": window,
                     "failure_pct": None if rate is None else round(rate * 100, 1),
+                    "failing": rate is not None and rate >= FAILING_SHARE,
+                    "url": _list_url("admin:queueapp_job_changelist", workspace, **filters),
+                    "failed_url": _list_url(
+                        "admin:queueapp_job_changelist", workspace, state__exact="failed", **filters
+                    ),
                 }
             )
     return rows
