@@ -12,22 +12,34 @@ schedules), so the pages look and behave alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from django.contrib import messages
 from django.contrib.admin import ModelAdmin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 
 from hq.admin_scoping import WorkspaceScopedAdmin, admin_user
 from hq.errors import HQError
 from hq.models import User
 
 RowT = TypeVar("RowT", bound=Model)
+
+
+@dataclass(frozen=True)
+class Button(Generic[RowT]):
+    """An action on rows (a bulk action, a button on a row's page): what its confirmation page and
+    its message say, and its service, called as `run(row, actor)`."""
+
+    verb: str
+    done: str
+    consequence: str
+    run: Callable[[RowT, User], object]
 
 
 def actor(request: HttpRequest) -> User:
@@ -117,3 +129,88 @@ def apply_each(
     if count:
         model_admin.message_user(request, done.format(count=count), messages.SUCCESS)
     return count
+
+
+def run_action(
+    model_admin: WorkspaceScopedAdmin,
+    request: HttpRequest,
+    rows: Iterable[RowT],
+    run: Callable[[RowT, User], object],
+    *,
+    template: str,
+    verb: str,
+    consequence: str,
+    action: str,
+    confirm_id: str,
+    done: str,
+    label: Callable[[RowT], str],
+) -> TemplateResponse | None:
+    """A bulk action with its confirmation: the page first, then `run(row, actor)` for each row
+    (`apply_each`) once confirmed. `rows` are listed on the page as they are given."""
+    if not confirmed(request):
+        return confirmation_page(
+            model_admin,
+            request,
+            template=template,
+            verb=verb,
+            objects=list(rows),
+            action=action,
+            confirm_id=confirm_id,
+            consequence=consequence,
+        )
+    user = actor(request)
+    apply_each(model_admin, request, rows, lambda row: run(row, user), done=done, label=label)
+    return None
+
+
+def object_button(
+    model_admin: WorkspaceScopedAdmin,
+    request: HttpRequest,
+    obj: RowT,
+    run: Callable[[RowT, User], object],
+    *,
+    template: str,
+    verb: str,
+    consequence: str,
+    confirm_id: str,
+    done: str,
+    label: Callable[[RowT], str],
+    back_url: str,
+    done_url: str | None = None,
+) -> HttpResponse:
+    """A button on one object's page: its confirmation page (GET), then `run(obj, actor)` (POST),
+    back to `back_url` (or `done_url` when the service went through) with the outcome as a message."""
+    if request.method == "POST":
+        user = actor(request)
+        count = apply_each(model_admin, request, [obj], lambda row: run(row, user), done=done, label=label)
+        return HttpResponseRedirect(done_url if count and done_url else back_url)
+    return confirmation_page(
+        model_admin,
+        request,
+        template=template,
+        verb=verb,
+        objects=[obj],
+        confirm_id=confirm_id,
+        back_url=back_url,
+        consequence=consequence,
+    )
+
+
+def button_urls(
+    model_admin: ModelAdmin[Any], names: Iterable[str], view: Callable[[HttpRequest, str, str], HttpResponse]
+) -> list[URLPattern]:
+    """`<object_id>/<name>/` for each button name, named `<app>_<model>_<name>`, staff only:
+    `view(request, object_id, name)` answers it."""
+    opts = model_admin.opts
+
+    def bound(name: str) -> Callable[[HttpRequest, str], HttpResponse]:
+        return lambda request, object_id: view(request, object_id, name)
+
+    return [
+        path(
+            f"<path:object_id>/{name}/",
+            model_admin.admin_site.admin_view(bound(name)),
+            name=f"{opts.app_label}_{opts.model_name}_{name}",
+        )
+        for name in names
+    ]

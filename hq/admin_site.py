@@ -1,4 +1,9 @@
-"""The admin site: Django's, with failed sign-ins throttled by the one failure counter.
+"""The admin site: Django's, with failed sign-ins throttled by the one failure counter, and an
+index ordered by what ops use.
+
+The index (and the sidebar) starts with an "Ops console" section: Dashboard, HITL requests, Jobs,
+Schedules, Workers and Queue pauses, each the page ops open most, then the other apps (HQ's
+tenancy, Delivery, Authentication). There is no "View site": HQ has no public site besides the API.
 
 Each failed admin login counts against the client's address and against the username typed
 (hq.auth_failures, shared with API tokens and /metrics). While either has reached
@@ -14,6 +19,7 @@ from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 
 from hq import auth_failures
 
@@ -48,11 +54,57 @@ class ThrottledLoginForm(AdminAuthenticationForm):
             raise
 
 
+#: The "Ops console" section, in order: (app label, model) of a registered admin, or the URL name
+#: and label of one of the console's own pages.
+CONSOLE: tuple[tuple[str, str], ...] = (
+    ("page", "ops-dashboard:Dashboard"),
+    ("queueapp", "HITLRequest"),
+    ("queueapp", "Job"),
+    ("schedules", "Schedule"),
+    ("page", "ops-workers:Workers"),
+    ("queueapp", "QueuePause"),
+)
+#: The other apps, in this order (any app not named comes last).
+APP_ORDER = ("hq", "schedules", "queueapp", "delivery", "auth")
+
+
 class HQAdminSite(admin.AdminSite):
     site_header = "HQ ops console"
     site_title = "HQ"
     index_title = "Jobs, approvals and schedules"
+    site_url = None  # no "View site" link: there is no site besides the API (/v1/docs)
+    # The console's lists are wide (ids, states, previews, times): they get the whole width, and the
+    # index and breadcrumbs lead between pages.
+    enable_nav_sidebar = False
     login_form = ThrottledLoginForm
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[dict[str, Any]]:
+        apps = super().get_app_list(request, app_label)
+        if app_label is not None:
+            return apps
+        models = {(app["app_label"], m["object_name"]): m for app in apps for m in app["models"]}
+        console: list[dict[str, Any]] = []
+        for app, name in CONSOLE:
+            if app == "page":
+                url_name, label = name.split(":")
+                console.append({"name": label, "object_name": label, "admin_url": reverse(url_name), "view_only": True})
+            elif (app, name) in models:
+                console.append(models[(app, name)])
+        moved = {id(m) for m in console}
+        rest = []
+        for app_dict in apps:
+            app_dict["models"] = [m for m in app_dict["models"] if id(m) not in moved]
+            if app_dict["models"]:
+                rest.append(app_dict)
+        rest.sort(key=lambda a: APP_ORDER.index(a["app_label"]) if a["app_label"] in APP_ORDER else len(APP_ORDER))
+        section = {
+            "name": "Ops console",
+            "app_label": "console",
+            "app_url": reverse("ops-dashboard"),
+            "has_module_perms": True,
+            "models": console,
+        }
+        return [section, *rest]
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         response = super().login(request, extra_context)

@@ -12,7 +12,10 @@ class HQConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from hq import openai_backend  # noqa: F401  (registers the OpenAI-compatible agent backend)
+        from hq import (
+            checks,  # noqa: F401  (registers the start-up checks)
+            openai_backend,  # noqa: F401  (registers the OpenAI-compatible agent backend)
+        )
         from hq.api.auth import forget_all
         from hq.models import Membership, PersonalAccessToken, User, Workspace
 

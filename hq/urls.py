@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.views import defaults
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from hq.api.errors import json_error
 from hq.api.health import healthz, readyz
@@ -28,6 +28,7 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("v1/schema", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("v1/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("v1/", include("hq.api.urls")),
     path("v1/queue/", include("queueapp.api.urls")),
     path("v1/", include("schedules.api.urls")),

@@ -8,36 +8,46 @@ staff the rows of the workspaces they administer, where they may also decide, re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import uuid
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.db.models.expressions import OrderBy
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
-from django.utils.timesince import timesince
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.text import Truncator
 
-from hq import admin_actions, clock, permissions
+from hq import admin_actions, clock, console, permissions, timefmt
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline, admin_user
-from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, with_json_text
+from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, stored_value, with_json_text
 from hq.errors import HQError
-from queueapp import limits, services
+from hq.models import Workspace
+from hq.timefmt import when_html
+from queueapp import limits, registry, selectors, services
 from queueapp.models import (
+    FINISHED_STATES,
     WAITING_STATES,
     DecidedVia,
     HITLRequest,
     HITLState,
     Job,
     JobEvent,
+    JobState,
     KeyLimit,
     QueuePause,
-    Worker,
 )
+
+#: `key=value` searches the arguments of jobs created this many days back (unless a date filter is set).
+ARGS_SEARCH_DAYS = 7
 
 
 def _json_shown(obj: Any, field: str) -> tuple[str, str] | None:
@@ -62,9 +72,18 @@ def _pre(obj: Any, field: str) -> str:
 
 
 class ConsoleAdmin(WorkspaceScopedAdmin):
-    """A read-only console page: no Django model permissions needed, the workspace scope applies."""
+    """A read-only console page: no Django model permissions needed, the workspace scope applies.
+    Its lists share these columns (for models with a `state` and JSON `args` read as stored text)."""
 
     model_permissions = False
+
+    @admin.display(description="State", ordering="state")
+    def state_badge(self, obj: Any) -> str:
+        return console.badge(obj.state)
+
+    @admin.display(description="Arguments")
+    def args_preview(self, obj: Any) -> str:
+        return console.preview(getattr(obj, json_text_attr("args"), None))
 
 
 # --- HITL requests ----------------------------------------------------------------------------------
@@ -81,10 +100,27 @@ class DecisionForm(forms.Form):
 
 @admin.register(HITLRequest)
 class HITLRequestAdmin(ConsoleAdmin):
-    list_display = ["function", "state", "workspace", "requested_by", "age", "expires_at", "decided_by", "job_link"]
+    list_display = [
+        "function",
+        "state_badge",
+        "row_actions",
+        "args_preview",
+        "reason_preview",
+        "requested_by",
+        "workspace",
+        "requested",
+        "expires",
+        "decided",
+        "job_link",
+    ]
+    list_display_links = ["function"]
     list_filter = ["state", "function", ("requested_by", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["id", "job__id", "job__correlation_id"]
     search_help_text = "Request id, job id or correlation id."
+    list_per_page = console.PER_PAGE
+    show_full_result_count = False
+    paginator = console.CappedPaginator
+    Media = console.ConsoleMedia
     list_select_related = ["workspace", "requested_by", "decided_by"]
     actions = ["approve_selected", "reject_selected"]
     fields: ClassVar[tuple[str, ...]] = (
@@ -114,14 +150,44 @@ class HITLRequestAdmin(ConsoleAdmin):
         )
         return [pending_first.asc(), "created_at", "id"]
 
-    @admin.display(description="Age")
-    def age(self, obj: HITLRequest) -> str:
-        return timesince(obj.created_at, clock.now())
+    @admin.display(description="Reason")
+    def reason_preview(self, obj: HITLRequest) -> str:
+        return console.preview(obj.reason, 50)
+
+    @admin.display(description="Requested", ordering="created_at")
+    def requested(self, obj: HITLRequest) -> str:
+        return when_html(obj.created_at, clock.now())
+
+    @admin.display(description="Expires", ordering="expires_at")
+    def expires(self, obj: HITLRequest) -> str:
+        """Only while it is pending: a decided request no longer expires."""
+        return when_html(obj.expires_at, clock.now()) if obj.state == HITLState.PENDING else "—"
+
+    @admin.display(description="Decided", ordering="decided_at")
+    def decided(self, obj: HITLRequest) -> str:
+        if obj.decided_at is None:
+            return "—"
+        who = f" by {obj.decided_by}" if obj.decided_by else ""
+        return format_html("{}{}", when_html(obj.decided_at, clock.now()), who)
 
     @admin.display(description="Job")
     def job_link(self, obj: HITLRequest) -> str:
-        url = reverse("admin:queueapp_job_change", args=[obj.job_id])
-        return format_html('<a href="{}">{}</a>', url, obj.job_id)
+        return console.short_id(obj.job_id, reverse("admin:queueapp_job_change", args=[obj.job_id]))
+
+    @admin.display(description="")
+    def row_actions(self, obj: HITLRequest) -> str:
+        """Approve… / Reject… on a pending row, each to the request's confirmation page (who may
+        decide is checked there, by hq.permissions)."""
+        if obj.state != HITLState.PENDING:
+            return ""
+        links = [
+            (reverse(f"admin:queueapp_hitlrequest_{d}", args=[obj.pk]) + "?from=list", d, obj.pk, d.capitalize())
+            for d in ("approve", "reject")
+        ]
+        return format_html(
+            '<span class="hq-row-actions">{}</span>',
+            format_html_join(" ", '<a class="button" href="{}" id="{}-{}">{}…</a>', links),
+        )
 
     @admin.display(description="Arguments (as requested)")
     def args_pretty(self, obj: HITLRequest) -> str:
@@ -206,7 +272,13 @@ class HITLRequestAdmin(ConsoleAdmin):
         hitl = self.get_object(request, unquote(object_id))
         if hitl is None or not self.has_view_permission(request, hitl):
             raise Http404("No such HITL request.")
-        back = HttpResponseRedirect(reverse("admin:queueapp_hitlrequest_change", args=[hitl.pk]))
+        # From a row of the list (?from=list), back to the list; else to the request's page.
+        from_list = request.GET.get("from") == "list"
+        back_url = reverse(
+            "admin:queueapp_hitlrequest_" + ("changelist" if from_list else "change"),
+            args=[] if from_list else [hitl.pk],
+        )
+        back = HttpResponseRedirect(back_url)
         try:
             permissions.ensure_may_decide_hitl(request=hitl, actor=admin_actions.actor(request), via=DecidedVia.ADMIN)
         except HQError as exc:
@@ -260,7 +332,28 @@ class JobEventInline(WorkspaceScopedTabularInline):
 
     @admin.display(description="Detail")
     def detail_pretty(self, obj: JobEvent) -> str:
-        return "—" if getattr(obj, json_text_attr("detail"), None) == "{}" else _pre(obj, "detail")
+        """`key: value` lines (a nested value as one line of JSON), wrapped to the column; the worker's
+        name links to the workers page."""
+        text = getattr(obj, json_text_attr("detail"), None)
+        if not isinstance(text, str) or text == "{}":
+            return "—"
+        value = stored_value(text)
+        if not isinstance(value, dict):
+            return _pre(obj, "detail")
+        lines = []
+        for key, item in value.items():
+            shown = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+            if key == "worker" and isinstance(item, str):
+                lines.append(
+                    format_html('<b>{}</b>: <a href="{}"><code>{}</code></a>', key, reverse("ops-workers"), item)
+                )
+            else:
+                lines.append(
+                    format_html('<b>{}</b>: <span class="hq-detail">{}</span>', key, Truncator(shown).chars(2000))
+                )
+        return format_html(
+            '<div class="hq-event-detail">{}</div>', format_html_join("", "<div>{}</div>", ((line,) for line in lines))
+        )
 
 
 class PriorityFilter(admin.SimpleListFilter):
@@ -298,19 +391,22 @@ class HeldFilter(admin.SimpleListFilter):
 @admin.register(Job)
 class JobAdmin(ConsoleAdmin):
     list_display = [
-        "id",
+        "short_id",
         "function",
-        "queue",
-        "state",
+        "state_badge",
         "priority",
+        "args_preview",
+        "correlation",
+        "queue",
         "concurrency_key",
         "held",
         "owner",
         "workspace",
         "attempts",
-        "created_at",
-        "finished_at",
+        "created",
+        "duration",
     ]
+    list_display_links = None  # the short id column links to the job itself
     list_filter = [
         "state",
         PriorityFilter,
@@ -323,13 +419,22 @@ class JobAdmin(ConsoleAdmin):
         # ?created_at__gte=2026-01-01&created_at__lt=2026-01-08.
         ("created_at", admin.DateFieldListFilter),
     ]
-    search_fields = ["id", "correlation_id", "unique_key", "=concurrency_key"]
-    search_help_text = "Job id, correlation id, unique key or concurrency key (exact)."
+    search_fields = ["id"]  # searched by JobAdmin.get_search_results, never as a text scan
+    search_help_text = (
+        "A job id or its first characters, a correlation id, a concurrency key, a function name, "
+        f"or key=value to find jobs whose arguments contain it (jobs created in the last {ARGS_SEARCH_DAYS} days, "
+        "or in the date filter's range)."
+    )
     list_select_related = ["owner", "workspace"]
+    list_per_page = console.PER_PAGE
     show_full_result_count = False
+    paginator = console.CappedPaginator
+    change_list_template = "admin/queueapp/job/change_list.html"
     inlines = [JobEventInline]
     actions = ["retry_selected", "cancel_selected"]
-    fields: ClassVar[tuple[str, ...]] = (
+    Media = console.ConsoleMedia
+    #: Every stored field, under "All fields" (collapsed): the page starts with `job_summary`.
+    all_fields: ClassVar[tuple[str, ...]] = (
         "id",
         "state",
         "workspace",
@@ -337,9 +442,6 @@ class JobAdmin(ConsoleAdmin):
         "function",
         "queue",
         "priority",
-        "args_pretty",
-        "result_pretty",
-        "error",
         "correlation_id",
         "idempotency_key",
         "unique_key",
@@ -352,47 +454,225 @@ class JobAdmin(ConsoleAdmin):
         "timeout_s",
         "due_at",
         "created_at",
-        "dispatched_at",
+        "dispatched_shown",
         "first_started_at",
         "started_at",
         "finished_at",
         "cancel_requested_at",
         "worker_id",
     )
-    readonly_fields = fields
+    fieldsets = [("All fields", {"classes": ["collapse"], "fields": all_fields})]
+    readonly_fields = all_fields
+    change_form_template = "admin/queueapp/job/change_form.html"
+    confirmation_template = "admin/queueapp/job/action_confirmation.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         return with_json_text(super().get_queryset(request), "args", "result")
 
-    @admin.display(description="Arguments")
-    def args_pretty(self, obj: Job) -> str:
-        return _pre(obj, "args")
+    # --- the list ---------------------------------------------------------------------------------
 
     @admin.display(description="Held by a limit", boolean=True)
     def held(self, obj: Job) -> bool:
         return obj.held_at is not None and obj.state in WAITING_STATES
 
-    @admin.display(description="Result")
-    def result_pretty(self, obj: Job) -> str:
-        return _pre(obj, "result")
+    @admin.display(description="Job", ordering="id")
+    def short_id(self, obj: Job) -> str:
+        return console.short_id(obj.pk, reverse("admin:queueapp_job_change", args=[obj.pk]))
 
-    @admin.action(description="Retry selected jobs", permissions=["operate"])
-    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run(request, queryset, "Retried", services.job_retry)
+    @admin.display(description="Correlation id", ordering="correlation_id")
+    def correlation(self, obj: Job) -> str:
+        return obj.correlation_id or "—"
 
-    @admin.action(description="Cancel selected jobs", permissions=["operate"])
-    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._run(request, queryset, "Cancelled (or asked to abort)", services.job_cancel)
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: Job) -> str:
+        return when_html(obj.created_at, clock.now())
 
-    def _run(self, request: HttpRequest, queryset: QuerySet[Job], verb: str, service: Callable[..., object]) -> None:
-        """Call `service(job=, actor=, via=ADMIN)` for each job the user administers; every refusal (the
-        service's own role check included) is reported, none skipped silently."""
-        actor = admin_actions.actor(request)
-        admin_actions.apply_each(
+    @admin.display(description="Duration")
+    def duration(self, obj: Job) -> str:
+        """The latest attempt's run time; a running one's so far."""
+        if obj.started_at is None:
+            return "—"
+        end = obj.finished_at or (clock.now() if obj.state == JobState.RUNNING else None)
+        if end is None:
+            return "—"
+        text = timefmt.duration((end - obj.started_at).total_seconds())
+        return f"{text} so far" if obj.finished_at is None else text
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
+    ) -> tuple[QuerySet[Job], bool]:
+        """Indexed lookups only: an id (whole, or its first characters: a range of the primary key),
+        a correlation id, a function name or a concurrency key (exact), or `key=value` inside the arguments (JSONB
+        containment, limited to recent jobs so it never scans the whole history)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "=" in term:
+            key, _, raw = term.partition("=")
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+            rows = queryset.filter(args__contains={key.strip(): value})
+            if not any(k.startswith("created_at__") for k in request.GET):
+                rows = rows.filter(created_at__gte=clock.now() - timedelta(days=ARGS_SEARCH_DAYS))
+            return rows, False
+        match = Q(correlation_id=term) | Q(function=term) | Q(concurrency_key=term)
+        hex_digits = term.replace("-", "").lower()
+        if 0 < len(hex_digits) <= 32 and all(c in "0123456789abcdef" for c in hex_digits):
+            low = uuid.UUID(hex_digits.ljust(32, "0"))
+            high = uuid.UUID(hex_digits.ljust(32, "f"))
+            match |= Q(id__gte=low, id__lte=high)
+        return queryset.filter(match), False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        now = clock.now()
+        counts = selectors.job_state_counts(rows=self.get_queryset(request), now=now)
+        context = {
+            "state_counts": [(state, label, counts[state]) for state, label in JobState.choices],
+            "finished_window_h": int(selectors.FINISHED_COUNT_WINDOW.total_seconds() // 3600),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
+
+    @admin.display(description="Dispatched at")
+    def dispatched_shown(self, obj: Job) -> str:
+        """When the relay last pushed it to Redis; for a finished job, history only."""
+        return timefmt.exact(obj.dispatched_at) if obj.dispatched_at else "—"
+
+    # --- the job's page: what matters first, buttons, then every field and the timeline --------------
+
+    def job_summary(self, request: HttpRequest, job: Job) -> list[tuple[str, str]]:
+        """(label, HTML) rows at the top of a job's page."""
+        now = clock.now()
+        wait_from = job.first_started_at or job.started_at
+        rows = [
+            ("State", format_html("{} {}", console.badge(job.state), self._state_note(job))),
+            ("Function", format_html("<code>{}</code> on queue <code>{}</code>", job.function, job.queue)),
+            ("Arguments", _pre(job, "args")),
+        ]
+        if job.error:
+            rows.append(("Error", format_html('<pre class="hq-json">{}</pre>', job.error)))
+        if job.state == JobState.SUCCEEDED or getattr(job, json_text_attr("result"), None) not in (None, "null"):
+            rows.append(("Result", _pre(job, "result")))
+        wait = (wait_from - job.due_at).total_seconds() if wait_from else None
+        if wait_from is None and job.state in (JobState.QUEUED, JobState.DEFERRED) and job.due_at <= now:
+            wait_text = f"{timefmt.duration((now - job.due_at).total_seconds())} so far"
+        else:
+            wait_text = timefmt.duration(max(wait, 0.0) if wait is not None else None)
+        run_end = job.finished_at or (now if job.state == JobState.RUNNING else None)
+        run = (run_end - job.started_at).total_seconds() if job.started_at and run_end else None
+        run_text = timefmt.duration(run) + (" so far" if run is not None and job.finished_at is None else "")
+        rows += [
+            ("Wait", format_html("{} <span class='help'>(due → first start)</span>", wait_text)),
+            ("Run", format_html("{} <span class='help'>(latest attempt)</span>", run_text)),
+            ("Attempts", f"{job.attempts} of {job.max_tries}" + (f" (timeout {job.timeout_s} s each)")),
+            ("Created", timefmt.exact(job.created_at)),
+            ("Finished", timefmt.exact(job.finished_at)),
+            ("Owner", _admin_link("hq_user", job.owner_id, str(job.owner) if job.owner else None)),
+            ("Workspace", _admin_link("hq_workspace", job.workspace_id, str(job.workspace))),
+        ]
+        if job.correlation_id:
+            url = reverse("admin:queueapp_job_changelist") + "?" + urlencode({"q": job.correlation_id})
+            rows.append(("Correlation id", format_html('<a href="{}">{}</a> (all its jobs)', url, job.correlation_id)))
+        requests = list(job.hitl_requests.order_by("created_at").values_list("pk", "state"))
+        if requests:
+            rows.append(
+                (
+                    "Approval",
+                    format_html_join(
+                        ", ",
+                        "{} {}",
+                        (
+                            (console.short_id(pk, reverse("admin:queueapp_hitlrequest_change", args=[pk])), state)
+                            for pk, state in requests
+                        ),
+                    ),
+                )
+            )
+        if job.worker_id:
+            url = reverse("ops-workers") + "?" + urlencode({"workspace": str(job.workspace_id)})
+            rows.append(("Worker", format_html('<a href="{}"><code>{}</code></a>', url, job.worker_id)))
+        return rows
+
+    @staticmethod
+    def _state_note(job: Job) -> str:
+        if job.state == JobState.RUNNING and job.cancel_requested_at:
+            return f"(cancel asked at {timefmt.exact(job.cancel_requested_at)})"
+        if job.state == JobState.DEFERRED:
+            return f"(until {timefmt.exact(job.due_at)})"
+        return ""
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        job = self.get_object(request, unquote(object_id))
+        context = dict(extra_context or {})
+        if job is not None:
+            context["job_summary"] = self.job_summary(request, job)
+            context["job_buttons"] = self._buttons(request, job)
+        return super().change_view(request, object_id, form_url, context)
+
+    def _buttons(self, request: HttpRequest, job: Job) -> list[tuple[str, str, str]]:
+        """(id, label, url) of the buttons the job's state allows; the service has the last word."""
+        if not self.has_operate_permission(request):
+            return []
+        names = ["retry"] if job.state in FINISHED_STATES else ["cancel"]
+        return [
+            (f"job-{name}", JOB_BUTTONS[name].verb + "…", reverse(f"admin:queueapp_job_{name}", args=[job.pk]))
+            for name in names
+        ]
+
+    def get_urls(self) -> list[URLPattern]:
+        return admin_actions.button_urls(self, JOB_BUTTONS, self.job_button) + super().get_urls()
+
+    def job_button(self, request: HttpRequest, object_id: str, name: str) -> HttpResponse:
+        """A button on a job's page: its confirmation page (GET), then the service (POST)."""
+        job = self.get_object(request, unquote(object_id))
+        if job is None or not self.has_view_permission(request, job) or not self.has_operate_permission(request):
+            raise Http404("No such job.")
+        button = JOB_BUTTONS[name]
+        # From the workers page (?from=workers: cancel a running job there), back to it.
+        if request.GET.get("from") == "workers":
+            back = reverse("ops-workers")
+        else:
+            back = reverse("admin:queueapp_job_change", args=[job.pk])
+        return admin_actions.object_button(
             self,
             request,
-            queryset,
-            lambda job: service(job=job, actor=actor, via=DecidedVia.ADMIN),
+            job,
+            button.run,
+            template=self.confirmation_template,
+            verb=button.verb,
+            consequence=button.consequence,
+            confirm_id=f"confirm-{name}",
+            done=button.done,
+            label=_job_label,
+            back_url=back,
+        )
+
+    @admin.action(description="Retry selected jobs…", permissions=["operate"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        return self._run(request, queryset, "retry", "Retried")
+
+    @admin.action(description="Cancel selected jobs…", permissions=["operate"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        return self._run(request, queryset, "cancel", "Cancelled (or asked to abort)")
+
+    def _run(self, request: HttpRequest, queryset: QuerySet[Job], name: str, verb: str) -> HttpResponse | None:
+        """A confirmation page first; then the button's service (the API's) for each job the user
+        administers; every refusal (the service's own role check included) is reported."""
+        button = JOB_BUTTONS[name]
+        return admin_actions.run_action(
+            self,
+            request,
+            queryset if admin_actions.confirmed(request) else queryset.select_related("workspace"),
+            button.run,
+            template=self.confirmation_template,
+            verb=button.verb,
+            consequence=button.consequence,
+            action=f"{name}_selected",
+            confirm_id=f"confirm-{name}",
             done=f"{verb} {{count}} job(s).",
             label=_job_label,
         )
@@ -400,6 +680,34 @@ class JobAdmin(ConsoleAdmin):
 
 def _job_label(job: Job) -> str:
     return f"Job {job.pk}"
+
+
+def _admin_link(model: str, pk: Any, text: str | None) -> str:
+    """A link to a row's admin page, or "—" when there is no row (a system job has no owner)."""
+    if pk is None:
+        return "—"
+    return format_html('<a href="{}">{}</a>', reverse(f"admin:{model}_change", args=[pk]), text or str(pk))
+
+
+#: Retry and cancel: buttons on a job's page and bulk actions, each calling the API's service.
+JobButton = admin_actions.Button[Job]
+
+JOB_BUTTONS = {
+    "retry": JobButton(
+        "Retry",
+        "Retried: the job is queued again with a fresh set of tries.",
+        "The job runs again with a fresh set of tries and its arguments unchanged. A job that needed an "
+        "approval goes back to awaiting approval with a new request: a retry never bypasses a decision.",
+        lambda job, actor: services.job_retry(job=job, actor=actor, via=DecidedVia.ADMIN),
+    ),
+    "cancel": JobButton(
+        "Cancel",
+        "Cancelled (a running job is asked to abort).",
+        "A waiting job is cancelled at once (and its pending approval request with it); a running one is "
+        "asked to abort and ends cancelled when its worker stops it.",
+        lambda job, actor: services.job_cancel(job=job, actor=actor, via=DecidedVia.ADMIN),
+    ),
+}
 
 
 # --- limits -----------------------------------------------------------------------------------------------
@@ -452,21 +760,163 @@ class KeyLimitAdmin(WorkspaceScopedAdmin):
             limits.key_limit_delete(limit)
 
 
-# --- queues and workers -----------------------------------------------------------------------------------
+# --- queue pauses (workers are on the console's own page, /admin/ops/workers/) -------------------
+
+
+class PauseForm(forms.Form):
+    """Pause a queue: its name (one of the known queues) and a workspace, or every workspace (superusers)."""
+
+    def __init__(self, *args: Any, queues: list[str], workspaces: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["queue"] = forms.ChoiceField(choices=[(q, q) for q in queues])
+        self.fields["workspace"] = forms.ChoiceField(choices=workspaces, required=False)
 
 
 @admin.register(QueuePause)
 class QueuePauseAdmin(ConsoleAdmin):
-    list_display = ["queue", "workspace", "paused_by", "paused_at"]
+    """Paused queues, a form to pause one and a Resume… button per row, each through a confirmation
+    page and then `queue_pause` / `queue_resume`, the API's services. A pause covers one workspace,
+    or (superusers only, as DECISIONS says) every workspace: the global pause."""
+
+    list_display = ["queue", "scope", "paused_by", "paused", "row_actions"]
     list_filter = ["queue"]
     list_select_related = ["workspace", "paused_by"]
+    list_display_links = None
+    change_list_template = "admin/queueapp/queuepause/change_list.html"
+    confirmation_template = "admin/queueapp/queuepause/confirmation.html"
+    Media = console.ConsoleMedia
 
+    def scope_rows(self, request: HttpRequest, rows: QuerySet[Any]) -> QuerySet[Any]:
+        """The pauses of the user's workspaces; global pauses too, which hold their jobs as well."""
+        ids = self.workspace_ids(request)
+        if ids is None:
+            return rows
+        return rows.filter(Q(workspace_id__in=ids) | Q(workspace__isnull=True)) if ids else rows.none()
 
-@admin.register(Worker)
-class WorkerAdmin(ConsoleAdmin):
-    """Live and stopped worker processes: infrastructure shared by all workspaces, for superusers."""
+    @admin.display(description="Workspace", ordering="workspace__slug")
+    def scope(self, obj: QueuePause) -> str:
+        return str(obj.workspace) if obj.workspace_id else "every workspace (global)"
 
-    workspace_path = None
-    list_display = ["id", "hostname", "pid", "queues", "concurrency", "running", "jobs_done", "last_heartbeat_at"]
-    list_filter = [("stopped_at", admin.EmptyFieldListFilter)]
-    search_fields = ["id", "hostname"]
+    @admin.display(description="Paused", ordering="paused_at")
+    def paused(self, obj: QueuePause) -> str:
+        return when_html(obj.paused_at, clock.now())
+
+    @admin.display(description="")
+    def row_actions(self, obj: QueuePause) -> str:
+        url = reverse("admin:queueapp_queuepause_resume", args=[obj.pk])
+        return format_html('<a class="button" href="{}" id="resume-{}">Resume…</a>', url, obj.pk)
+
+    def _may_pause(self, request: HttpRequest, workspace_id: Any) -> bool:
+        """hq.permissions' staff rule: a workspace the user covers; every workspace for a superuser."""
+        user = admin_actions.actor(request)
+        return (
+            permissions.staff_covers_all(user) if workspace_id is None else permissions.staff_covers(user, workspace_id)
+        )
+
+    def _workspace_choices(self, request: HttpRequest) -> list[tuple[str, str]]:
+        ids = self.workspace_ids(request)
+        rows = Workspace.objects.order_by("slug")
+        if ids is not None:
+            rows = rows.filter(pk__in=ids)
+        choices = [(str(w.pk), w.slug) for w in rows[:500]]
+        if ids is None:
+            choices.insert(0, ("", "Every workspace (global pause)"))
+        return choices
+
+    def pause_form(self, request: HttpRequest, data: Any = None) -> PauseForm:
+        return PauseForm(data, queues=registry.queues_allowed(), workspaces=self._workspace_choices(request))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {"pause_form": self.pause_form(request), **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("pause/", view(self.pause_view), name="queueapp_queuepause_pause"),
+            path("<path:object_id>/resume/", view(self.resume_view), name="queueapp_queuepause_resume"),
+            *super().get_urls(),
+        ]
+
+    def pause_view(self, request: HttpRequest) -> HttpResponse:
+        """GET (from the list's form): the confirmation; POST (confirmed): `queue_pause`."""
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        back = reverse("admin:queueapp_queuepause_changelist")
+        form = self.pause_form(request, request.POST if request.method == "POST" else request.GET)
+        if not form.is_valid():
+            for field, problems in form.errors.items():
+                self.message_user(request, f"{field}: {' '.join(str(p) for p in problems)}", messages.ERROR)
+            return HttpResponseRedirect(back)
+        queue, chosen = form.cleaned_data["queue"], form.cleaned_data["workspace"]
+        workspace_id = uuid.UUID(chosen) if chosen else None
+        if not self._may_pause(request, workspace_id):
+            refusal = (
+                "Only superusers may pause a queue for every workspace."
+                if workspace_id is None
+                else ("You are not an admin of that workspace.")
+            )
+            self.message_user(request, refusal, messages.ERROR)
+            return HttpResponseRedirect(back)
+        workspace = Workspace.objects.get(pk=workspace_id) if workspace_id else None
+        where = f"workspace {workspace.slug}" if workspace else "every workspace"
+        if request.method == "POST":
+            try:
+                services.queue_pause(queue=queue, workspace=workspace, actor=admin_actions.actor(request))
+            except HQError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+            else:
+                self.message_user(request, f"Paused queue {queue} for {where}.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        return self._confirm(
+            request,
+            "Pause",
+            f"Queue {queue} for {where}: jobs are still accepted, none start until it is resumed; running jobs finish.",
+            "confirm-pause",
+            fields={"queue": queue, "workspace": workspace_id or ""},
+        )
+
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """GET: the confirmation; POST (confirmed): `queue_resume`."""
+        pause = self.get_object(request, unquote(object_id))
+        if pause is None or not self.has_view_permission(request, pause):
+            raise Http404("No such pause.")
+        back = reverse("admin:queueapp_queuepause_changelist")
+        if not self._may_pause(request, pause.workspace_id):
+            self.message_user(request, "Only superusers may resume a global pause.", messages.ERROR)
+            return HttpResponseRedirect(back)
+        where = f"workspace {pause.workspace.slug}" if pause.workspace else "every workspace"
+        if request.method == "POST":
+            services.queue_resume(queue=pause.queue, workspace=pause.workspace)
+            self.message_user(request, f"Resumed queue {pause.queue} for {where}.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        return self._confirm(
+            request,
+            "Resume",
+            f"Queue {pause.queue} for {where}: its waiting jobs start again.",
+            "confirm-resume",
+            objects=[pause],
+        )
+
+    def _confirm(
+        self,
+        request: HttpRequest,
+        verb: str,
+        consequence: str,
+        confirm_id: str,
+        *,
+        objects: list[QueuePause] | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> TemplateResponse:
+        page = admin_actions.confirmation_page(
+            self,
+            request,
+            template=self.confirmation_template,
+            verb=verb,
+            objects=objects or [],
+            confirm_id=confirm_id,
+            consequence=consequence,
+            hidden_fields=(fields or {}).items(),
+        )
+        page.context_data["title"] = f"{verb} a queue"  # type: ignore[index]
+        return page

@@ -154,3 +154,26 @@ def jobs_running_lost(*, now: datetime) -> dict[UUID, str]:
         if started_at is not None and started_at < seen_at and transport.arq_job_id(job_id, attempt) not in in_flight:
             lost[job_id] = LOST_NOT_IN_FLIGHT
     return lost
+
+
+#: The window of the finished-state counts above the admin's job list.
+FINISHED_COUNT_WINDOW = timedelta(hours=24)
+LIVE_STATES = (JobState.QUEUED, JobState.DEFERRED, JobState.AWAITING_APPROVAL, JobState.RUNNING)
+
+
+def job_state_counts(*, rows: QuerySet[Job], now: datetime) -> dict[str, int]:
+    """Jobs per state among `rows` (already scoped to the viewer's workspaces): every job still
+    waiting or running (the partial index `job_live` holds only those), and those finished in the
+    last FINISHED_COUNT_WINDOW (`job_finished_at`); never a count over the whole table."""
+    counts = dict.fromkeys(JobState.values, 0)
+    live = rows.filter(state__in=LIVE_STATES).values("state").annotate(n=Count("id")).order_by()
+    finished = (
+        rows.filter(finished_at__gte=now - FINISHED_COUNT_WINDOW, finished_at__isnull=False)
+        .exclude(state__in=LIVE_STATES)
+        .values("state")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in [*live, *finished]:
+        counts[row["state"]] = row["n"]
+    return counts

@@ -12,26 +12,27 @@ an archived one may then be erased with its history.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
-from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import InlineModelAdmin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from hq import admin_actions, clock
+from hq import admin_actions, clock, console
 from hq.admin import GuardedJSONField
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline, admin_user
 from hq.display import clipped_note, json_text_attr, stored_json, stored_value, with_json_text
 from hq.errors import HQError
 from hq.models import User
+from hq.timefmt import exact, when_html
 from schedules import actions, services, triggers
 from schedules.models import Schedule, ScheduleFire, ScheduleState
 
@@ -220,15 +221,8 @@ class ScheduleForm(_ScheduleModelForm):
             self.add_error(None, exc.message)
 
 
-@dataclass(frozen=True)
-class Lifecycle:
-    """An admin action on the selected schedules: what its confirmation page says, and its service."""
-
-    verb: str
-    done: str
-    consequence: str
-    run: Callable[[Schedule, User], object]
-
+#: The lifecycle actions on schedules (bulk actions and buttons on a schedule's page).
+Lifecycle = admin_actions.Button[Schedule]
 
 LIFECYCLE = {
     "pause": Lifecycle(
@@ -247,7 +241,7 @@ LIFECYCLE = {
         lambda s, actor: services.schedule_resume(schedule=s),
     ),
     "fire_now": Lifecycle(
-        "Fire",
+        "Fire now",
         "Fired",
         "Each active or paused schedule fires once now, beside its cadence, which does not change.",
         lambda s, actor: services.schedule_fire_now(schedule=s, actor=actor),
@@ -273,6 +267,15 @@ def _schedule_label(s: Schedule) -> str:
     return s.name
 
 
+#: The buttons a schedule's page shows in each state (the services refuse the others anyway).
+BUTTONS_BY_STATE = {
+    ScheduleState.ACTIVE: ("pause", "fire_now", "archive"),
+    ScheduleState.PAUSED: ("resume", "fire_now", "archive"),
+    ScheduleState.QUARANTINED: ("resume", "archive"),
+    ScheduleState.ARCHIVED: ("erase",),
+}
+
+
 @admin.register(Schedule)
 class ScheduleAdmin(WorkspaceScopedAdmin):
     list_display = [
@@ -280,9 +283,10 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
         "owner",
         "workspace",
         "action",
-        "state",
+        "state_badge",
         "reason",
-        "next_fire_at",
+        "trigger_summary",
+        "next_fire",
         "last_fire_status",
         "fire_count",
         "failure_count",
@@ -298,12 +302,13 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
         "owner",
         "action",
         "trigger",
+        "trigger_words",
         "args_json",
         "state",
         "state_reason",
-        "next_fire_at",
+        "next_fire_exact",
         "upcoming",
-        "last_fire_at",
+        "last_fire_exact",
         "last_fire_status",
         "fire_count",
         "failure_count",
@@ -326,6 +331,9 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
     }
     inlines = [FireInline]
     actions = ["pause", "resume", "fire_now", "archive", "erase"]
+    change_form_template = "admin/schedules/schedule/change_form.html"
+    list_per_page = console.PER_PAGE
+    Media = console.ConsoleMedia
     confirmation_template = "admin/schedules/schedule/action_confirmation.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
@@ -391,23 +399,49 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
             stored_json(text),
         )
 
-    @admin.display(description="next fires (schedule's zone)")
+    @admin.display(description="next fires")
     def upcoming(self, obj: Schedule) -> str:
         try:
-            zone = ZoneInfo(obj.trigger["tz"])
+            zone = obj.trigger["tz"]
             times = triggers.fire_times(obj.trigger, clock.now(), 5)
         except (triggers.TriggerError, KeyError, TypeError) as exc:
             return f"Trigger does not parse: {exc}"
         if not times:
             return "No further fires."
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((exact(t, zone),) for t in times)))
+
+    @staticmethod
+    def _zone(obj: Schedule) -> str | None:
+        zone = obj.trigger.get("tz") if isinstance(obj.trigger, dict) else None
+        return zone if isinstance(zone, str) else None
+
+    @admin.display(description="trigger")
+    def trigger_summary(self, obj: Schedule) -> str:
+        """The expression and, under it, the same in words with the zone."""
+        expr = obj.trigger.get("expr", "") if isinstance(obj.trigger, dict) else ""
         return format_html(
-            "<ul>{}</ul>",
-            format_html_join(
-                "",
-                "<li>{} ({})</li>",
-                ((t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"), t.strftime("%H:%MZ")) for t in times),
-            ),
+            '<code>{}</code> <span class="hq-trigger-words">{}</span>', expr, triggers.describe(obj.trigger)
         )
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: Schedule) -> str:
+        return console.badge(obj.state)
+
+    @admin.display(description="trigger in words")
+    def trigger_words(self, obj: Schedule) -> str:
+        return triggers.describe(obj.trigger)
+
+    @admin.display(description="next fire", ordering="next_fire_at")
+    def next_fire(self, obj: Schedule) -> str:
+        return when_html(obj.next_fire_at, clock.now(), self._zone(obj))
+
+    @admin.display(description="next fire at")
+    def next_fire_exact(self, obj: Schedule) -> str:
+        return exact(obj.next_fire_at, self._zone(obj))
+
+    @admin.display(description="last fire at")
+    def last_fire_exact(self, obj: Schedule) -> str:
+        return exact(obj.last_fire_at, self._zone(obj))
 
     # Actions on selected schedules: a confirmation page first, then the service for each.
 
@@ -433,25 +467,62 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
 
     def _lifecycle(self, request: HttpRequest, queryset: QuerySet[Schedule], name: str) -> HttpResponse | None:
         step = LIFECYCLE[name]
-        if admin_actions.confirmed(request):
-            actor = admin_actions.actor(request)
-            admin_actions.apply_each(
-                self,
-                request,
-                queryset,
-                lambda s: step.run(s, actor),
-                done=f"{step.done} {{count}} schedule(s).",
-                label=_schedule_label,
-            )
-            return None
-        rows = list(queryset.select_related("owner", "workspace"))
-        return admin_actions.confirmation_page(
+        return admin_actions.run_action(
             self,
             request,
+            queryset if admin_actions.confirmed(request) else queryset.select_related("owner", "workspace"),
+            step.run,
             template=self.confirmation_template,
             verb=step.verb,
-            objects=rows,
+            consequence=step.consequence,
             action=name,
             confirm_id="confirm-action",
-            consequence=step.consequence,
+            done=f"{step.done} {{count}} schedule(s).",
+            label=_schedule_label,
         )
+
+    # Buttons on a schedule's page: the same confirmation and services as the actions, for one schedule.
+
+    def _may(self, request: HttpRequest, obj: Schedule, name: str) -> bool:
+        if name == "erase":
+            return self.has_erase_permission(request) and self.covers(request, obj)
+        return self.has_change_permission(request, obj)
+
+    def get_urls(self) -> list[URLPattern]:
+        return admin_actions.button_urls(self, LIFECYCLE, self.schedule_button) + super().get_urls()
+
+    def schedule_button(self, request: HttpRequest, object_id: str, name: str) -> HttpResponse:
+        """A button on a schedule's page: its confirmation page (GET), then the service (POST)."""
+        schedule = self.get_object(request, unquote(object_id))
+        if schedule is None or not self.has_view_permission(request, schedule):
+            raise Http404("No such schedule.")
+        if not self._may(request, schedule, name):
+            raise PermissionDenied
+        step = LIFECYCLE[name]
+        return admin_actions.object_button(
+            self,
+            request,
+            schedule,
+            step.run,
+            template=self.confirmation_template,
+            verb=step.verb,
+            consequence=step.consequence,
+            confirm_id=f"confirm-{name}",
+            done=f"{step.done}: {schedule.name}.",
+            label=_schedule_label,
+            back_url=reverse("admin:schedules_schedule_change", args=[schedule.pk]),
+            # An erased schedule has no page left: back to the list.
+            done_url=reverse("admin:schedules_schedule_changelist") if name == "erase" else None,
+        )
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        schedule = self.get_object(request, unquote(object_id))
+        buttons = []
+        if schedule is not None:
+            for name in BUTTONS_BY_STATE.get(ScheduleState(schedule.state), ()):
+                if self._may(request, schedule, name):
+                    url = reverse(f"admin:schedules_schedule_{name}", args=[schedule.pk])
+                    buttons.append((f"schedule-{name.replace('_', '-')}", LIFECYCLE[name].verb + "…", url))
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "schedule_buttons": buttons})

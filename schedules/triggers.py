@@ -89,6 +89,7 @@ from dateutil import rrule as du
 __all__ = [
     "TriggerError",
     "TriggerTooExpensive",
+    "describe",
     "fire_times",
     "latest_fire_at_or_before",
     "next_fire_after",
@@ -1379,3 +1380,110 @@ def _rebased(spec: _RRuleSpec, dtstart: datetime, rule: du.rrule, wall: datetime
             continue
         return rule.replace(dtstart=anchor)
     return rule
+
+
+# --- in words, for people (the admin shows it next to the expression) ---------------------------------
+
+_DAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+_MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+_RRULE_FREQ_WORDS = {
+    "YEARLY": "yearly",
+    "MONTHLY": "monthly",
+    "WEEKLY": "weekly",
+    "DAILY": "daily",
+    "HOURLY": "hourly",
+    "MINUTELY": "every minute",
+}
+
+
+def describe(trigger: Mapping[str, Any]) -> str:
+    """The trigger in words with its zone: "at 09:00 on Monday to Friday, Europe/Amsterdam".
+
+    Cron expressions of the usual shapes read as sentences; anything else reads as its fields
+    ("at minutes 0, 20, 40 of hours 8-17"). An rrule reads as its frequency and the rule. A trigger
+    that does not parse says so (the caller shows the expression beside it anyway).
+    """
+    try:
+        kind, expr, tz = _required_fields(trigger)
+        if kind == "rrule":
+            spec = expr.upper().removeprefix("RRULE:")
+            parts = dict(p.split("=", 1) for p in spec.split(";") if "=" in p)
+            freq = _RRULE_FREQ_WORDS.get(parts.get("FREQ", ""), "repeating")
+            start = trigger.get("dtstart")
+            return f"{freq} ({spec}){f' from {start}' if start else ''}, {tz}"
+        cron = _parse_cron(expr)
+    except TriggerError as exc:
+        return f"does not parse: {exc}"
+    words = [_cron_times(cron)]
+    words.append(_cron_days(cron) or ("every day" if words[0].startswith("at ") else ""))
+    if len(cron.months) < 12:
+        words.append("in " + _joined([_MONTH_NAMES[m - 1] for m in sorted(cron.months)]))
+    return f"{' '.join(w for w in words if w)}, {tz}"
+
+
+def _joined(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _numbers(values: tuple[int, ...] | list[int]) -> str:
+    """1, 2, 3, 7 -> "1-3, 7"."""
+    runs: list[list[int]] = []
+    for v in values:
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+
+
+def _cron_times(cron: _Cron) -> str:
+    minutes, hours = cron.minutes, cron.hours
+    if len(minutes) == 60 and len(hours) == 24:
+        return "every minute"
+    if len(hours) * len(minutes) <= 6:
+        return "at " + _joined([f"{h:02d}:{m:02d}" for h in hours for m in minutes])
+    if len(hours) == 24:
+        if len(minutes) == 1:
+            return f"every hour at minute {minutes[0]}"
+        step = minutes[1] - minutes[0]
+        if minutes[0] == 0 and all(b - a == step for a, b in zip(minutes, minutes[1:], strict=False)):
+            return f"every {step} minutes"
+        return f"at minutes {_numbers(minutes)} of every hour"
+    if len(minutes) == 60:
+        return f"every minute of hours {_numbers(hours)}"
+    if len(minutes) == 1:
+        return f"at minute {minutes[0]} of hours {_numbers(hours)}"
+    return f"at minutes {_numbers(minutes)} of hours {_numbers(hours)}"
+
+
+def _cron_days(cron: _Cron) -> str:
+    weekdays = sorted({d % 7 for d in cron.weekdays})
+    week = ""
+    if len(weekdays) < 7:
+        week = "on " + _weekday_words(weekdays)
+    month = "" if len(cron.days) == 31 else f"on day{'s' if len(cron.days) > 1 else ''} {_numbers(sorted(cron.days))}"
+    if week and month:
+        return f"{month} of the month {'or' if cron.day_or else 'if also'} {week.removeprefix('on ')}"
+    return f"{month} of the month" if month else week
+
+
+def _weekday_words(days: list[int]) -> str:
+    """Monday-first: [1..5] -> "Monday to Friday"; [0, 6] -> "Saturday and Sunday"."""
+    order = sorted(days, key=lambda d: (d - 1) % 7)
+    positions = [(d - 1) % 7 for d in order]
+    if len(order) >= 3 and positions == list(range(positions[0], positions[0] + len(order))):
+        return f"{_DAY_NAMES[order[0]]} to {_DAY_NAMES[order[-1]]}"
+    return _joined([_DAY_NAMES[d] for d in order])

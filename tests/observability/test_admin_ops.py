@@ -146,8 +146,8 @@ def test_job_actions__retry_and_cancel_through_the_services(admin, member):
     ops = staff(admin.workspace)
     c = client_for(ops)
     changelist = "/admin/queueapp/job/"
-    c.post(changelist, {"action": "retry_selected", "_selected_action": [str(failed.pk)]})
-    c.post(changelist, {"action": "cancel_selected", "_selected_action": [str(waiting.pk)]})
+    c.post(changelist, {"action": "retry_selected", "_selected_action": [str(failed.pk)], "post": "yes"})
+    c.post(changelist, {"action": "cancel_selected", "_selected_action": [str(waiting.pk)], "post": "yes"})
     failed.refresh_from_db()
     waiting.refresh_from_db()
     assert failed.state == "queued" and waiting.state == "cancelled"
@@ -158,7 +158,7 @@ def test_job_actions__retry_and_cancel_through_the_services(admin, member):
     hq_services.membership_set(user=elsewhere_admin, workspace=admin.workspace, role="member")
     elsewhere = client_for(elsewhere_admin)
     assert str(failed.pk) not in elsewhere.get(changelist).content.decode()
-    elsewhere.post(changelist, {"action": "cancel_selected", "_selected_action": [str(failed.pk)]})
+    elsewhere.post(changelist, {"action": "cancel_selected", "_selected_action": [str(failed.pk)], "post": "yes"})
     assert Job.objects.get(pk=failed.pk).state == "queued"
 
 

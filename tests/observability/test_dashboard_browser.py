@@ -80,12 +80,20 @@ def test_staff_opens_the_dashboard_from_the_admin_index_and_sees_only_their_work
     ops = User.objects.create_user(email="ops@example.com", password="a-long-test-password", is_staff=True)
     hq_services.membership_set(user=ops, workspace=member.workspace, role=Membership.Role.ADMIN)
     _a_busy_day(member)
+    for _ in range(3):  # a function that failed every time in the last hour
+        job(member.workspace, clock.now(), state="failed", queue="mail", function="billing.charge", finished_ago_s=600)
 
     browser.get(f"{live_server.url}/admin/login/?next=/admin/")
     browser.find_element(By.ID, "id_username").send_keys(ops.email)
     browser.find_element(By.ID, "id_password").send_keys("a-long-test-password")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(ec.element_to_be_clickable((By.ID, "ops-dashboard-link"))).click()
+    # The index starts with the console's section: Dashboard, HITL, Jobs, Schedules, Workers.
+    dashboard_link = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#content-main #console-dashboard a")))
+    sections = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#content-main caption")]
+    assert sections[0] == "OPS CONSOLE" and "View site" not in browser.page_source, sections
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "admin-index.png"))
+    dashboard_link.click()
     wait.until(ec.presence_of_element_located((By.ID, "ops-charts")))
 
     charts = browser.find_elements(By.CSS_SELECTOR, "#ops-charts svg.hq-chart")
@@ -99,6 +107,16 @@ def test_staff_opens_the_dashboard_from_the_admin_index_and_sees_only_their_work
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1400, min(max(height + 140, 1000), 4000))  # + the window's own frame
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    # A function failing every time stands out.
+    failing = browser.find_elements(By.CSS_SELECTOR, "#ops-queues tr.failing")
+    assert [row.text.split()[0] for row in failing] == ["billing.charge"], [row.text for row in failing]
+    assert failing[0].find_element(By.CSS_SELECTOR, "td").value_of_css_property("background-color") == (
+        "rgba(253, 236, 234, 1)"
+    )
+    # A tile leads to the list of what it counts.
+    browser.find_element(By.CSS_SELECTOR, "a.ops-tile[href*=hitlrequest]").click()
+    rows = wait.until(ec.presence_of_all_elements_located((By.CSS_SELECTOR, "#result_list tbody tr")))
+    assert len(rows) == 4 and "state__exact=pending" in browser.current_url
 
     # The same staff user, holding every model permission, on the hq pages: their workspace only.
     ops.user_permissions.set(Permission.objects.all())

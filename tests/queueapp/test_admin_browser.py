@@ -125,4 +125,11 @@ def test_staff_approves_in_the_admin_with_a_click_and_the_job_runs(live_server, 
     from tests.queueapp.limits_admin_flow import ops_sets_a_key_limit_and_a_bad_one_is_refused
 
     ops_sets_a_key_limit_and_a_bad_one_is_refused(live_server, browser)
+    # Issue 19's console (before the paused sign-in too): dense lists, times, and every button
+    # through its service.
+    from tests.queueapp import console_flows
+
+    console_flows.ops_scans_the_job_list_and_the_schedule_list(live_server, browser)
+    console_flows.ops_retries_a_job_from_its_page(live_server, browser)
+    console_flows.ops_uses_every_button(live_server, browser)
     flows.sign_in_is_paused_after_failures_with_a_clear_message(live_server, browser, settings)

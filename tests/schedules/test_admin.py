@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.contrib.messages import get_messages
@@ -238,10 +239,26 @@ def test_an_archived_schedule_cannot_be_edited(superuser_client, member):
     assert Schedule.objects.get(pk=s.pk).name == "t"
 
 
-def test_change_page_shows_next_fires_in_the_schedules_zone(superuser_client, member):
+def test_change_page_shows_next_fires_in_utc_and_the_schedules_zone_to_the_second(superuser_client, member):
     s = task(member)
     page = superuser_client.get(f"{CHANGELIST}{s.pk}/change/").content.decode()
-    assert page.count("02:30 CE") + page.count("03:00 CE") >= 4  # five upcoming local times (DST may move one)
+    upcoming = re.findall(
+        r"<li>(\d{4}-\d\d-\d\d) (0[01]):30:00 UTC \((?:\d{4}-\d\d-\d\d )?(0[23]:[03]0):00 Europe/Stockholm\)</li>", page
+    )
+    assert len(upcoming) == 5, upcoming  # five upcoming fires: the UTC instant and the local wall time
+    assert sum(local == "02:30" for _, _, local in upcoming) >= 4  # DST may move one to 03:00
+    assert "at 02:30 every day, Europe/Stockholm" in page, "the cron in words, with its zone"
+    assert re.search(r"next fire at.*?\d\d:\d\d:\d\d UTC \(02:30:00 Europe/Stockholm\)", page, re.S | re.I)
+
+
+def test_the_list_shows_relative_next_fires_with_the_exact_instant_and_the_cron_in_words(superuser_client, member):
+    s = task(member)
+    page = superuser_client.get(CHANGELIST).content.decode()
+    assert "<code>30 2 * * *</code>" in page and "at 02:30 every day, Europe/Stockholm" in page
+    title = re.search(r'<time class="hq-when" datetime="([^"]+)" title="([^"]+)">in \d+ (?:h|min|s)</time>', page)
+    assert title is not None, page
+    assert title.group(1) == s.next_fire_at.isoformat()
+    assert title.group(2).endswith(":30:00 UTC (02:30:00 Europe/Stockholm)")
 
 
 def test_staff_see_only_their_workspaces_and_non_staff_are_refused(member):
@@ -369,3 +386,53 @@ def test_saving_an_archived_schedule_unchanged_is_not_an_error(superuser_client,
     resp = superuser_client.post(url, unchanged)
     assert resp.status_code == 302, form_errors(resp) if resp.status_code == 200 else resp.status_code
     assert Schedule.objects.get(pk=s.pk).state == "archived"
+
+
+def _messages(resp) -> list[str]:
+    return [m.message for m in resp.context["messages"]]
+
+
+def test_a_schedules_page_has_the_buttons_its_state_allows_each_through_the_service(superuser_client, member):
+    s = task(member)
+    page = f"{CHANGELIST}{s.pk}/change/"
+
+    def buttons() -> list[str]:
+        return re.findall(r'id="schedule-([a-z-]+)"', superuser_client.get(page).content.decode())
+
+    assert buttons() == ["pause", "fire-now", "archive"]
+    confirm = superuser_client.get(f"{CHANGELIST}{s.pk}/pause/").content.decode()
+    assert 'id="confirm-pause"' in confirm and "stops firing until it is resumed" in confirm
+    assert Schedule.objects.get(pk=s.pk).state == "active", "nothing before the confirmation"
+    done = superuser_client.post(f"{CHANGELIST}{s.pk}/pause/", follow=True)
+    assert _messages(done) == ["Paused: t."] and Schedule.objects.get(pk=s.pk).state == "paused"
+    assert buttons() == ["resume", "fire-now", "archive"]
+    done = superuser_client.post(f"{CHANGELIST}{s.pk}/fire_now/", follow=True)
+    assert _messages(done) == ["Fired: t."]
+    assert ScheduleFire.objects.filter(schedule=s, manual=True).count() == 1
+    done = superuser_client.post(f"{CHANGELIST}{s.pk}/resume/", follow=True)
+    assert _messages(done) == ["Resumed: t."] and Schedule.objects.get(pk=s.pk).state == "active"
+    refused = superuser_client.post(f"{CHANGELIST}{s.pk}/erase/", follow=True)
+    assert _messages(refused) == ["t: Cannot erase a schedule that is active."]
+    done = superuser_client.post(f"{CHANGELIST}{s.pk}/archive/", follow=True)
+    assert _messages(done) == ["Archived: t."] and Schedule.objects.get(pk=s.pk).state == "archived"
+    assert buttons() == ["erase"]
+    done = superuser_client.post(f"{CHANGELIST}{s.pk}/erase/", follow=True)
+    assert _messages(done) == ["Erased: t."] and done.redirect_chain[-1][0] == CHANGELIST
+    assert not Schedule.objects.filter(pk=s.pk).exists()
+
+
+def test_schedule_buttons_need_the_change_permission_and_stay_in_scope(member):
+    from django.contrib.auth.models import Permission
+
+    s = task(member)
+    viewer = User.objects.create_user("viewer@example.com", "pw", is_staff=True)
+    hq_services.membership_set(user=viewer, workspace=member.workspace, role="admin")
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_schedule"))
+    client = Client()
+    client.force_login(viewer)
+    assert "schedule-pause" not in client.get(f"{CHANGELIST}{s.pk}/change/").content.decode()
+    assert client.post(f"{CHANGELIST}{s.pk}/pause/").status_code == 403
+    other = task(factories.caller())
+    viewer.user_permissions.set(Permission.objects.filter(codename__in=["view_schedule", "change_schedule"]))
+    assert client.post(f"{CHANGELIST}{other.pk}/pause/").status_code == 404
+    assert Schedule.objects.get(pk=s.pk).state == Schedule.objects.get(pk=other.pk).state == "active"

@@ -65,11 +65,12 @@ def deep_stored_json_renders_clipped(live_server, browser) -> None:
     _sign_in(
         browser, f"{live_server.url}/admin/login/?next=/admin/queueapp/job/{w.job.pk}/change/", ops.email, PASSWORD
     )
-    args = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".field-args_pretty pre.hq-json")))
+    # The arguments are the third row of the summary at the top of the job's page.
+    args = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#job-summary pre.hq-json")))
     assert CLIPPED in args.text and '"to": "ops"' in args.text
-    note = browser.find_element(By.CSS_SELECTOR, ".field-args_pretty p.help").text
+    note = browser.find_element(By.CSS_SELECTOR, "#job-summary p.help").text
     assert note.startswith("Nested 901 levels deep")
-    browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.CSS_SELECTOR, ".field-args_pretty"))
+    browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.ID, "job-summary"))
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "admin-job-deep-args.png"))
 

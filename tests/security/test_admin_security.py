@@ -89,8 +89,8 @@ def test_every_admin_action_needs_the_csrf_token():
     client = logged_in(root, csrf=True)
     token = PersonalAccessToken.objects.filter(user=w.admin.user).first()
     posts = [
-        ("/admin/queueapp/job/", {"action": "cancel_selected", "_selected_action": [str(w.job.pk)]}),
-        ("/admin/queueapp/job/", {"action": "retry_selected", "_selected_action": [str(w.job.pk)]}),
+        ("/admin/queueapp/job/", {"action": "cancel_selected", "_selected_action": [str(w.job.pk)], "post": "yes"}),
+        ("/admin/queueapp/job/", {"action": "retry_selected", "_selected_action": [str(w.job.pk)], "post": "yes"}),
         (f"/admin/queueapp/hitlrequest/{w.hitl.pk}/approve/", {"comment": "ok"}),
         (f"/admin/queueapp/hitlrequest/{w.hitl.pk}/reject/", {"comment": "no"}),
         (
@@ -268,7 +268,10 @@ def test_staff_see_only_the_workspaces_they_administer():
     # Deciding or acting on another workspace's rows is refused too.
     hitl = theirs["queueapp/hitlrequest"]
     assert client.post(f"/admin/queueapp/hitlrequest/{hitl}/approve/", {"comment": ""}).status_code == 404
-    client.post("/admin/queueapp/job/", {"action": "cancel_selected", "_selected_action": [theirs["queueapp/job"]]})
+    client.post(
+        "/admin/queueapp/job/",
+        {"action": "cancel_selected", "_selected_action": [theirs["queueapp/job"]], "post": "yes"},
+    )
     client.post(
         "/admin/schedules/schedule/",
         {"action": "pause", "_selected_action": [theirs["schedules/schedule"]], "post": "yes"},

@@ -53,7 +53,6 @@ FOREIGN, OWN = "umbra", "lumen"  # every text of workspace A carries FOREIGN, of
 REGISTERED = {
     Group: None,
     Plan: None,
-    Worker: None,
     User: "memberships__workspace",
     Workspace: "id",
     Membership: "workspace",

@@ -1,0 +1,309 @@
+"""The ops console over the test client: the index order, one Workers page, no hard delete of jobs
+and HITL requests (superusers included), and what the console's pages show and do."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from hq import clock
+from queueapp import services
+from queueapp.models import HITLRequest, Job
+from tests import factories
+from tests.observability import helpers
+from tests.queueapp.test_admin_hitl import client_for, request_for, staff
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_index_starts_with_what_ops_use_and_has_no_view_site(member):
+    root = client_for(staff(superuser=True))
+    resp = root.get("/admin/")
+    apps = resp.context["app_list"]
+    assert apps[0]["name"] == "Ops console"
+    assert [m["name"] for m in apps[0]["models"]] == [
+        "Dashboard",
+        "HITL requests",
+        "Jobs",
+        "Schedules",
+        "Workers",
+        "Queue pauses",
+    ]
+    assert [a["app_label"] for a in apps[1:]] == ["hq", "delivery", "auth"]
+    html = resp.content.decode()
+    assert html.index("Ops console") < html.index("Delivery") < html.index("Authentication")
+    assert "View site" not in html
+    for model in apps[0]["models"]:
+        assert root.get(model["admin_url"]).status_code == 200, model["name"]
+
+
+def test_one_workers_page(member):
+    root = client_for(staff(superuser=True))
+    assert root.get("/admin/ops/workers/").status_code == 200
+    assert root.get("/admin/queueapp/worker/").status_code == 404
+    assert b"/admin/queueapp/worker/" not in root.get("/admin/").content
+
+
+@pytest.mark.parametrize("superuser", [True, False], ids=["superuser", "workspace-admin"])
+def test_jobs_and_hitl_requests_cannot_be_hard_deleted(member, superuser):
+    hitl = request_for(member)
+    ops = client_for(staff(None if superuser else member.workspace, superuser=superuser))
+    for changelist, pk in (("/admin/queueapp/job/", hitl.job_id), ("/admin/queueapp/hitlrequest/", hitl.pk)):
+        listing = ops.get(changelist)
+        choices = [value for value, _ in listing.context["action_form"].fields["action"].choices]
+        assert "delete_selected" not in choices and len(choices) > 1, changelist
+        page = ops.get(f"{changelist}{pk}/change/").content.decode()
+        assert "deletelink" not in page and f"{pk}/delete/" not in page
+        assert ops.get(f"{changelist}{pk}/delete/").status_code == 403
+        assert ops.post(f"{changelist}{pk}/delete/", {"post": "yes"}).status_code == 403
+        ops.post(changelist, {"action": "delete_selected", "_selected_action": [str(pk)], "post": "yes"})
+    assert Job.objects.filter(pk=hitl.job_id).exists() and HITLRequest.objects.filter(pk=hitl.pk).exists()
+    # Cancelling (the service) stays: the request ends `cancelled`, with its history.
+    services.job_cancel(job=Job.objects.get(pk=hitl.job_id), actor=member.user)
+    assert HITLRequest.objects.get(pk=hitl.pk).state == "cancelled"
+
+
+def _jobs(member, n: int, **kw) -> list[Job]:
+    now = clock.now()
+    return [helpers.job(member.workspace, now, **kw) for _ in range(n)]
+
+
+def test_the_job_list_is_dense_and_counts_per_state_without_counting_the_table(member):
+    ops = client_for(staff(member.workspace))
+    now = clock.now()
+    done = helpers.job(member.workspace, now, state="succeeded", finished_ago_s=60, run_ms=2500)
+    Job.objects.filter(pk=done.pk).update(args={"order": 7, "to": "ops@example.com"}, correlation_id="order-7")
+    helpers.job(member.workspace, now, state="failed", finished_ago_s=90000, run_ms=10)  # finished 25 h ago
+    _jobs(member, 3, state="queued")
+    helpers.job(member.workspace, now, state="running", started_ago_s=12)
+    helpers.job(factories.caller().workspace, now, state="queued")  # another workspace: not counted
+
+    resp = ops.get("/admin/queueapp/job/")
+    html = resp.content.decode()
+    row = next(r for r in html.split("<tr") if str(done.pk) in r)
+    assert f'<code title="{done.pk}">{str(done.pk)[:8]}</code>' in row and f'data-copy="{done.pk}"' in row
+    assert '<span class="hq-badge hq-state-succeeded">succeeded</span>' in row
+    assert "{&quot;to&quot;: &quot;ops@example.com&quot;, &quot;order&quot;: 7}" in row, "the argument preview"
+    assert "order-7" in row and "2.5 s" in row
+    assert re.search(r'<time class="hq-when" datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">', row)
+    counts = {state: int(n) for state, n in re.findall(r'id="count-(\w+)">[^<]*<span class="n">(\d+)</span>', html)}
+    assert counts == {
+        "queued": 3,
+        "deferred": 0,
+        "awaiting_approval": 0,
+        "running": 1,
+        "succeeded": 1,
+        "failed": 0,  # finished more than 24 h ago
+        "cancelled": 0,
+        "rejected": 0,
+    }
+    assert "s so far" in html, "a running job's duration"
+
+
+def test_the_job_list_pages_by_50_and_never_counts_the_whole_table(member):
+    ops = client_for(staff(member.workspace))
+    _jobs(member, 60, state="succeeded", finished_ago_s=5, run_ms=1)
+    with CaptureQueriesContext(connection) as few:
+        ops.get("/admin/queueapp/job/?p=1")
+    _jobs(member, 40, state="queued")
+    with CaptureQueriesContext(connection) as more:
+        resp = ops.get("/admin/queueapp/job/")
+    assert len(resp.context["cl"].result_list) == 50
+    assert len(more.captured_queries) == len(few.captured_queries), "no query per row"
+    counts = [q["sql"] for q in more.captured_queries if "COUNT(" in q["sql"] and "queueapp_job" in q["sql"]]
+    assert counts, "the paginator and the state counts count"
+    for sql in counts:
+        assert "LIMIT" in sql or '"finished_at" >=' in sql or '"state" IN' in sql, sql
+
+
+def test_a_capped_list_says_more_than(member, monkeypatch):
+    from hq import console
+
+    monkeypatch.setattr(console.CappedPaginator, "cap", 30)
+    monkeypatch.setattr(console, "CAP", 30)
+    _jobs(member, 35, state="queued")
+    html = client_for(staff(member.workspace)).get("/admin/queueapp/job/").content.decode()
+    assert "more than 30 jobs: filter to narrow them" in html
+
+
+def test_job_search_by_short_id_correlation_function_and_inside_args(member):
+    ops = client_for(staff(member.workspace))
+    a, b, c = _jobs(member, 3, state="queued")
+    Job.objects.filter(pk=a.pk).update(args={"order": 7, "to": "ops"}, correlation_id="order-7")
+    Job.objects.filter(pk=b.pk).update(args={"order": 8}, function="mail.send")
+    Job.objects.filter(pk=c.pk).update(args={"order": 7}, created_at=clock.now() - timedelta(days=30))
+
+    def found(term: str, extra: str = "") -> set:
+        resp = ops.get("/admin/queueapp/job/", {"q": term, **dict([extra.split(":")] if extra else [])})
+        return {j.pk for j in resp.context["cl"].result_list}
+
+    assert found(str(a.pk)[:8]) == {a.pk}
+    assert found(str(a.pk)) == {a.pk}
+    assert found("order-7") == {a.pk}
+    assert found("mail.send") == {b.pk}
+    assert found("order=7") == {a.pk}, "args search covers the last 7 days"
+    assert found("order=7", "created_at__gte:2000-01-01") == {a.pk, c.pk}, "unless a date filter says otherwise"
+    assert found('to="ops"') == {a.pk}
+    assert found("nothing-like-this") == set()
+
+
+def test_the_job_page_starts_with_what_matters_then_the_timeline(member):
+    ops = client_for(staff(member.workspace))
+    now = clock.now()
+    failed = helpers.job(member.workspace, now, state="failed", finished_ago_s=10, run_ms=4200, wait_ms=1500)
+    Job.objects.filter(pk=failed.pk).update(
+        args={"to": "ops"}, error="ValueError: no such mailbox", correlation_id="order-9", max_tries=3
+    )
+    html = ops.get(f"/admin/queueapp/job/{failed.pk}/change/").content.decode()
+    summary = html[html.index('id="job-summary"') : html.index("All fields")]
+    labels = re.findall(r"<dt>([^<]+)</dt>", summary)
+    assert labels[:7] == ["State", "Function", "Arguments", "Error", "Wait", "Run", "Attempts"], labels
+    assert "ValueError: no such mailbox" in summary and "4.2 s" in summary and "1.5 s" in summary
+    assert "1 of 3" in summary
+    assert re.search(r"<dt>Finished</dt><dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</dd>", summary)
+    assert f'href="/admin/hq/workspace/{member.workspace.pk}/change/"' in summary
+    assert 'href="/admin/queueapp/job/?q=order-9"' in summary
+    assert html.index('id="job-summary"') < html.index("All fields") < html.index("Timeline")
+    assert 'id="job-retry"' in html and 'id="job-cancel"' not in html
+    assert "empty means the relay" not in html
+
+
+def test_job_buttons_confirm_then_call_the_service(member):
+    hitl = request_for(member)
+    user = staff(member.workspace)
+    ops = client_for(user)
+    page = ops.get(f"/admin/queueapp/job/{hitl.job_id}/change/").content.decode()
+    assert 'id="job-cancel"' in page and 'id="job-retry"' not in page
+    confirm = ops.get(f"/admin/queueapp/job/{hitl.job_id}/cancel/")
+    assert confirm.status_code == 200 and 'id="confirm-cancel"' in confirm.content.decode()
+    assert Job.objects.get(pk=hitl.job_id).state == "awaiting_approval", "nothing before the confirmation"
+    done = ops.post(f"/admin/queueapp/job/{hitl.job_id}/cancel/", follow=True)
+    assert [m.message for m in done.context["messages"]] == ["Cancelled (a running job is asked to abort)."]
+    assert Job.objects.get(pk=hitl.job_id).state == "cancelled"
+    assert HITLRequest.objects.get(pk=hitl.pk).state == "cancelled"
+    again = ops.post(f"/admin/queueapp/job/{hitl.job_id}/cancel/", follow=True)
+    assert [m.message for m in again.context["messages"]] == [
+        f"Job {hitl.job_id}: Cannot cancel a job that is cancelled."
+    ], "the service's refusal, as a message"
+    retried = ops.post(f"/admin/queueapp/job/{hitl.job_id}/retry/", follow=True)
+    assert [m.message for m in retried.context["messages"]] == [
+        "Retried: the job is queued again with a fresh set of tries."
+    ]
+    assert Job.objects.get(pk=hitl.job_id).state == "awaiting_approval", "a retry never bypasses a decision"
+    other = request_for(factories.caller())
+    assert ops.get(f"/admin/queueapp/job/{other.job_id}/cancel/").status_code == 404
+    assert ops.post(f"/admin/queueapp/job/{other.job_id}/cancel/").status_code == 404
+    assert Job.objects.get(pk=other.job_id).state == "awaiting_approval"
+
+
+def _messages(resp) -> list[str]:
+    return [m.message for m in resp.context["messages"]]
+
+
+def test_queue_pause_and_resume_in_the_admin_per_workspace_and_global(member):
+    from queueapp.models import QueuePause
+
+    ops = client_for(staff(member.workspace))
+    listing = ops.get("/admin/queueapp/queuepause/").content.decode()
+    assert 'id="pause-form"' in listing and "Every workspace" not in listing, "global pauses are for superusers"
+    ask = ops.get("/admin/queueapp/queuepause/pause/", {"queue": "default", "workspace": str(member.workspace.pk)})
+    assert 'id="confirm-pause"' in ask.content.decode() and not QueuePause.objects.exists()
+    done = ops.post(
+        "/admin/queueapp/queuepause/pause/", {"queue": "default", "workspace": str(member.workspace.pk)}, follow=True
+    )
+    assert _messages(done) == [f"Paused queue default for workspace {member.workspace.slug}."]
+    pause = QueuePause.objects.get()
+    assert (pause.queue, pause.workspace_id, pause.paused_by_id) == (
+        "default",
+        member.workspace.pk,
+        done.context["user"].pk,
+    )
+    other = factories.caller().workspace
+    refused = ops.post(
+        "/admin/queueapp/queuepause/pause/", {"queue": "default", "workspace": str(other.pk)}, follow=True
+    )
+    assert _messages(refused)[0].startswith("workspace: Select a valid choice")
+    refused = ops.post("/admin/queueapp/queuepause/pause/", {"queue": "default", "workspace": ""}, follow=True)
+    assert _messages(refused) == ["Only superusers may pause a queue for every workspace."]
+    assert QueuePause.objects.count() == 1
+
+    root = client_for(staff(superuser=True))
+    done = root.post("/admin/queueapp/queuepause/pause/", {"queue": "default", "workspace": ""}, follow=True)
+    assert _messages(done) == ["Paused queue default for every workspace."]
+    glob = QueuePause.objects.get(workspace__isnull=True)
+    refused = ops.post(f"/admin/queueapp/queuepause/{glob.pk}/resume/", follow=True)
+    assert _messages(refused) == ["Only superusers may resume a global pause."]
+    assert 'id="confirm-resume"' in ops.get(f"/admin/queueapp/queuepause/{pause.pk}/resume/").content.decode()
+    done = ops.post(f"/admin/queueapp/queuepause/{pause.pk}/resume/", follow=True)
+    assert _messages(done) == [f"Resumed queue default for workspace {member.workspace.slug}."]
+    done = root.post(f"/admin/queueapp/queuepause/{glob.pk}/resume/", follow=True)
+    assert _messages(done) == ["Resumed queue default for every workspace."]
+    assert not QueuePause.objects.exists()
+
+
+def test_cancel_a_running_job_from_the_workers_page(member):
+    from queueapp.models import Worker
+
+    worker = Worker.objects.create(id="host:1:abc", hostname="host", pid=1, queues=["default"])
+    running = helpers.job(member.workspace, clock.now(), state="running", started_ago_s=3)
+    Job.objects.filter(pk=running.pk).update(worker_id=worker.id)
+    ops = client_for(staff(member.workspace))
+    page = ops.get("/admin/ops/workers/").content.decode()
+    url = f"/admin/queueapp/job/{running.pk}/cancel/?from=workers"
+    assert f'href="{url}"' in page
+    assert 'id="confirm-cancel"' in ops.get(url).content.decode()
+    done = ops.post(url, follow=True)
+    assert done.redirect_chain[-1][0] == "/admin/ops/workers/"
+    assert _messages(done) == ["Cancelled (a running job is asked to abort)."]
+    assert Job.objects.get(pk=running.pk).cancel_requested_at is not None
+
+
+def test_bulk_job_actions_ask_first(member):
+    hitl = request_for(member)
+    ops = client_for(staff(member.workspace))
+    ask = ops.post("/admin/queueapp/job/", {"action": "cancel_selected", "_selected_action": [hitl.job_id]})
+    html = ask.content.decode()
+    assert 'id="confirm-cancel"' in html and 'name="post" value="yes"' in html and str(hitl.job_id) in html
+    assert Job.objects.get(pk=hitl.job_id).state == "awaiting_approval", "nothing before the confirmation"
+    done = ops.post(
+        "/admin/queueapp/job/",
+        {"action": "cancel_selected", "_selected_action": [hitl.job_id], "post": "yes"},
+        follow=True,
+    )
+    assert _messages(done) == ["Cancelled (or asked to abort) 1 job(s)."]
+    assert Job.objects.get(pk=hitl.job_id).state == "cancelled"
+
+
+def test_dashboard_tiles_and_rows_lead_to_the_filtered_lists_and_failing_functions_stand_out(member):
+    ops = client_for(staff(member.workspace))
+    now = clock.now()
+    for _ in range(3):
+        helpers.job(member.workspace, now, state="failed", function="mail.send", finished_ago_s=60, run_ms=5)
+    helpers.job(member.workspace, now, state="succeeded", function="hq.echo", finished_ago_s=60, run_ms=5)
+    helpers.hitl(member.workspace, now, created_ago_s=30, owner=member.user)
+    html = ops.get("/admin/ops/dashboard/").content.decode()
+    assert 'href="/admin/queueapp/hitlrequest/?state__exact=pending"' in html
+    assert 'href="/admin/queueapp/job/?state__exact=running"' in html
+    failing = re.findall(r'<tr class="[^"]*failing">(.*?)</tr>', html, re.S)
+    assert len(failing) == 2, "the queue (3 of 4 failed) and mail.send (all failed); hq.echo is fine"
+    assert any('href="/admin/queueapp/job/?queue=default&amp;function=mail.send"' in r for r in failing)
+    assert any("state__exact=failed&amp;queue=default&amp;function=mail.send" in r for r in failing)
+    listed = ops.get("/admin/queueapp/job/", {"queue": "default", "function": "mail.send", "state__exact": "failed"})
+    assert len(listed.context["cl"].result_list) == 3
+    chosen = ops.get("/admin/ops/dashboard/", {"workspace": str(member.workspace.pk)}).content.decode()
+    assert f"state__exact=pending&amp;workspace__id__exact={member.workspace.pk}" in chosen
+
+
+def test_every_dashboard_link_opens_its_list_for_the_chosen_workspace(member):
+    ops = client_for(staff(superuser=True))  # the schedules pages also need model permissions
+    helpers.hitl(member.workspace, clock.now(), created_ago_s=30, owner=member.user)
+    html = ops.get("/admin/ops/dashboard/", {"workspace": str(member.workspace.pk)}).content.decode()
+    links = set(re.findall(r'href="(/admin/(?:queueapp|schedules)/[^"]+\?[^"]+)"', html))
+    assert len(links) >= 5, links
+    for link in links:
+        resp = ops.get(link.replace("&amp;", "&"))
+        assert resp.status_code == 200 and "cl" in resp.context, link
