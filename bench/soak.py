@@ -5,8 +5,10 @@ Loopback only and bounded in time and count. It uses its own PostgreSQL database
 (dropped and created) and Redis db 15 with the prefix `hqsoak:`, runs one `manage.py runworker`
 (jobs, relay, reaper, HITL expiry, scheduler), and drives the services in this process:
 
-- every tick: one `hq.echo` job (some with an idempotency key submitted twice), and one gated job
-  (`require_approval`) that a second admin approves or rejects on the next tick;
+- every tick: one `hq.echo` job with a priority (spread over -100..100; some with an idempotency
+  key submitted twice), and one gated job (`require_approval`) that a second admin approves or
+  rejects on the next tick; every 3rd tick a `hq.echo` with a unique key that 3 ticks in a row
+  share (a duplicate, or with `on_conflict: "replace"` a debounce, while the first waits);
 - every 10 ticks: a new every-minute schedule (send_message), and a pause/resume of an older one.
 
 At the end it waits for the queue to drain and prints: jobs accepted, lost (accepted but not
@@ -24,13 +26,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DB = "hq_soak"
+DB = os.environ.get("HQ_SOAK_DB", "hq_soak")  # another database and Redis keep a second checkout apart
 ENV = {
     "DJANGO_SETTINGS_MODULE": "hq.settings",
     "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-    "REDIS_URL": "redis://127.0.0.1:6379/15",
+    "REDIS_URL": os.environ.get("HQ_SOAK_REDIS_URL", "redis://127.0.0.1:6379/15"),
     "HQ_REDIS_PREFIX": "hqsoak:",
     "DEBUG": "1",
     "HQ_PLUGINS": "tests.plugin",
@@ -56,6 +59,33 @@ def reset_database(db: str = DB, env: dict[str, str] = ENV) -> None:
     subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"], env={**os.environ, **env}, check=True
     )
+
+
+def _echo_jobs(q: Any, ws: Any, user: Any, tick: int) -> list[Any]:
+    """A tick's `hq.echo` submits (module docstring); returns the ids of the jobs they answered with."""
+    key = f"k{tick // 2}" if tick % 5 == 0 else None  # every 5th: a repeated idempotency key
+    job, _ = q.job_submit(
+        workspace=ws,
+        owner=user,
+        submission=q.Submission(
+            function="hq.echo", args={"t": tick}, idempotency_key=key, priority=(tick * 37) % 201 - 100
+        ),
+    )
+    if tick % 3:
+        return [job.pk]
+    # Three ticks in a row share a unique key: the later submits find the first while it waits.
+    unique, _ = q.job_submit(
+        workspace=ws,
+        owner=user,
+        submission=q.Submission(
+            function="hq.echo",
+            args={"u": tick},
+            unique_key=f"u{tick // 9}",
+            on_conflict="replace" if tick % 2 else None,
+            defer_by_seconds=0.5,
+        ),
+    )
+    return [job.pk, unique.pk]
 
 
 def main() -> int:
@@ -109,13 +139,7 @@ def main() -> int:
         tick = 0
         while time.monotonic() - t0 < args.minutes * 60:
             tick += 1
-            key = f"k{tick // 2}" if tick % 5 == 0 else None  # every 5th: a repeated idempotency key
-            job, _ = q.job_submit(
-                workspace=ws,
-                owner=owner.user,
-                submission=q.Submission(function="hq.echo", args={"t": tick}, idempotency_key=key),
-            )
-            accepted.add(job.pk)
+            accepted.update(_echo_jobs(q, ws, owner.user, tick))
             gated, _ = q.job_submit(
                 workspace=ws,
                 owner=owner.user,

@@ -8,6 +8,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -160,7 +161,10 @@ class Job(models.Model):
     state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.QUEUED)
     # Defaults in the database too: every insert of a job names its columns (enqueue.jobs_insert).
     priority = models.SmallIntegerField(
-        default=0, db_default=0, help_text="-100..100; among due jobs of a workspace and queue, higher starts first."
+        default=0,
+        db_default=0,
+        validators=[MinValueValidator(PRIORITY_MIN), MaxValueValidator(PRIORITY_MAX)],
+        help_text="-100..100; among due jobs of a workspace and queue, higher starts first.",
     )
     unique_key = models.CharField(
         max_length=200,

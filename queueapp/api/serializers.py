@@ -6,11 +6,14 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from hq.api.fields import JSONObjectField, UTCDateTimeField, iso
 from queueapp.models import (
     KEY_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
     QUEUE_NAME,
     QUEUE_NAME_RULE,
     HITLRequest,
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from queueapp.enqueue import NewJob
 
 
+@extend_schema_field({"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX})
 class PriorityField(serializers.Field):  # type: ignore[type-arg]
     """A JSON integer from -100 to 100 (`models.priority_problem`): no booleans, strings or floats."""
 
