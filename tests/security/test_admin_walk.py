@@ -38,8 +38,9 @@ from hq.models import (
     User,
     Workspace,
 )
+from queueapp import limits
 from queueapp import services as queue_services
-from queueapp.models import HITLRequest, Job, JobEvent, QueuePause, Worker
+from queueapp.models import HITLRequest, Job, JobEvent, KeyLimit, QueuePause, Worker
 from schedules import services as schedule_services
 from schedules.models import Schedule, ScheduleFire
 from tests import factories
@@ -66,6 +67,7 @@ REGISTERED = {
     HITLRequest: "workspace",
     Job: "workspace",
     QueuePause: "workspace",
+    KeyLimit: "workspace",
     Schedule: "workspace",
     Delivery: "workspace",
 }
@@ -116,6 +118,7 @@ def tenant(tag: str, *, shared: User) -> Tenant:
     assert delivery.attempt_log.exists()
     schedule_services.schedule_fire_now(schedule=w.schedule, actor=boss.user)
     queue_services.queue_pause(queue=f"{tag}-queue", workspace=ws, actor=boss.user)
+    limits.key_limit_save(KeyLimit(pattern=f"{tag}-customer:*", workspace=ws, concurrency=2))
     return Tenant(workspace=ws, boss=boss.user, member=member.user)
 
 

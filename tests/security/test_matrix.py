@@ -105,6 +105,7 @@ ROUTES = [
     R("POST", "/v1/queue/jobs/{job_id}/retry", "queue:write", 200, 404, other=404, prepare=_cancel_job),
     R("GET", "/v1/queue/correlation/{correlation_id}", "queue:read", 200, 200),
     R("GET", "/v1/queue/depth", "queue:read", 200, 200),
+    R("GET", "/v1/queue/depth/keys", "queue:read", 200, 200),
     R("GET", "/v1/queue/functions", "queue:read", 200, 200),
     R("GET", "/v1/queue/workers", "queue:read", 200, 403),
     R("GET", "/v1/queue/observability/summary", "queue:read", 200, 403),

@@ -37,6 +37,7 @@ from hq_client.types import (
     Job,
     JobEvent,
     JobSubmission,
+    KeyDepth,
     Me,
     Message,
     Note,
@@ -85,6 +86,7 @@ def submission(
     timeout_seconds: int | None = None,
     require_approval: bool = False,
     approval_reason: str | None = None,
+    concurrency_key: str | None = None,
 ) -> JobSubmission:
     """One submit's body (for `job_submit`'s fields, or an item of `jobs_submit_batch`).
 
@@ -92,6 +94,8 @@ def submission(
         (within `HQ_IDEMPOTENCY_WINDOW_S`); the client makes one up when none is given, so its own
         retries never submit twice.
     :param defer_until: an aware datetime: the job is not started before it.
+    :param concurrency_key: jobs with the same key share its limits (at most N running at once,
+        N starts per period), set in HQ's admin or on the function.
     """
     body: JobSubmission = {"function": function, "args": dict(args or {})}
     optional: dict[str, Any] = {
@@ -103,6 +107,7 @@ def submission(
         "max_tries": max_tries,
         "timeout_seconds": timeout_seconds,
         "approval_reason": approval_reason,
+        "concurrency_key": concurrency_key,
     }
     body.update({k: v for k, v in optional.items() if v is not None})  # type: ignore[typeddict-item]
     if require_approval:
@@ -141,6 +146,7 @@ class Operations:
         timeout_seconds: int | None = None,
         require_approval: bool = False,
         approval_reason: str | None = None,
+        concurrency_key: str | None = None,
     ) -> Program[Job]:
         """Submit one job (the fields: see `hq_client.submission`); returns it, or the earlier job with
         the same idempotency key. Retried on transport errors and 503 with the same key: one job,
@@ -157,6 +163,7 @@ class Operations:
             timeout_seconds=timeout_seconds,
             require_approval=require_approval,
             approval_reason=approval_reason,
+            concurrency_key=concurrency_key,
         )
         body = _keyed(item)
         return route.call(json=body, ok=(200, 202), retry=True)
@@ -205,6 +212,7 @@ class Operations:
         function: str | None = None,
         queue: str | None = None,
         correlation_id: str | None = None,
+        concurrency_key: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
     ) -> Listing[Job]:
@@ -216,6 +224,7 @@ class Operations:
             function=function,
             queue=queue,
             correlation_id=correlation_id,
+            concurrency_key=concurrency_key,
             created_after=created_after,
             created_before=created_before,
         )
@@ -268,6 +277,13 @@ class Operations:
         """Waiting, deferred, running and awaiting jobs per queue (this workspace's)."""
         answer = yield from route.call()
         result: list[QueueDepth] = answer["queues"]
+        return result
+
+    @op("GET", "/v1/queue/depth/keys")
+    def depth_keys(route: Route) -> Program[list[KeyDepth]]:
+        """Waiting, held and running jobs per concurrency key, with the key limit in force."""
+        answer = yield from route.call()
+        result: list[KeyDepth] = answer["keys"]
         return result
 
     @op("GET", "/v1/queue/functions")

@@ -30,6 +30,7 @@ class Job(TypedDict):
     state: JobState
     correlation_id: str
     idempotency_key: str | None
+    concurrency_key: str | None
     attempts: int
     max_tries: int
     timeout_seconds: int
@@ -67,6 +68,7 @@ class JobSubmission(TypedDict, total=False):
     timeout_seconds: int | None
     require_approval: bool
     approval_reason: str
+    concurrency_key: str | None
 
 
 class JobEvent(TypedDict):
@@ -237,6 +239,15 @@ class QueueDepth(TypedDict):
     awaiting_approval: int
     oldest_waiting_age_ms: int | None
     paused: bool
+
+
+class KeyDepth(TypedDict):
+    concurrency_key: str
+    waiting: int
+    held: int
+    running: int
+    concurrency_limit: int | None
+    rate_limit: str | None
 
 
 class QueueState(TypedDict):
