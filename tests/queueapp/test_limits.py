@@ -216,9 +216,10 @@ def test_three_workers_never_run_three_of_a_key_limited_to_two_even_through_a_ki
         workers[pid].wait(timeout=10)
         # The killed bodies never leave the count themselves: take them out (their rows stay
         # running, holding their places, until the reaper requeues them).
-        for arq_id, holder in client.hgetall(keyed_inside("customer:1")).items():
-            if int(holder) == pid:
-                client.hdel(keyed_inside("customer:1"), arq_id)
+        for key in keys:
+            for arq_id, holder in client.hgetall(keyed_inside(key)).items():
+                if int(holder) == pid:
+                    client.hdel(keyed_inside(key), arq_id)
         everything = Job.objects.filter(pk__in=ids + plain)
         try:
             wait_for(lambda: everything.filter(state="succeeded").count() == len(ids) + len(plain), timeout=60)
