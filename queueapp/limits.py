@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
@@ -102,7 +101,11 @@ def gate_release(workspace_id: Any, scope: str) -> None:
     """An attempt that started under the gate `scope` ended (the ORM's moves, `write_move`): give
     its place back, then, once committed, wake the gate's earliest held job."""
     LimitGate.objects.filter(workspace_id=workspace_id, scope=scope, running__gt=0).update(running=F("running") - 1)
-    transaction.on_commit(partial(wake_held, workspace_id, scope, 1), robust=True)
+
+    def wake() -> None:  # a function, not a partial: a robust hook's failure is logged by its __qualname__
+        wake_held(workspace_id, scope, 1)
+
+    transaction.on_commit(wake, robust=True)
 
 
 def wake_held(workspace_id: Any, scope: str, n: int) -> int:
@@ -110,7 +113,7 @@ def wake_held(workspace_id: Any, scope: str, n: int) -> int:
     first = (
         Job.objects.filter(workspace_id=workspace_id, limit_scope=scope, held_at__isnull=False)
         .order_by("due_at")
-        .values("pk")[:n]
+        .values_list("pk", flat=True)[:n]
     )
     count = Job.objects.filter(pk__in=list(first), state__in=WAITING_STATES).update(held_at=None, dispatched_at=None)
     if count:

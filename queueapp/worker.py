@@ -115,7 +115,8 @@ class Runtime:
         self.jobs_done = 0
         self.redis: aioredis.Redis | None = None
         self.deadlines = Deadlines()
-        store.on_woken = self.push_woken
+        if store is not None:  # None in tests that drive a runtime without a database
+            store.on_woken = self.push_woken
 
     def event(self, name: str) -> asyncio.Event:
         """An event set whenever a nudge with this message arrives (e.g. "*schedules*")."""
@@ -168,7 +169,7 @@ class Runtime:
             # Paused, not yet due, or no longer waiting: leave ARQ, then hand a waiting row back to
             # the relay (in this order, so that the relay's next push of it is not refused).
             try:
-                await asyncio.shield(worker.finished_ids.submit(arq_id))
+                await asyncio.shield(worker.forget_now(arq_id))
             except (redis.RedisError, OSError) as exc:
                 logger.warning("could not clear attempt %s from Redis: %s", arq_id, exc)
             await self.store.unmark(job_id, attempt)
@@ -201,7 +202,7 @@ class Runtime:
         PostgreSQL, marked held, until a finish under its gate wakes it (`push_woken`)."""
         metrics.job_held(held.queue, held.function, held.reason)
         try:
-            await asyncio.shield(worker.finished_ids.submit(arq_id))
+            await asyncio.shield(worker.forget_now(arq_id))
         except (redis.RedisError, OSError) as exc:
             logger.warning("could not clear attempt %s from Redis: %s", arq_id, exc)
             return  # marked dispatched: the relay pushes it again after its grace
@@ -425,6 +426,7 @@ class HQWorker(Worker):
         self.slot_lanes: dict[str, str] = {}  # claimed attempt -> its lane, while it holds a slot
         self.ending = 0  # attempts whose body is over and whose end is still being recorded
         self.finished_ids: Batcher[str, None] = Batcher(self._forget_finished)
+        self.forgotten: set[str] = set()  # attempts that left ARQ before their task ended
         super().__init__(
             functions=[
                 func(_arq_entry, name=transport.ARQ_FUNCTION, timeout=ARQ_TIMEOUT_S, max_tries=1, keep_result=0)
@@ -564,8 +566,19 @@ class HQWorker(Worker):
             self.aborting_tasks.discard(arq_id)
             # Not waited for: the attempt is over, and its in-progress key keeps it from being
             # claimed again until the batch clears it (`close` waits for the last batch). Should
-            # Redis fail the batch, that key (a week) still does; PostgreSQL has the outcome.
-            self.finished_ids.add(arq_id)
+            # Redis fail the batch, that key (a week) still does; PostgreSQL has the outcome. An
+            # attempt that never started left ARQ already (`forget_now`): forgetting it again
+            # could take out its next push (a held job woken meanwhile has the same attempt id).
+            if arq_id in self.forgotten:
+                self.forgotten.discard(arq_id)
+            else:
+                self.finished_ids.add(arq_id)
+
+    async def forget_now(self, arq_id: str) -> None:
+        """Take an attempt that will not start out of ARQ now (before the relay or a wake pushes
+        it again), and not once more when its task ends."""
+        await self.finished_ids.submit(arq_id)
+        self.forgotten.add(arq_id)
 
     async def _forget_finished(self, arq_ids: list[str]) -> list[None]:
         await transport.aforget(self.pool, self.hq_queue, arq_ids)

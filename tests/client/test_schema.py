@@ -38,6 +38,7 @@ COMPONENTS: dict[type, str] = {
     types.ConversationMessage: "ConversationMessageOut",
     types.ConversationDetail: "ConversationDetailOut",
     types.QueueDepth: "DepthOut",
+    types.KeyDepth: "KeyDepthOut",
     types.QueueState: "QueueStateOut",
     types.FunctionInfo: "FunctionOut",
     types.Worker: "WorkerOut",

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 
+from hq import clock
 from hq import redis as hq_redis
 from queueapp import limits, services
 from queueapp.models import Job, JobEvent, KeyLimit, LimitGate, Worker
@@ -203,7 +204,8 @@ def test_three_workers_never_run_three_of_a_key_limited_to_two_even_through_a_ki
     keys = ["customer:1", "customer:2"]
     with RunningSampler(keys) as sampler:
         ids = keyed(api, member, "customer:1", 0.3, 24) + keyed(api, member, "customer:2", 0.3, 10)
-        plain = [submit(api, member, function="hq.echo")["id"] for _ in range(20)]
+        # Plain jobs beside them, with tries to spare for an attempt the kill loses.
+        plain = [submit(api, member, function="tests.count")["id"] for _ in range(20)]
         client = hq_redis.client()
 
         def victim_pid() -> int | None:
@@ -216,11 +218,23 @@ def test_three_workers_never_run_three_of_a_key_limited_to_two_even_through_a_ki
         workers[pid].wait(timeout=10)
         # The killed bodies never leave the count themselves: take them out (their rows stay
         # running, holding their places, until the reaper requeues them).
-        for arq_id, holder in client.hgetall(keyed_inside("customer:1")).items():
-            if int(holder) == pid:
-                client.hdel(keyed_inside("customer:1"), arq_id)
+        for key in keys:
+            for arq_id, holder in client.hgetall(keyed_inside(key)).items():
+                if int(holder) == pid:
+                    client.hdel(keyed_inside(key), arq_id)
         everything = Job.objects.filter(pk__in=ids + plain)
-        wait_for(lambda: everything.filter(state="succeeded").count() == len(ids) + len(plain), timeout=60, what="all")
+        try:
+            wait_for(lambda: everything.filter(state="succeeded").count() == len(ids) + len(plain), timeout=60)
+        except AssertionError:
+            left = everything.exclude(state="succeeded").values_list(
+                "concurrency_key", "state", "attempts", "held_at", "dispatched_at", "limit_scope"
+            )
+            gates = LimitGate.objects.values_list("scope", "running")
+            for proc in workers.values():
+                if proc.poll() is None:
+                    proc.terminate()
+            logs = {p: proc.communicate(timeout=20)[0].decode(errors="replace")[-3000:] for p, proc in workers.items()}
+            raise AssertionError(f"not all succeeded: {list(left)}; gates {list(gates)}; logs {logs}") from None
     assert sampler.samples > 100
     assert sampler.most == {"customer:1": 2, "customer:2": 2}
     assert keyed_most("customer:1") == 2 and keyed_most("customer:2") == 2
@@ -314,3 +328,28 @@ def test_the_reapers_recount_sets_each_gate_to_its_running_rows(member):
     assert limits.recount_gates() == 2
     assert set(LimitGate.objects.values_list("scope", "running")) == {("acct:1", 1), ("acct:2", 0)}
     assert limits.recount_gates() == 0
+
+
+def test_an_end_through_the_orm_gives_the_place_back_and_wakes_a_held_job(member):
+    """The reaper's and the admin's moves (`write_move`) release a gate as FINISH_SQL does."""
+    from django.db import transaction
+
+    from queueapp.services import job_transition
+
+    def keyed_job():
+        job, _ = services.job_submit(
+            workspace=member.workspace,
+            owner=member.user,
+            submission=services.Submission(function="hq.echo", args={}, concurrency_key="acct:9"),
+        )
+        return job
+
+    running, held = keyed_job(), keyed_job()
+    Job.objects.filter(pk=running.pk).update(state="running", attempts=1, limit_scope="acct:9", worker_id="w")
+    Job.objects.filter(pk=held.pk).update(held_at=clock.now(), limit_scope="acct:9")
+    LimitGate.objects.create(workspace=member.workspace, scope="acct:9", running=1)
+    with transaction.atomic():
+        assert job_transition(job_id=running.pk, move="requeue", kind="requeued", worker_id="") is not None
+    assert LimitGate.objects.get(scope="acct:9").running == 0
+    woken = Job.objects.get(pk=held.pk)
+    assert (woken.held_at, woken.dispatched_at) == (None, None)  # the relay's to push

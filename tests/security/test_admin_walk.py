@@ -38,6 +38,7 @@ from hq.models import (
     User,
     Workspace,
 )
+from queueapp import limits
 from queueapp import services as queue_services
 from queueapp.models import HITLRequest, Job, JobEvent, KeyLimit, QueuePause, Worker
 from schedules import services as schedule_services
@@ -116,6 +117,7 @@ def tenant(tag: str, *, shared: User) -> Tenant:
     assert delivery.attempt_log.exists()
     schedule_services.schedule_fire_now(schedule=w.schedule, actor=boss.user)
     queue_services.queue_pause(queue=f"{tag}-queue", workspace=ws, actor=boss.user)
+    limits.key_limit_save(KeyLimit(pattern=f"{tag}-customer:*", workspace=ws, concurrency=2))
     return Tenant(workspace=ws, boss=boss.user, member=member.user)
 
 

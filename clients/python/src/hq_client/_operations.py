@@ -38,6 +38,7 @@ from hq_client.types import (
     Job,
     JobEvent,
     JobSubmission,
+    KeyDepth,
     Me,
     Message,
     Note,
@@ -91,6 +92,7 @@ def submission(
     unique_key: str | None = None,
     unique_while: str | None = None,
     on_conflict: str | None = None,
+    concurrency_key: str | None = None,
 ) -> JobSubmission:
     """One submit's body (for `job_submit`'s fields, or an item of `jobs_submit_batch`).
 
@@ -102,6 +104,8 @@ def submission(
     :param unique_key: while a job of the function holding this key waits (or runs, with
         `unique_while="active"`), HQ creates no other and answers with it (`duplicate`);
         `on_conflict="replace"` also gives a waiting holder these args.
+    :param concurrency_key: jobs with the same key share its limits (at most N running at once,
+        N starts per period), set in HQ's admin or on the function.
     """
     body: JobSubmission = {"function": function, "args": dict(args or {})}
     optional: dict[str, Any] = {
@@ -117,6 +121,7 @@ def submission(
         "unique_key": unique_key,
         "unique_while": unique_while,
         "on_conflict": on_conflict,
+        "concurrency_key": concurrency_key,
     }
     body.update({k: v for k, v in optional.items() if v is not None})  # type: ignore[typeddict-item]
     if require_approval:
@@ -159,6 +164,7 @@ class Operations:
         unique_key: str | None = None,
         unique_while: str | None = None,
         on_conflict: str | None = None,
+        concurrency_key: str | None = None,
     ) -> Program[SubmittedJob]:
         """Submit one job (the fields: see `hq_client.submission`); returns it, the earlier job with
         the same idempotency key, or the job holding its unique key (`duplicate`). Retried on
@@ -179,6 +185,7 @@ class Operations:
             unique_key=unique_key,
             unique_while=unique_while,
             on_conflict=on_conflict,
+            concurrency_key=concurrency_key,
         )
         body = _keyed(item)
         return route.call(json=body, ok=(200, 202), retry=True)
@@ -234,6 +241,7 @@ class Operations:
         function: str | None = None,
         queue: str | None = None,
         correlation_id: str | None = None,
+        concurrency_key: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
     ) -> Listing[Job]:
@@ -245,6 +253,7 @@ class Operations:
             function=function,
             queue=queue,
             correlation_id=correlation_id,
+            concurrency_key=concurrency_key,
             created_after=created_after,
             created_before=created_before,
         )
@@ -297,6 +306,13 @@ class Operations:
         """Waiting, deferred, running and awaiting jobs per queue (this workspace's)."""
         answer = yield from route.call()
         result: list[QueueDepth] = answer["queues"]
+        return result
+
+    @op("GET", "/v1/queue/depth/keys")
+    def depth_keys(route: Route) -> Program[list[KeyDepth]]:
+        """Waiting, held and running jobs per concurrency key, with the key limit in force."""
+        answer = yield from route.call()
+        result: list[KeyDepth] = answer["keys"]
         return result
 
     @op("GET", "/v1/queue/functions")

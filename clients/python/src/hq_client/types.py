@@ -33,6 +33,7 @@ class Job(TypedDict):
     idempotency_key: str | None
     unique_key: str | None
     unique_while: str
+    concurrency_key: str | None
     attempts: int
     max_tries: int
     timeout_seconds: int
@@ -82,6 +83,7 @@ class JobSubmission(TypedDict, total=False):
     unique_key: str | None
     unique_while: str | None
     on_conflict: str | None
+    concurrency_key: str | None
 
 
 class JobEvent(TypedDict):
@@ -252,6 +254,15 @@ class QueueDepth(TypedDict):
     awaiting_approval: int
     oldest_waiting_age_ms: int | None
     paused: bool
+
+
+class KeyDepth(TypedDict):
+    concurrency_key: str
+    waiting: int
+    held: int
+    running: int
+    concurrency_limit: int | None
+    rate_limit: str | None
 
 
 class QueueState(TypedDict):
