@@ -2,7 +2,7 @@
 index ordered by what ops use.
 
 The index (and the sidebar) starts with an "Ops console" section: Dashboard, HITL requests, Jobs,
-Schedules, Workers and Queue pauses, each the page ops open most, then the other apps (HQ's
+Schedules, Workers, Queue pauses and Key limits, each the page ops open most, then the other apps (HQ's
 tenancy, Delivery, Authentication). There is no "View site": HQ has no public site besides the API.
 
 Each failed admin login counts against the client's address and against the username typed
@@ -63,6 +63,7 @@ CONSOLE: tuple[tuple[str, str], ...] = (
     ("schedules", "Schedule"),
     ("page", "ops-workers:Workers"),
     ("queueapp", "QueuePause"),
+    ("queueapp", "KeyLimit"),
 )
 #: The other apps, in this order (any app not named comes last).
 APP_ORDER = ("hq", "schedules", "queueapp", "delivery", "auth")

@@ -108,10 +108,13 @@ def test_staff_opens_the_dashboard_from_the_admin_index_and_sees_only_their_work
     browser.set_window_size(1400, min(max(height + 140, 1000), 4000))  # + the window's own frame
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
     # A function failing every time stands out.
-    failing = browser.find_elements(By.CSS_SELECTOR, "#ops-queues tr.failing")
-    assert [row.text.split()[0] for row in failing] == ["billing.charge"], [row.text for row in failing]
-    assert failing[0].find_element(By.CSS_SELECTOR, "td").value_of_css_property("background-color") == (
-        "rgba(253, 236, 234, 1)"
+    failing = browser.find_elements(By.CSS_SELECTOR, "#ops-queues tr.ops-function.ops-failing")
+    assert [row.get_attribute("data-function") for row in failing] == ["billing.charge"], [r.text for r in failing]
+    assert "ops-all-failing" in (failing[0].get_attribute("class") or "")
+    assert failing[0].find_element(By.CSS_SELECTOR, "td").value_of_css_property("background-color") != (
+        browser.find_element(By.CSS_SELECTOR, "#ops-queues tr.ops-function:not(.ops-failing) td").value_of_css_property(
+            "background-color"
+        )
     )
     # A tile leads to the list of what it counts.
     browser.find_element(By.CSS_SELECTOR, "a.ops-tile[href*=hitlrequest]").click()

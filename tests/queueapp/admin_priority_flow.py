@@ -34,7 +34,8 @@ def ops_sees_job_priorities_and_filters_by_band(live_server, browser, member) ->
     shown = {}
     for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
         cells = row.find_elements(By.CSS_SELECTOR, "th, td")
-        shown[cells[1].text.strip()] = cells[column].text.strip()
+        full_id = cells[1].find_element(By.CSS_SELECTOR, "code").get_attribute("title")  # the short id's hover
+        shown[full_id] = cells[column].text.strip()
     assert shown == {ids["urgent"]: "80", ids["plain"]: "0", ids["backfill"]: "-40"}, shown
     filters = browser.find_element(By.ID, "changelist-filter").text
     assert "By priority" in filters and "Above 0 (starts first)" in filters
@@ -44,4 +45,5 @@ def ops_sees_job_priorities_and_filters_by_band(live_server, browser, member) ->
     browser.get(f"{live_server.url}/admin/queueapp/job/?state=deferred&priority_band=low")
     table = wait.until(ec.presence_of_element_located((By.ID, "result_list")))
     rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
-    assert [r.find_elements(By.CSS_SELECTOR, "th, td")[1].text.strip() for r in rows] == [ids["backfill"]]
+    shown_ids = [r.find_elements(By.CSS_SELECTOR, "th, td")[1].find_element(By.CSS_SELECTOR, "code") for r in rows]
+    assert [code.get_attribute("title") for code in shown_ids] == [ids["backfill"]]

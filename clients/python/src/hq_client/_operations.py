@@ -310,7 +310,7 @@ class Operations:
 
     @op("GET", "/v1/queue/depth/keys")
     def depth_keys(route: Route) -> Program[list[KeyDepth]]:
-        """Waiting, held and running jobs per concurrency key, with the key limit in force."""
+        """Waiting, held and running jobs per concurrency key, with the key limit in force (workspace admins)."""
         answer = yield from route.call()
         result: list[KeyDepth] = answer["keys"]
         return result
