@@ -275,7 +275,8 @@ class Job(models.Model):
             ),
             # The waiting jobs of a key, the earliest due first: the ones a finish under its gate
             # wakes. On state and key only, so that holding a job and waking it (`held_at`,
-            # `limit_scope`) are HOT updates that write no index entry.
+            # `limit_scope`) change no indexed column (HOT updates where the page has room; the
+            # drain bench's freshly filled pages mostly had none).
             models.Index(
                 fields=["workspace", "concurrency_key", "due_at"],
                 name="job_key_waiting",

@@ -173,7 +173,7 @@ _START = MOVES["start"]
 # at once as many starts as its limits allow (`running` below `conc`; one start per `iv` seconds,
 # spaced, never a burst); `running` goes back down in FINISH_SQL. The rest are `held`: over a
 # concurrency limit, `held_at` marks them for the wake a finish under their gate sends
-# (WAKE_SQL), in a HOT update (no indexed column changes: a hold writes no index entry); over a
+# (WAKE_SQL), changing no indexed column (a HOT update, no index entry, where its page has room); over a
 # rate, the worker pushes them again for `retry_at`. A job with neither key
 # nor limited function never reads a gate: its cost is an empty `gated`.
 _GRANT = """GREATEST(0, LEAST(l.n, COALESCE(l.conc - g.running, l.n),
@@ -271,7 +271,7 @@ SELECT {", ".join(_HELD_COLUMNS.get(c, "NULL") for c in START_COLUMNS)},
 
 # A finish under a gate frees a place: wake as many held jobs of that gate (the earliest due
 # first, found through `job_key_waiting`, or `job_live` for a function's keyless jobs) for the
-# worker to push (a HOT update again; should the push fail, the relay's net finds the row). Run
+# worker to push (no indexed column again; should the push fail, the relay's net finds the row). Run
 # after FINISH_SQL committed, in a statement of its own, so that it sees every hold committed
 # before the gate's count went down (a hold after it found the place free).
 WAKE_SQL = """
