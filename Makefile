@@ -58,10 +58,13 @@ bench: install
 	$(PY) bench/summary_bench.py | tee bench/RESULTS-summary.txt
 	$(PY) bench/scheduler_bench.py
 	$(PY) bench/tasks_bench.py
+	$(PY) bench/limits_bench.py | tee bench/RESULTS-limits.txt
 	{ echo "# HQ benchmark report"; echo; echo "Written by make bench on $$(date -u +%F). Machine: $$(nproc) cores."; \
 	  echo; cat bench/RESULTS-queue.md; echo; echo '## Observability summary'; echo; echo '```'; \
 	  grep -E 'summary,|Result' bench/RESULTS-summary.txt; echo '```'; echo; \
-	  cat bench/RESULTS-scheduler.md; echo; cat bench/RESULTS-tasks.md; } > bench/RESULTS.md
+	  cat bench/RESULTS-scheduler.md; echo; cat bench/RESULTS-tasks.md; echo; \
+	  echo '## Drain under concurrency limits (bench/limits_bench.py)'; echo; echo '```'; \
+	  grep -E 'keys limited' bench/RESULTS-limits.txt; echo '```'; } > bench/RESULTS.md
 
 ## soak: steady submits, approvals and schedule changes for SOAK_MINUTES; prints lost/duplicated
 soak: install

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -174,8 +174,18 @@ def reap_pass() -> int:
             detail = {"worker": job.worker_id, "reason": reason}
             if job_transition(job=job, move=nxt.move, kind=nxt.kind, detail=detail, worker_id="", **fields) is not None:
                 reaped += 1
-                transaction.on_commit(partial(_forget, job.pk, job.attempts, job.queue), robust=True)
+                transaction.on_commit(_forgetting(job.pk, job.attempts, job.queue), robust=True)
     return reaped
+
+
+def _forgetting(job_id: UUID, attempt: int, queue: str) -> Callable[[], None]:
+    """`_forget` of this attempt as a commit hook: a function, not a partial, because a robust hook
+    that fails is logged by its __qualname__, which a partial lacks (the log call itself raised)."""
+
+    def forget() -> None:
+        _forget(job_id, attempt, queue)
+
+    return forget
 
 
 def _forget(job_id: UUID, attempt: int, queue: str) -> None:
