@@ -55,10 +55,10 @@ typecheck: install
 bench: install
 	bash scripts/ensure-services.sh
 	$(PY) bench/run.py --profile
-	$(PY) bench/summary_bench.py | tee bench/RESULTS-summary.txt
+	set -o pipefail; $(PY) bench/summary_bench.py | tee bench/RESULTS-summary.txt
 	$(PY) bench/scheduler_bench.py
 	$(PY) bench/tasks_bench.py
-	$(PY) bench/limits_bench.py | tee bench/RESULTS-limits.txt
+	set -o pipefail; $(PY) bench/limits_bench.py | tee bench/RESULTS-limits.txt
 	{ echo "# HQ benchmark report"; echo; echo "Written by make bench on $$(date -u +%F). Machine: $$(nproc) cores."; \
 	  echo; cat bench/RESULTS-queue.md; echo; echo '## Observability summary'; echo; echo '```'; \
 	  grep -E 'summary,|Result' bench/RESULTS-summary.txt; echo '```'; echo; \

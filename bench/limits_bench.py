@@ -27,8 +27,8 @@ KEYS = 50
 LIMIT = 2
 
 
-def keyed_submit(n: int) -> float:
-    """`run.hq_submit` with each job keyed `k:<i mod 50>`."""
+def keyed_submit(n: int, priorities: bool = False) -> float:
+    """`run.hq_submit` with each job keyed `k:<i mod 50>` (priorities: none, the plain drain's)."""
     from queueapp.services import Submission, job_submit
 
     ws, user = run.bench_principal()
