@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -45,6 +45,12 @@ from queueapp.models import (
     KeyLimit,
     QueuePause,
 )
+
+if TYPE_CHECKING:
+    # Django's form classes are generic only in django-stubs (see hq.admin).
+    _KeyLimitModelForm = forms.ModelForm[KeyLimit]
+else:
+    _KeyLimitModelForm = forms.ModelForm
 
 #: `key=value` searches the arguments of jobs created this many days back (unless a date filter is set).
 ARGS_SEARCH_DAYS = 7
@@ -713,7 +719,7 @@ JOB_BUTTONS = {
 # --- limits -----------------------------------------------------------------------------------------------
 
 
-class KeyLimitForm(forms.ModelForm[KeyLimit]):
+class KeyLimitForm(_KeyLimitModelForm):
     """The service's checks (`limits.key_limit_clean`) as form errors on the fields they name."""
 
     class Meta:
