@@ -9,6 +9,7 @@ staff the rows of the workspaces they administer, where they may also decide, re
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,6 +31,7 @@ from hq import admin_actions, clock, console, permissions, timefmt
 from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline, admin_user
 from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, stored_value, with_json_text
 from hq.errors import HQError
+from hq.jsonguard import load_json
 from hq.models import Workspace
 from hq.timefmt import when_html
 from queueapp import limits, registry, selectors, services
@@ -45,6 +47,29 @@ from queueapp.models import (
     KeyLimit,
     QueuePause,
 )
+
+
+def _search_value(raw: str) -> Any:
+    """A `key=value` search's value: JSON when the input guard reads it as JSON, else the text."""
+    try:
+        return load_json(raw, subject="The searched value")
+    except HQError:
+        return raw
+
+
+def json_storable(value: Any) -> bool:
+    """Can PostgreSQL's jsonb hold `value`: no NUL or lone surrogate in a string (the text
+    fallback of `_search_value` skips the guard), no infinite number (1e999 reads as inf)."""
+    if isinstance(value, str):
+        return not any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(json_storable(k) and json_storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(json_storable(v) for v in value)
+    return True
+
 
 if TYPE_CHECKING:
     # Django's form classes are generic only in django-stubs (see hq.admin).
@@ -515,14 +540,15 @@ class JobAdmin(ConsoleAdmin):
             return queryset, False
         if "=" in term:
             key, _, raw = term.partition("=")
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                value = raw
+            value = _search_value(raw)
+            if "\x00" in key or not json_storable(value):
+                return queryset.none(), False  # nothing stored holds it (PostgreSQL refuses NUL, NaN)
             rows = queryset.filter(args__contains={key.strip(): value})
             if not any(k.startswith("created_at__") for k in request.GET):
                 rows = rows.filter(created_at__gte=clock.now() - timedelta(days=ARGS_SEARCH_DAYS))
             return rows, False
+        if "\x00" in term:
+            return queryset.none(), False
         match = Q(correlation_id=term) | Q(function=term) | Q(concurrency_key=term)
         hex_digits = term.replace("-", "").lower()
         if 0 < len(hex_digits) <= 32 and all(c in "0123456789abcdef" for c in hex_digits):

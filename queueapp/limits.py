@@ -18,7 +18,12 @@ from queueapp.models import WAITING_STATES, Job, JobState, KeyLimit, LimitGate
 
 #: A rate: N starts per [multiplier] unit, e.g. "60/min", "5/10s", "1000/day".
 RATE = re.compile(r"\A\s*([0-9]{1,9})\s*/\s*([0-9]{0,6})\s*(s|sec|min|h|hour|d|day)\s*\Z")
-RATE_RULE = "N/period: a positive count per s, min, h or day, optionally a multiple (60/min, 5/10s)."
+RATE_RULE = (
+    "N/period: a positive count per s, min, h or day, optionally a multiple (60/min, 5/10s), the period at most a day."
+)
+#: The longest period a rate may name: a day. A longer one put the turn of a job held for its rate
+#: beyond what a timestamp holds (1/999999day), and broke the START batch that held it.
+MAX_PERIOD_S = 86400
 _UNIT_S = {"s": 1, "sec": 1, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 
 
@@ -30,6 +35,8 @@ def rate_interval(rate: str) -> float:
     count, mult, unit = int(match[1]), int(match[2] or 1), match[3]
     if count < 1 or mult < 1:
         raise ValueError(f"Invalid rate {rate!r}: the count and the period must be positive. {RATE_RULE}")
+    if mult * _UNIT_S[unit] > MAX_PERIOD_S:
+        raise ValueError(f"Invalid rate {rate!r}: the period is longer than a day. {RATE_RULE}")
     return mult * _UNIT_S[unit] / count
 
 
@@ -70,24 +77,30 @@ def key_limit_save(limit: KeyLimit) -> KeyLimit:
     key_limit_clean(limit)
     limit.updated_at = clock.now()
     with transaction.atomic():
-        previous = KeyLimit.objects.filter(pk=limit.pk).values_list("pattern", flat=True).first() if limit.pk else None
+        before = (
+            KeyLimit.objects.filter(pk=limit.pk).values_list("pattern", "workspace_id").first() if limit.pk else None
+        )
         limit.save()
-        release_held(limit.pattern, previous)
+        changed = [(limit.workspace_id, limit.pattern)] + ([(before[1], before[0])] if before else [])
+        release_held(changed)
     return limit
 
 
 def key_limit_delete(limit: KeyLimit) -> None:
     with transaction.atomic():
-        pattern = limit.pattern
+        scope = (limit.workspace_id, limit.pattern)
         limit.delete()
-        release_held(pattern)
+        release_held([scope])
 
 
-def release_held(*patterns: str | None) -> int:
-    """Hand the held jobs whose key matches any pattern back to the relay; return how many."""
+def release_held(limits_changed: list[tuple[Any, str]]) -> int:
+    """Hand the held jobs of the changed limits back to the relay: those whose key matches a limit's
+    pattern, in its workspace (every workspace for a limit without one); return how many. One
+    workspace's change never touches another's held jobs."""
     match = Q()
-    for pattern in filter(None, patterns):
-        match |= Q(concurrency_key__regex=pattern_regex(pattern))
+    for workspace_id, pattern in limits_changed:
+        one = Q(concurrency_key__regex=pattern_regex(pattern))
+        match |= one if workspace_id is None else one & Q(workspace_id=workspace_id)
     if not match:
         return 0
     rows = Job.objects.filter(match, held_at__isnull=False, state__in=WAITING_STATES)

@@ -150,6 +150,16 @@ def test_job_search_by_short_id_correlation_function_and_inside_args(member):
     assert found("order=7", "created_at__gte:2000-01-01") == {a.pk, c.pk}, "unless a date filter says otherwise"
     assert found('to="ops"') == {a.pk}
     assert found("nothing-like-this") == set()
+    Job.objects.filter(pk=b.pk).update(concurrency_key="customer:42")
+    assert found("customer:42") == {b.pk}
+    # What jsonb cannot hold finds nothing, never a 500: NaN, 1e999, an escaped NUL or surrogate.
+    for term in ("order=NaN", "order=1e999", 'order="\\u0000"', 'order="\\ud800"', "order=[1e999]"):
+        resp = ops.get("/admin/queueapp/job/", {"q": term})
+        assert resp.status_code == 200, term
+        assert list(resp.context["cl"].result_list) == [], term
+    # A raw NUL in the query string is refused before the admin runs (the request guard).
+    for term in ("order=\x00", "a\x00b"):
+        assert ops.get("/admin/queueapp/job/", {"q": term}).status_code == 400, repr(term)
 
 
 def test_the_job_page_starts_with_what_matters_then_the_timeline(member):
