@@ -51,6 +51,19 @@ def _key_valid(value: str) -> None:
         raise serializers.ValidationError(problem)
 
 
+def _key_field(help_text: str) -> serializers.CharField:
+    """An optional unique or concurrency key, checked by `models.key_problem`."""
+    return serializers.CharField(
+        max_length=KEY_MAX,
+        required=False,
+        allow_null=True,
+        default=None,
+        trim_whitespace=False,
+        validators=[_key_valid],
+        help_text=help_text,
+    )
+
+
 class JobSubmitIn(serializers.Serializer[Any]):
     function = serializers.CharField(max_length=200, help_text="A registered function (see /v1/queue/functions).")
     args = JSONObjectField(required=False, default=dict, help_text="Keyword arguments: a JSON object.")
@@ -87,15 +100,9 @@ class JobSubmitIn(serializers.Serializer[Any]):
         help_text="-100..100, higher starts first among a workspace's due jobs of the queue. Default: the "
         "function's (0 unless registered otherwise).",
     )
-    unique_key = serializers.CharField(
-        max_length=KEY_MAX,
-        required=False,
-        allow_null=True,
-        default=None,
-        trim_whitespace=False,
-        validators=[_key_valid],
-        help_text="While a job of this function in the workspace holds the key (see unique_while), a submit "
-        "with it creates nothing and answers 200 with that job and `duplicate: true`.",
+    unique_key = _key_field(
+        "While a job of this function in the workspace holds the key (see unique_while), a submit "
+        "with it creates nothing and answers 200 with that job and `duplicate: true`."
     )
     unique_while = serializers.ChoiceField(
         UniqueWhile.choices,
@@ -112,15 +119,9 @@ class JobSubmitIn(serializers.Serializer[Any]):
         help_text="When the key is held: keep (default) answers with the holder; replace also gives a queued "
         "or deferred holder this submit's args (and a later due time): a debounce.",
     )
-    concurrency_key = serializers.CharField(
-        max_length=KEY_MAX,
-        required=False,
-        allow_null=True,
-        default=None,
-        trim_whitespace=False,
-        validators=[_key_valid],
-        help_text="Jobs with the same key share its limits (at most N running at once, N starts per period): "
-        "1 to 200 characters, no control characters, e.g. customer:42.",
+    concurrency_key = _key_field(
+        "Jobs with the same key share its limits (at most N running at once, N starts per period): "
+        "1 to 200 characters, no control characters, e.g. customer:42."
     )
 
     def validate_args(self, value: object) -> object:
