@@ -34,6 +34,9 @@ class Cause(StrEnum):
     LOST = "lost"
 
 
+#: The event kind of an attempt ended as `cancel_running` (the worker's finish also records an end
+#: without a result as one when a cancel was asked for: `transitions.finish_move`).
+CANCEL_KIND = "cancelled"
 #: The event kind of an attempt given again at once, by cause.
 _REQUEUE_KIND = {Cause.INTERRUPTED: "requeued", Cause.LOST: "worker_lost"}
 
@@ -73,7 +76,7 @@ def after_attempt(
     :param cancel_requested: someone asked to cancel the job while the attempt ran.
     """
     if cancel_requested:
-        return Next("cancel_running", "cancelled")
+        return Next("cancel_running", CANCEL_KIND)
     if not tries_left(attempt, tries_base, max_tries):
         return Next("fail", "failed")
     if cause == Cause.ERROR:

@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections, transaction
 
 from hq import clock
-from queueapp import registry, selectors, transitions
+from queueapp import registry, retry, selectors, transitions
 from queueapp.models import Job
 
 if TYPE_CHECKING:
@@ -109,8 +109,8 @@ class Store(Protocol):
     async def close(self) -> None: ...
     async def start(self, job_id: str, attempt: int, worker_id: str) -> Started | Held | None: ...
     async def unmark(self, job_id: str, attempt: int) -> str | None: ...
-    async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool: ...
-    def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[bool]: ...
+    async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> str | None: ...
+    def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[str | None]: ...
 
     #: Called with the held attempts a finish woke (WAKE_SQL); the worker pushes them.
     on_woken: Callable[[list[Woken]], Awaitable[None]] | None
@@ -259,7 +259,7 @@ class PgStore:
         )
         self.worker_id = ""
         self._starts = Batcher(self._start_many)
-        self._finishes = Batcher(self._finish_many)
+        self._finishes: Batcher[tuple[str, int, Outcome], str | None] = Batcher(self._finish_many)
         #: Attempts running under a limit gate -> (workspace, gate), for the wake their finish sends.
         self._gated: dict[tuple[str, int], tuple[UUID, str, bool]] = {}
         self.on_woken: Callable[[list[Woken]], Awaitable[None]] | None = None
@@ -327,14 +327,17 @@ class PgStore:
         state: str | None = row[0] if row else None
         return state
 
-    async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool:
+    async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> str | None:
+        """Record the attempt's end; return the move recorded (`outcome.move`, or `cancel_running`
+        when a cancel was asked for meanwhile: `transitions.finish_move`), None when the attempt
+        was no longer running."""
         return await self._finishes.submit((job_id, attempt, outcome))
 
-    def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[bool]:
+    def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[str | None]:
         """`finish` as a future that is written with its batch whoever waits for it."""
         return self._finishes.future((job_id, attempt, outcome))
 
-    async def _finish_many(self, items: list[tuple[str, int, Outcome]]) -> list[bool]:
+    async def _finish_many(self, items: list[tuple[str, int, Outcome]]) -> list[str | None]:
         from psycopg.types.json import Jsonb
 
         now = clock.now()
@@ -345,13 +348,13 @@ class PgStore:
             "kinds": _array(o.kind for _, _, o in items),
             "results": [Jsonb(o.result) if o.result is not None else None for _, _, o in items],
             "errors": [o.error for _, _, o in items],
-            "finished": [o.ended_at if o.finished else None for _, _, o in items],
+            "ended": [o.ended_at for _, _, o in items],
             "dues": [o.due_at for _, _, o in items],
             "dispatched": [o.dispatched_at for _, _, o in items],
             "details": [Jsonb(o.detail or {}) for _, _, o in items],
             "now": now,
         }
-        moved = {str(row[0]) for row in await self._fetch(transitions.FINISH_SQL, params)}
+        moved = {str(row[0]): row[1] for row in await self._fetch(transitions.FINISH_SQL, params)}
         freed: Counter[tuple[UUID, str, bool]] = Counter()
         for job_id, attempt, _ in items:
             gate = self._gated.pop((job_id, attempt), None)
@@ -359,7 +362,7 @@ class PgStore:
                 freed[gate] += 1
         if freed:
             await self._wake(freed)
-        return [job_id in moved for job_id, _, _ in items]
+        return [_recorded_move(o.move, moved[job_id]) if job_id in moved else None for job_id, _, o in items]
 
     async def _wake(self, freed: Counter[tuple[UUID, str, bool]]) -> None:
         """Wake as many held jobs of each gate as its finishes freed places (WAKE_SQL), for the
@@ -421,6 +424,11 @@ def _array(values: Iterable[object]) -> str:
     return "{" + text + "}"
 
 
+def _recorded_move(move: str, state: str) -> str:
+    """The move that left the job in `state`: `move`, or the cancel that took its place."""
+    return move if transitions.MOVES[move].target == state else transitions.finish_move(move, True)
+
+
 class OrmStore:
     """The same moves through the ORM, for SQLite (where limits are not enforced: README, "Limits")."""
 
@@ -438,10 +446,10 @@ class OrmStore:
     async def unmark(self, job_id: str, attempt: int) -> str | None:
         return await sync_to_async(_orm_unmark, thread_sensitive=True)(job_id, attempt)
 
-    async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool:
+    async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> str | None:
         return await sync_to_async(_orm_finish, thread_sensitive=True)(job_id, attempt, outcome)
 
-    def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[bool]:
+    def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[str | None]:
         return asyncio.ensure_future(self.finish(job_id, attempt, outcome))
 
 
@@ -489,27 +497,38 @@ def _orm_unmark(job_id: str, attempt: int) -> str | None:
     return state
 
 
-def _orm_finish(job_id: str, attempt: int, outcome: Outcome) -> bool:
+def _orm_finish(job_id: str, attempt: int, outcome: Outcome) -> str | None:
     close_old_connections()
     now = clock.now()
-    fields: dict[str, Any] = {
-        "result": outcome.result,
-        "error": outcome.error,
-        "worker_id": "",
-        "finished_at": outcome.ended_at if outcome.finished else None,
-        "dispatched_at": outcome.dispatched_at,
-    }
-    if outcome.due_at is not None:
-        fields["due_at"] = outcome.due_at
     with transaction.atomic():
-        return transitions.write_move(
+        asked = (
+            Job.objects.select_for_update(no_key=True)
+            .filter(pk=job_id, state=transitions.FINISH_SOURCE, attempts=attempt)
+            .values_list("cancel_requested_at", flat=True)
+            .first()
+        )
+        move = transitions.finish_move(outcome.move, asked is not None)
+        fields: dict[str, Any] = {
+            "result": outcome.result,
+            "error": outcome.error,
+            "worker_id": "",
+            "finished_at": outcome.ended_at if transitions.ends(move) else None,
+            "dispatched_at": outcome.dispatched_at if move == outcome.move else None,
+        }
+        detail = json.loads(json.dumps(outcome.detail or {}))
+        if move == outcome.move and outcome.due_at is not None:
+            fields["due_at"] = outcome.due_at
+        if move != outcome.move:
+            detail.pop("retry_in_s", None)
+        moved = transitions.write_move(
             job_id=job_id,
-            move=outcome.move,
+            move=move,
             source=transitions.FINISH_SOURCE,
             attempt=attempt,
-            kind=outcome.kind,
+            kind=outcome.kind if move == outcome.move else retry.CANCEL_KIND,
             now=now,
             fields=fields,
-            detail=json.loads(json.dumps(outcome.detail or {})),
+            detail=detail,
             attempts_before=attempt,
         )
+    return move if moved else None

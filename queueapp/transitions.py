@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from queueapp import limits
+from queueapp import limits, retry
 from queueapp.models import FINISHED_STATES, WAITING_STATES, Job, JobEvent, JobState
 
 
@@ -68,6 +68,20 @@ def _one_source(moves: Iterable[str]) -> str:
 
 #: The one state an attempt ends from; `FINISH_SQL` names it for every row of a batch.
 FINISH_SOURCE = _one_source(FINISH_MOVES)
+
+#: The ends without a result. On a job someone asked to cancel while the attempt ran
+#: (`cancel_requested_at`), such an end is recorded as `cancel_running` instead, as the retry policy
+#: decides for an attempt the reaper finds lost (`retry.after_attempt`): the body failed or was
+#: interrupted before the abort reached it, and the request must not be lost to a retry. A
+#: success stays a success.
+CANCEL_OVERRIDES = ("retry_later", "requeue", "fail")
+
+
+def finish_move(move: str, cancel_requested: bool) -> str:
+    """The move an attempt's end is recorded as: `move`, or `cancel_running` when a cancel was
+    asked for and `move` ends the attempt without a result (`CANCEL_OVERRIDES`)."""
+    return "cancel_running" if cancel_requested and move in CANCEL_OVERRIDES else move
+
 
 _STATES = {state.value for state in JobState}
 for _name, _move in MOVES.items():
@@ -303,24 +317,37 @@ RETURNING state
 """
 
 # Finish attempts (any of FINISH_MOVES) in one statement for a batch: each row's `target` is the
-# target of its move, and all of them leave from FINISH_SOURCE. A row that started under a limit
-# gate (`limit_scope`) gives its place back in the same transaction (the gates locked in id order,
-# as START locks them), so a gate's count is always its running rows: the reaper's recount
-# (`limits.recount_gates`) can never race an end whose place is still to be given back.
+# target of its move, and all of them leave from FINISH_SOURCE. An end without a result, on a job
+# whose cancel was asked for meanwhile, is its `cancel_running` instead (`finish_move`):
+# `_OVERRIDE` below, read on the locked, current row. A row that started under a limit gate
+# (`limit_scope`) gives its place back in the same transaction (the gates locked in id order, as
+# START locks them), so a gate's count is always its running rows: the reaper's recount
+# (`limits.recount_gates`) can never race an end whose place is still to be given back. It returns
+# each moved job with the state it moved to.
+_CANCEL = MOVES["cancel_running"]
+_OVERRIDE = (
+    f"(j.cancel_requested_at IS NOT NULL AND {_sql_in('req.target', (MOVES[m].target for m in CANCEL_OVERRIDES))})"
+)
 FINISH_SQL = f"""
 WITH req AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(tos)s::text[], %(kinds)s::text[],
-                         %(results)s::jsonb[], %(errors)s::text[], %(finished)s::timestamptz[],
+                         %(results)s::jsonb[], %(errors)s::text[], %(ended)s::timestamptz[],
                          %(dues)s::timestamptz[], %(dispatched)s::timestamptz[], %(details)s::jsonb[])
-        AS r(id, attempt, target, kind, result, error, finished_at, due_at, dispatched_at, detail)
+        AS r(id, attempt, target, kind, result, error, ended_at, due_at, dispatched_at, detail)
 ), moved AS (
     UPDATE queueapp_job j
-       SET state = req.target, result = req.result, error = req.error, finished_at = req.finished_at,
-           due_at = COALESCE(req.due_at, j.due_at), dispatched_at = req.dispatched_at, worker_id = '',
-           updated_at = %(now)s
+       SET state = CASE WHEN {_OVERRIDE} THEN '{_CANCEL.target}' ELSE req.target END,
+           result = req.result, error = req.error,
+           finished_at = CASE WHEN {_OVERRIDE} OR {_sql_in("req.target", FINISHED_STATES)} THEN req.ended_at END,
+           due_at = CASE WHEN {_OVERRIDE} THEN j.due_at ELSE COALESCE(req.due_at, j.due_at) END,
+           dispatched_at = CASE WHEN {_OVERRIDE} THEN NULL ELSE req.dispatched_at END,
+           worker_id = '', updated_at = %(now)s
       FROM req
      WHERE j.id = req.id AND j.state = '{FINISH_SOURCE}' AND j.attempts = req.attempt
- RETURNING j.id, req.attempt, req.target, req.kind, req.detail, j.workspace_id, j.limit_scope
+ RETURNING j.id, req.attempt, j.state AS target,
+           CASE WHEN j.state = req.target THEN req.kind ELSE '{retry.CANCEL_KIND}' END AS kind,
+           CASE WHEN j.state = req.target THEN req.detail ELSE req.detail - 'retry_in_s' END AS detail,
+           j.workspace_id, j.limit_scope
 ), freeing AS (
     SELECT g.id, f.n FROM queueapp_limitgate g
       JOIN (SELECT workspace_id, limit_scope, count(*)::int AS n FROM moved WHERE limit_scope IS NOT NULL
@@ -331,5 +358,5 @@ WITH req AS (
 )
 INSERT INTO queueapp_jobevent (job_id, kind, from_state, to_state, attempt, detail, at)
 SELECT id, kind, '{FINISH_SOURCE}', target, attempt, detail, %(now)s FROM moved
-RETURNING job_id
+RETURNING job_id, to_state
 """

@@ -274,30 +274,37 @@ class Runtime:
         """
         cancelled: asyncio.CancelledError | None = None
         writing = self.store.finishing(str(started.id), attempt, outcome)
+        written = False
+        recorded: str | None = None
         try:
             try:
-                moved = await asyncio.shield(writing)
+                recorded = await asyncio.shield(writing)
             except asyncio.CancelledError as exc:
                 cancelled = exc
-                moved = await writing
+                recorded = await writing
+            written = True
         except Exception:
             # The reaper finds the row still `running` once this worker's heartbeat stops, and the
             # job runs again: job functions must be idempotent (README, "Queue").
             logger.exception("could not record the end of job %s attempt %s", started.id, attempt)
-            moved = None
         try:
-            if moved is not None:
-                await self._recorded(started, attempt, outcome, run_s, moved)
+            if written:
+                await self._recorded(started, attempt, outcome, run_s, recorded)
         finally:
             if cancelled is not None:
                 raise cancelled
 
-    async def _recorded(self, started: Started, attempt: int, outcome: Outcome, run_s: float, moved: bool) -> None:
-        """What follows a recorded end: counts, the function's end hook, the retry's push."""
+    async def _recorded(
+        self, started: Started, attempt: int, outcome: Outcome, run_s: float, recorded: str | None
+    ) -> None:
+        """What follows a recorded end (`recorded`, the move written): counts, the function's end
+        hook, the retry's push."""
         self.jobs_done += 1
-        if not moved:
+        if recorded is None:
             logger.warning("job %s attempt %s was moved by someone else; result discarded", started.id, attempt)
             return
+        if recorded != outcome.move:  # a cancel asked for while it ran took the place of its retry or failure
+            outcome = Outcome(recorded, retry.CANCEL_KIND, error=outcome.error, ended_at=outcome.ended_at)
         metrics.job_finished(started.queue, started.function, transitions.MOVES[outcome.move].target, run_s)
         if outcome.finished:
             await _ended(started, attempt, outcome, self.worker_id)

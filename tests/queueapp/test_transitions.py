@@ -66,17 +66,28 @@ def test_every_executor_leaves_the_same_rows_and_events(tmp_path):
         "retried": "succeeded",
         "cancelled": "succeeded",
         "aborted": "cancelled",
+        "raced": "cancelled",
+        "raced_last": "cancelled",
         "deferred": "succeeded",
         "lost": "failed",
         "lost_cancelled": "cancelled",
         "approved": "succeeded",
         "rejected": "awaiting_approval",
     }
+    # A cancel asked for while the attempt ran wins over the end the worker reported without a result.
+    finishes = [tuple(a[1:]) for a in expected["answers"] if a[0] == "finish"]
+    assert ("raced", 1, "retry_later", "cancel_running") in finishes
+    assert ("raced_last", 1, "fail", "cancel_running") in finishes
+    assert ("retried", 2, "succeed", "succeed") in finishes and ("retried", 2, "fail", None) in finishes  # late
+    raced = expected["jobs"]["raced"]
+    assert raced["events"][-1]["kind"] == "cancelled" and "retry_in_s" not in raced["events"][-1]["detail"]
+    assert raced["row"]["dispatched_at"] is None and raced["row"]["finished_at"] is not None
     starts = [answer[1:] for answer in expected["answers"] if answer[0] == "start"]
     refused = [(label, attempt) for label, attempt, started in starts if not started]
     assert refused == [
         *[("retried", 2), ("retried", 1), ("retried", 2)],  # not the next attempt; started already; not due
         ("cancelled", 1),
+        ("raced", 2),  # cancelled
         *[("deferred", 1), ("deferred", 1)],  # not due; paused
         ("approved", 1),  # awaiting its decision
     ]

@@ -104,8 +104,8 @@ class Sequence:
         if due_in is not None:
             fields.update(due_at=self.later(due_in), dispatched_at=clock.now())
         outcome = Outcome(move, kind, **fields)
-        moved = self.loop.run_until_complete(self.store.finish(str(self.jobs[label]), attempt, outcome))
-        self.answers.append(["finish", label, attempt, move, moved])
+        recorded = self.loop.run_until_complete(self.store.finish(str(self.jobs[label]), attempt, outcome))
+        self.answers.append(["finish", label, attempt, move, recorded])
 
     def run(self) -> None:
         """Every move in MOVES, and starts and finishes each executor must refuse."""
@@ -141,6 +141,17 @@ class Sequence:
         s.cancel("aborted")
         s.cancel("aborted")
         s.finish("aborted", 1, "cancel_running", "cancelled", error="Cancelled while running.")
+        # Asked to cancel while running, but the body failed by itself before the abort reached it,
+        # with a try left and with none: cancelled either way, never retried.
+        s.submit("raced", max_tries=2)
+        s.start("raced", 1)
+        s.cancel("raced")
+        s.finish("raced", 1, "retry_later", "retry_scheduled", error=error, due_in=2, detail=detail)
+        s.start("raced", 2)  # the retry's push, which its worker made before it knew
+        s.submit("raced_last", max_tries=1)
+        s.start("raced_last", 1)
+        s.cancel("raced_last")
+        s.finish("raced_last", 1, "fail", "failed", error="no", detail={"error": "no"})
         # Deferred at submit, in a paused queue, then resumed; the worker stops under it.
         s.submit("deferred", defer_by_seconds=2 * STEP_S, max_tries=2)
         s.start("deferred", 1)  # not due yet
