@@ -229,13 +229,18 @@ class Job(models.Model):
         # where set, and time columns only once they are (bench/RESULTS.md counts entries per job).
         indexes = [
             models.Index(fields=["workspace", "state"], name="job_ws_state"),
-            models.Index(fields=["workspace", "owner", "-created_at"], name="job_ws_owner_created"),
             models.Index(fields=["workspace", "-created_at"], name="job_ws_created"),
             models.Index(
                 fields=["workspace", "correlation_id"], name="job_ws_corr_set", condition=~Q(correlation_id="")
             ),
             models.Index(fields=["workspace", "function"], name="job_ws_function"),
-            set_user_index("owner", "job_owner"),
+            # A member's own jobs, newest first (hq.permissions.owned_rows), and the user foreign
+            # key's lookups by owner: one index for both, set only where a job has an owner.
+            models.Index(
+                fields=["owner", "workspace", "-created_at"],
+                name="job_owner_ws_created",
+                condition=Q(owner__isnull=False),
+            ),
             models.Index(
                 fields=["queue", "state", "due_at"],
                 name="job_waiting_queue",

@@ -41,7 +41,7 @@ def test_the_user_foreign_keys_stay_while_their_full_indexes_are_gone():
 @pytest.mark.parametrize(
     ("name", "predicate"),
     [
-        ("job_owner", "(owner_id IS NOT NULL)"),
+        ("job_owner_ws_created", "(owner_id IS NOT NULL)"),
         ("jobevent_actor", "(actor_id IS NOT NULL)"),
         ("job_finished_at", "(finished_at IS NOT NULL)"),
         ("job_ws_finished_at", "(finished_at IS NOT NULL)"),
@@ -79,3 +79,26 @@ def test_a_batchs_key_lookup_probes_the_unique_index_key_by_key_on_a_generic_pla
     assert "Nested Loop" in text and "Index Scan using uniq_job_idempotency_key" in text, text
     assert "Seq Scan on queueapp_job" not in text and "Bitmap Heap Scan" not in text and "Hash" not in text, text
     assert len(found) == 3
+
+
+def test_a_members_own_jobs_newest_first_are_read_from_the_owner_index_in_its_order():
+    """One index serves a member's list (`owned_rows`, newest first) and the user foreign key."""
+    from hq.models import PersonalAccessToken
+    from hq.permissions import Principal, owned_rows
+    from queueapp.api.views import JobViewSet
+    from queueapp.models import Job
+
+    member = factories.caller()
+    token = PersonalAccessToken.objects.filter(user=member.user).first()
+    principal = Principal(token=token, user=member.user, workspace=member.workspace, role="member")
+    rows = owned_rows(principal, Job.objects.all()).order_by(*JobViewSet.order_by)[:50]
+    with connection.cursor() as cur:
+        cur.execute("SET enable_seqscan = off")  # an empty table would be read whole otherwise
+        try:
+            sql, params = rows.query.sql_with_params()
+            cur.execute(f"EXPLAIN {sql}", params)
+            plan = "\n".join(r[0] for r in cur.fetchall())
+        finally:
+            cur.execute("RESET enable_seqscan")
+    assert "Index Scan using job_owner_ws_created" in plan and "Bitmap" not in plan, plan
+    assert "Sort Key: queueapp_job.created_at DESC, queueapp_job.id" not in plan or "Incremental Sort" in plan, plan
