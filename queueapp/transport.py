@@ -136,15 +136,17 @@ def _script_args(item: Push, now_ms: int) -> tuple[list[str], _Argv]:
     return keys, [expires, _payload(item.job_id, item.attempt, now_ms), score, arq_id, item.lane, band]
 
 
-# Many pushes in one script call: KEYS hold 9 keys and ARGV (after now) 6 arguments per attempt.
+# Many pushes in one script call: KEYS hold 9 keys and ARGV (after now) 6 arguments per attempt; it
+# answers 1 for each attempt it pushed, 0 for one ARQ still held.
 # ARQ's queue keeps every attempt, scored by due time (ARQ's own bookkeeping and dedupe). The lane
 # is HQ's fair-share and priority index: a due attempt goes straight into its lane, scored by its
 # band and the queue's counter (`BAND`); one not yet due waits in the queue's delayed set, with its
 # band aside, until the claim moves it (`_CLAIM_FAIR_LUA`).
 _PUSH_MANY_LUA = """
-local now, pushed = tonumber(ARGV[1]), 0
+local now, pushed = tonumber(ARGV[1]), {}
 for i = 0, #KEYS / 9 - 1 do
   local k, a = i * 9, 1 + i * 6
+  pushed[i + 1] = 0
   if redis.call('exists', KEYS[k + 1]) == 0 and redis.call('exists', KEYS[k + 2]) == 0 then
     redis.call('psetex', KEYS[k + 1], ARGV[a + 1], ARGV[a + 2])
     redis.call('zadd', KEYS[k + 3], ARGV[a + 3], ARGV[a + 4])
@@ -159,7 +161,7 @@ for i = 0, #KEYS / 9 - 1 do
         redis.call('hset', KEYS[k + 8], ARGV[a + 4], ARGV[a + 6])
       end
     end
-    pushed = pushed + 1
+    pushed[i + 1] = 1
   end
 end
 return pushed
@@ -204,6 +206,8 @@ return dropped
 def push(items: Iterable[Push], client: redis.Redis | None = None, *, reclaim_before: datetime | None = None) -> int:
     """Hand attempts to ARQ; return how many were new. Raises `redis.RedisError` when Redis is away.
 
+    `push_new` says which.
+
     Like `ArqRedis.enqueue_job`, a push is refused while ARQ still holds the job or its result.
     `reclaim_before` first drops the keys of each attempt a worker claimed before that time: for
     a row still waiting long after its claim, whose worker died before starting it (the claim's
@@ -211,9 +215,16 @@ def push(items: Iterable[Push], client: redis.Redis | None = None, *, reclaim_be
     is left to its worker, which starts it within milliseconds; should both start it anyway,
     START is conditional and one is refused.
     """
+    return sum(push_new(items, client, reclaim_before=reclaim_before))
+
+
+def push_new(
+    items: Iterable[Push], client: redis.Redis | None = None, *, reclaim_before: datetime | None = None
+) -> list[bool]:
+    """`push`, answering for each attempt whether it was new (False: ARQ still held it)."""
     items = list(items)
     if not items:
-        return 0
+        return []
     client = client or hq_redis.client()
     now_ms = clock_ms()
     calls = _script_calls(items, now_ms)
@@ -231,7 +242,7 @@ def push(items: Iterable[Push], client: redis.Redis | None = None, *, reclaim_be
         for queue in _due_queues(items, now_ms):
             pipe.publish(nudge_channel(), queue)
         try:
-            return sum(int(r) for r in pipe.execute()[: len(calls)])
+            return [bool(int(flag)) for flags in pipe.execute()[: len(calls)] for flag in flags]
         except redis.exceptions.NoScriptError:
             if attempt == 2:
                 raise
@@ -248,7 +259,7 @@ async def apush(items: Iterable[Push], client: aioredis.Redis) -> int:
     script = client.register_script(_PUSH_MANY_LUA)
     pushed = 0
     for keys, args in _script_calls(items, now_ms):
-        pushed += int(await script(keys=keys, args=args))
+        pushed += sum(int(flag) for flag in await script(keys=keys, args=args))
     for queue in _due_queues(items, now_ms):
         await client.publish(nudge_channel(), queue)
     return pushed

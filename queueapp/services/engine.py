@@ -50,9 +50,8 @@ def relay_pass(*, everything: bool = False, old_pushes: bool = True, batch: int 
     now = clock.now()
     due = selectors.jobs_due_unpaused()
     cutoff = now - timedelta(seconds=settings.HQ_RELAY_GRACE_S)
-    if everything:  # each batch's rows are stamped `now`, so the next batch takes the next rows
-        every = due.filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now))
-        return _relay_batches(every, now, batch, rounds=None, order=PUSH_ORDER, reclaim_before=cutoff)
+    if everything:
+        return _relay_all(due.filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now)), now, batch, cutoff)
     pushed = _relay_batches(due.filter(dispatched_at__isnull=True), now, batch, rounds=None, order=PUSH_ORDER)
     if not old_pushes:
         return pushed
@@ -60,6 +59,39 @@ def relay_pass(*, everything: bool = False, old_pushes: bool = True, batch: int 
     # reaper's `limits.wake_stale_held` is the net for a lost wake).
     old = due.filter(dispatched_at__lt=cutoff, held_at__isnull=True)
     return pushed + _relay_batches(old, now, batch, rounds=1, order=("dispatched_at",), reclaim_before=cutoff)
+
+
+def _relay_all(rows: QuerySet[Job], now: datetime, batch: int, reclaim_before: datetime) -> int:
+    """Push every row of `rows` in batches (`PUSH_ORDER`, then id), each batch after the last one's
+    key; stamp dispatched only those Redis did not hold (`transport.push_new`). A burst worker's
+    first pass over a backlog Redis holds whole writes nothing (it rewrote every waiting row, a
+    third of the row versions of `make bench`'s drain); after a Redis restart every push is new."""
+    pushed = 0
+    after = Q()
+    while True:
+        with transaction.atomic():
+            picked = list(
+                rows.filter(after)
+                .select_for_update(skip_locked=True, no_key=True)
+                .order_by(*PUSH_ORDER, "id")
+                .values_list("id", "attempts", "queue", "due_at", "function", "workspace_id", "priority")[:batch]
+            )
+            if not picked:
+                return pushed
+            pushes = [transport.Push(i, a + 1, q, d, registry.fair_lane(f, w), p) for i, a, q, d, f, w, p in picked]
+            new = transport.push_new(pushes, reclaim_before=reclaim_before)
+            stamp = [p.job_id for p, is_new in zip(pushes, new, strict=True) if is_new]
+            if stamp:
+                Job.objects.filter(pk__in=stamp).update(dispatched_at=now)
+            pushed += len(picked)
+        if len(picked) < batch:
+            return pushed
+        job_id, _, _, due_at, _, _, priority = picked[-1]
+        after = (
+            Q(priority__lt=priority)
+            | Q(priority=priority, due_at__gt=due_at)
+            | Q(priority=priority, due_at=due_at, id__gt=job_id)
+        )
 
 
 def _relay_batches(

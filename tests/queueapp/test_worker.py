@@ -164,6 +164,21 @@ def test_redis_flushed_jobs_are_repushed_once(api, member, burst):
     assert all(job(i).state == "succeeded" and runs(i) == 1 for i in ids)
 
 
+def test_pushing_everything_stamps_only_what_redis_lacked(api, member):
+    """The pass a burst worker starts with (and the relay's after a Redis restart) pushes every
+    waiting job, batch after batch in push order, but rewrites only the rows Redis did not hold."""
+    ids = [submit(api, member, function="tests.count", priority=p) for p in (5, 0, 0, -5, 5)]
+    pushed_at = dict(Job.objects.filter(pk__in=ids).values_list("pk", "dispatched_at"))
+    lost = Job.objects.get(pk=ids[2])
+    transport.forget(lost.pk, 1, lost.queue)  # Redis lost this one (an eviction, say)
+    assert transport.queue_length("default") == 4
+    assert services.relay_pass(everything=True, batch=2) == 5, "every waiting job, over three batches"
+    assert transport.queue_length("default") == 5
+    now_at = dict(Job.objects.filter(pk__in=ids).values_list("pk", "dispatched_at"))
+    assert [now_at[k] == pushed_at[k] for k in pushed_at] == [k != lost.pk for k in pushed_at]
+    assert now_at[lost.pk] > pushed_at[lost.pk]
+
+
 def test_relay_pushes_every_unpushed_job_but_one_batch_of_old_pushes_per_pass(api, member):
     """A backlog older than the grace (Redis holds it, the workers are behind) costs one batch per
     pass, oldest push first, not all of it every pass; a job never pushed is always pushed."""
