@@ -164,7 +164,13 @@ class HITLRequestAdmin(ConsoleAdmin):
         "approved_args_pretty",
         "requested_by",
         "reason",
-        *HITLRequest.DECISION_FIELDS,
+        # HITLRequest.DECISION_FIELDS, the times in hq.timefmt's format (UTC and the viewer's zone).
+        "requested_exact",
+        "expires_exact",
+        "decided_by",
+        "decided_exact",
+        "decided_via",
+        "comment",
     )
     readonly_fields = fields
     change_form_template = "admin/queueapp/hitlrequest/change_form.html"
@@ -180,6 +186,18 @@ class HITLRequestAdmin(ConsoleAdmin):
             When(state=HITLState.PENDING, then=Value(0)), default=Value(1), output_field=IntegerField()
         )
         return [pending_first.asc(), "created_at", "id"]
+
+    @admin.display(description="Requested at")
+    def requested_exact(self, obj: HITLRequest) -> str:
+        return timefmt.exact(obj.created_at)
+
+    @admin.display(description="Expires at")
+    def expires_exact(self, obj: HITLRequest) -> str:
+        return timefmt.exact(obj.expires_at)
+
+    @admin.display(description="Decided at")
+    def decided_exact(self, obj: HITLRequest) -> str:
+        return timefmt.exact(obj.decided_at)
 
     @admin.display(description="Reason")
     def reason_preview(self, obj: HITLRequest) -> str:
@@ -350,7 +368,15 @@ class JobEventInline(WorkspaceScopedTabularInline):
     workspace_path = "job__workspace"
     model_permissions = False
     model = JobEvent
-    fields: ClassVar[tuple[str, ...]] = ("at", "kind", "from_state", "to_state", "attempt", "actor", "detail_pretty")
+    fields: ClassVar[tuple[str, ...]] = (
+        "at_shown",
+        "kind",
+        "from_state",
+        "to_state",
+        "attempt",
+        "actor",
+        "detail_pretty",
+    )
     readonly_fields = fields
     ordering = ["at", "id"]
     extra = 0
@@ -360,6 +386,10 @@ class JobEventInline(WorkspaceScopedTabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[JobEvent]:
         return with_json_text(super().get_queryset(request), "detail")
+
+    @admin.display(description="At")
+    def at_shown(self, obj: JobEvent) -> str:
+        return timefmt.exact(obj.at)
 
     @admin.display(description="Detail")
     def detail_pretty(self, obj: JobEvent) -> str:
