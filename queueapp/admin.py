@@ -8,6 +8,7 @@ staff the rows of the workspaces they administer, where they may also decide, re
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import uuid
@@ -277,6 +278,8 @@ class HITLRequestAdmin(ConsoleAdmin):
         except HQError as exc:
             self.message_user(request, f"{hitl.function} (job {hitl.job_id}): {exc.message}", messages.ERROR)
             return False
+        verb = "Approved" if decision == "approve" else "Rejected"
+        admin_actions.log_done(request, hitl, f"{verb}: {comment}" if comment else verb)
         return True
 
     def _confirmation(
@@ -754,6 +757,7 @@ class JobAdmin(ConsoleAdmin):
             done=button.done,
             label=_job_label,
             back_url=back,
+            logged=button.log_message,
         )
 
     @admin.action(description="Retry selected jobs…", permissions=["operate"])
@@ -780,6 +784,7 @@ class JobAdmin(ConsoleAdmin):
             confirm_id=f"confirm-{name}",
             done=f"{verb} {{count}} job(s).",
             label=_job_label,
+            logged=button.log_message,
         )
 
 
@@ -804,6 +809,7 @@ JOB_BUTTONS = {
         "The job runs again with a fresh set of tries and its arguments unchanged. A job that needed an "
         "approval goes back to awaiting approval with a new request: a retry never bypasses a decision.",
         lambda job, actor: services.job_retry(job=job, actor=actor, via=DecidedVia.ADMIN),
+        logged="Retried",
     ),
     "cancel": JobButton(
         "Cancel",
@@ -811,6 +817,7 @@ JOB_BUTTONS = {
         "A waiting job is cancelled at once (and its pending approval request with it); a running one is "
         "asked to abort and ends cancelled when its worker stops it.",
         lambda job, actor: services.job_cancel(job=job, actor=actor, via=DecidedVia.ADMIN),
+        logged="Cancelled (a running job: asked to abort)",
     ),
 }
 
@@ -967,10 +974,11 @@ class QueuePauseAdmin(ConsoleAdmin):
         where = f"workspace {workspace.slug}" if workspace else "every workspace"
         if request.method == "POST":
             try:
-                services.queue_pause(queue=queue, workspace=workspace, actor=admin_actions.actor(request))
+                pause = services.queue_pause(queue=queue, workspace=workspace, actor=admin_actions.actor(request))
             except HQError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
+                admin_actions.log_done(request, pause, f"Paused queue {queue} for {where}", added=True)
                 self.message_user(request, f"Paused queue {queue} for {where}.", messages.SUCCESS)
             return HttpResponseRedirect(back)
         return self._confirm(
@@ -992,7 +1000,9 @@ class QueuePauseAdmin(ConsoleAdmin):
             return HttpResponseRedirect(back)
         where = f"workspace {pause.workspace.slug}" if pause.workspace else "every workspace"
         if request.method == "POST":
+            before = copy.copy(pause)  # the row goes: its History keeps who resumed it
             services.queue_resume(queue=pause.queue, workspace=pause.workspace)
+            admin_actions.log_done(request, before, f"Resumed queue {pause.queue} for {where}")
             self.message_user(request, f"Resumed queue {pause.queue} for {where}.", messages.SUCCESS)
             return HttpResponseRedirect(back)
         return self._confirm(
