@@ -439,6 +439,64 @@ class PriorityFilter(admin.SimpleListFilter):
         return queryset.filter(band[1]) if band else queryset
 
 
+class StateFilter(admin.ChoicesFieldListFilter):
+    """Django's filter by state, which also understands `?state__in=queued,deferred` (the
+    dashboard's links): that set shows as selected instead of "All". The usual sets are listed."""
+
+    #: Sets of states offered below the single states, by their `state__in` value.
+    SETS: ClassVar[dict[str, str]] = {
+        "queued,deferred": "Waiting (queued, deferred)",
+        "queued,deferred,awaiting_approval,running": "Not finished (waiting, awaiting approval, running)",
+        "failed,cancelled,rejected": "Did not succeed (failed, cancelled, rejected)",
+    }
+
+    def __init__(
+        self, field: Any, request: HttpRequest, params: Any, model: Any, model_admin: Any, field_path: str
+    ) -> None:
+        self.lookup_kwarg_in = f"{field_path}__in"
+        raw = params.get(self.lookup_kwarg_in)
+        # Django passes each parameter's values as a list; the last one counts, as for its own filters.
+        self.lookup_val_in = (raw[-1] if isinstance(raw, list) else raw) or None
+        super().__init__(field, request, params, model, model_admin, field_path)
+
+    def expected_parameters(self) -> list[str | None]:
+        return [*super().expected_parameters(), self.lookup_kwarg_in]
+
+    def _chosen_set(self) -> list[str]:
+        return [s for s in (self.lookup_val_in or "").split(",") if s]
+
+    def choices(self, changelist: Any) -> Any:
+        chosen = self._chosen_set()
+        key = ",".join(chosen)
+        yield {
+            "selected": self.lookup_val is None and not chosen,
+            "query_string": changelist.get_query_string(
+                remove=[self.lookup_kwarg, self.lookup_kwarg_isnull, self.lookup_kwarg_in]
+            ),
+            "display": "All",
+        }
+        for lookup, title in self.field.flatchoices:
+            yield {
+                "selected": not chosen and self.lookup_val is not None and str(lookup) in self.lookup_val,
+                "query_string": changelist.get_query_string(
+                    {self.lookup_kwarg: lookup}, [self.lookup_kwarg_isnull, self.lookup_kwarg_in]
+                ),
+                "display": title,
+            }
+        labels = dict(self.field.flatchoices)
+        sets = dict(self.SETS)
+        if chosen and key not in sets:  # another set, typed or linked: shown as it is
+            sets[key] = ", ".join(str(labels.get(s, s)) for s in chosen)
+        for value, title in sets.items():
+            yield {
+                "selected": key == value,
+                "query_string": changelist.get_query_string(
+                    {self.lookup_kwarg_in: value}, [self.lookup_kwarg, self.lookup_kwarg_isnull]
+                ),
+                "display": title,
+            }
+
+
 class KnownValuesFilter(admin.AllValuesFieldListFilter):
     """Django's filter of a text column (same `?queue=` parameter), listing the registry's values and
     those of the jobs still waiting or running (the small `job_live` index), not SELECT DISTINCT over
@@ -515,7 +573,7 @@ class JobAdmin(ConsoleAdmin):
     ]
     list_display_links = None  # the short id column links to the job itself
     list_filter = [
-        "state",
+        ("state", StateFilter),
         PriorityFilter,
         ("queue", KnownValuesFilter),
         ("function", KnownValuesFilter),
@@ -535,6 +593,7 @@ class JobAdmin(ConsoleAdmin):
     list_select_related = ["owner", "workspace"]
     list_per_page = console.PER_PAGE
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a count per filter value over every job
     paginator = console.CappedPaginator
     change_list_template = "admin/queueapp/job/change_list.html"
     inlines = [JobEventInline]
