@@ -11,8 +11,8 @@ no filter, a state filter, the dashboard's waiting link (state__in), a priority 
 id prefix, a key=value search, the second page, and one job's page. For each: median and p95 over
 `--runs` requests after a warm-up, the SQL queries of one render, and whether any of them counts
 rows without a bound (a COUNT with neither a LIMIT nor a window of live or recently finished
-jobs). Target: every median and p95 under 300 ms; the queries of a render the same for a page of 50
-rows as for one of 1 (no query per row).
+jobs). Target: every median and p95 under 300 ms; a page of 50 rows (with more after it) needs at
+most one query more than a page of 1 row, the capped count (no query per row).
 """
 
 from __future__ import annotations
@@ -141,9 +141,10 @@ def time_admin_pages(workspace_ids: list[str], runs: int) -> tuple[float, list[s
             for sql in loose:
                 print(f"    unbounded: {sql[:300]}")
                 problems.append(f"unbounded COUNT on {label}, {who}")
-            if label != "job page" and len(queries) != one_row_queries[who]:
+            # A page of 50 with more after it adds the capped count to a page of 1 row's; nothing per row.
+            if label != "job page" and len(queries) > one_row_queries[who] + 1:
                 problems.append(f"{label}, {who}: {len(queries)} queries, a page of 1 row {one_row_queries[who]}")
-        print(f"  admin jobs list, a page of 1 row, {who}: {one_row_queries[who]} queries, as many as a page of 50")
+        print(f"  admin jobs list, a page of 1 row, {who}: {one_row_queries[who]} queries (a full page: + the count)")
     return worst, problems
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import PAGE_VAR
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.db.models.expressions import OrderBy
@@ -108,6 +109,20 @@ class ConsoleAdmin(WorkspaceScopedAdmin):
     Its lists share these columns (for models with a `state` and JSON `args` read as stored text)."""
 
     model_permissions = False
+
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Any],
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> Any:
+        """The console's paginator is told whether this is the first page (it reads that page first)."""
+        if issubclass(self.paginator, console.CappedPaginator):
+            first = request.GET.get(PAGE_VAR, "1") in ("1", "")
+            return self.paginator(queryset, per_page, orphans, allow_empty_first_page, first_page=first)
+        return super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
 
     @admin.display(description="State", ordering="state")
     def state_badge(self, obj: Any) -> str:
