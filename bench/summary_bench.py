@@ -9,6 +9,7 @@ fires, then VACUUM ANALYZE.
 
 Measured: `queueapp.observability.summary` for one workspace (what the API answers) and for every
 workspace (a superuser's dashboard), median of 5 runs after a warm-up. Target: under 200 ms.
+Then the admin's jobs list on the same data (`bench/admin_bench.py`, target < 300 ms a page).
 Also measured, without a target: one minute's queue-depth sample (the `depth_sampler` side task),
 and the admin dashboard's live part (`/admin/ops/dashboard/live/`, which its page fetches every
 few seconds) for one workspace and for a superuser.
@@ -199,6 +200,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000_000, help="Jobs to insert (default 1,000,000).")
     parser.add_argument("--runs", type=int, default=5, help="Timed runs per case (median reported).")
+    parser.add_argument(
+        "--admin-runs", type=int, default=20, help="Timed requests per admin page (bench/admin_bench.py)."
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the database afterwards.")
     parser.add_argument(
         "--database",
@@ -231,6 +235,9 @@ def main() -> int:
                 f"({', '.join(f'{t:.0f}' for t in timings)} ms)"
             )
         time_dashboard(ids, args.runs)
+        from bench import admin_bench  # the admin's jobs list, on the same million jobs
+
+        admin_bench.report(ids, args.admin_runs)
         worst = max(results.values())
         verdict = "OK" if worst < TARGET_MS else "OVER"
         print(f"Result: worst median {worst:.1f} ms; target < {TARGET_MS:.0f} ms: {verdict}")

@@ -223,6 +223,7 @@ class UserAdmin(WorkspaceScopedAdmin, _UserAdmin):
                     self.message_user(request, "You cannot deactivate yourself.", messages.ERROR)
                     continue
                 services.user_deactivate(user=user, actor=admin_actions.actor(request))
+                admin_actions.log_done(request, user, "Deactivated")
                 done += 1
             if done:
                 self.message_user(

@@ -7,10 +7,14 @@ form (drawn by `admin/action_confirmation.html`) that posts the same action and 
 through `apply_each`, which reports how many rows it changed and each refusal (`HQError`) as a
 message; no row is skipped silently. Every app's admin uses these (jobs, HITL requests, users,
 schedules), so the pages look and behave alike.
+
+Every row an action changes gets an entry in its History page (`log_done`: Django's `LogEntry`,
+by the signed-in user, "Approved: <comment>", "Paused"...), whichever page the action was done from.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -18,6 +22,7 @@ from typing import Any, Generic, TypeVar
 from django.contrib import messages
 from django.contrib.admin import ModelAdmin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -34,12 +39,34 @@ RowT = TypeVar("RowT", bound=Model)
 @dataclass(frozen=True)
 class Button(Generic[RowT]):
     """An action on rows (a bulk action, a button on a row's page): what its confirmation page and
-    its message say, and its service, called as `run(row, actor)`."""
+    its message say, and its service, called as `run(row, actor)`.
+
+    :param logged: what each row's History says was done ("Retried"); `done` when empty.
+    """
 
     verb: str
     done: str
     consequence: str
     run: Callable[[RowT, User], object]
+    logged: str = ""
+
+    @property
+    def log_message(self) -> str:
+        return self.logged or self.done
+
+
+def log_done(request: HttpRequest, obj: Model, message: str, *, added: bool = False) -> None:
+    """Write the History entry of an action on `obj` by the signed-in user (a `LogEntry`): CHANGE,
+    ADDITION when the action made the row (a queue's pause), DELETION when it removed it (an
+    erased schedule). Pass a copy taken before the action for a row it may delete: Django clears
+    a deleted instance's pk."""
+    if not type(obj)._default_manager.filter(pk=obj.pk).exists():
+        flag = DELETION
+    else:
+        flag = ADDITION if added else CHANGE
+    LogEntry.objects.log_actions(
+        user_id=actor(request).pk, queryset=[obj], action_flag=flag, change_message=message, single_object=True
+    )
 
 
 def actor(request: HttpRequest) -> User:
@@ -108,11 +135,14 @@ def apply_each(
     *,
     done: str,
     label: Callable[[RowT], str],
+    logged: str,
 ) -> int:
-    """Run `call(row)` for each row the user covers; show each refusal, then how many were done.
+    """Run `call(row)` for each row the user covers; show each refusal, then how many were done;
+    each row changed gets a History entry saying `logged`.
 
     :param done: the message for the rows changed, with `{count}` (e.g. "Paused {count} schedule(s).").
     :param label: names a row in a refusal ("Job 6f1c...", a schedule's name).
+    :param logged: what each changed row's History says ("Paused").
     :return: how many rows `call` went through for.
     """
     count = 0
@@ -120,11 +150,13 @@ def apply_each(
         if not model_admin.covers(request, row):
             model_admin.message_user(request, f"{label(row)}: you are not an admin of its workspace.", messages.ERROR)
             continue
+        before = copy.copy(row)  # keeps the pk should the service delete the row
         try:
             call(row)
         except HQError as exc:
             model_admin.message_user(request, f"{label(row)}: {exc.message}", messages.ERROR)
             continue
+        log_done(request, before, logged)
         count += 1
     if count:
         model_admin.message_user(request, done.format(count=count), messages.SUCCESS)
@@ -144,9 +176,11 @@ def run_action(
     confirm_id: str,
     done: str,
     label: Callable[[RowT], str],
+    logged: str,
 ) -> TemplateResponse | None:
     """A bulk action with its confirmation: the page first, then `run(row, actor)` for each row
-    (`apply_each`) once confirmed. `rows` are listed on the page as they are given."""
+    (`apply_each`, `logged` in each row's History) once confirmed. `rows` are listed on the page as
+    they are given."""
     if not confirmed(request):
         return confirmation_page(
             model_admin,
@@ -159,7 +193,7 @@ def run_action(
             consequence=consequence,
         )
     user = actor(request)
-    apply_each(model_admin, request, rows, lambda row: run(row, user), done=done, label=label)
+    apply_each(model_admin, request, rows, lambda row: run(row, user), done=done, label=label, logged=logged)
     return None
 
 
@@ -176,13 +210,17 @@ def object_button(
     done: str,
     label: Callable[[RowT], str],
     back_url: str,
+    logged: str,
     done_url: str | None = None,
 ) -> HttpResponse:
-    """A button on one object's page: its confirmation page (GET), then `run(obj, actor)` (POST),
-    back to `back_url` (or `done_url` when the service went through) with the outcome as a message."""
+    """A button on one object's page: its confirmation page (GET), then `run(obj, actor)` (POST,
+    `logged` in its History), back to `back_url` (or `done_url` when the service went through)
+    with the outcome as a message."""
     if request.method == "POST":
         user = actor(request)
-        count = apply_each(model_admin, request, [obj], lambda row: run(row, user), done=done, label=label)
+        count = apply_each(
+            model_admin, request, [obj], lambda row: run(row, user), done=done, label=label, logged=logged
+        )
         return HttpResponseRedirect(done_url if count and done_url else back_url)
     return confirmation_page(
         model_admin,

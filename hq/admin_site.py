@@ -15,13 +15,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, URLResolver, path, reverse
 
-from hq import auth_failures
+from hq import auth_failures, clock, services, timefmt
+from hq.admin_scoping import admin_user
+from hq.errors import HQError
 
 
 class ThrottledLoginForm(AdminAuthenticationForm):
@@ -52,6 +56,16 @@ class ThrottledLoginForm(AdminAuthenticationForm):
         except ValidationError:  # a wrong password, an inactive or a non-staff account
             auth_failures.record(*keys)
             raise
+
+
+class TimeZoneForm(forms.Form):
+    time_zone = forms.CharField(
+        required=False,
+        max_length=64,
+        label="My time zone",
+        widget=forms.TextInput(attrs={"list": "hq-zones", "size": 32, "autocomplete": "off"}),
+        help_text="An IANA zone such as Europe/Stockholm or America/New_York. Empty: times in UTC only.",
+    )
 
 
 #: The "Ops console" section, in order: (app label, model) of a registered admin, or the URL name
@@ -106,6 +120,37 @@ class HQAdminSite(admin.AdminSite):
             "models": console,
         }
         return [section, *rest]
+
+    def get_urls(self) -> list[URLResolver | URLPattern]:
+        return [path("my-time-zone/", self.admin_view(self.time_zone_view), name="time_zone"), *super().get_urls()]
+
+    def time_zone_view(self, request: HttpRequest) -> HttpResponse:
+        """The signed-in user's own time zone (nobody else's: there is no user in the URL), saved
+        through `user_set_time_zone`; a bad name is a form error and nothing is saved."""
+        user = admin_user(request)
+        if user is None:  # admin_view lets only signed-in staff through
+            raise PermissionDenied
+        form = TimeZoneForm(request.POST or None, initial={"time_zone": user.time_zone})
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.user_set_time_zone(user=user, time_zone=form.cleaned_data["time_zone"])
+            except HQError as exc:
+                for problem in exc.fields.get("time_zone", [exc.message]):
+                    form.add_error("time_zone", problem)
+            else:
+                shown = user.time_zone or "none (UTC only)"
+                messages.success(request, f"Your time zone is now {shown}.")
+                return HttpResponseRedirect(reverse("admin:time_zone", current_app=self.name))
+        user.refresh_from_db(fields=["time_zone"])  # a refused name was never saved: show the stored one
+        context = {
+            **self.each_context(request),
+            "title": "My time zone",
+            "form": form,
+            "zones": sorted(timefmt.zone_names()),
+            "now_shown": timefmt.exact(clock.now()),
+        }
+        request.current_app = self.name
+        return TemplateResponse(request, "admin/hq/time_zone.html", context)
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         response = super().login(request, extra_context)

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 from uuid import UUID
 
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -28,18 +28,39 @@ PER_PAGE = 50
 
 
 class CappedPaginator(Paginator):  # type: ignore[type-arg]  # django-stubs' Paginator is generic in the stubs only
-    """Counts at most CAP + 1 rows; `capped` says whether there are more than CAP."""
+    """Counts at most CAP + 1 rows; `capped` says whether there are more than CAP.
+
+    On the first page (`first_page`, told by the admin's `get_paginator`) it reads that page's rows,
+    and one more, before counting: they are the page, and when there is no next row they are all
+    the rows, so a search or filter that finds less than a page (the usual case) is answered by one
+    scan, not a count and then the page.
+    """
 
     cap = CAP
+
+    def __init__(self, *args: Any, first_page: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.first_page = first_page
+        self._first_rows: list[Any] | None = None
 
     @cached_property
     def count(self) -> int:
         object_list: Any = self.object_list
-        if hasattr(object_list, "query"):
-            seen = int(object_list[: CAP + 1].count())
-        else:
-            seen = len(object_list)
-        return min(seen, CAP + 1)
+        if not hasattr(object_list, "query"):
+            return min(len(object_list), CAP + 1)
+        if self.first_page:
+            self._first_rows = list(object_list[: self.per_page + 1])
+            if len(self._first_rows) <= self.per_page:
+                return len(self._first_rows)
+        # Any CAP + 1 matching ids: no ordering to satisfy (a sort of every match) and no
+        # computed columns (the list's JSON texts) for rows nobody sees.
+        return min(int(object_list.order_by().values("pk")[: CAP + 1].count()), CAP + 1)
+
+    def page(self, number: Any) -> Any:
+        number = self.validate_number(number)  # counts, so the first page's rows are read by now
+        if number == 1 and self._first_rows is not None:
+            return Page(self._first_rows[: self.per_page], number, self)
+        return super().page(number)
 
     @property
     def capped(self) -> bool:

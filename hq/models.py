@@ -6,10 +6,18 @@ import uuid
 from typing import ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from hq import clock
+from hq import clock, timefmt
+
+
+def validate_time_zone(value: str) -> None:
+    """A user's time zone: an IANA name zoneinfo knows, or blank."""
+    problem = timefmt.time_zone_problem(value)
+    if problem:
+        raise ValidationError(problem, code="invalid_time_zone")
 
 
 class UserManager(BaseUserManager["User"]):
@@ -40,6 +48,13 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False, help_text="May log in to the admin (the ops console).")
     is_active = models.BooleanField(default=True, help_text="Inactive users cannot log in or use tokens.")
     date_joined = models.DateTimeField(default=clock.now)
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        validators=[validate_time_zone],
+        help_text="Your own IANA zone (Europe/Stockholm): the console shows times in UTC and in it. Empty: UTC only.",
+    )
 
     objects = UserManager()
 

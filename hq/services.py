@@ -9,6 +9,7 @@ from typing import Protocol
 from uuid import UUID
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -124,6 +125,17 @@ def membership_end(*, membership: Membership, actor: User | None = None) -> bool
 
 
 @transaction.atomic
+def user_set_time_zone(*, user: User, time_zone: str) -> User:
+    """Set the user's own time zone (an IANA name, or "" for UTC only); a bad name raises ValidationFailed."""
+    user.time_zone = time_zone.strip()
+    try:
+        user.clean_fields(exclude=[f.name for f in User._meta.fields if f.name != "time_zone"])
+    except DjangoValidationError as exc:
+        raise ValidationFailed("Invalid time zone.", fields=exc.message_dict) from exc
+    user.save(update_fields=["time_zone"])
+    return user
+
+
 def user_deactivate(*, user: User, actor: User | None = None) -> User:
     """Switch a user off in every workspace: logins and tokens stop, and every departure hook runs.
 

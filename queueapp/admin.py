@@ -8,6 +8,7 @@ staff the rows of the workspaces they administer, where they may also decide, re
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import uuid
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import PAGE_VAR
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.db.models.expressions import OrderBy
@@ -32,7 +34,7 @@ from hq.admin_scoping import WorkspaceScopedAdmin, WorkspaceScopedTabularInline,
 from hq.display import clipped_note, json_text_attr, pretty_json, stored_json, stored_value, with_json_text
 from hq.errors import HQError
 from hq.jsonguard import load_json
-from hq.models import Workspace
+from hq.models import Membership, Workspace
 from hq.timefmt import when_html
 from queueapp import limits, registry, selectors, services
 from queueapp.models import (
@@ -108,6 +110,20 @@ class ConsoleAdmin(WorkspaceScopedAdmin):
 
     model_permissions = False
 
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Any],
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> Any:
+        """The console's paginator is told whether this is the first page (it reads that page first)."""
+        if issubclass(self.paginator, console.CappedPaginator):
+            first = request.GET.get(PAGE_VAR, "1") in ("1", "")
+            return self.paginator(queryset, per_page, orphans, allow_empty_first_page, first_page=first)
+        return super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
+
     @admin.display(description="State", ordering="state")
     def state_badge(self, obj: Any) -> str:
         return console.badge(obj.state)
@@ -164,7 +180,13 @@ class HITLRequestAdmin(ConsoleAdmin):
         "approved_args_pretty",
         "requested_by",
         "reason",
-        *HITLRequest.DECISION_FIELDS,
+        # HITLRequest.DECISION_FIELDS, the times in hq.timefmt's format (UTC and the viewer's zone).
+        "requested_exact",
+        "expires_exact",
+        "decided_by",
+        "decided_exact",
+        "decided_via",
+        "comment",
     )
     readonly_fields = fields
     change_form_template = "admin/queueapp/hitlrequest/change_form.html"
@@ -180,6 +202,18 @@ class HITLRequestAdmin(ConsoleAdmin):
             When(state=HITLState.PENDING, then=Value(0)), default=Value(1), output_field=IntegerField()
         )
         return [pending_first.asc(), "created_at", "id"]
+
+    @admin.display(description="Requested at")
+    def requested_exact(self, obj: HITLRequest) -> str:
+        return timefmt.exact(obj.created_at)
+
+    @admin.display(description="Expires at")
+    def expires_exact(self, obj: HITLRequest) -> str:
+        return timefmt.exact(obj.expires_at)
+
+    @admin.display(description="Decided at")
+    def decided_exact(self, obj: HITLRequest) -> str:
+        return timefmt.exact(obj.decided_at)
 
     @admin.display(description="Reason")
     def reason_preview(self, obj: HITLRequest) -> str:
@@ -259,6 +293,8 @@ class HITLRequestAdmin(ConsoleAdmin):
         except HQError as exc:
             self.message_user(request, f"{hitl.function} (job {hitl.job_id}): {exc.message}", messages.ERROR)
             return False
+        verb = "Approved" if decision == "approve" else "Rejected"
+        admin_actions.log_done(request, hitl, f"{verb}: {comment}" if comment else verb)
         return True
 
     def _confirmation(
@@ -350,7 +386,15 @@ class JobEventInline(WorkspaceScopedTabularInline):
     workspace_path = "job__workspace"
     model_permissions = False
     model = JobEvent
-    fields: ClassVar[tuple[str, ...]] = ("at", "kind", "from_state", "to_state", "attempt", "actor", "detail_pretty")
+    fields: ClassVar[tuple[str, ...]] = (
+        "at_shown",
+        "kind",
+        "from_state",
+        "to_state",
+        "attempt",
+        "actor",
+        "detail_pretty",
+    )
     readonly_fields = fields
     ordering = ["at", "id"]
     extra = 0
@@ -360,6 +404,10 @@ class JobEventInline(WorkspaceScopedTabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[JobEvent]:
         return with_json_text(super().get_queryset(request), "detail")
+
+    @admin.display(description="At")
+    def at_shown(self, obj: JobEvent) -> str:
+        return timefmt.exact(obj.at)
 
     @admin.display(description="Detail")
     def detail_pretty(self, obj: JobEvent) -> str:
@@ -406,6 +454,107 @@ class PriorityFilter(admin.SimpleListFilter):
         return queryset.filter(band[1]) if band else queryset
 
 
+class StateFilter(admin.ChoicesFieldListFilter):
+    """Django's filter by state, which also understands `?state__in=queued,deferred` (the
+    dashboard's links): that set shows as selected instead of "All". The usual sets are listed."""
+
+    #: Sets of states offered below the single states, by their `state__in` value.
+    SETS: ClassVar[dict[str, str]] = {
+        "queued,deferred": "Waiting (queued, deferred)",
+        "queued,deferred,awaiting_approval,running": "Not finished (waiting, awaiting approval, running)",
+        "failed,cancelled,rejected": "Did not succeed (failed, cancelled, rejected)",
+    }
+
+    def __init__(
+        self, field: Any, request: HttpRequest, params: Any, model: Any, model_admin: Any, field_path: str
+    ) -> None:
+        self.lookup_kwarg_in = f"{field_path}__in"
+        raw = params.get(self.lookup_kwarg_in)
+        # Django passes each parameter's values as a list; the last one counts, as for its own filters.
+        self.lookup_val_in = (raw[-1] if isinstance(raw, list) else raw) or None
+        super().__init__(field, request, params, model, model_admin, field_path)
+
+    def expected_parameters(self) -> list[str | None]:
+        return [*super().expected_parameters(), self.lookup_kwarg_in]
+
+    def _chosen_set(self) -> list[str]:
+        return [s for s in (self.lookup_val_in or "").split(",") if s]
+
+    def choices(self, changelist: Any) -> Any:
+        chosen = self._chosen_set()
+        key = ",".join(chosen)
+        yield {
+            "selected": self.lookup_val is None and not chosen,
+            "query_string": changelist.get_query_string(
+                remove=[self.lookup_kwarg, self.lookup_kwarg_isnull, self.lookup_kwarg_in]
+            ),
+            "display": "All",
+        }
+        for lookup, title in self.field.flatchoices:
+            yield {
+                "selected": not chosen and self.lookup_val is not None and str(lookup) in self.lookup_val,
+                "query_string": changelist.get_query_string(
+                    {self.lookup_kwarg: lookup}, [self.lookup_kwarg_isnull, self.lookup_kwarg_in]
+                ),
+                "display": title,
+            }
+        labels = dict(self.field.flatchoices)
+        sets = dict(self.SETS)
+        if chosen and key not in sets:  # another set, typed or linked: shown as it is
+            sets[key] = ", ".join(str(labels.get(s, s)) for s in chosen)
+        for value, title in sets.items():
+            yield {
+                "selected": key == value,
+                "query_string": changelist.get_query_string(
+                    {self.lookup_kwarg_in: value}, [self.lookup_kwarg, self.lookup_kwarg_isnull]
+                ),
+                "display": title,
+            }
+
+
+class KnownValuesFilter(admin.AllValuesFieldListFilter):
+    """Django's filter of a text column (same `?queue=` parameter), listing the registry's values and
+    those of the jobs still waiting or running (the small `job_live` index), not SELECT DISTINCT over
+    every job (a scan of a million rows on every page). Any value still works from the querystring."""
+
+    def __init__(
+        self, field: Any, request: HttpRequest, params: Any, model: Any, model_admin: Any, field_path: str
+    ) -> None:
+        super().__init__(field, request, params, model, model_admin, field_path)
+        live = (
+            model_admin.get_queryset(request)
+            .filter(state__in=selectors.LIVE_STATES)
+            .order_by()
+            .values_list(field_path, flat=True)
+            .distinct()
+        )
+        # django-stubs type it as the QuerySet Django builds; the template only iterates it.
+        self.lookup_choices = sorted({*self.known(field_path), *live})  # type: ignore[assignment]
+
+    @staticmethod
+    def known(field_path: str) -> list[str]:
+        if field_path == "queue":
+            return registry.queues_allowed()
+        return [f.name for f in registry.functions(include_internal=True)]
+
+
+class ScopeRelatedFilter(admin.RelatedFieldListFilter):
+    """Owner or workspace (same `?owner__id__exact=` parameter) among the viewer's workspaces and
+    their members, not the values that occur in a million jobs (Django's RelatedOnlyFieldListFilter,
+    a DISTINCT over the whole table on every page)."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        ids = model_admin.workspace_ids(request)
+        allowed: QuerySet[Any, Any]
+        if field.name == "workspace":
+            allowed = Workspace.objects.all() if ids is None else Workspace.objects.filter(pk__in=ids)
+        else:
+            members = Membership.objects.all() if ids is None else Membership.objects.filter(workspace_id__in=ids)
+            allowed = members.values("user_id")
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        return list(field.get_choices(include_blank=False, ordering=ordering, limit_choices_to={"pk__in": allowed}))
+
+
 class HeldFilter(admin.SimpleListFilter):
     title = "held by a limit"
     parameter_name = "held"
@@ -439,13 +588,13 @@ class JobAdmin(ConsoleAdmin):
     ]
     list_display_links = None  # the short id column links to the job itself
     list_filter = [
-        "state",
+        ("state", StateFilter),
         PriorityFilter,
-        "queue",
-        "function",
+        ("queue", KnownValuesFilter),
+        ("function", KnownValuesFilter),
         HeldFilter,
-        ("owner", admin.RelatedOnlyFieldListFilter),
-        ("workspace", admin.RelatedOnlyFieldListFilter),
+        ("owner", ScopeRelatedFilter),
+        ("workspace", ScopeRelatedFilter),
         # Presets (today, past 7 days, this month...); any range also works as
         # ?created_at__gte=2026-01-01&created_at__lt=2026-01-08.
         ("created_at", admin.DateFieldListFilter),
@@ -459,6 +608,7 @@ class JobAdmin(ConsoleAdmin):
     list_select_related = ["owner", "workspace"]
     list_per_page = console.PER_PAGE
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a count per filter value over every job
     paginator = console.CappedPaginator
     change_list_template = "admin/queueapp/job/change_list.html"
     inlines = [JobEventInline]
@@ -681,6 +831,7 @@ class JobAdmin(ConsoleAdmin):
             done=button.done,
             label=_job_label,
             back_url=back,
+            logged=button.log_message,
         )
 
     @admin.action(description="Retry selected jobs…", permissions=["operate"])
@@ -707,6 +858,7 @@ class JobAdmin(ConsoleAdmin):
             confirm_id=f"confirm-{name}",
             done=f"{verb} {{count}} job(s).",
             label=_job_label,
+            logged=button.log_message,
         )
 
 
@@ -731,6 +883,7 @@ JOB_BUTTONS = {
         "The job runs again with a fresh set of tries and its arguments unchanged. A job that needed an "
         "approval goes back to awaiting approval with a new request: a retry never bypasses a decision.",
         lambda job, actor: services.job_retry(job=job, actor=actor, via=DecidedVia.ADMIN),
+        logged="Retried",
     ),
     "cancel": JobButton(
         "Cancel",
@@ -738,6 +891,7 @@ JOB_BUTTONS = {
         "A waiting job is cancelled at once (and its pending approval request with it); a running one is "
         "asked to abort and ends cancelled when its worker stops it.",
         lambda job, actor: services.job_cancel(job=job, actor=actor, via=DecidedVia.ADMIN),
+        logged="Cancelled (a running job: asked to abort)",
     ),
 }
 
@@ -894,10 +1048,11 @@ class QueuePauseAdmin(ConsoleAdmin):
         where = f"workspace {workspace.slug}" if workspace else "every workspace"
         if request.method == "POST":
             try:
-                services.queue_pause(queue=queue, workspace=workspace, actor=admin_actions.actor(request))
+                pause = services.queue_pause(queue=queue, workspace=workspace, actor=admin_actions.actor(request))
             except HQError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
+                admin_actions.log_done(request, pause, f"Paused queue {queue} for {where}", added=True)
                 self.message_user(request, f"Paused queue {queue} for {where}.", messages.SUCCESS)
             return HttpResponseRedirect(back)
         return self._confirm(
@@ -919,7 +1074,9 @@ class QueuePauseAdmin(ConsoleAdmin):
             return HttpResponseRedirect(back)
         where = f"workspace {pause.workspace.slug}" if pause.workspace else "every workspace"
         if request.method == "POST":
+            before = copy.copy(pause)  # the row goes: its History keeps who resumed it
             services.queue_resume(queue=pause.queue, workspace=pause.workspace)
+            admin_actions.log_done(request, before, f"Resumed queue {pause.queue} for {where}")
             self.message_user(request, f"Resumed queue {pause.queue} for {where}.", messages.SUCCESS)
             return HttpResponseRedirect(back)
         return self._confirm(

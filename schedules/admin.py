@@ -479,6 +479,7 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
             confirm_id="confirm-action",
             done=f"{step.done} {{count}} schedule(s).",
             label=_schedule_label,
+            logged=step.log_message,
         )
 
     # Buttons on a schedule's page: the same confirmation and services as the actions, for one schedule.
@@ -510,6 +511,7 @@ class ScheduleAdmin(WorkspaceScopedAdmin):
             confirm_id=f"confirm-{name}",
             done=f"{step.done}: {schedule.name}.",
             label=_schedule_label,
+            logged=step.log_message,
             back_url=reverse("admin:schedules_schedule_change", args=[schedule.pk]),
             # An erased schedule has no page left: back to the list.
             done_url=reverse("admin:schedules_schedule_changelist") if name == "erase" else None,

@@ -100,6 +100,11 @@ def test_staff_approves_in_the_admin_with_a_click_and_the_job_runs(live_server, 
     hitl.refresh_from_db()
     assert (hitl.state, hitl.decided_by, hitl.decided_via) == ("approved", ops, "admin")
     assert hitl.comment == "Approved for the release window."
+    # The request's History page says who approved it and why (hq.admin_actions.log_done).
+    browser.get(f"{live_server.url}/admin/queueapp/hitlrequest/{hitl.pk}/history/")
+    entries = wait.until(ec.presence_of_element_located((By.ID, "change-history"))).text
+    assert "Approved: Approved for the release window." in entries and ops.email in entries, entries
+    browser.save_screenshot(str(ARTIFACTS / "hitl-history.png"))
 
     burst()
     job = Job.objects.get(pk=job.pk)

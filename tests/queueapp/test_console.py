@@ -121,6 +121,25 @@ def test_the_job_list_pages_by_50_and_never_counts_the_whole_table(member):
         assert "LIMIT" in sql or '"finished_at" >=' in sql or '"state" IN' in sql, sql
 
 
+def test_a_first_page_shorter_than_a_page_is_read_once_without_a_count(member):
+    ops = client_for(staff(member.workspace))
+    rows = _jobs(member, 3, state="queued")
+    _jobs(member, 60, state="succeeded", finished_ago_s=5, run_ms=1)
+
+    def paginator_counts(url: str) -> tuple[list[str], int]:
+        with CaptureQueriesContext(connection) as seen:
+            resp = ops.get(url)
+        sql = [q["sql"] for q in seen.captured_queries if "SELECT COUNT(*) FROM (SELECT" in q["sql"]]
+        return sql, len(resp.context["cl"].result_list)
+
+    assert paginator_counts("/admin/queueapp/job/?state__exact=queued") == ([], 3)  # the rows are the count
+    assert paginator_counts(f"/admin/queueapp/job/?q={rows[0].pk}") == ([], 1)
+    counted, shown = paginator_counts("/admin/queueapp/job/")  # more than a page: counted (capped)
+    assert len(counted) == 1 and "LIMIT" in counted[0] and shown == 50
+    counted, shown = paginator_counts("/admin/queueapp/job/?p=2")
+    assert len(counted) == 1 and shown == 13
+
+
 def test_a_capped_list_says_more_than(member, monkeypatch):
     from hq import console
 
