@@ -234,9 +234,6 @@ class Job(models.Model):
             # this index instead of a sort of every job (1.6 s over a million; bench/admin_bench.py).
             # created_at only grows, so inserts land on the index's last page.
             models.Index(fields=["-created_at"], name="job_created"),
-            # The list's priority filter: jobs of a priority other than the default are few, and only
-            # they get an entry (above 0 or below 0 is otherwise a scan of every job).
-            models.Index(fields=["-created_at"], name="job_priority_set", condition=~Q(priority=0)),
             models.Index(
                 fields=["workspace", "correlation_id"], name="job_ws_corr_set", condition=~Q(correlation_id="")
             ),

@@ -38,7 +38,7 @@ def ops_sees_job_priorities_and_filters_by_band(live_server, browser, member) ->
         shown[full_id] = cells[column].text.strip()
     assert shown == {ids["urgent"]: "80", ids["plain"]: "0", ids["backfill"]: "-40"}, shown
     filters = browser.find_element(By.ID, "changelist-filter").text
-    assert "By priority" in filters and "Above 0 (starts first)" in filters
+    assert "By priority" in filters and "Above 0 (starts first; last 7 days unless dated)" in filters
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "job-priorities.png"))
 

@@ -181,6 +181,24 @@ def test_job_search_by_short_id_correlation_function_and_inside_args(member):
         assert ops.get("/admin/queueapp/job/", {"q": term}).status_code == 400, repr(term)
 
 
+def test_the_priority_bands_above_and_below_0_look_among_recent_jobs_unless_dated(member):
+    ops = client_for(staff(member.workspace))
+    high, low, plain, old_high = _jobs(member, 4, state="queued")
+    Job.objects.filter(pk__in=[high.pk, old_high.pk]).update(priority=5)
+    Job.objects.filter(pk=low.pk).update(priority=-5)
+    Job.objects.filter(pk=old_high.pk).update(created_at=clock.now() - timedelta(days=30))
+
+    def band(value: str, extra: dict[str, str] | None = None) -> set:
+        resp = ops.get("/admin/queueapp/job/", {"priority_band": value, **(extra or {})})
+        assert resp.status_code == 200
+        return {j.pk for j in resp.context["cl"].result_list}
+
+    assert band("high") == {high.pk}, "a band other than 0 covers the last 7 days"
+    assert band("high", {"created_at__gte": "2000-01-01"}) == {high.pk, old_high.pk}, "unless a date filter says"
+    assert band("low") == {low.pk}
+    assert band("normal") == {plain.pk}
+
+
 def test_the_job_page_starts_with_what_matters_then_the_timeline(member):
     ops = client_for(staff(member.workspace))
     now = clock.now()
