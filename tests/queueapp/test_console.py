@@ -335,3 +335,22 @@ def test_every_dashboard_link_opens_its_list_for_the_chosen_workspace(member):
     for link in links:
         resp = ops.get(link.replace("&amp;", "&"))
         assert resp.status_code == 200 and "cl" in resp.context, link
+
+
+def test_the_waiting_tiles_list_has_every_job_the_tile_counted(member):
+    """The tile counts jobs due up to the dashboard's now, to the microsecond; its link must too
+    (cut to the second, a job due earlier in the same second was counted but not listed)."""
+    ops = client_for(staff(member.workspace))
+    now = clock.now()
+    clock.set_offset(clock.offset() + (0.5 - now.microsecond / 1e6) % 1.0)  # the dashboard's now: .5 s into a second
+    try:
+        due = clock.now().replace(microsecond=100_000)  # due earlier in that same second
+        helpers.job(member.workspace, due, state="queued", due_ago_s=0)
+        html = ops.get("/admin/ops/dashboard/").content.decode()
+    finally:
+        clock.set_offset(0)
+    links = set(re.findall(r'href="(/admin/queueapp/job/\?[^"]*state__in[^"]*)"', html))  # the tile, the rows
+    assert links
+    for link in links:
+        listed = ops.get(link.replace("&amp;", "&")).context["cl"].result_list
+        assert len(listed) == 1, link

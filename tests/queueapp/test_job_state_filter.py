@@ -64,7 +64,7 @@ def test_state_filter__the_dashboards_waiting_link_in_a_browser(live_server, bro
 
     now = clock.now()
     for state in ("queued", "deferred", "queued", "succeeded"):
-        # Due 5 s ago: the tile's link says due_at__lte=<now> to the second.
+        # Due 5 s ago: the tile's link says due_at__lte=<now>, to the microsecond.
         job(member.workspace, now, state=state, due_ago_s=5, finished_ago_s=30 if state == "succeeded" else None)
     ops = staff(member.workspace)
     User.objects.filter(pk=ops.pk).update(password="")
