@@ -38,6 +38,24 @@ def test_the_user_foreign_keys_stay_while_their_full_indexes_are_gone():
     assert not names & {"queueapp_job_owner_id_f54f1d10", "queueapp_jobevent_actor_id_ac85e1e6", "jobevent_at"}
 
 
+def test_an_events_job_is_not_checked_by_the_database_but_goes_with_its_job():
+    """The worker's commits skip a foreign-key check per event; Django's cascade still deletes them."""
+    keys = _rows(
+        "SELECT confrelid::regclass::text FROM pg_constraint"
+        " WHERE contype = 'f' AND conrelid = 'queueapp_jobevent'::regclass",
+        [],
+    )
+    assert ("queueapp_job",) not in keys
+    from hq import clock
+    from queueapp.models import JobEvent
+    from tests.observability import helpers
+
+    job = helpers.job(factories.workspace(), clock.now(), state="succeeded", finished_ago_s=1)
+    JobEvent.objects.create(job=job, kind="submitted", to_state="queued", attempt=0, at=clock.now())
+    job.delete()
+    assert not JobEvent.objects.filter(job_id=job.pk).exists()
+
+
 @pytest.mark.parametrize(
     ("name", "predicate"),
     [
