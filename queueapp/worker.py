@@ -19,6 +19,7 @@ import socket
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -199,9 +200,8 @@ class Runtime:
         # drain; holding the slot, it holds none in that bench).
         gated = started.limit_scope is not None
         worker.body_ended(arq_id, task, free=not gated)
-        await self._finish(started, attempt, outcome, time.monotonic() - t0)
-        if gated:
-            worker.free_slot(arq_id)
+        on_written = partial(worker.free_slot, arq_id) if gated else None
+        await self._finish(started, attempt, outcome, time.monotonic() - t0, on_written=on_written)
 
     async def _held(self, worker: HQWorker, arq_id: str, held: Held) -> None:
         """A limit kept the attempt from starting: leave ARQ (its slot takes the next job). Over a
@@ -265,15 +265,25 @@ class Runtime:
             error = f"Result is not JSON: {exc}"
             return Outcome("fail", "failed", error=error, detail={"error": error, **failure_detail(exc)})
 
-    async def _finish(self, started: Started, attempt: int, outcome: Outcome, run_s: float) -> None:
+    async def _finish(
+        self,
+        started: Started,
+        attempt: int,
+        outcome: Outcome,
+        run_s: float,
+        on_written: Callable[[], None] | None = None,
+    ) -> None:
         """Record the attempt's end, then push its retry: whole even if this task is cancelled meanwhile.
 
         Recording an attempt's end (and pushing its retry) must finish before a draining worker
         closes its pool. A cancel that arrives while the batch is written waits for the batch, lets
-        the rest run, and is passed on at the end.
+        the rest run, and is passed on at the end. `on_written` is called once the end's batch is
+        committed (or failed), before the end hook and the retry's push.
         """
         cancelled: asyncio.CancelledError | None = None
         writing = self.store.finishing(str(started.id), attempt, outcome)
+        if on_written is not None:
+            writing.add_done_callback(lambda _: on_written())
         written = False
         recorded: str | None = None
         try:
@@ -304,7 +314,9 @@ class Runtime:
             logger.warning("job %s attempt %s was moved by someone else; result discarded", started.id, attempt)
             return
         if recorded != outcome.move:  # a cancel asked for while it ran took the place of its retry or failure
-            outcome = Outcome(recorded, retry.CANCEL_KIND, error=outcome.error, ended_at=outcome.ended_at)
+            detail = {k: v for k, v in (outcome.detail or {}).items() if k != "retry_in_s"}
+            ended = outcome.ended_at
+            outcome = Outcome(recorded, retry.CANCEL_KIND, error=outcome.error, detail=detail, ended_at=ended)
         metrics.job_finished(started.queue, started.function, transitions.MOVES[outcome.move].target, run_s)
         if outcome.finished:
             await _ended(started, attempt, outcome, self.worker_id)
