@@ -146,22 +146,44 @@ def _nudge_relay() -> None:
 
 
 def wake_stale_held(*, older_than_s: float) -> int:
-    """The reaper's net for a lost wake (a finish whose wake never ran: its worker died between
-    the two): the oldest job of each gate held longer than `older_than_s` goes back to the relay.
-    Should its gate still be full, START holds it again; one job per gate per pass, never a loop."""
+    """The reaper's net for held jobs nothing woke: a finish whose wake never ran (its worker died
+    between the two), or a limit raised in the code (a deploy: no finish wakes the new places).
+    Each gate with jobs held longer than `older_than_s` hands back to the relay as many of them,
+    earliest due first, as its limit now leaves free (the registered functions' limits of this
+    process and the key limits, as START reads them; all of them where no concurrency limit is
+    left), and at least its oldest one. Should its gate be full after all, START holds them again."""
     cutoff = clock.now() - timedelta(seconds=older_than_s)
     if connection.vendor != "postgresql":
         return 0
+    from queueapp.store import limit_params
+
+    fns = limit_params()
     with connection.cursor() as cur:
         cur.execute(
             """
+            WITH fl AS (
+                SELECT * FROM unnest(%(lf)s::text[], %(lc)s::int[]) AS f(function, conc)
+            ), h AS (
+                SELECT j.id, j.held_at, LEAST(fl.conc, p.conc) AS conc, COALESCE(g.running, 0) AS running,
+                       row_number() OVER (PARTITION BY j.workspace_id, j.limit_scope ORDER BY j.due_at, j.held_at)
+                           AS rk,
+                       min(j.held_at) OVER (PARTITION BY j.workspace_id, j.limit_scope) AS oldest
+                  FROM queueapp_job j
+                  LEFT JOIN fl ON fl.function = j.function
+                  LEFT JOIN LATERAL (
+                      SELECT min(k.concurrency) AS conc FROM queueapp_keylimit k
+                       WHERE j.concurrency_key LIKE k.like_pattern
+                         AND (k.workspace_id IS NULL OR k.workspace_id = j.workspace_id)) p
+                    ON j.concurrency_key IS NOT NULL
+                  LEFT JOIN queueapp_limitgate g ON g.workspace_id = j.workspace_id AND g.scope = j.limit_scope
+                 WHERE j.held_at IS NOT NULL AND j.state IN ('queued', 'deferred')
+            )
             UPDATE queueapp_job j SET held_at = NULL, dispatched_at = NULL
-              FROM (SELECT DISTINCT ON (workspace_id, limit_scope) id FROM queueapp_job
-                     WHERE held_at IS NOT NULL AND held_at < %s AND state IN ('queued', 'deferred')
-                     ORDER BY workspace_id, limit_scope, held_at) o
-             WHERE j.id = o.id AND j.held_at IS NOT NULL
+              FROM h
+             WHERE j.id = h.id AND j.held_at IS NOT NULL AND j.state IN ('queued', 'deferred')
+               AND h.oldest < %(cutoff)s AND (h.conc IS NULL OR h.rk <= GREATEST(h.conc - h.running, 1))
             """,
-            [cutoff],
+            {"cutoff": cutoff, "lf": fns["lf"], "lc": fns["lc"]},
         )
         return int(cur.rowcount)
 

@@ -377,3 +377,44 @@ def test_a_workspace_limit_change_releases_only_that_workspace_held_jobs(api, me
     assert Job.objects.get(pk=theirs).held_at == held_at  # another workspace's change touches nothing of theirs
     limits.key_limit_save(KeyLimit(pattern="customer:*", concurrency=1))  # every workspace's limit
     assert Job.objects.get(pk=theirs).held_at is None
+
+
+def test_the_reaper_wakes_as_many_held_jobs_as_a_raised_limit_in_the_code_frees(member):
+    """A deploy raised `tests.three_at_a_time`'s limit from 1 to 3 while six of its jobs were held
+    and one ran: no finish wakes the two new places, the reaper's next pass fills them at once."""
+
+    def job():
+        return services.job_submit(
+            workspace=member.workspace,
+            owner=member.user,
+            submission=services.Submission(function="tests.three_at_a_time", args={}),
+        )[0]
+
+    running, held = job(), [job() for _ in range(6)]
+    scope = "tests.three_at_a_time"
+    Job.objects.filter(pk=running.pk).update(state="running", attempts=1, limit_scope=scope, worker_id="w")
+    long_ago = clock.now() - timedelta(minutes=5)
+    Job.objects.filter(pk__in=[h.pk for h in held]).update(held_at=long_ago, dispatched_at=long_ago, limit_scope=scope)
+    LimitGate.objects.create(workspace=member.workspace, scope=scope, running=1)
+    assert limits.wake_stale_held(older_than_s=10) == 2
+    woken = Job.objects.filter(pk__in=[h.pk for h in held], held_at__isnull=True)
+    # The earliest due first, each handed to the relay (unmarked dispatched).
+    assert set(woken.values_list("pk", "dispatched_at")) == {(h.pk, None) for h in held[:2]}
+    # Without a free place, still the oldest one per pass (the net for a lost wake), never more.
+    Job.objects.filter(pk__in=[h.pk for h in held[:2]]).update(held_at=long_ago)
+    LimitGate.objects.filter(scope=scope).update(running=3)
+    assert limits.wake_stale_held(older_than_s=10) == 1
+    # A concurrency limit removed altogether (a key limit's rate alone now): every held job goes.
+    keyed_ids = [
+        services.job_submit(
+            workspace=member.workspace,
+            owner=member.user,
+            submission=services.Submission(function="hq.echo", args={}, concurrency_key="rated:1"),
+        )[0].pk
+        for _ in range(4)
+    ]
+    Job.objects.filter(pk__in=keyed_ids).update(held_at=long_ago, limit_scope="rated:1")
+    KeyLimit.objects.create(pattern="rated:*", like_pattern="rated:%", rate="1/s", rate_interval_s=1.0)
+    LimitGate.objects.create(workspace=member.workspace, scope="rated:1", running=1)
+    limits.wake_stale_held(older_than_s=10)
+    assert not Job.objects.filter(pk__in=keyed_ids, held_at__isnull=False).exists()
