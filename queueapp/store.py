@@ -109,6 +109,7 @@ class Store(Protocol):
     async def close(self) -> None: ...
     async def start(self, job_id: str, attempt: int, worker_id: str) -> Started | Held | None: ...
     async def unmark(self, job_id: str, attempt: int) -> str | None: ...
+    async def woken(self, job_id: str, attempt: int) -> Woken | None: ...
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool: ...
     def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[bool]: ...
 
@@ -327,6 +328,11 @@ class PgStore:
         state: str | None = row[0] if row else None
         return state
 
+    async def woken(self, job_id: str, attempt: int) -> Woken | None:
+        """The attempt, held by a concurrency limit, when a finish has woken it since (WOKEN_SQL)."""
+        rows = await self._fetch(transitions.WOKEN_SQL, {"id": job_id, "attempt": attempt})
+        return Woken(*rows[0]) if rows else None
+
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool:
         return await self._finishes.submit((job_id, attempt, outcome))
 
@@ -437,6 +443,9 @@ class OrmStore:
 
     async def unmark(self, job_id: str, attempt: int) -> str | None:
         return await sync_to_async(_orm_unmark, thread_sensitive=True)(job_id, attempt)
+
+    async def woken(self, job_id: str, attempt: int) -> Woken | None:
+        return None  # limits hold nothing here
 
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool:
         return await sync_to_async(_orm_finish, thread_sensitive=True)(job_id, attempt, outcome)

@@ -295,6 +295,13 @@ UPDATE queueapp_job j SET held_at = NULL
 RETURNING j.id, j.attempts, j.queue, j.due_at, j.function, j.workspace_id, j.priority
 """
 
+# A job held by a concurrency limit that a finish woke before its holder took it out of ARQ: the
+# wake's push was refused (ARQ still held the attempt), so the holder pushes it (`Runtime._held`).
+WOKEN_SQL = """
+SELECT id, attempts, queue, due_at, function, workspace_id, priority FROM queueapp_job
+ WHERE id = %(id)s AND attempts = %(attempt)s - 1 AND state IN ('queued', 'deferred') AND held_at IS NULL
+"""
+
 # A delivery that may not start yet (paused queue, not yet due) gives the row back to the relay.
 UNMARK_SQL = f"""
 UPDATE queueapp_job SET dispatched_at = NULL

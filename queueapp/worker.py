@@ -206,7 +206,14 @@ class Runtime:
         except (redis.RedisError, OSError) as exc:
             logger.warning("could not clear attempt %s from Redis: %s", arq_id, exc)
             return  # marked dispatched: the relay pushes it again after its grace
-        if held.retry_at is not None and self.redis is not None:
+        if held.retry_at is None:
+            # A finish under its gate may have woken it between START's hold and the forget above:
+            # that wake's push was refused (ARQ held the attempt still) and the forget took the
+            # attempt out, so nothing would push it before the relay's grace. Push it here.
+            woken = await self.store.woken(str(held.id), held.attempt)
+            if woken is not None:
+                await self.push_woken([woken])
+        elif self.redis is not None:
             lane = registry.fair_lane(held.function, held.workspace_id)
             push = transport.Push(held.id, held.attempt, held.queue, held.retry_at, lane, held.priority)
             try:
