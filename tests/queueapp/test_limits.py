@@ -418,3 +418,32 @@ def test_the_reaper_wakes_as_many_held_jobs_as_a_raised_limit_in_the_code_frees(
     LimitGate.objects.create(workspace=member.workspace, scope="rated:1", running=1)
     limits.wake_stale_held(older_than_s=10)
     assert not Job.objects.filter(pk__in=keyed_ids, held_at__isnull=False).exists()
+
+
+def test_idle_gates_are_pruned_and_busy_ones_kept(member):
+    """One gate per key ever used would grow without end: the reaper deletes the idle ones."""
+    ws = member.workspace
+    now = clock.now()
+
+    def gate(scope, running=0, next_at=None):
+        return LimitGate.objects.create(workspace=ws, scope=scope, running=running, next_at=next_at)
+
+    def waiting(**submission):
+        services.job_submit(workspace=ws, owner=member.user, submission=services.Submission(args={}, **submission))
+
+    gate("idle:1")
+    gate("idle:2", next_at=now - timedelta(hours=1))
+    gate("busy:running", running=1)
+    gate("busy:rate", next_at=now - timedelta(seconds=10))  # a rate's turn just past: its window still counts
+    gate("busy:waiting")
+    waiting(function="hq.echo", concurrency_key="busy:waiting")
+    gate("tests.one_at_a_time")
+    waiting(function="tests.one_at_a_time")  # a function's keyless jobs wait under its name
+    assert limits.prune_gates() == 2
+    assert set(LimitGate.objects.values_list("scope", flat=True)) == {
+        "busy:running",
+        "busy:rate",
+        "busy:waiting",
+        "tests.one_at_a_time",
+    }
+    assert limits.prune_gates() == 0
