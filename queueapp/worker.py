@@ -220,6 +220,11 @@ class Runtime:
                 await transport.apush([push], self.redis)
             except redis.RedisError:
                 logger.warning("could not push job %s held by a rate; the relay will", held.id)
+                return
+            # Claim it at its turn, not at the next poll: a start late by a poll pushes the gate's
+            # next turn past the turn of the job after it (README, "Limits").
+            delay_s = (held.retry_at - clock.now()).total_seconds()
+            asyncio.get_running_loop().call_later(max(delay_s, 0.0), worker.wake.set)
 
     async def push_woken(self, woken: list[Woken]) -> None:
         """Push the held jobs a finish woke (the store marked them dispatched)."""

@@ -447,3 +447,23 @@ def test_idle_gates_are_pruned_and_busy_ones_kept(member):
         "tests.one_at_a_time",
     }
     assert limits.prune_gates() == 0
+
+
+def test_a_rate_backlog_comes_back_one_per_turn_not_in_lumps(api, member, procs):
+    """Each job a rate holds gets a turn of its own (after the gate's latest), across workers and
+    START batches: it is held about once, not again at every turn it lost to the others held with it."""
+    limits.key_limit_save(KeyLimit(pattern="spread:*", rate="10/s"))
+    start_workers(procs, 3)
+    body = {"function": "hq.echo", "concurrency_key": "spread:1"}
+    resp = api.post("/v1/queue/jobs/batch", {"jobs": [body] * 60}, format="json", **member.headers)
+    ids = [job["id"] for job in resp.json()["jobs"]]
+    wait_for(lambda: Job.objects.filter(pk__in=ids, state="succeeded").count() == 60, timeout=60, what="60 jobs")
+    times = starts(ids)
+    assert len(times) == 60 and most_in_window(times, 1.0) <= 10
+    time.sleep(1.5)  # the workers' last flush of their metrics
+    holds = hq_redis.client().hgetall(hq_redis.key("metrics", "hq_job_holds"))
+    rate_holds = sum(int(v) for k, v in holds.items() if b'"rate"' in k)
+    print(f"rate holds for 60 jobs: {rate_holds}")
+    # Once for its turn, now and then once more (a start before it was late by more than the margin
+    # between turns). Turns counted per START batch alone held each job ~12 times (746 holds).
+    assert rate_holds <= 2 * 60, holds
