@@ -231,9 +231,10 @@ GATE_IDLE_S = 300.0
 def prune_gates(*, idle_s: float = GATE_IDLE_S, batch: int = 1000) -> int:
     """Delete up to `batch` idle gates (one is made per key ever used); return how many.
 
-    Idle: nothing running under it, its rate's next turn `idle_s` past, and no job of its workspace
-    waiting under its scope (a key, or a function's keyless jobs). Safe beside START: the DELETE
-    takes each gate's lock and re-checks `running` and `next_at` on the latest row, so a gate a
+    Idle: nothing running under it, its rate's next turn and the latest turn it gave a held job
+    (`booked_at`) `idle_s` past, and no job of its workspace waiting under its scope (a key, or a
+    function's keyless jobs). Safe beside START: the DELETE takes each gate's lock and re-checks
+    `running` and the turns on the latest row, so a gate a
     START is granting from is kept; a START that finds its gate deleted under it grants nothing
     and pushes its jobs again 50 ms later (as when two STARTs create one gate), when the next
     START makes the gate anew. Rate state is never lost: a gate goes only once its turn is past.
@@ -248,6 +249,7 @@ def prune_gates(*, idle_s: float = GATE_IDLE_S, batch: int = 1000) -> int:
              WHERE g.id IN (
                    SELECT c.id FROM queueapp_limitgate c
                     WHERE c.running = 0 AND (c.next_at IS NULL OR c.next_at < %(cutoff)s)
+                      AND (c.booked_at IS NULL OR c.booked_at < %(cutoff)s)
                       AND NOT EXISTS (
                           SELECT 1 FROM queueapp_job j
                            WHERE j.workspace_id = c.workspace_id AND j.concurrency_key = c.scope
@@ -258,6 +260,7 @@ def prune_gates(*, idle_s: float = GATE_IDLE_S, batch: int = 1000) -> int:
                              AND j.concurrency_key IS NULL AND j.state IN ('queued', 'deferred'))
                     ORDER BY c.id LIMIT %(batch)s)
                AND g.running = 0 AND (g.next_at IS NULL OR g.next_at < %(cutoff)s)
+               AND (g.booked_at IS NULL OR g.booked_at < %(cutoff)s)
             """,
             {"cutoff": cutoff, "batch": batch},
         )

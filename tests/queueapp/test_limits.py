@@ -435,6 +435,7 @@ def test_idle_gates_are_pruned_and_busy_ones_kept(member):
     gate("idle:2", next_at=now - timedelta(hours=1))
     gate("busy:running", running=1)
     gate("busy:rate", next_at=now - timedelta(seconds=10))  # a rate's turn just past: its window still counts
+    LimitGate.objects.create(workspace=ws, scope="busy:booked", booked_at=now + timedelta(minutes=1))
     gate("busy:waiting")
     waiting(function="hq.echo", concurrency_key="busy:waiting")
     gate("tests.one_at_a_time")
@@ -443,6 +444,7 @@ def test_idle_gates_are_pruned_and_busy_ones_kept(member):
     assert set(LimitGate.objects.values_list("scope", flat=True)) == {
         "busy:running",
         "busy:rate",
+        "busy:booked",
         "busy:waiting",
         "tests.one_at_a_time",
     }
