@@ -261,6 +261,7 @@ class PgStore:
         self.worker_id = ""
         self._starts = Batcher(self._start_many)
         self._finishes = Batcher(self._finish_many)
+        self._woken: Batcher[tuple[str, int], Woken | None] = Batcher(self._woken_many)
         #: Attempts running under a limit gate -> (workspace, gate), for the wake their finish sends.
         self._gated: dict[tuple[str, int], tuple[UUID, str, bool]] = {}
         self.on_woken: Callable[[list[Woken]], Awaitable[None]] | None = None
@@ -329,9 +330,14 @@ class PgStore:
         return state
 
     async def woken(self, job_id: str, attempt: int) -> Woken | None:
-        """The attempt, held by a concurrency limit, when a finish has woken it since (WOKEN_SQL)."""
-        rows = await self._fetch(transitions.WOKEN_SQL, {"id": job_id, "attempt": attempt})
-        return Woken(*rows[0]) if rows else None
+        """The attempt, held by a concurrency limit, when a finish has woken it since (WOKEN_SQL,
+        batched with the other holds of the moment)."""
+        return await self._woken.submit((job_id, attempt))
+
+    async def _woken_many(self, items: list[tuple[str, int]]) -> list[Woken | None]:
+        params = {"ids": _array(job_id for job_id, _ in items), "attempts": _array(a for _, a in items)}
+        found = {str(row[0]): Woken(*row) for row in await self._fetch(transitions.WOKEN_SQL, params)}
+        return [found.get(job_id) for job_id, _ in items]
 
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> bool:
         return await self._finishes.submit((job_id, attempt, outcome))
