@@ -1025,15 +1025,32 @@ class VisibilityPoller(threading.Thread):
         }
 
 
-def hq_latency(procs: Procs, port: int, token: str, rate: float, seconds: float) -> dict:
+def hq_latency(
+    procs: Procs,
+    port: int,
+    token: str,
+    rate: float,
+    seconds: float,
+    backlog: Callable[[], object] | None = None,
+    settle_s: float = 0.0,
+    worker_env: dict[str, str] | None = None,
+) -> dict:
+    """Enqueue->start of jobs POSTed at `rate` for `seconds` to a running worker. `backlog` submits
+    other work first (bench/limits_bench.py: keyed jobs held by a limit), given `settle_s` seconds
+    with the worker before the measure; `worker_env` adds to the worker's environment."""
     from django.db import connection
 
     reset_state()
+    if backlog is not None:
+        backlog()
     r = redis_client()
-    worker = procs.start("hq-worker", [PY, "manage.py", "runworker", "--concurrency", str(CONCURRENCY)], env_for())
+    worker = procs.start(
+        "hq-worker", [PY, "manage.py", "runworker", "--concurrency", str(CONCURRENCY)], env_for(**(worker_env or {}))
+    )
     poller = VisibilityPoller()
     try:
         wait_for(lambda: r.pubsub_numsub(PREFIX + "nudge")[0][1] >= 1, 30, "runworker to subscribe", proc=worker)
+        time.sleep(settle_s)
         api_paced(port, token, rate, 0.4)  # warm-up, not measured (the server's workers, the worker's pool)
         time.sleep(0.5)
         poller.begin()

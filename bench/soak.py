@@ -9,11 +9,17 @@ Loopback only and bounded in time and count. It uses its own PostgreSQL database
   key submitted twice), and one gated job (`require_approval`) that a second admin approves or
   rejects on the next tick; every 3rd tick a `hq.echo` with a unique key that 3 ticks in a row
   share (a duplicate, or with `on_conflict: "replace"` a debounce, while the first waits);
-- every 10 ticks: a new every-minute schedule (send_message), and a pause/resume of an older one.
+- every 10 ticks: a new every-minute schedule (send_message), and a pause/resume of an older one;
+- limits: every tick a `tests.keyed` job (50 ms) on one of 4 keys `soak:N` limited to 2 running
+  (a KeyLimit), every 2nd tick a `tests.one_at_a_time` job (its registration: one at a time), and
+  every 10th a `hq.echo` on the key `soakrate:1` limited to 3 starts a second; all with priorities.
 
-At the end it waits for the queue to drain and prints: jobs accepted, lost (accepted but not
-finished), started twice, fires duplicated per (schedule, slot), and the worker's memory growth
-(VmRSS at 30 s and at the end). Exit code 1 when anything was lost or doubled.
+A thread samples the database every 50 ms: the running jobs per `soak:N` key, and the keys with two
+jobs waiting at once (never: a unique key has one holder). At the end it waits for the queue to
+drain and prints: jobs accepted, lost (accepted but not finished), started twice, fires
+duplicated per (schedule, slot), the most running per limited key (database samples, and inside
+the bodies), the most starts of the rated key in any second, and the worker's memory growth (VmRSS
+at 30 s and at the end). Exit code 1 when anything was lost or doubled, or a limit was exceeded.
 
     .venv/bin/python bench/soak.py --minutes 2 --rate 20
 """
@@ -88,6 +94,62 @@ def _echo_jobs(q: Any, ws: Any, user: Any, tick: int) -> list[Any]:
     return [job.pk, unique.pk]
 
 
+def _limited_jobs(q: Any, ws: Any, user: Any, tick: int) -> list[Any]:
+    """A tick's keyed and limited submits (module docstring); returns their ids."""
+    priority = (tick * 53) % 201 - 100
+    subs = [
+        q.Submission(
+            function="tests.keyed",
+            args={"key": f"soak:{tick % 4}", "seconds": 0.05},
+            concurrency_key=f"soak:{tick % 4}",
+            priority=priority,
+        )
+    ]
+    if tick % 2 == 0:
+        subs.append(q.Submission(function="tests.one_at_a_time", args={"seconds": 0.02}, priority=priority))
+    if tick % 10 == 0:
+        subs.append(q.Submission(function="hq.echo", args={"r": tick}, concurrency_key="soakrate:1"))
+    return [q.job_submit(workspace=ws, owner=user, submission=sub)[0].pk for sub in subs]
+
+
+class Sampler:
+    """Samples the database every 50 ms in a thread: the most running per `soak:N` key and per
+    limited function, and how often a unique key had two jobs waiting."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.most: dict[str, int] = {}
+        self.unique_doubled = 0
+        self.samples = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self.stop.is_set():
+                with connection.cursor() as cur:
+                    cur.execute(
+                        "SELECT COALESCE(concurrency_key, function), count(*) FROM queueapp_job"
+                        " WHERE state = 'running' AND (concurrency_key LIKE 'soak:%%'"
+                        " OR function = 'tests.one_at_a_time') GROUP BY 1"
+                    )
+                    for scope, n in cur.fetchall():
+                        self.most[scope] = max(self.most.get(scope, 0), n)
+                    cur.execute(
+                        "SELECT count(*) FROM (SELECT 1 FROM queueapp_job WHERE unique_key IS NOT NULL"
+                        " AND attempts = 0 AND state IN ('queued', 'deferred')"
+                        " GROUP BY workspace_id, function, unique_key HAVING count(*) > 1) d"
+                    )
+                    self.unique_doubled += cur.fetchone()[0]
+                self.samples += 1
+                time.sleep(0.05)
+        finally:
+            connection.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=2.0, help="how long to drive load (default 2)")
@@ -123,6 +185,13 @@ def main() -> int:
     from hq import messaging
 
     room = messaging.room_create(workspace=ws, creator=owner.user, name="soak")
+    from queueapp import limits
+    from queueapp.models import KeyLimit
+
+    limits.key_limit_save(KeyLimit(pattern="soak:*", concurrency=2))
+    limits.key_limit_save(KeyLimit(pattern="soakrate:*", rate="3/s"))
+    sampler = Sampler()
+    limited: set = set()
 
     worker = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "runworker", "--concurrency", "50"],
@@ -135,11 +204,13 @@ def main() -> int:
     schedules: list = []
     rss_start = 0
     try:
+        sampler.thread.start()
         t0 = time.monotonic()
         tick = 0
         while time.monotonic() - t0 < args.minutes * 60:
             tick += 1
             accepted.update(_echo_jobs(q, ws, owner.user, tick))
+            limited.update(_limited_jobs(q, ws, owner.user, tick))
             gated, _ = q.job_submit(
                 workspace=ws,
                 owner=owner.user,
@@ -177,6 +248,7 @@ def main() -> int:
             time.sleep(max(0.0, t0 + tick / args.rate - time.monotonic()))
         for hitl in pending_gates:
             q.hitl_decide(request=hitl, actor=approver.user, decision="approve", via="api")
+        accepted |= limited
         deadline = time.monotonic() + args.drain_timeout
         while time.monotonic() < deadline:
             if not Job.objects.filter(pk__in=accepted).exclude(state__in=FINISHED_STATES).exists():
@@ -184,6 +256,8 @@ def main() -> int:
             time.sleep(0.5)
         rss_end = rss_kb(worker.pid)
     finally:
+        sampler.stop.set()
+        sampler.thread.join(timeout=10)
         worker.terminate()
         worker.wait(timeout=60)
 
@@ -206,12 +280,31 @@ def main() -> int:
     print(f"soak: {args.minutes} min at {args.rate}/s ticks; jobs accepted {len(accepted)} {states}")
     print(f"schedules {len(schedules)}, fires {ScheduleFire.objects.count()}")
     print(f"lost {lost}, started twice {twice}, duplicated fires {dup_fires}")
+    from tests.plugin.hq_plugin import keyed_most
+
+    inside = {f"soak:{i}": keyed_most(f"soak:{i}") for i in range(4)}
+    rated = sorted(
+        JobEvent.objects.filter(kind="started", job__concurrency_key="soakrate:1").values_list("at", flat=True)
+    )
+    rate_most = max((sum(1 for u in rated[i:] if (u - t).total_seconds() < 1) for i, t in enumerate(rated)), default=0)
+    over = (
+        any(n > 2 for scope, n in sampler.most.items() if scope.startswith("soak:"))
+        or sampler.most.get("tests.one_at_a_time", 0) > 1
+        or any(n > 2 for n in inside.values())
+        or rate_most > 3
+        or sampler.unique_doubled > 0
+    )
+    print(
+        f"limited jobs {len(limited)}; most running (database, {sampler.samples} samples) {sampler.most}; "
+        f"inside the bodies {inside}; soakrate:1 (3/s) most starts in 1 s {rate_most} of {len(rated)}; "
+        f"unique keys seen with two jobs waiting {sampler.unique_doubled}"
+    )
     if rss_start:
         print(
             f"worker RSS {rss_start / 1024:.1f} MiB at 30 s -> {rss_end / 1024:.1f} MiB at the end "
             f"({(rss_end - rss_start) / 1024:+.1f} MiB)"
         )
-    return 1 if (lost or twice or dup_fires) else 0
+    return 1 if (lost or twice or dup_fires or over) else 0
 
 
 if __name__ == "__main__":

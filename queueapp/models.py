@@ -556,6 +556,9 @@ class LimitGate(models.Model):
     next_at = models.DateTimeField(null=True, blank=True)
     #: Starts the latest START statement let through (read back by that statement only).
     granted = models.IntegerField(default=0)
+    #: The latest turn given to a job held by the rate: the next held job's turn comes after it
+    #: (`transitions._BOOK`).
+    booked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["workspace", "scope"], name="uniq_limitgate")]

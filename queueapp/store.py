@@ -109,6 +109,7 @@ class Store(Protocol):
     async def close(self) -> None: ...
     async def start(self, job_id: str, attempt: int, worker_id: str) -> Started | Held | None: ...
     async def unmark(self, job_id: str, attempt: int) -> str | None: ...
+    async def woken(self, job_id: str, attempt: int) -> Woken | None: ...
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> str | None: ...
     def finishing(self, job_id: str, attempt: int, outcome: Outcome) -> asyncio.Future[str | None]: ...
 
@@ -260,6 +261,7 @@ class PgStore:
         self.worker_id = ""
         self._starts = Batcher(self._start_many)
         self._finishes: Batcher[tuple[str, int, Outcome], str | None] = Batcher(self._finish_many)
+        self._woken: Batcher[tuple[str, int], Woken | None] = Batcher(self._woken_many)
         #: Attempts running under a limit gate -> (workspace, gate), for the wake their finish sends.
         self._gated: dict[tuple[str, int], tuple[UUID, str, bool]] = {}
         self.on_woken: Callable[[list[Woken]], Awaitable[None]] | None = None
@@ -326,6 +328,16 @@ class PgStore:
             row = await cur.fetchone()
         state: str | None = row[0] if row else None
         return state
+
+    async def woken(self, job_id: str, attempt: int) -> Woken | None:
+        """The attempt, held by a concurrency limit, when a finish has woken it since (WOKEN_SQL,
+        batched with the other holds of the moment)."""
+        return await self._woken.submit((job_id, attempt))
+
+    async def _woken_many(self, items: list[tuple[str, int]]) -> list[Woken | None]:
+        params = {"ids": _array(job_id for job_id, _ in items), "attempts": _array(a for _, a in items)}
+        found = {str(row[0]): Woken(*row) for row in await self._fetch(transitions.WOKEN_SQL, params)}
+        return [found.get(job_id) for job_id, _ in items]
 
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> str | None:
         """Record the attempt's end; return the move recorded (`outcome.move`, or `cancel_running`
@@ -445,6 +457,9 @@ class OrmStore:
 
     async def unmark(self, job_id: str, attempt: int) -> str | None:
         return await sync_to_async(_orm_unmark, thread_sensitive=True)(job_id, attempt)
+
+    async def woken(self, job_id: str, attempt: int) -> Woken | None:
+        return None  # limits hold nothing here
 
     async def finish(self, job_id: str, attempt: int, outcome: Outcome) -> str | None:
         return await sync_to_async(_orm_finish, thread_sensitive=True)(job_id, attempt, outcome)

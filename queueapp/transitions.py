@@ -193,6 +193,31 @@ _START = MOVES["start"]
 _GRANT = """GREATEST(0, LEAST(l.n, COALESCE(l.conc - g.running, l.n),
     CASE WHEN l.iv IS NULL THEN l.n WHEN g.next_at IS NULL OR g.next_at <= %(now)s THEN 1 ELSE 0 END))"""
 _GRANT_NEW = "LEAST(w.n, COALESCE(w.conc, w.n), CASE WHEN w.iv IS NULL THEN w.n ELSE 1 END)"
+# Turns under a rate: each job a START holds by a rate gets a turn of its own, after the latest turn
+# the gate has given (`booked_at`), so that the held jobs of several batches and workers come back
+# one per turn, never together. Turns are a little more than an interval apart (a tenth of it, at
+# most 50 ms): a start is late by its claim's latency, and turns exactly an interval apart would
+# each find `next_at` pushed just past them by the late start before.
+_SPACING = "({l}.iv + LEAST({l}.iv / 10, 0.05))"
+#: The gate's latest turn once `{held}` more jobs (those the rate holds) have one each.
+_BOOK = """CASE WHEN {held} > 0 THEN GREATEST({next_at}, %(now)s, {old} + make_interval(secs => {sp}))
+    + make_interval(secs => {sp} * ({held} - 1)) ELSE {old} END"""
+#: How many of a gate's jobs in the batch the rate holds: none when the concurrency limit does.
+_RATE_HELD = (
+    "CASE WHEN {l}.iv IS NULL OR ({l}.conc IS NOT NULL AND {running} >= {l}.conc) THEN 0 ELSE {l}.n - {grant} END"
+)
+_BOOK_UPD = _BOOK.format(
+    held=_RATE_HELD.format(l="l", running=f"g.running + {_GRANT}", grant=_GRANT),
+    next_at=f"CASE WHEN {_GRANT} > 0 THEN %(now)s + make_interval(secs => l.iv) ELSE g.next_at END",
+    old="g.booked_at",
+    sp=_SPACING.format(l="l"),
+)
+_BOOK_INS = _BOOK.format(
+    held=_RATE_HELD.format(l="w", running=_GRANT_NEW, grant=_GRANT_NEW),
+    next_at="%(now)s + make_interval(secs => w.iv)",
+    old="NULL::timestamptz",
+    sp=_SPACING.format(l="w"),
+)
 #: The columns START returns for an attempt it started (`store.Started`), then `hold` and `retry_at`.
 START_COLUMNS = (
     "id", "from_state", "attempt", "function", "args", "timeout_s", "max_tries", "tries_base",
@@ -231,20 +256,22 @@ WITH req AS (
     UPDATE queueapp_limitgate g
        SET granted = {_GRANT}, running = g.running + {_GRANT},
            next_at = CASE WHEN l.iv IS NOT NULL AND {_GRANT} > 0 THEN %(now)s + make_interval(secs => l.iv)
-                          ELSE g.next_at END
+                          ELSE g.next_at END,
+           booked_at = {_BOOK_UPD}
       FROM locked l
      WHERE g.id = l.id
- RETURNING g.workspace_id AS ws, g.scope, g.granted, g.running, g.next_at
+ RETURNING g.workspace_id AS ws, g.scope, g.granted, g.running, g.next_at, g.booked_at
 ), ins AS (
-    INSERT INTO queueapp_limitgate (workspace_id, scope, running, granted, next_at)
-    SELECT w.ws, w.scope, {_GRANT_NEW}, {_GRANT_NEW}, %(now)s + make_interval(secs => w.iv)
+    INSERT INTO queueapp_limitgate (workspace_id, scope, running, granted, next_at, booked_at)
+    SELECT w.ws, w.scope, {_GRANT_NEW}, {_GRANT_NEW}, %(now)s + make_interval(secs => w.iv), {_BOOK_INS}
       FROM want w
      WHERE NOT EXISTS (SELECT 1 FROM queueapp_limitgate g WHERE g.workspace_id = w.ws AND g.scope = w.scope)
      ORDER BY w.ws, w.scope
         ON CONFLICT (workspace_id, scope) DO NOTHING
- RETURNING workspace_id AS ws, scope, granted, running, next_at
+ RETURNING workspace_id AS ws, scope, granted, running, next_at, booked_at
 ), ranked AS (
-    SELECT g.id, g.attempt, g.scope, g.conc, g.iv, gr.granted, gr.running, gr.next_at,
+    SELECT g.id, g.attempt, g.scope, g.conc, g.iv, gr.granted, gr.running, gr.next_at, gr.booked_at,
+           count(*) OVER (PARTITION BY g.ws, g.scope) AS n,
            row_number() OVER (PARTITION BY g.ws, g.scope ORDER BY g.due_at, g.created_at, g.id) AS rk
       FROM gated g LEFT JOIN (SELECT * FROM upd UNION ALL SELECT * FROM ins) gr ON gr.ws = g.ws AND gr.scope = g.scope
 ), moved AS (
@@ -270,7 +297,7 @@ WITH req AS (
  RETURNING j.id, r.attempt, j.function, j.workspace_id, j.queue, j.priority, j.held_at,
            CASE WHEN j.held_at IS NOT NULL THEN NULL
                 WHEN r.granted IS NULL OR r.iv IS NULL THEN %(now)s + interval '50 milliseconds'
-                ELSE GREATEST(r.next_at, %(now)s) + make_interval(secs => r.iv * (r.rk - r.granted - 1)) END
+                ELSE r.booked_at - make_interval(secs => {_SPACING.format(l="r")} * (r.n - r.rk)) END
                AS retry_at
 ), ev AS (
     INSERT INTO queueapp_jobevent (job_id, kind, from_state, to_state, attempt, detail, at)
@@ -307,6 +334,15 @@ WITH f AS (
 UPDATE queueapp_job j SET held_at = NULL
  WHERE j.id = ANY(ARRAY(SELECT id FROM w)) AND j.state IN ('queued', 'deferred')
 RETURNING j.id, j.attempts, j.queue, j.due_at, j.function, j.workspace_id, j.priority
+"""
+
+# A job held by a concurrency limit that a finish woke before its holder took it out of ARQ: the
+# wake's push was refused (ARQ still held the attempt), so the holder pushes it (`Runtime._held`).
+# For a batch of such holds, in one statement.
+WOKEN_SQL = """
+SELECT j.id, j.attempts, j.queue, j.due_at, j.function, j.workspace_id, j.priority
+  FROM queueapp_job j JOIN unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS r(id, attempt) ON j.id = r.id
+ WHERE j.attempts = r.attempt - 1 AND j.state IN ('queued', 'deferred') AND j.held_at IS NULL
 """
 
 # A delivery that may not start yet (paused queue, not yet due) gives the row back to the relay.

@@ -213,13 +213,25 @@ class Runtime:
         except (redis.RedisError, OSError) as exc:
             logger.warning("could not clear attempt %s from Redis: %s", arq_id, exc)
             return  # marked dispatched: the relay pushes it again after its grace
-        if held.retry_at is not None and self.redis is not None:
+        if held.retry_at is None:
+            # A finish under its gate may have woken it between START's hold and the forget above:
+            # that wake's push was refused (ARQ held the attempt still) and the forget took the
+            # attempt out, so nothing would push it before the relay's grace. Push it here.
+            woken = await self.store.woken(str(held.id), held.attempt)
+            if woken is not None:
+                await self.push_woken([woken])
+        elif self.redis is not None:
             lane = registry.fair_lane(held.function, held.workspace_id)
             push = transport.Push(held.id, held.attempt, held.queue, held.retry_at, lane, held.priority)
             try:
                 await transport.apush([push], self.redis)
             except redis.RedisError:
                 logger.warning("could not push job %s held by a rate; the relay will", held.id)
+                return
+            # Claim it at its turn, not at the next poll: a start late by a poll pushes the gate's
+            # next turn past the turn of the job after it (README, "Limits").
+            delay_s = (held.retry_at - clock.now()).total_seconds()
+            asyncio.get_running_loop().call_later(max(delay_s, 0.0), worker.wake.set)
 
     async def push_woken(self, woken: list[Woken]) -> None:
         """Push the held jobs a finish woke (the store marked them dispatched)."""

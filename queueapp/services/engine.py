@@ -160,7 +160,8 @@ def workers_mark_dead(*, now: datetime) -> int:
     return silent.update(stopped_at=now)
 
 
-#: How often a process's reaper recounts the limit gates (`limits.recount_gates`), seconds.
+#: How often a process's reaper recounts the limit gates and prunes idle ones (`limits.recount_gates`,
+#: `limits.prune_gates`), seconds.
 RECOUNT_INTERVAL_S = 60.0
 _next_recount = 0.0
 
@@ -175,6 +176,7 @@ def reap_pass() -> int:
     if time.monotonic() >= _next_recount:
         _next_recount = time.monotonic() + RECOUNT_INTERVAL_S
         limits.recount_gates()
+        limits.prune_gates()
     limits.wake_stale_held(older_than_s=settings.HQ_RELAY_GRACE_S)
     reaped = 0
     for job_id, reason in selectors.jobs_running_lost(now=now).items():

@@ -20,12 +20,14 @@ from django.test import override_settings
 from hq import clock, messaging
 from hq import redis as hq_redis
 from hq.models import Plan
-from queueapp.models import Job, JobEvent, Worker
+from queueapp import limits
+from queueapp.models import Job, JobEvent, KeyLimit, LimitGate, Worker
 from schedules import services as schedule_services
 from schedules import triggers
 from schedules.models import Schedule, ScheduleFire
 from tests.chaos.servers import RedisServer
 from tests.conftest import wait_for
+from tests.queueapp.test_limits import RunningSampler
 
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
 
@@ -78,8 +80,28 @@ def test_redis_restart_loses_nothing_and_doubles_nothing(api, member, procs, pri
     before = [submit(api, member) for _ in range(10)]
     wait_for(lambda: Job.objects.filter(pk__in=before, state="succeeded").count() == 10, what="jobs before")
 
+    # A share of keyed jobs, limited to one running, with priorities: some run before the restart,
+    # some are held in PostgreSQL across it, some are submitted while Redis is down.
+    limits.key_limit_save(KeyLimit(pattern="restart:*", concurrency=1))
+    sampler = RunningSampler(["restart:1"]).__enter__()
+
+    def keyed(n: int) -> list[str]:
+        return [
+            submit(api, member, function="tests.sleep", args={"seconds": 0.3}, concurrency_key="restart:1", priority=p)
+            for p in range(-n, n, 2)
+        ]
+
+    keyed_jobs = keyed(4)
     private_redis.stop()
     during = [submit(api, member) for _ in range(10)]  # 202 while Redis is down
+    keyed_jobs += keyed(3)
+    answers = [
+        api.post("/v1/queue/jobs", {"function": "hq.echo", "unique_key": "restart-u"}, format="json", **member.headers)
+        for _ in range(3)
+    ]
+    assert [r.status_code for r in answers] == [202, 200, 200]
+    unique = {r.json()["id"] for r in answers}
+    assert len(unique) == 1
     assert api.get("/readyz").status_code == 503
     # A schedule slot comes due while Redis is down: the scheduler writes the fire and its job.
     Schedule.objects.filter(pk=task.pk).update(next_fire_at=clock.now() - timedelta(seconds=1))
@@ -92,12 +114,14 @@ def test_redis_restart_loses_nothing_and_doubles_nothing(api, member, procs, pri
     private_redis.start()  # a new, empty Redis: a new run_id
     hq_redis.reset()
     after = [submit(api, member) for _ in range(5)]
-    everything = before + during + after
+    everything = before + during + after + keyed_jobs + list(unique)
     wait_for(
-        lambda: Job.objects.filter(pk__in=everything, state="succeeded").count() == 25,
+        lambda: Job.objects.filter(pk__in=everything, state="succeeded").count() == 25 + 7 + 1,
         timeout=60,
         what="every accepted job to run",
     )
+    sampler.__exit__(None, None, None)
+    assert sampler.most == {"restart:1": 1}
     fire = ScheduleFire.objects.get(schedule=task)
     wait_for(lambda: ScheduleFire.objects.get(pk=fire.pk).status == "succeeded", timeout=30, what="the fire to run")
     assert started_once(everything + [fire.job_id])
@@ -198,18 +222,53 @@ def test_worker_killed_in_the_middle_of_many_jobs(api, member, procs, burst):
         for _ in range(12)
     ]
     final = [submit(api, member, function="tests.sleep", args={"seconds": 30}, max_tries=1) for _ in range(4)]
+    # A share of keyed, limited, prioritised and unique jobs: two long ones of a key limited to 2
+    # take its places (retried after the kill), five short ones wait held behind them, and a unique
+    # key submitted three times makes one job.
+    limits.key_limit_save(KeyLimit(pattern="chaos:*", concurrency=2))
+    long_keyed = [
+        submit(
+            api,
+            member,
+            function="tests.sleep",
+            args={"seconds": 30, "first_only": True},
+            max_tries=2,
+            concurrency_key="chaos:1",
+            priority=100,
+        )
+        for _ in range(2)
+    ]
+    short_keyed = [
+        submit(api, member, function="tests.sleep", args={"seconds": 0.2}, concurrency_key="chaos:1", priority=p)
+        for p in (-100, -5, 0, 7, 50)
+    ]
+    unique_body = {
+        "function": "tests.sleep",
+        "args": {"seconds": 30, "first_only": True},
+        "max_tries": 2,
+        "unique_key": "chaos-u",
+        "priority": -3,
+    }
+    answers = [api.post("/v1/queue/jobs", unique_body, format="json", **member.headers) for _ in range(3)]
+    assert [(r.status_code, r.json()["duplicate"]) for r in answers] == [(202, False), (200, True), (200, True)]
+    unique = [r.json()["id"] for r in answers][:1]
+    assert {r.json()["id"] for r in answers} == set(unique), "one job for a unique key submitted three times"
+    sampler = RunningSampler(["chaos:1"]).__enter__()
     victim = procs.worker("--without", "reaper", "--concurrency", "50")
     everything = retried + final
+    keyed = long_keyed + short_keyed
+    long_keyed += unique  # lost in the kill, run again, like the two long keyed ones
     wait_for(
         # Running in PostgreSQL and inside their first attempt's bodies: a batch's START commits
         # before its bodies begin, one after another, so a kill as soon as PostgreSQL says 16
         # running could lose an attempt before its body began (that job's body then ran once).
         lambda: (
-            Job.objects.filter(pk__in=everything, state="running").count() == 16
-            and all(runs_by_attempt(i).get(1) for i in everything)
+            Job.objects.filter(pk__in=everything + long_keyed, state="running").count() == 19
+            and all(runs_by_attempt(i).get(1) for i in everything + long_keyed)
+            and Job.objects.filter(pk__in=short_keyed, held_at__isnull=False).count() == 5
         ),
         timeout=30,
-        what="all 16 jobs running their bodies",
+        what="all 19 long jobs running their bodies, the 5 short keyed ones held",
     )
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
@@ -218,10 +277,18 @@ def test_worker_killed_in_the_middle_of_many_jobs(api, member, procs, burst):
         # Each job is reaped once both its worker's heartbeat and its own start are 3 intervals
         # old; the 16 starts are spread out, so passes run until none is left running.
         queue_services.reap_pass()
-        return not Job.objects.filter(pk__in=everything, state="running").exists()
+        return not Job.objects.filter(pk__in=everything + long_keyed, state="running").exists()
 
-    wait_for(reaped_all, timeout=30, what="the reaper to move all 16 jobs")
+    wait_for(reaped_all, timeout=30, what="the reaper to move all 19 jobs")
     burst()
+    sampler.__exit__(None, None, None)
+    # The keyed share: every job ran, each attempt started once, never more than 2 of the key running.
+    assert set(Job.objects.filter(pk__in=long_keyed).values_list("state", "attempts")) == {("succeeded", 2)}
+    assert set(Job.objects.filter(pk__in=short_keyed).values_list("state", "attempts")) == {("succeeded", 1)}
+    keyed_started = started_attempts(keyed + unique)
+    assert keyed_started == {str(i): [1, 2] for i in long_keyed} | {str(i): [1] for i in short_keyed}
+    assert sampler.samples > 10 and sampler.most == {"chaos:1": 2}
+    assert set(LimitGate.objects.values_list("scope", "running")) == {("chaos:1", 0)}
     assert set(Job.objects.filter(pk__in=retried).values_list("state", "attempts")) == {("succeeded", 2)}
     assert set(Job.objects.filter(pk__in=final).values_list("state", flat=True)) == {"failed"}
     started = started_attempts(everything)

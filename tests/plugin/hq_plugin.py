@@ -173,3 +173,9 @@ async def rated(ctx: JobContext) -> None:
 async def one_at_a_time(ctx: JobContext) -> None:
     """Sleep `seconds`; one job per key (its keyless jobs: one at all) at once."""
     await asyncio.sleep(float(ctx.args.get("seconds", 0.2)))
+
+
+@job_function("tests.three_at_a_time", max_tries=1, concurrency_limit=3, timeout=60)
+async def three_at_a_time(ctx: JobContext) -> None:
+    """Sleep `seconds`; three jobs per key (its keyless jobs: three at all) at once."""
+    await asyncio.sleep(float(ctx.args.get("seconds", 0.2)))

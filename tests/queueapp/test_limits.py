@@ -396,3 +396,95 @@ def test_a_workspace_limit_change_releases_only_that_workspace_held_jobs(api, me
     assert Job.objects.get(pk=theirs).held_at == held_at  # another workspace's change touches nothing of theirs
     limits.key_limit_save(KeyLimit(pattern="customer:*", concurrency=1))  # every workspace's limit
     assert Job.objects.get(pk=theirs).held_at is None
+
+
+def test_the_reaper_wakes_as_many_held_jobs_as_a_raised_limit_in_the_code_frees(member):
+    """A deploy raised `tests.three_at_a_time`'s limit from 1 to 3 while six of its jobs were held
+    and one ran: no finish wakes the two new places, the reaper's next pass fills them at once."""
+
+    def job():
+        return services.job_submit(
+            workspace=member.workspace,
+            owner=member.user,
+            submission=services.Submission(function="tests.three_at_a_time", args={}),
+        )[0]
+
+    running, held = job(), [job() for _ in range(6)]
+    scope = "tests.three_at_a_time"
+    Job.objects.filter(pk=running.pk).update(state="running", attempts=1, limit_scope=scope, worker_id="w")
+    long_ago = clock.now() - timedelta(minutes=5)
+    Job.objects.filter(pk__in=[h.pk for h in held]).update(held_at=long_ago, dispatched_at=long_ago, limit_scope=scope)
+    LimitGate.objects.create(workspace=member.workspace, scope=scope, running=1)
+    assert limits.wake_stale_held(older_than_s=10) == 2
+    woken = Job.objects.filter(pk__in=[h.pk for h in held], held_at__isnull=True)
+    # The earliest due first, each handed to the relay (unmarked dispatched).
+    assert set(woken.values_list("pk", "dispatched_at")) == {(h.pk, None) for h in held[:2]}
+    # Without a free place, still the oldest one per pass (the net for a lost wake), never more.
+    Job.objects.filter(pk__in=[h.pk for h in held[:2]]).update(held_at=long_ago)
+    LimitGate.objects.filter(scope=scope).update(running=3)
+    assert limits.wake_stale_held(older_than_s=10) == 1
+    # A concurrency limit removed altogether (a key limit's rate alone now): every held job goes.
+    keyed_ids = [
+        services.job_submit(
+            workspace=member.workspace,
+            owner=member.user,
+            submission=services.Submission(function="hq.echo", args={}, concurrency_key="rated:1"),
+        )[0].pk
+        for _ in range(4)
+    ]
+    Job.objects.filter(pk__in=keyed_ids).update(held_at=long_ago, limit_scope="rated:1")
+    KeyLimit.objects.create(pattern="rated:*", like_pattern="rated:%", rate="1/s", rate_interval_s=1.0)
+    LimitGate.objects.create(workspace=member.workspace, scope="rated:1", running=1)
+    limits.wake_stale_held(older_than_s=10)
+    assert not Job.objects.filter(pk__in=keyed_ids, held_at__isnull=False).exists()
+
+
+def test_idle_gates_are_pruned_and_busy_ones_kept(member):
+    """One gate per key ever used would grow without end: the reaper deletes the idle ones."""
+    ws = member.workspace
+    now = clock.now()
+
+    def gate(scope, running=0, next_at=None):
+        return LimitGate.objects.create(workspace=ws, scope=scope, running=running, next_at=next_at)
+
+    def waiting(**submission):
+        services.job_submit(workspace=ws, owner=member.user, submission=services.Submission(args={}, **submission))
+
+    gate("idle:1")
+    gate("idle:2", next_at=now - timedelta(hours=1))
+    gate("busy:running", running=1)
+    gate("busy:rate", next_at=now - timedelta(seconds=10))  # a rate's turn just past: its window still counts
+    LimitGate.objects.create(workspace=ws, scope="busy:booked", booked_at=now + timedelta(minutes=1))
+    gate("busy:waiting")
+    waiting(function="hq.echo", concurrency_key="busy:waiting")
+    gate("tests.one_at_a_time")
+    waiting(function="tests.one_at_a_time")  # a function's keyless jobs wait under its name
+    assert limits.prune_gates() == 2
+    assert set(LimitGate.objects.values_list("scope", flat=True)) == {
+        "busy:running",
+        "busy:rate",
+        "busy:booked",
+        "busy:waiting",
+        "tests.one_at_a_time",
+    }
+    assert limits.prune_gates() == 0
+
+
+def test_a_rate_backlog_comes_back_one_per_turn_not_in_lumps(api, member, procs):
+    """Each job a rate holds gets a turn of its own (after the gate's latest), across workers and
+    START batches: it is held about once, not again at every turn it lost to the others held with it."""
+    limits.key_limit_save(KeyLimit(pattern="spread:*", rate="10/s"))
+    start_workers(procs, 3)
+    body = {"function": "hq.echo", "concurrency_key": "spread:1"}
+    resp = api.post("/v1/queue/jobs/batch", {"jobs": [body] * 60}, format="json", **member.headers)
+    ids = [job["id"] for job in resp.json()["jobs"]]
+    wait_for(lambda: Job.objects.filter(pk__in=ids, state="succeeded").count() == 60, timeout=60, what="60 jobs")
+    times = starts(ids)
+    assert len(times) == 60 and most_in_window(times, 1.0) <= 10
+    time.sleep(1.5)  # the workers' last flush of their metrics
+    holds = hq_redis.client().hgetall(hq_redis.key("metrics", "hq_job_holds"))
+    rate_holds = sum(int(v) for k, v in holds.items() if b'"rate"' in k)
+    print(f"rate holds for 60 jobs: {rate_holds}")
+    # Once for its turn, now and then once more (a start before it was late by more than the margin
+    # between turns). Turns counted per START batch alone held each job ~12 times (746 holds).
+    assert rate_holds <= 2 * 60, holds
