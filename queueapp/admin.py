@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import PAGE_VAR
+from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.db.models.expressions import OrderBy
@@ -104,11 +104,25 @@ def _pre(obj: Any, field: str) -> str:
     )
 
 
+class ConsoleChangeList(ChangeList):
+    """Django's list, which takes a first page of less than a page from the rows the console's
+    paginator already read (`CappedPaginator`): Django reads a single page's rows again."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        rows = getattr(self.paginator, "_first_rows", None)
+        if not self.multi_page and rows is not None:
+            self.result_list = rows
+
+
 class ConsoleAdmin(WorkspaceScopedAdmin):
     """A read-only console page: no Django model permissions needed, the workspace scope applies.
     Its lists share these columns (for models with a `state` and JSON `args` read as stored text)."""
 
     model_permissions = False
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return ConsoleChangeList
 
     def get_paginator(
         self,

@@ -132,7 +132,14 @@ def test_a_first_page_shorter_than_a_page_is_read_once_without_a_count(member):
         sql = [q["sql"] for q in seen.captured_queries if "SELECT COUNT(*) FROM (SELECT" in q["sql"]]
         return sql, len(resp.context["cl"].result_list)
 
+    def reads_of_the_rows(url: str) -> int:
+        with CaptureQueriesContext(connection) as seen:
+            ops.get(url)
+        rows_read = [q for q in seen.captured_queries if 'SELECT "queueapp_job"."id"' in q["sql"]]
+        return sum(1 for q in rows_read if "ORDER BY" in q["sql"])
+
     assert paginator_counts("/admin/queueapp/job/?state__exact=queued") == ([], 3)  # the rows are the count
+    assert reads_of_the_rows("/admin/queueapp/job/?state__exact=queued") == 1  # and read once
     assert paginator_counts(f"/admin/queueapp/job/?q={rows[0].pk}") == ([], 1)
     counted, shown = paginator_counts("/admin/queueapp/job/")  # more than a page: counted (capped)
     assert len(counted) == 1 and "LIMIT" in counted[0] and shown == 50
