@@ -71,6 +71,18 @@ def sync_echo(ctx: JobContext) -> dict:
     return {"workspace": Workspace.objects.get(pk=ctx.workspace_id).slug, "args": ctx.args}
 
 
+@job_function("tests.cancelled_then_fails", max_tries=3, retry_backoff=0)
+def cancelled_then_fails(ctx: JobContext) -> None:
+    """Someone cancels the job while it runs, but the abort never reaches this body (Redis was away
+    when the cancel was recorded: `job_cancel` leaves just `cancel_requested_at`); then it fails."""
+    from hq import clock
+    from queueapp.models import Job
+
+    _count(ctx)
+    Job.objects.filter(pk=ctx.job_id).update(cancel_requested_at=clock.now())
+    raise RuntimeError("failed on its own")
+
+
 @job_function("tests.urgent", priority=60, max_tries=1)
 async def urgent(ctx: JobContext) -> dict:
     """Registered with priority 60: its jobs' default."""

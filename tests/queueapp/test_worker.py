@@ -114,6 +114,18 @@ def test_cancelled_job_never_runs(api, member, burst):
     assert job(job_id).state == "cancelled" and runs(job_id) == 0 and started_events(job_id) == 0
 
 
+def test_a_cancel_whose_abort_never_arrived_wins_over_the_retry_of_a_failure(api, member, burst):
+    job_id = submit(api, member, function="tests.cancelled_then_fails")
+    burst()
+    row = job(job_id)
+    assert (row.state, row.attempts, runs(job_id)) == ("cancelled", 1, 1), "never retried"
+    assert row.finished_at is not None and row.dispatched_at is None
+    last = JobEvent.objects.filter(job_id=job_id).order_by("at", "id").last()
+    assert (last.kind, last.from_state, last.to_state) == ("cancelled", "running", "cancelled")
+    assert "failed on its own" in last.detail["error"] and "retry_in_s" not in last.detail
+    assert transport.queue_length("default") == 0, "no retry pushed"
+
+
 def test_retry_runs_again_with_fresh_tries(api, member, burst):
     job_id = submit(api, member, function="tests.flaky", args={"fail_times": 1}, max_tries=1)
     burst()
