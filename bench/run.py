@@ -367,7 +367,7 @@ def reset_state() -> None:
 
     redis_client().flushdb()
     with connection.cursor() as cur:
-        cur.execute("TRUNCATE queueapp_job CASCADE")
+        cur.execute("TRUNCATE queueapp_jobevent, queueapp_job CASCADE")  # events reference jobs unchecked
 
 
 WATCHED = ("queueapp", "hq")

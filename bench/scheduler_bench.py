@@ -208,7 +208,8 @@ def distinct_triggers(n: int) -> list[dict]:
 
 def reset_state(schedules: bool = True) -> None:
     redis_client().flushdb()
-    tables = "schedules_schedule, queueapp_job" if schedules else "schedules_schedulefire, queueapp_job"
+    jobs = "queueapp_jobevent, queueapp_job"  # events reference jobs unchecked: TRUNCATE's CASCADE skips them
+    tables = f"schedules_schedule, {jobs}" if schedules else f"schedules_schedulefire, {jobs}"
     sql(f"TRUNCATE {tables} CASCADE", fetch="none")
 
 

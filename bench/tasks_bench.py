@@ -118,7 +118,7 @@ def reset_hq() -> None:
 
     hq_redis.client().flushdb()
     with connection.cursor() as cur:
-        cur.execute("TRUNCATE queueapp_job CASCADE")
+        cur.execute("TRUNCATE queueapp_jobevent, queueapp_job CASCADE")  # events reference jobs unchecked
 
 
 def hq_recorded(n: int) -> dict[str, bool]:
