@@ -58,25 +58,50 @@ def _fields(model: type[models.Model], columns: Mapping[str, Sequence[Any]]) -> 
 
 def insert_sql(model: type[models.Model], columns: Mapping[str, Sequence[Any]]) -> tuple[str, list[Any]]:
     """`bulk_insert`'s statement and parameters (PostgreSQL), to run alone or chained in a CTE."""
+    from psycopg.types.json import Jsonb
+
     _check_rows(columns)
-    fields = _fields_cached(model, tuple(columns))
-    same = {f.attname: f.get_default() for f in fields if f.attname not in columns}
+    names = tuple(columns)
+    order, defaults = _plan(model, names)
+    same = {name: default() for name, default in defaults}
     varying: list[str] = []  # the columns sent as arrays
-    for f in fields:
-        if f.attname in columns:
-            values = columns[f.attname]
-            first = values[0]
-            if len(values) == 1 or all(v == first for v in values):
-                same[f.attname] = first
-            else:
-                varying.append(f.attname)
+    one_row = len(columns[names[0]]) == 1
+    for name, values in columns.items():
+        first = values[0]
+        if one_row or all(v == first for v in values):
+            same[name] = first
+        else:
+            varying.append(name)
     if not varying:  # unnest needs one array: the first column, repeated
-        varying.append(fields[0].attname)
-        same.pop(fields[0].attname)
-    query = _insert_text(model, tuple(columns), tuple(varying))
-    params = [_adapt(f, same[f.attname]) for f in fields if f.attname in same]
-    params += [_adapt_all(f, columns[f.attname]) for f in fields if f.attname in varying]
+        varying.append(order[0][0])
+        same.pop(order[0][0])
+    query = _insert_text(model, names, tuple(varying))
+    # Only JSON needs wrapping (`_adapt`); the plan knows which columns are JSON.
+    params: list[Any] = [
+        Jsonb(value) if is_json and value is not None else value
+        for name, is_json in order
+        if (value := same.get(name, _ABSENT)) is not _ABSENT
+    ]
+    params += [
+        [Jsonb(v) if v is not None else v for v in columns[name]] if is_json else list(columns[name])
+        for name, is_json in order
+        if name in varying
+    ]
     return query, params
+
+
+_ABSENT = object()
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(
+    model: type[models.Model], names: tuple[str, ...]
+) -> tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, Any], ...]]:
+    """The columns of an insert of `names`, in table order, each with whether it is JSON; and the
+    default of each column left out (`Field.get_default`, called per insert: some are callables)."""
+    fields = _fields_cached(model, names)
+    order = tuple((f.attname, isinstance(f, models.JSONField)) for f in fields)
+    return order, tuple((f.attname, f.get_default) for f in fields if f.attname not in names)
 
 
 @functools.lru_cache(maxsize=256)

@@ -7,22 +7,34 @@ events are written by a single `INSERT ... SELECT FROM unnest()` statement with 
 INSERT chained to it, so even one submit is one round trip and needs no transaction of its own;
 the push to ARQ is one pipelined Redis call after commit, and a push that fails is the relay's
 (the rows keep `dispatched_at`).
+
+A caller that asks for it (`pushes_in_background`: the in-process django.tasks backend) has the
+pushes of its autocommit writes handed to this process's pusher thread instead (`Pusher`): the row
+is committed when the call returns, as before, and the pusher sends whatever pushes have gathered
+in one pipelined call, while the caller goes on with its next write. A push the pusher never makes
+(the process is killed) is the relay's, as a failed one is; at exit the pusher is flushed.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import contextvars
 import dataclasses
 import logging
+import os
+import threading
+import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
 
 import redis
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 
 from hq import clock, db, metrics
 from queueapp import registry, transport
@@ -135,11 +147,15 @@ def jobs_insert(jobs: Sequence[NewJob], *, actor_id: uuid.UUID | None = None) ->
     """Write the jobs and their `submitted` events, then push the waiting ones after commit.
 
     Inside a transaction the push waits for its commit (the outbox pattern); outside one the
-    statement commits by itself and the push follows at once.
+    statement commits by itself and the push follows at once (or goes to the pusher thread: see
+    `pushes_in_background`).
     """
     if not jobs:
         return
+    conn = connections[DEFAULT_DB_ALIAS]
     columns = {name: [getattr(j, name) for j in jobs] for name in _JOB_COLUMNS}
+    # A new row was last updated when it was created (the NewJob reads so: `updated_at`).
+    columns["updated_at"] = columns["created_at"]
     n = len(jobs)
     events = {
         "job_id": columns["id"],
@@ -149,7 +165,7 @@ def jobs_insert(jobs: Sequence[NewJob], *, actor_id: uuid.UUID | None = None) ->
         "detail": [j.detail for j in jobs],
         "at": columns["created_at"],
     }
-    if connection.vendor == "postgresql":
+    if conn.vendor == "postgresql":
         job_sql, job_params = db.insert_sql(Job, columns)
         event_sql, event_params = db.insert_sql(JobEvent, events)
         db.execute_binary(f"WITH new_jobs AS ({job_sql} RETURNING 1) {event_sql}", [*job_params, *event_params])
@@ -163,12 +179,112 @@ def jobs_insert(jobs: Sequence[NewJob], *, actor_id: uuid.UUID | None = None) ->
         if j.waiting
     ]
     counts = Counter((j.queue, j.function, j.state) for j in jobs)
-    if connection.in_atomic_block and not connection.savepoint_ids:
-        _AfterCommit.of_transaction().add(pushes, counts)
+    background = _BACKGROUND.get()
+    if conn.in_atomic_block and not conn.savepoint_ids:
+        _AfterCommit.of_transaction().add(pushes, counts, background)
         return
     if pushes:
-        transaction.on_commit(partial(push, pushes), robust=True)
+        transaction.on_commit(partial(PUSHER.submit if background else push, pushes), robust=True)
     transaction.on_commit(partial(_count, counts))
+
+
+#: Set (`pushes_in_background`) while a caller's writes hand their pushes to the pusher thread.
+_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("hq_pushes_in_background", default=False)
+
+
+@contextlib.contextmanager
+def pushes_in_background() -> Iterator[None]:
+    """Within this block, the pushes of jobs written go to this process's pusher thread once
+    committed (`Pusher`), instead of being sent before the call that wrote them returns.
+
+    For callers that write one job per call in autocommit, many times (the in-process django.tasks
+    backend's `enqueue`): each call still returns with its job committed, and its Redis round
+    trip leaves the caller's path; the pusher sends the pushes gathered meanwhile in one call.
+    """
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+
+
+class Pusher:
+    """This process's pusher thread: it hands to ARQ the pushes given to it (`submit`), each round
+    all those that gathered while the round before was under way, in one pipelined Redis call.
+
+    Durability is the database's: a job is committed before its push is given here. A round that
+    fails is `push`'s failure (the jobs are marked undispatched, for the relay's next pass); a
+    round never made (the process was killed) leaves the rows marked dispatched when written, which
+    the relay pushes again once `HQ_RELAY_GRACE_S` has passed. At exit, `flush` waits for what is
+    left (at most FLUSH_AT_EXIT_S). A forked child starts empty: its parent pushes what it held.
+    """
+
+    #: Seconds the interpreter's exit waits for pushes not yet made.
+    FLUSH_AT_EXIT_S = 5.0
+
+    def __init__(self) -> None:
+        self.forked()
+
+    def forked(self) -> None:
+        """Start afresh (in a forked child, whose copy of the lock may be held by no thread of its own)."""
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[transport.Push] = []
+        self._busy = False  # a round is under way
+        self._thread: threading.Thread | None = None
+
+    def submit(self, pushes: list[transport.Push]) -> None:
+        """Hand on committed jobs' pushes; the pusher makes them soon, with whatever else gathers."""
+        with self._cond:
+            self._pending += pushes
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="hq-pusher", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    @property
+    def pending(self) -> int:
+        """Pushes handed on that no round has taken yet."""
+        return len(self._pending)
+
+    def flush(self, timeout_s: float = FLUSH_AT_EXIT_S) -> bool:
+        """Wait until every push handed on has been made (or has failed); False after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._busy = False
+                    self._cond.notify_all()  # flush() waiters: all done
+                    self._cond.wait()
+                batch, self._pending = self._pending, []
+                self._busy = True
+            try:
+                push(batch)  # a Redis failure marks them undispatched, for the relay
+            except Exception:
+                logger.exception("pusher: push of %d job(s) failed; the relay will push them", len(batch))
+            finally:
+                own = connections[DEFAULT_DB_ALIAS]  # opened only by a failed push's update
+                if own.connection is not None:
+                    own.close()
+
+
+#: The process's pusher (`pushes_in_background`).
+PUSHER = Pusher()
+atexit.register(PUSHER.flush)
+os.register_at_fork(after_in_child=PUSHER.forked)
+
+
+def pushes_flush(timeout_s: float = Pusher.FLUSH_AT_EXIT_S) -> bool:
+    """Wait until the pusher has made every push handed to it (tests, a script about to read Redis)."""
+    return PUSHER.flush(timeout_s)
 
 
 class _AfterCommit:
@@ -185,6 +301,8 @@ class _AfterCommit:
         self.hooks = hooks
         self.pushes: list[transport.Push] = []
         self.counts: Counter[tuple[str, str, str]] = Counter()
+        #: The pushes leave through the pusher only when every write asked for it.
+        self.background = True
 
     @classmethod
     def of_transaction(cls) -> _AfterCommit:
@@ -196,15 +314,21 @@ class _AfterCommit:
             transaction.on_commit(current.run, robust=True)
         return current
 
-    def add(self, pushes: list[transport.Push], counts: Counter[tuple[str, str, str]]) -> None:
+    def add(
+        self,
+        pushes: list[transport.Push],
+        counts: Counter[tuple[str, str, str]],
+        background: bool,
+    ) -> None:
         self.pushes += pushes
         self.counts.update(counts)
+        self.background = self.background and background
 
     def run(self) -> None:
         if getattr(connection, "_hq_after_commit", None) is self:
             connection._hq_after_commit = None  # type: ignore[attr-defined]
         if self.pushes:
-            push(self.pushes)
+            (PUSHER.submit if self.background else push)(self.pushes)
         _count(self.counts)
 
 

@@ -58,7 +58,7 @@ from hq_client.results import FAILED_ATTEMPT_KINDS
 from hq_client.states import task_call, task_call_problems
 
 from hq import clock
-from queueapp import registry
+from queueapp import enqueue, registry
 from queueapp.runtime import run_sync
 
 if TYPE_CHECKING:
@@ -388,7 +388,10 @@ class HQBackend(HQTaskBackend):
             priority=options["priority"],
         )
         try:
-            job, created = services.job_submit_row(workspace=self._workspace(task), owner=None, submission=submission)
+            with enqueue.pushes_in_background():
+                job, created = services.job_submit_row(
+                    workspace=self._workspace(task), owner=None, submission=submission
+                )
         except ValidationFailed as exc:
             raise InvalidTask(exc.message) from exc
         if not created:  # an idempotency key's replay: the first job, as it is now

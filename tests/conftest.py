@@ -21,12 +21,17 @@ from tests.loopback import Loopback
 
 @pytest.fixture(autouse=True)
 def _clean_redis():
-    """Flush this worker's Redis db (never db 0) around each test."""
+    """Flush this worker's Redis db (never db 0) around each test; pushes the pusher thread still
+    holds (`queueapp.enqueue.Pusher`) land before the flush, not in the next test's Redis."""
+    from queueapp import enqueue
+
+    enqueue.pushes_flush()
     hq_redis.reset()
     client = hq_redis.client()
     assert client.connection_pool.connection_kwargs.get("db", 0) != 0, "tests must not use Redis db 0"
     client.flushdb()
     yield
+    enqueue.pushes_flush()
     hq_redis.reset()
 
 
@@ -51,10 +56,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_burst(queues: list[str] | None = None, concurrency: int = 20) -> None:
-    """Run a real HQ worker (ARQ underneath) in this process until what is due is done."""
-    from queueapp import store
+    """Run a real HQ worker (ARQ underneath) in this process until what is due is done (what this
+    process enqueued in the background included: the pusher is flushed first)."""
+    from queueapp import enqueue, store
     from queueapp.worker import run_process
 
+    enqueue.pushes_flush()
     asyncio.run(
         run_process(
             store=store.for_database(),
