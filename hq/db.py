@@ -68,7 +68,7 @@ def insert_sql(model: type[models.Model], columns: Mapping[str, Sequence[Any]]) 
     one_row = len(columns[names[0]]) == 1
     for name, values in columns.items():
         first = values[0]
-        if one_row or all(v == first for v in values):
+        if one_row or values.count(first) == len(values):  # count: one C loop, not a generator
             same[name] = first
         else:
             varying.append(name)

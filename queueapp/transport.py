@@ -116,22 +116,24 @@ def _payload(job_id: UUID | str, attempt: int, enqueue_ms: int) -> bytes:
 _Argv = list[int | bytes | str]
 
 
-def _script_args(item: Push, now_ms: int) -> tuple[list[str], _Argv]:
+def _script_args(item: Push, now_ms: int, shared: dict[tuple[str, str], list[str]]) -> tuple[list[str], _Argv]:
+    """The KEYS and ARGV of one attempt; `shared` keeps the keys of each (queue, lane) once made."""
     arq_id = arq_job_id(item.job_id, item.attempt)
     score = max(int(item.due_at.timestamp() * 1000), 0)
     expires = max(score - now_ms, 0) + expires_extra_ms
     queue = item.queue
-    keys = [
-        job_key_prefix + arq_id,
-        result_key_prefix + arq_id,
-        queue_key(queue),
-        lane_key(queue, item.lane),
-        lanes_key(queue, item.lane[:1] or "u"),
-        lane_of_key(queue),
-        delayed_key(queue),
-        band_of_key(queue),
-        seq_key(queue),
-    ]
+    lane_keys = shared.get((queue, item.lane))
+    if lane_keys is None:
+        lane_keys = shared[(queue, item.lane)] = [
+            queue_key(queue),
+            lane_key(queue, item.lane),
+            lanes_key(queue, item.lane[:1] or "u"),
+            lane_of_key(queue),
+            delayed_key(queue),
+            band_of_key(queue),
+            seq_key(queue),
+        ]
+    keys = [job_key_prefix + arq_id, result_key_prefix + arq_id, *lane_keys]
     band = PRIORITY_TOP - item.priority
     return keys, [expires, _payload(item.job_id, item.attempt, now_ms), score, arq_id, item.lane, band]
 
@@ -173,11 +175,12 @@ _PUSH_MANY_SHA = hashlib.sha1(_PUSH_MANY_LUA.encode()).hexdigest()
 def _script_calls(items: list[Push], now_ms: int) -> list[tuple[list[str], _Argv]]:
     """(keys, args) of one script call per chunk of attempts."""
     calls: list[tuple[list[str], _Argv]] = []
+    shared: dict[tuple[str, str], list[str]] = {}
     for i in range(0, len(items), PUSH_CHUNK):
         keys: list[str] = []
         args: _Argv = [now_ms]
         for item in items[i : i + PUSH_CHUNK]:
-            k, a = _script_args(item, now_ms)
+            k, a = _script_args(item, now_ms, shared)
             keys += k
             args += a
         calls.append((keys, args))

@@ -206,6 +206,8 @@ def _check_queue(queue: str | None) -> None:
     if not queue:
         return
     validate_queue_name(queue)
+    if queue in settings.HQ_QUEUES:  # the common case, without building the whole list per submit
+        return
     allowed = registry.queues_allowed()
     if queue not in allowed:
         raise ValidationFailed(
