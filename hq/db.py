@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import operator
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models
@@ -40,8 +42,7 @@ def bulk_insert(model: type[models.Model], columns: Mapping[str, Sequence[Any]])
 
 
 def _check_rows(columns: Mapping[str, Sequence[Any]]) -> None:
-    count = len(next(iter(columns.values())))
-    if any(len(values) != count for values in columns.values()):
+    if len(set(map(len, columns.values()))) > 1:
         raise ValueError("bulk_insert: every column needs one value per row")
 
 
@@ -62,46 +63,76 @@ def insert_sql(model: type[models.Model], columns: Mapping[str, Sequence[Any]]) 
 
     _check_rows(columns)
     names = tuple(columns)
-    order, defaults = _plan(model, names)
-    same = {name: default() for name, default in defaults}
+    plan = _plan(model, names)
+    same = dict(plan.constants)
+    for name, default in plan.callables:
+        same[name] = default()
+    if len(columns[names[0]]) == 1:  # one row (a submit): every value bound once, but for unnest's array
+        same.update(zip(names, map(_first, columns.values()), strict=True))
+        first_name, first_json = plan.order[0]
+        first = same[first_name]
+        params = list(plan.one_row_values(same))
+        for i in plan.one_row_json:
+            if params[i] is not None:
+                params[i] = Jsonb(params[i])
+        params.append([Jsonb(first) if first_json and first is not None else first])
+        return _insert_text(model, names, (first_name,)), params
     varying: list[str] = []  # the columns sent as arrays
-    one_row = len(columns[names[0]]) == 1
     for name, values in columns.items():
-        first = values[0]
-        if one_row or values.count(first) == len(values):  # count: one C loop, not a generator
-            same[name] = first
+        if values.count(values[0]) == len(values):  # count: one C loop, not a generator
+            same[name] = values[0]
         else:
             varying.append(name)
     if not varying:  # unnest needs one array: the first column, repeated
-        varying.append(order[0][0])
-        same.pop(order[0][0])
+        varying.append(plan.order[0][0])
+        same.pop(plan.order[0][0])
     query = _insert_text(model, names, tuple(varying))
     # Only JSON needs wrapping (`_adapt`); the plan knows which columns are JSON.
-    params: list[Any] = [
-        Jsonb(value) if is_json and value is not None else value
-        for name, is_json in order
-        if (value := same.get(name, _ABSENT)) is not _ABSENT
+    params = [
+        Jsonb(same[name]) if is_json and same[name] is not None else same[name]
+        for name, is_json in plan.order
+        if name in same
     ]
     params += [
         [Jsonb(v) if v is not None else v for v in columns[name]] if is_json else list(columns[name])
-        for name, is_json in order
+        for name, is_json in plan.order
         if name in varying
     ]
     return query, params
 
 
-_ABSENT = object()
+_first = operator.itemgetter(0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _InsertPlan:
+    """What an insert of one set of columns needs besides the values: made once per set."""
+
+    #: Every column, in table order, and whether it is JSON (bound wrapped in Jsonb).
+    order: tuple[tuple[str, bool], ...]
+    #: The defaults of columns left out that are plain values, and those made per insert (callables).
+    constants: dict[str, Any]
+    callables: tuple[tuple[str, Callable[[], Any]], ...]
+    #: A one-row insert's bound values (all but the first column, which goes as unnest's array)
+    #: from the row as a dict, in one call; and which of them are JSON.
+    one_row_values: Callable[[dict[str, Any]], tuple[Any, ...]]
+    one_row_json: tuple[int, ...]
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(
-    model: type[models.Model], names: tuple[str, ...]
-) -> tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, Any], ...]]:
-    """The columns of an insert of `names`, in table order, each with whether it is JSON; and the
-    default of each column left out (`Field.get_default`, called per insert: some are callables)."""
+def _plan(model: type[models.Model], names: tuple[str, ...]) -> _InsertPlan:
     fields = _fields_cached(model, names)
     order = tuple((f.attname, isinstance(f, models.JSONField)) for f in fields)
-    return order, tuple((f.attname, f.get_default) for f in fields if f.attname not in names)
+    left_out = [f for f in fields if f.attname not in names]
+    made = [f for f in left_out if f.has_default() and callable(f.default)]  # `default=uuid4`, `dict`...
+    rest = [name for name, _ in order[1:]]
+    return _InsertPlan(
+        order=order,
+        constants={f.attname: f.get_default() for f in left_out if f not in made},
+        callables=tuple((f.attname, f.get_default) for f in made),
+        one_row_values=operator.itemgetter(*rest) if len(rest) > 1 else lambda row: tuple(row[n] for n in rest),
+        one_row_json=tuple(i for i, (_, is_json) in enumerate(order[1:]) if is_json),
+    )
 
 
 @functools.lru_cache(maxsize=256)

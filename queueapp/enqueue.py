@@ -183,6 +183,14 @@ def jobs_insert(jobs: Sequence[NewJob], *, actor_id: uuid.UUID | None = None) ->
     ]
     counts = Counter((j.queue, j.function, j.state) for j in jobs)
     background = _BACKGROUND.get()
+    if not conn.in_atomic_block and conn.get_autocommit():  # committed already: hand on now
+        if pushes:
+            try:
+                (PUSHER.submit if background else push)(pushes)
+            except Exception:  # as on_commit(robust=True) would: the job is written; the relay pushes it
+                logger.exception("push of %d job(s) failed; the relay will push them", len(pushes))
+        _count(counts)
+        return
     if conn.in_atomic_block and not conn.savepoint_ids:
         _AfterCommit.of_transaction().add(pushes, counts, background)
         return

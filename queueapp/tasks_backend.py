@@ -396,7 +396,7 @@ class HQBackend(HQTaskBackend):
             raise InvalidTask(exc.message) from exc
         if not created:  # an idempotency key's replay: the first job, as it is now
             return task_result_of(job, task)
-        result = task_result_of(job, task, events=[])
+        result = self.task_result(task, _job_fields(job), [])  # a new job: no events to read
         # Enqueued means committed: nothing fires for a job the caller's rollback took away.
         transaction.on_commit(functools.partial(task_enqueued.send, type(self), task_result=result))
         return result
