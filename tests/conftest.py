@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from rest_framework.test import APIClient
@@ -17,6 +18,9 @@ from rest_framework.test import APIClient
 from hq import redis as hq_redis
 from tests import factories
 from tests.loopback import Loopback
+
+if TYPE_CHECKING:
+    from tests.chaos.servers import RedisServer
 
 
 @pytest.fixture(autouse=True)
@@ -196,3 +200,23 @@ def msteams(settings, loopback) -> Iterator[Loopback]:
     teams.token_cache_clear()
     yield loopback
     teams.token_cache_clear()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, on this xdist worker's db. A subprocess worker reaches it
+    only through HQ_TEST_REDIS_BASE (hq.test_settings sets REDIS_URL from it, over the env's). For
+    tests that stop, restart or pause Redis: the shared server serves the other xdist worker too."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    from tests.chaos.servers import RedisServer
+
+    server = RedisServer()
+    server.start()
+    db = settings.REDIS_URL.rsplit("/", 1)[1]
+    with override_settings(REDIS_URL=f"{server.base}/{db}"):
+        hq_redis.reset()
+        yield server
+    server.stop()
+    hq_redis.reset()

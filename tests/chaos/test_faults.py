@@ -12,10 +12,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.db.models import Count
-from django.test import override_settings
 
 from hq import clock, messaging
 from hq import redis as hq_redis
@@ -25,25 +23,10 @@ from queueapp.models import Job, JobEvent, KeyLimit, LimitGate, Worker
 from schedules import services as schedule_services
 from schedules import triggers
 from schedules.models import Schedule, ScheduleFire
-from tests.chaos.servers import RedisServer
 from tests.conftest import wait_for
 from tests.queueapp.test_limits import RunningSampler
 
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def private_redis():
-    """A redis-server of the test's own, on this xdist worker's db. A subprocess worker reaches it
-    only through HQ_TEST_REDIS_BASE (hq.test_settings sets REDIS_URL from it, over the env's)."""
-    server = RedisServer()
-    server.start()
-    db = settings.REDIS_URL.rsplit("/", 1)[1]
-    with override_settings(REDIS_URL=f"{server.base}/{db}"):
-        hq_redis.reset()
-        yield server
-    server.stop()
-    hq_redis.reset()
 
 
 def submit(api, caller, **body):

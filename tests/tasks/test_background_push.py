@@ -23,7 +23,9 @@ from queueapp.models import Job
 from tests.conftest import ROOT
 from tests.plugin import tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Every test here runs on a redis-server of its own: CLIENT PAUSE holds the whole server's writes,
+# those of the other xdist worker's tests too.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("private_redis")]
 
 
 @contextmanager
@@ -140,8 +142,13 @@ print(first.id, second.id, transport.queue_length("default"))
 """
 
 
-def test_a_process_that_exits_right_after_enqueue__makes_its_push_first(tasks_admin, worker_env):
-    env = {**worker_env, "HQ_TASKS_WORKSPACE": tasks_admin.workspace.slug, "HQ_REDIS_TIMEOUT_S": "10"}
+def test_a_process_that_exits_right_after_enqueue__makes_its_push_first(tasks_admin, worker_env, private_redis):
+    env = {
+        **worker_env,
+        "HQ_TASKS_WORKSPACE": tasks_admin.workspace.slug,
+        "HQ_REDIS_TIMEOUT_S": "10",
+        "HQ_TEST_REDIS_BASE": private_redis.base,
+    }
     out = subprocess.run(
         [sys.executable, "-c", EXIT_RIGHT_AFTER_ENQUEUE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
