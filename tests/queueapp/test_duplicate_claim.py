@@ -8,9 +8,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from arq.connections import RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
-from django.conf import settings
 
 from hq import clock
 from hq import redis as hq_redis
@@ -18,6 +16,7 @@ from queueapp import services, transport
 from queueapp.models import Job
 from queueapp.runtime import run_sync
 from tests.plugin.hq_plugin import runs
+from tests.queueapp.worker_parts import one_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,26 +30,12 @@ def submit(api, caller, **body):
 def test_an_attempt_claimed_twice_by_one_worker_stays_in_flight_and_frees_its_slot_once(api, member):
     """While its body runs, the attempt is in the worker's heartbeat (else the reaper takes it for
     lost and runs the job again), and once it ends every slot of the worker is free again."""
-    from queueapp import store as stores
-    from queueapp.worker import HQWorker, Runtime
-
     job_id = submit(api, member, function="tests.sleep", args={"seconds": 4})
     arq_id = transport.arq_job_id(job_id, 1)
     # Pushed longer ago than the relay's grace: its next check of old pushes reclaims it.
     Job.objects.filter(pk=job_id).update(dispatched_at=clock.now() - timedelta(hours=1))
 
-    loop = asyncio.new_event_loop()
-    st = stores.for_database()
-    loop.run_until_complete(st.open())
-    runtime = Runtime(st, ["default"], concurrency=20)
-
-    async def make() -> HQWorker:
-        pool = await create_pool(RedisSettings.from_dsn(settings.REDIS_URL))
-        return HQWorker(runtime, "default", redis_pool=pool)
-
-    w = loop.run_until_complete(make())
-    runtime.workers = [w]
-    try:
+    with one_worker(concurrency=20) as (loop, st, runtime, w):
         loop.run_until_complete(w.claim_fairly())  # the first delivery; its START is not yet sent
         assert list(w.tasks) == [arq_id]
         # The relay's pass of old pushes, between this worker's claim and its START.
@@ -83,15 +68,3 @@ def test_an_attempt_claimed_twice_by_one_worker_stays_in_flight_and_frees_its_sl
         loop.run_until_complete(w.close())  # awaits its tasks: every attempt's end is accounted for
         assert runs(job_id) == 1
         assert (w.job_counter, dict(w.lane_running), w.ending) == (0, {}, 0), "every slot is free again"
-    finally:
-        runtime.stopping.set()
-        # What a failed assertion left running (not the pools' own tasks).
-        left = {t for t in asyncio.all_tasks(loop) if t.get_coro().__qualname__.startswith("HQWorker.")}
-        for task in left:
-            task.cancel()
-        if left:
-            loop.run_until_complete(asyncio.wait(left))
-        if w._pool is not None:
-            loop.run_until_complete(w.pool.close(close_connection_pool=True))
-        loop.run_until_complete(st.close())
-        loop.close()

@@ -7,17 +7,14 @@ race takes."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from arq.connections import RedisSettings, create_pool
 from arq.constants import job_key_prefix
-from django.conf import settings
 
 from hq import redis as hq_redis
 from queueapp import limits, transport
 from queueapp.models import Job, KeyLimit
 from queueapp.store import Held, Outcome, Started
+from tests.queueapp.worker_parts import one_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,9 +26,6 @@ def submit(api, caller, **body):
 
 
 def test_a_job_woken_before_its_holder_forgets_it_is_pushed_again(api, member):
-    from queueapp import store as stores
-    from queueapp.worker import HQWorker, Runtime
-
     limits.key_limit_save(KeyLimit(pattern="race:*", concurrency=1))
     first = submit(api, member, function="hq.echo", concurrency_key="race:1")
     second = submit(api, member, function="hq.echo", concurrency_key="race:1")
@@ -39,19 +33,7 @@ def test_a_job_woken_before_its_holder_forgets_it_is_pushed_again(api, member):
     client = hq_redis.client()
     assert client.exists(job_key_prefix + arq_id)  # pushed on submit: ARQ holds the attempt
 
-    loop = asyncio.new_event_loop()
-    st = stores.for_database()
-    loop.run_until_complete(st.open())
-    runtime = Runtime(st, ["default"], concurrency=4)
-
-    async def make() -> HQWorker:
-        pool = await create_pool(RedisSettings.from_dsn(settings.REDIS_URL))
-        return HQWorker(runtime, "default", redis_pool=pool)
-
-    w = loop.run_until_complete(make())
-    runtime.workers = [w]
-    runtime.redis = w.pool
-    try:
+    with one_worker(concurrency=4) as (loop, st, runtime, w):
         started = loop.run_until_complete(st.start(first, 1, runtime.worker_id))
         assert isinstance(started, Started)
         held = loop.run_until_complete(st.start(second, 1, runtime.worker_id))
@@ -66,8 +48,3 @@ def test_a_job_woken_before_its_holder_forgets_it_is_pushed_again(api, member):
         loop.run_until_complete(w.finished_ids.idle())
         assert client.exists(job_key_prefix + arq_id), "woken, yet in no queue: the relay's grace would find it"
         assert client.zscore(transport.queue_key("default"), arq_id) is not None
-    finally:
-        runtime.stopping.set()
-        loop.run_until_complete(w.pool.close(close_connection_pool=True))
-        loop.run_until_complete(st.close())
-        loop.close()
