@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from tests.chaos.servers import RedisServer
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `minutes` first: xdist hands out tests in this order, so one worker runs the
+    long one from the start while the other goes through the rest (last, it ran alone at the end)."""
+    items.sort(key=lambda item: item.get_closest_marker("minutes") is None)
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis():
     """Flush this worker's Redis db (never db 0) around each test; pushes the pusher thread still

@@ -20,7 +20,7 @@ from queueapp.models import Job, JobEvent, KeyLimit, LimitGate, Worker
 from tests.conftest import wait_for
 from tests.plugin.hq_plugin import keyed_inside
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.minutes]
 
 KEY = "minute:1"
 JOBS = 165  # ~2 min 45 s of starts at one a second, plus the attempt the kill loses
