@@ -361,3 +361,26 @@ def test_the_waiting_tiles_list_has_every_job_the_tile_counted(member):
     for link in links:
         listed = ops.get(link.replace("&amp;", "&")).context["cl"].result_list
         assert len(listed) == 1, link
+
+
+def test_the_owner_and_workspace_filters_list_a_bounded_number_of_choices(member, monkeypatch):
+    from queueapp.admin import ScopeRelatedFilter
+
+    monkeypatch.setattr(ScopeRelatedFilter, "CHOICES_MAX", 3)
+    for _ in range(4):
+        factories.workspace()
+    ops = client_for(staff(superuser=True))
+    resp = ops.get("/admin/queueapp/job/")
+    assert resp.status_code == 200
+    filters = {spec.title: spec for spec in resp.context["cl"].filter_specs}
+    workspace = filters["workspace (the first 3)"]
+    assert len(workspace.lookup_choices) == 3
+    # A workspace past the first three still filters from the querystring.
+    from hq.models import Workspace
+
+    past = Workspace.objects.exclude(pk__in=[pk for pk, _ in workspace.lookup_choices]).first()
+    helpers.job(past, clock.now(), state="queued")
+    helpers.job(member.workspace, clock.now(), state="queued")
+    resp = ops.get("/admin/queueapp/job/", {"workspace__id__exact": str(past.pk)})
+    assert resp.status_code == 200
+    assert [j.workspace_id for j in resp.context["cl"].result_list] == [past.pk]
