@@ -48,8 +48,10 @@ async def flaky(ctx: JobContext) -> dict:
 
 @job_function("tests.sleep", max_tries=1, retry_backoff=0, timeout=60)
 async def sleep(ctx: JobContext) -> dict:
-    """Sleep `seconds` on the first attempt only (`first_only`), else always."""
-    _count(ctx)
+    """Sleep `seconds` on the first attempt only (`first_only`), else always. `uncounted` skips the
+    count in Redis (for a test that stops Redis under running bodies)."""
+    if not ctx.args.get("uncounted"):
+        _count(ctx)
     if not ctx.args.get("first_only") or ctx.attempt == 1:
         await asyncio.sleep(float(ctx.args.get("seconds", 1)))
     return {"attempt": ctx.attempt}
